@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what wsagent needs to build, run and test, from Debian 12 packages only.
+# Idempotent: packages already present are not touched, and apt is not called at all
+# when nothing is missing. Needs root (or sudo) only when something must be installed.
+#
+#   scripts/install-deps.sh          build + run dependencies
+#   scripts/install-deps.sh --test   also the independent test clients
+set -euo pipefail
+
+build_pkgs=(
+  g++ cmake ninja-build ccache pkg-config make
+  libboost1.81-dev libsimdjson-dev libssl-dev libspdlog-dev libfmt-dev
+  libcli11-dev libtomlplusplus-dev libhiredis-dev libsqlite3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+test_pkgs=(
+  python3 python3-websockets python3-pytest
+)
+
+want=("${build_pkgs[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

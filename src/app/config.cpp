@@ -1,0 +1,942 @@
+#include "app/config.hpp"
+
+#include <arpa/inet.h>
+
+// GCC 12 at -O1/-O2 reports a "potential null pointer dereference" inside CLI11's
+// CLI::detail::split (a false positive in std::vector's reallocation).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <CLI/CLI.hpp>
+#pragma GCC diagnostic pop
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace wsagent::app {
+namespace {
+
+// --- the schema: every scalar key, once ---
+
+enum class value_kind { string, integer, boolean };
+
+using string_field = std::string& (*)(config&);
+using int_field = int& (*)(config&);
+using bool_field = bool& (*)(config&);
+// Returns what is wrong with a string value, or "" when it is fine.
+using string_check = std::string (*)(std::string_view);
+
+struct key_spec {
+  std::string_view name;  // dotted: "server.listen"
+  value_kind kind = value_kind::string;
+  std::string_view doc;
+  string_field str = nullptr;
+  int_field num = nullptr;
+  bool_field flag = nullptr;
+  std::int64_t min = 0;  // integers
+  std::int64_t max = 0;
+  std::vector<std::string_view> choices;  // strings: the allowed values (empty: any)
+  string_check check = nullptr;           // strings: further validation
+  std::string_view type_name;             // for --help
+};
+
+std::string check_listen(std::string_view listen);
+
+key_spec string_key(std::string_view name, string_field field, std::string_view doc,
+                    std::vector<std::string_view> choices = {}, string_check check = nullptr,
+                    std::string_view type_name = "TEXT") {
+  key_spec k;
+  k.name = name;
+  k.kind = value_kind::string;
+  k.doc = doc;
+  k.str = field;
+  k.choices = std::move(choices);
+  k.check = check;
+  k.type_name = type_name;
+  return k;
+}
+
+key_spec int_key(std::string_view name, int_field field, std::string_view doc, std::int64_t min,
+                 std::int64_t max) {
+  key_spec k;
+  k.name = name;
+  k.kind = value_kind::integer;
+  k.doc = doc;
+  k.num = field;
+  k.min = min;
+  k.max = max;
+  k.type_name = "INT";
+  return k;
+}
+
+key_spec bool_key(std::string_view name, bool_field field, std::string_view doc) {
+  key_spec k;
+  k.name = name;
+  k.kind = value_kind::boolean;
+  k.doc = doc;
+  k.flag = field;
+  k.type_name = "BOOL";
+  return k;
+}
+
+constexpr std::int64_t max_count = 1'000'000;
+constexpr std::int64_t max_ms = 86'400'000;  // one day
+constexpr std::int64_t max_message_bytes = 64 * 1024 * 1024;
+
+const std::vector<key_spec>& schema() {
+  static const std::vector<key_spec> keys = {
+      // [server]
+      string_key(
+          "server.listen", [](config& c) -> std::string& { return c.server.listen; },
+          "address and port to listen on: IPv4:port, localhost:port or [IPv6]:port", {},
+          check_listen, "HOST:PORT"),
+      int_key(
+          "server.threads", [](config& c) -> int& { return c.server.threads; },
+          "I/O threads; 0 = one per CPU core", 0, 256),
+      bool_key(
+          "server.allow_anonymous", [](config& c) -> bool& { return c.server.allow_anonymous; },
+          "allow running without tokens on a non-loopback address (anyone may connect)"),
+      bool_key(
+          "server.diagnostics", [](config& c) -> bool& { return c.server.diagnostics; },
+          "enable the /echo WebSocket endpoint"),
+      int_key(
+          "server.shutdown_timeout_ms",
+          [](config& c) -> int& { return c.server.shutdown_timeout_ms; },
+          "on SIGTERM/SIGINT, how long connections get to close before they are cut (ms)", 1,
+          max_ms),
+      // [limits]
+      int_key(
+          "limits.max_connections", [](config& c) -> int& { return c.limits.max_connections; },
+          "connections in all; more are refused with HTTP 503", 1, max_count),
+      int_key(
+          "limits.max_connections_per_ip",
+          [](config& c) -> int& { return c.limits.max_connections_per_ip; },
+          "connections from one IP address; more are refused with HTTP 503", 1, max_count),
+      int_key(
+          "limits.max_message_size", [](config& c) -> int& { return c.limits.max_message_size; },
+          "largest WebSocket message accepted (bytes, at most 64 MiB)", 1, max_message_bytes),
+      int_key(
+          "limits.max_subscriptions", [](config& c) -> int& { return c.limits.max_subscriptions; },
+          "subscriptions per client", 1, max_count),
+      int_key(
+          "limits.max_tag_length", [](config& c) -> int& { return c.limits.max_tag_length; },
+          "longest tag or filter (bytes)", 1, 65535),
+      int_key(
+          "limits.max_tag_depth", [](config& c) -> int& { return c.limits.max_tag_depth; },
+          "most levels in a tag or filter", 1, 1024),
+      int_key(
+          "limits.outbound_queue", [](config& c) -> int& { return c.limits.outbound_queue; },
+          "messages queued for sending per connection", 1, max_count),
+      int_key(
+          "limits.slow_consumer_timeout_ms",
+          [](config& c) -> int& { return c.limits.slow_consumer_timeout_ms; },
+          "a connection whose queue stays full this long is closed with 4008 (ms)", 1, max_ms),
+      int_key(
+          "limits.max_protocol_errors",
+          [](config& c) -> int& { return c.limits.max_protocol_errors; },
+          "error frames sent to one connection before it is closed with 4400", 1, max_count),
+      int_key(
+          "limits.max_batch", [](config& c) -> int& { return c.limits.max_batch; },
+          "messages in one batch frame", 1, 100'000),
+      // [heartbeat]
+      int_key(
+          "heartbeat.ping_interval_ms",
+          [](config& c) -> int& { return c.heartbeat.ping_interval_ms; },
+          "how often the agent pings each connection (ms, at least 100)", 100, max_ms),
+      int_key(
+          "heartbeat.idle_timeout_ms",
+          [](config& c) -> int& { return c.heartbeat.idle_timeout_ms; },
+          "a connection silent this long (not even a pong) is closed (ms)", 1, max_ms),
+      int_key(
+          "heartbeat.auth_timeout_ms",
+          [](config& c) -> int& { return c.heartbeat.auth_timeout_ms; },
+          "time a new connection has to upgrade and authenticate; then it is closed with 4401 (ms)",
+          1, max_ms),
+      // [log]
+      string_key(
+          "log.level", [](config& c) -> std::string& { return c.log.level; },
+          "least severe level logged: trace, debug, info, warn, error or off",
+          {"trace", "debug", "info", "warn", "error", "off"}, nullptr, "LEVEL"),
+      string_key(
+          "log.format", [](config& c) -> std::string& { return c.log.format; },
+          "log line format: text or json", {"text", "json"}, nullptr, "FORMAT"),
+      string_key(
+          "log.file", [](config& c) -> std::string& { return c.log.file; },
+          "log to this file instead of stderr (\"\" = stderr)", {}, nullptr, "PATH"),
+      string_key(
+          "log.audit_file", [](config& c) -> std::string& { return c.log.audit_file; },
+          "write audit events (JSON lines) to this file (\"\" = the main log)", {}, nullptr,
+          "PATH"),
+      // [auth] (tokens and roles are tables, read by the auth loader below)
+      string_key(
+          "auth.tokens_file", [](config& c) -> std::string& { return c.auth.tokens_file; },
+          "TOML file with [[tokens]] and [roles.*]; re-read on SIGHUP", {}, nullptr, "PATH"),
+  };
+  return keys;
+}
+
+const key_spec* find_key(std::string_view name) {
+  for (const auto& k : schema())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+std::string env_name(std::string_view key) {
+  std::string out = "WSAGENT_";
+  for (char ch : key)
+    out.push_back(ch == '.' ? '_'
+                            : static_cast<char>(std::toupper(static_cast<unsigned char>(ch))));
+  return out;
+}
+
+// Sections that hold scalar keys, in schema order ("server", "limits", ...).
+std::vector<std::string> sections() {
+  std::vector<std::string> out;
+  for (const auto& k : schema()) {
+    std::string s(k.name.substr(0, k.name.find('.')));
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+std::string default_text(const key_spec& k) {
+  config defaults;
+  switch (k.kind) {
+    case value_kind::string:
+      return "\"" + k.str(defaults) + "\"";
+    case value_kind::integer:
+      return std::to_string(k.num(defaults));
+    case value_kind::boolean:
+      return k.flag(defaults) ? "true" : "false";
+  }
+  return {};
+}
+
+// --- values ---
+
+using scalar = std::variant<std::string, std::int64_t, bool>;
+
+std::string in_quotes(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
+
+std::string join(const std::vector<std::string_view>& items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += i + 1 == items.size() ? " or " : ", ";
+    out += items[i];
+  }
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& ch : out)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+std::string check_listen(std::string_view listen) {
+  const std::string expected =
+      "expected host:port with an IPv4 address, localhost or [IPv6] as host, got " +
+      in_quotes(listen);
+  auto colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return expected;
+  std::string_view host = listen.substr(0, colon);
+  std::string_view port = listen.substr(colon + 1);
+  if (!all_digits(port) || port.size() > 5) return expected;
+  int port_number = 0;
+  std::from_chars(port.data(), port.data() + port.size(), port_number);
+  if (port_number > 65535) return "port must be between 0 and 65535, got " + in_quotes(listen);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    std::string v6(host.substr(1, host.size() - 2));
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, v6.c_str(), &a6) != 1) return in_quotes(v6) + " is not an IPv6 address";
+    return {};
+  }
+  if (host.find(':') != std::string_view::npos)
+    return "an IPv6 address must be in brackets, e.g. [::1]:8080, got " + in_quotes(listen);
+  if (host == "localhost") return {};
+  std::string v4(host);
+  in_addr a4{};
+  if (inet_pton(AF_INET, v4.c_str(), &a4) != 1) return expected;
+  return {};
+}
+
+// Parses the text of an environment variable or a flag.
+bool parse_text(const key_spec& k, std::string_view text, scalar& out, std::string& problem) {
+  switch (k.kind) {
+    case value_kind::string:
+      out = std::string(text);
+      return true;
+    case value_kind::integer: {
+      std::string_view digits = text;
+      if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
+      std::int64_t n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      bool whole = !digits.empty() && end == digits.data() + digits.size();
+      if (!whole || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+        problem = "expected an integer, got " + in_quotes(text);
+        return false;
+      }
+      if (ec == std::errc::result_out_of_range) {
+        problem = "must be between " + std::to_string(k.min) + " and " + std::to_string(k.max) +
+                  ", got " + std::string(text);
+        return false;
+      }
+      out = n;
+      return true;
+    }
+    case value_kind::boolean: {
+      auto t = lower(text);
+      if (t == "true" || t == "1" || t == "yes" || t == "on") {
+        out = true;
+        return true;
+      }
+      if (t == "false" || t == "0" || t == "no" || t == "off") {
+        out = false;
+        return true;
+      }
+      problem = "expected true/false (or 1/0, yes/no, on/off), got " + in_quotes(text);
+      return false;
+    }
+  }
+  return false;
+}
+
+std::string type_of(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+bool parse_node(const key_spec& k, const toml::node& n, scalar& out, std::string& problem) {
+  switch (k.kind) {
+    case value_kind::string:
+      if (auto* s = n.as_string()) {
+        out = s->get();
+        return true;
+      }
+      problem = "expected a string, got " + type_of(n);
+      return false;
+    case value_kind::integer:
+      if (auto* i = n.as_integer()) {
+        out = i->get();
+        return true;
+      }
+      problem = "expected an integer, got " + type_of(n);
+      return false;
+    case value_kind::boolean:
+      if (auto* b = n.as_boolean()) {
+        out = b->get();
+        return true;
+      }
+      problem = "expected true or false, got " + type_of(n);
+      return false;
+  }
+  return false;
+}
+
+// Validates `v` against the key's rules and stores it; returns the problem or "".
+std::string store(const key_spec& k, const scalar& v, config& c) {
+  switch (k.kind) {
+    case value_kind::string: {
+      const auto& s = std::get<std::string>(v);
+      if (!k.choices.empty() && std::find(k.choices.begin(), k.choices.end(), s) == k.choices.end())
+        return "must be one of " + join(k.choices) + ", got " + in_quotes(s);
+      if (k.check)
+        if (auto problem = k.check(s); !problem.empty()) return problem;
+      k.str(c) = s;
+      return {};
+    }
+    case value_kind::integer: {
+      auto n = std::get<std::int64_t>(v);
+      if (n < k.min) return "must be >= " + std::to_string(k.min) + ", got " + std::to_string(n);
+      if (n > k.max) return "must be <= " + std::to_string(k.max) + ", got " + std::to_string(n);
+      k.num(c) = static_cast<int>(n);
+      return {};
+    }
+    case value_kind::boolean:
+      k.flag(c) = std::get<bool>(v);
+      return {};
+  }
+  return {};
+}
+
+// --- suggestions for misspelt names ---
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(std::string_view got, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_distance = 3;  // suggest only close matches
+  for (const auto& c : candidates) {
+    auto d = edit_distance(lower(got), lower(c));
+    if (d < best_distance && d < std::max<std::size_t>(c.size() / 2, 1)) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best.empty() ? std::string() : " (did you mean " + in_quotes(best) + "?)";
+}
+
+// --- ACL patterns ---
+
+// What is wrong with an ACL pattern (a tag filter with %c and %u), or "".
+std::string check_pattern(std::string_view pattern) {
+  if (pattern.empty()) return "an empty pattern matches nothing";
+  if (pattern.find('\0') != std::string_view::npos) return "a pattern may not contain NUL";
+  std::string p;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '%' && i + 1 < pattern.size() &&
+        (pattern[i + 1] == 'c' || pattern[i + 1] == 'u')) {
+      p += "x";
+      ++i;
+    } else {
+      p.push_back(pattern[i]);
+    }
+  }
+  std::size_t start = 0;
+  while (true) {
+    auto slash = p.find('/', start);
+    std::string_view level = std::string_view(p).substr(
+        start, slash == std::string::npos ? std::string::npos : slash - start);
+    bool last = slash == std::string::npos;
+    if (level.find_first_of("+#") != std::string_view::npos) {
+      if (level.size() != 1) return in_quotes(pattern) + ": '+' and '#' must be a whole level";
+      if (level == "#" && !last) return in_quotes(pattern) + ": '#' must be the last level";
+    }
+    if (last) break;
+    start = slash + 1;
+  }
+  return {};
+}
+
+bool is_sha256_hex(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char ch) {
+           return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+         });
+}
+
+int line_of(const toml::node& n) {
+  return static_cast<int>(n.source().begin.line);
+}
+int line_of(const toml::key& k, const toml::node& n) {
+  auto line = static_cast<int>(k.source().begin.line);
+  return line > 0 ? line : line_of(n);
+}
+
+// --- the loader ---
+
+struct origin {
+  std::string source;
+  int line = 0;
+};
+
+struct located_token {
+  token_config token;
+  std::string source;
+  std::string key;  // "auth.tokens" or "tokens"
+};
+
+// toml++ keeps a table's keys in alphabetical order; errors found while walking one file
+// are put back in the order of their lines when this goes out of scope.
+class sorted_by_line {
+ public:
+  explicit sorted_by_line(std::vector<config_error>& errors)
+      : errors_(errors), first_(errors.size()) {}
+  ~sorted_by_line() {
+    std::stable_sort(errors_.begin() + static_cast<std::ptrdiff_t>(first_), errors_.end(),
+                     [](const config_error& a, const config_error& b) { return a.line < b.line; });
+  }
+  sorted_by_line(const sorted_by_line&) = delete;
+  sorted_by_line& operator=(const sorted_by_line&) = delete;
+
+ private:
+  std::vector<config_error>& errors_;
+  std::size_t first_;
+};
+
+class loader {
+ public:
+  explicit loader(config start) : cfg_(std::move(start)) {}
+
+  config& value() { return cfg_; }
+  std::vector<config_error>& errors() { return errors_; }
+
+  void error(const std::string& source, int line, std::string key, std::string message) {
+    errors_.push_back(config_error{source, line, std::move(key), std::move(message)});
+  }
+
+  // The main file. With auth_only, only [auth] is applied (and only it is checked).
+  void load_file(const std::string& path, bool auth_only) {
+    toml::table root;
+    if (!read_toml(path, root)) return;
+    sorted_by_line sorted(errors_);
+    auto known = sections();
+    for (auto&& [k, node] : root) {
+      std::string section(k.str());
+      bool is_known = std::find(known.begin(), known.end(), section) != known.end();
+      if (auth_only && section != "auth") continue;
+      if (!is_known) {
+        if (node.is_table())
+          error(path, line_of(k, node), section, "unknown section" + did_you_mean(section, known));
+        else
+          error(path, line_of(k, node), section,
+                "unknown key: keys belong in a section such as [server]");
+        continue;
+      }
+      auto* table = node.as_table();
+      if (!table) {
+        error(path, line_of(k, node), section,
+              "expected a table ([" + section + "]), got " + type_of(node));
+        continue;
+      }
+      for (auto&& [k2, node2] : *table) {
+        std::string name = section + "." + std::string(k2.str());
+        int line = line_of(k2, node2);
+        if (const auto* spec = find_key(name)) {
+          set_from_node(*spec, node2, path, line);
+        } else if (name == "auth.tokens") {
+          load_tokens(node2, path, line, "auth.tokens");
+        } else if (name == "auth.roles") {
+          load_roles(node2, path, line, "auth.roles");
+        } else {
+          std::vector<std::string> candidates;
+          for (const auto& spec2 : schema())
+            if (spec2.name.substr(0, section.size() + 1) == section + ".")
+              candidates.emplace_back(spec2.name.substr(section.size() + 1));
+          if (section == "auth") candidates.insert(candidates.end(), {"tokens", "roles"});
+          error(path, line, name, "unknown key" + did_you_mean(k2.str(), candidates));
+        }
+      }
+    }
+  }
+
+  void load_environment(const char* const* envp) {
+    if (!envp) return;
+    for (; *envp; ++envp) {
+      std::string_view entry(*envp);
+      if (entry.substr(0, 8) != "WSAGENT_") continue;
+      auto eq = entry.find('=');
+      if (eq == std::string_view::npos) continue;
+      std::string_view var = entry.substr(0, eq);
+      std::string_view text = entry.substr(eq + 1);
+      if (var == "WSAGENT_CONFIG" || var == "WSAGENT_BIN") continue;
+      bool key_like = var.size() > 8 && std::all_of(var.begin() + 8, var.end(), [](char ch) {
+                        return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+                      });
+      if (!key_like) continue;
+      const key_spec* spec = nullptr;
+      for (const auto& k : schema())
+        if (env_name(k.name) == var) spec = &k;
+      if (!spec) {
+        std::vector<std::string> candidates;
+        for (const auto& k : schema())
+          candidates.push_back(env_name(k.name));
+        error("environment", 0, std::string(var),
+              "unknown configuration variable" + did_you_mean(var, candidates));
+        continue;
+      }
+      set_from_text(*spec, text, "environment", std::string(var) + "=" + std::string(text));
+    }
+  }
+
+  void load_overrides(const config_overrides& overrides) {
+    for (const auto& [name, text] : overrides) {
+      const auto* spec = find_key(name);
+      if (!spec) {
+        error("command line", 0, name, "unknown configuration key");
+        continue;
+      }
+      set_from_text(*spec, text, "command line", "--" + name + "=" + text);
+    }
+  }
+
+  // Sets auth.tokens_file to `path` (already resolved) without re-checking it.
+  void use_tokens_file(const std::string& path) {
+    if (cfg_.auth.tokens_file != path) origins_.erase("auth.tokens_file");
+    cfg_.auth.tokens_file = path;
+  }
+
+  // The tokens file named by auth.tokens_file (already resolved), if any.
+  void load_tokens_file() {
+    const auto& path = cfg_.auth.tokens_file;
+    if (path.empty()) return;
+    toml::table root;
+    auto where = origins_.find("auth.tokens_file");
+    origin named_at = where != origins_.end() ? where->second : origin{};
+    if (!read_toml(path, root, &named_at)) return;
+    sorted_by_line sorted(errors_);
+    for (auto&& [k, node] : root) {
+      std::string name(k.str());
+      if (name == "tokens")
+        load_tokens(node, path, line_of(k, node), "tokens");
+      else if (name == "roles")
+        load_roles(node, path, line_of(k, node), "roles");
+      else
+        error(path, line_of(k, node), name,
+              "unknown key: a tokens file holds only [[tokens]] and [roles.<name>]" +
+                  did_you_mean(name, {"tokens", "roles"}));
+    }
+  }
+
+  // Checks that hold across files, then puts the tokens in place.
+  void finish_auth() {
+    std::map<std::string, const located_token*> seen;
+    for (const auto& t : tokens_) {
+      const auto& tc = t.token;
+      std::string id = tc.token.empty() ? "sha256:" + tc.token_sha256 : "plain:" + tc.token;
+      auto [it, fresh] = seen.emplace(id, &t);
+      if (!fresh)
+        error(t.source, tc.line, t.key,
+              "duplicate token (the same one is at " + it->second->source + ":" +
+                  std::to_string(it->second->token.line) + ")");
+      for (const auto& r : tc.roles)
+        if (!cfg_.auth.roles.count(r))
+          error(t.source, tc.line, t.key + ".roles", "no role " + in_quotes(r) + " is defined");
+    }
+    cfg_.auth.tokens.clear();
+    for (auto& t : tokens_)
+      cfg_.auth.tokens.push_back(std::move(t.token));
+  }
+
+ private:
+  bool read_toml(const std::string& path, toml::table& out, const origin* named_at = nullptr) {
+    std::error_code ec;
+    auto report = [&](const std::string& what) {
+      if (named_at && !named_at->source.empty())
+        error(named_at->source, named_at->line, "auth.tokens_file", in_quotes(path) + ": " + what);
+      else
+        error(path, 0, "", what);
+    };
+    if (std::filesystem::is_directory(path, ec)) {
+      report("is a directory, not a file");
+      return false;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      report(std::string("cannot read the file: ") + std::strerror(errno));
+      return false;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+      report("cannot read the file");
+      return false;
+    }
+    try {
+      out = toml::parse(std::string_view(text.str()), std::string_view(path));
+    } catch (const toml::parse_error& e) {
+      error(path, static_cast<int>(e.source().begin.line), "",
+            "TOML syntax error: " + std::string(e.description()));
+      return false;
+    }
+    return true;
+  }
+
+  void set_from_node(const key_spec& spec, const toml::node& node, const std::string& path,
+                     int line) {
+    scalar v;
+    std::string problem;
+    if (!parse_node(spec, node, v, problem)) {
+      error(path, line, std::string(spec.name), problem);
+      return;
+    }
+    // A tokens file named in the config file is relative to that file's directory.
+    if (spec.name == "auth.tokens_file") {
+      auto& s = std::get<std::string>(v);
+      if (!s.empty()) {
+        std::filesystem::path p(s);
+        auto dir = std::filesystem::path(path).parent_path();
+        if (p.is_relative() && !dir.empty()) s = (dir / p).lexically_normal().string();
+      }
+    }
+    if (auto bad = store(spec, v, cfg_); !bad.empty()) {
+      error(path, line, std::string(spec.name), bad);
+      return;
+    }
+    origins_[std::string(spec.name)] = origin{path, line};
+  }
+
+  void set_from_text(const key_spec& spec, std::string_view text, const std::string& source,
+                     const std::string& given) {
+    scalar v;
+    std::string problem;
+    if (!parse_text(spec, text, v, problem) || !(problem = store(spec, v, cfg_)).empty()) {
+      error(source, 0, std::string(spec.name), given + ": " + problem);
+      return;
+    }
+    origins_[std::string(spec.name)] = origin{source, 0};
+  }
+
+  bool string_array(const toml::node& node, const std::string& path, int line,
+                    const std::string& key, std::vector<std::string>& out) {
+    auto* array = node.as_array();
+    if (!array) {
+      error(path, line, key, "expected an array of strings, got " + type_of(node));
+      return false;
+    }
+    bool ok = true;
+    for (const auto& item : *array) {
+      if (auto* s = item.as_string()) {
+        out.push_back(s->get());
+      } else {
+        int item_line = line_of(item);
+        error(path, item_line > 0 ? item_line : line, key,
+              "expected an array of strings, found " + type_of(item));
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  void load_tokens(const toml::node& node, const std::string& path, int line,
+                   const std::string& key) {
+    auto* array = node.as_array();
+    if (!array) {
+      error(path, line, key,
+            "expected an array of tables ([[" + key + "]] entries), got " + type_of(node));
+      return;
+    }
+    for (const auto& entry : *array) {
+      int entry_line = line_of(entry) > 0 ? line_of(entry) : line;
+      auto* table = entry.as_table();
+      if (!table) {
+        error(path, entry_line, key,
+              "expected a table ([[" + key + "]] entry), got " + type_of(entry));
+        continue;
+      }
+      located_token t{token_config{}, path, key};
+      t.token.line = entry_line;
+      bool has_token = false;
+      bool has_sha256 = false;
+      bool ok = true;
+      for (auto&& [k, v] : *table) {
+        std::string name(k.str());
+        std::string full = key + "." + name;
+        int kl = line_of(k, v);
+        auto text = [&](std::string& out) {
+          if (auto* s = v.as_string()) {
+            out = s->get();
+            return true;
+          }
+          error(path, kl, full, "expected a string, got " + type_of(v));
+          ok = false;
+          return false;
+        };
+        if (name == "token") {
+          has_token = true;
+          if (text(t.token.token) && t.token.token.empty()) {
+            error(path, kl, full, "must not be empty");
+            ok = false;
+          }
+        } else if (name == "token_sha256") {
+          has_sha256 = true;
+          if (text(t.token.token_sha256) && !is_sha256_hex(t.token.token_sha256)) {
+            error(path, kl, full, "must be a SHA-256 digest: 64 lowercase hexadecimal characters");
+            ok = false;
+          }
+        } else if (name == "identity") {
+          text(t.token.identity);
+        } else if (name == "user") {
+          text(t.token.user);
+        } else if (name == "roles") {
+          if (!string_array(v, path, kl, full, t.token.roles)) ok = false;
+        } else {
+          error(path, kl, full,
+                "unknown key" +
+                    did_you_mean(name, {"token", "token_sha256", "identity", "user", "roles"}));
+          ok = false;
+        }
+      }
+      if (has_token && has_sha256) {
+        error(path, entry_line, key, "give either token or token_sha256, not both");
+        ok = false;
+      } else if (!has_token && !has_sha256) {
+        error(path, entry_line, key, "needs a token or a token_sha256");
+        ok = false;
+      }
+      if (ok) tokens_.push_back(std::move(t));  // a broken entry is left out of the checks
+    }
+  }
+
+  void load_roles(const toml::node& node, const std::string& path, int line,
+                  const std::string& key) {
+    auto* table = node.as_table();
+    if (!table) {
+      error(path, line, key,
+            "expected a table of roles ([" + key + ".<name>]), got " + type_of(node));
+      return;
+    }
+    for (auto&& [k, v] : *table) {
+      std::string name(k.str());
+      std::string full = key + "." + name;
+      int role_line = line_of(k, v);
+      auto* role = v.as_table();
+      if (!role) {
+        error(path, role_line, full, "expected a table ([" + full + "]), got " + type_of(v));
+        continue;
+      }
+      role_config rc;
+      for (auto&& [k2, v2] : *role) {
+        std::string field(k2.str());
+        std::string field_key = full + "." + field;
+        int field_line = line_of(k2, v2);
+        std::vector<std::string>* target = field == "publish"     ? &rc.publish
+                                           : field == "subscribe" ? &rc.subscribe
+                                                                  : nullptr;
+        if (!target) {
+          error(path, field_line, field_key,
+                "unknown key" + did_you_mean(field, {"publish", "subscribe"}));
+          continue;
+        }
+        string_array(v2, path, field_line, field_key, *target);
+        for (const auto& pattern : *target)
+          if (auto bad = check_pattern(pattern); !bad.empty())
+            error(path, field_line, field_key, bad);
+      }
+      if (auto it = role_origins_.find(name); it != role_origins_.end()) {
+        error(path, role_line, full,
+              "role " + in_quotes(name) + " is defined twice (also at " + it->second.source + ":" +
+                  std::to_string(it->second.line) + ")");
+        continue;
+      }
+      role_origins_[name] = origin{path, role_line};
+      cfg_.auth.roles[name] = std::move(rc);
+    }
+  }
+
+  config cfg_;
+  std::vector<config_error> errors_;
+  std::vector<located_token> tokens_;
+  std::map<std::string, origin> role_origins_;
+  std::map<std::string, origin> origins_;  // scalar key -> where it was last set
+};
+
+}  // namespace
+
+std::string config_error::to_string() const {
+  std::string out = source;
+  if (line > 0) out += ":" + std::to_string(line);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+void add_config_flags(CLI::App& app, config_overrides& out) {
+  for (const auto& spec : schema()) {
+    std::string name(spec.name);
+    bool is_bool = spec.kind == value_kind::boolean;
+    std::string help = std::string(spec.doc) + " [default: " + default_text(spec) +
+                       ", env: " + env_name(spec.name) + "]";
+    auto* option = app.add_option_function<std::string>(
+        "--" + name,
+        [&out, name, is_bool](const std::string& text) {
+          // A bare boolean flag (`--server.diagnostics`) means true.
+          out[name] = is_bool && text.empty() ? "true" : text;
+        },
+        help);
+    option->group("Configuration");
+    option->type_name(std::string(spec.type_name));
+    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    if (is_bool) option->expected(0, 1);
+  }
+}
+
+config_result load_config(const std::string& path, const char* const* envp,
+                          const config_overrides& overrides) {
+  config_result result;
+  try {
+    loader l{config{}};
+    if (!path.empty()) l.load_file(path, false);
+    l.load_environment(envp);
+    l.load_overrides(overrides);
+    l.load_tokens_file();
+    l.finish_auth();
+    result.value = std::move(l.value());
+    result.errors = std::move(l.errors());
+    // Files first, then the environment, then the command line.
+    auto rank = [](const config_error& e) {
+      return e.source == "command line" ? 2 : e.source == "environment" ? 1 : 0;
+    };
+    std::stable_sort(
+        result.errors.begin(), result.errors.end(),
+        [&](const config_error& a, const config_error& b) { return rank(a) < rank(b); });
+  } catch (const std::exception& e) {
+    result.errors.push_back(config_error{path.empty() ? "configuration" : path, 0, "", e.what()});
+  }
+  return result;
+}
+
+config_result reload_auth(const std::string& path, const config& current) {
+  config_result result;
+  result.value = current;
+  try {
+    // Start from the current configuration without its tokens and roles. The tokens file
+    // stays the one in effect (it may have come from the environment or a flag).
+    config start = current;
+    start.auth.tokens.clear();
+    start.auth.roles.clear();
+    loader l{start};
+    if (!path.empty()) l.load_file(path, true);
+    l.use_tokens_file(current.auth.tokens_file);
+    l.load_tokens_file();
+    l.finish_auth();
+    result.value.auth = std::move(l.value().auth);
+    result.errors = std::move(l.errors());
+  } catch (const std::exception& e) {
+    result.errors.push_back(config_error{path.empty() ? "configuration" : path, 0, "", e.what()});
+  }
+  return result;
+}
+
+}  // namespace wsagent::app

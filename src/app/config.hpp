@@ -1,0 +1,112 @@
+#pragma once
+// The agent's configuration: one plain struct, filled from (lowest to highest precedence)
+// built-in defaults, a TOML file, WSAGENT_* environment variables and command-line flags.
+//
+// Every scalar key is described once in the schema table in config.cpp; the TOML loader,
+// the environment and the flags are all driven by that table, so no key can be settable in
+// one place and not in another. Loading collects every error (file, line, key, what is
+// wrong) instead of stopping at the first, for `wsagent serve --check-config`.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace wsagent::app {
+
+struct role_config {
+  std::vector<std::string> publish;    // tag filters, with %c (client id) and %u (user)
+  std::vector<std::string> subscribe;  // tag filters, with %c and %u
+};
+
+struct token_config {
+  std::string token;         // the secret itself, or
+  std::string token_sha256;  // its SHA-256, lowercase hex (preferred in files)
+  std::string identity;      // client id this token stands for ("" = client chooses)
+  std::string user;          // %u in ACL patterns ("" = identity)
+  std::vector<std::string> roles;
+  int line = 0;  // where it was declared, for messages
+};
+
+struct auth_config {
+  std::string tokens_file;  // a TOML file with [[tokens]] and [roles.*]; reloaded on SIGHUP
+  std::vector<token_config> tokens;
+  std::map<std::string, role_config> roles;
+};
+
+struct config {
+  struct server_section {
+    std::string listen = "127.0.0.1:8080";  // host:port; [v6]:port
+    int threads = 0;                        // 0: one per core
+    bool allow_anonymous = false;           // run without tokens on a non-loopback address
+    bool diagnostics = false;               // adds the /echo WebSocket endpoint
+    int shutdown_timeout_ms = 5000;
+  } server;
+
+  struct limits_section {
+    int max_connections = 10000;
+    int max_connections_per_ip = 1000;
+    int max_message_size = 1024 * 1024;   // bytes, one WebSocket message
+    int max_subscriptions = 1000;         // per client
+    int max_tag_length = 256;             // bytes
+    int max_tag_depth = 16;               // levels
+    int outbound_queue = 1024;            // messages queued per connection
+    int slow_consumer_timeout_ms = 5000;  // queue full this long: close 4008
+    int max_protocol_errors = 20;         // error frames before close 4400
+    int max_batch = 1000;                 // messages in one batch frame
+  } limits;
+
+  struct heartbeat_section {
+    int ping_interval_ms = 20000;
+    int idle_timeout_ms = 60000;
+    int auth_timeout_ms = 10000;
+  } heartbeat;
+
+  struct log_section {
+    std::string level = "info";   // trace debug info warn error off
+    std::string format = "text";  // text | json
+    std::string file;             // "" = stderr
+    std::string audit_file;       // "" = the main log
+  } log;
+
+  auth_config auth;
+};
+
+// One problem found while loading: where, which key, and what is wrong.
+struct config_error {
+  std::string source;  // file path, "environment" or "command line"
+  int line = 0;        // 0 when there is no line (environment, flags)
+  std::string key;     // dotted key, e.g. "limits.max_connections"
+  std::string message;
+
+  std::string to_string() const;  // "file.toml:12: limits.max_connections: must be >= 1"
+};
+
+struct config_result {
+  config value;
+  std::vector<config_error> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+// Command-line overrides collected by add_config_flags(): dotted key -> raw text.
+using config_overrides = std::map<std::string, std::string>;
+
+// Registers one flag per scalar key (`--server.listen`, `--limits.max_connections`, ...)
+// on `app`, storing what the user gave in `out`.
+void add_config_flags(CLI::App& app, config_overrides& out);
+
+// Loads defaults, then `path` (if not empty), then the environment (`envp`, as from main;
+// may be null), then `overrides`. Never throws; every problem is in the result's errors.
+config_result load_config(const std::string& path, const char* const* envp,
+                          const config_overrides& overrides);
+
+// Reads only the auth part again (the main file's [auth] and its tokens_file), for SIGHUP.
+config_result reload_auth(const std::string& path, const config& current);
+
+}  // namespace wsagent::app

@@ -1,0 +1,62 @@
+// wsagent: one binary, three subcommands. `serve` runs the agent; `pub` and `sub` are
+// command-line clients. See README.md and docs/.
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "app/config.hpp"
+#include "app/serve.hpp"
+#include "cli/pubsub.hpp"
+
+extern char** environ;
+
+int main(int argc, char** argv) {
+  using namespace wsagent;
+  CLI::App app(
+      "wsagent: a real-time messaging agent for IoT (WebSocket, tags, MQTT's matching rules)");
+  app.set_version_flag("--version", std::string("wsagent ") + WSAGENT_VERSION_STRING);
+  app.require_subcommand(1);
+
+  auto* serve = app.add_subcommand("serve", "run the agent");
+  std::string config_path;
+  bool check_only = false;
+  serve->add_option("-c,--config", config_path, "TOML configuration file")
+      ->envname("WSAGENT_CONFIG");
+  serve->add_flag("--check-config", check_only,
+                  "validate the configuration, report every error, exit");
+  serve->add_option_function<std::string>(
+      "--listen", [&](const std::string& v) { (void)v; }, "shorthand for --server.listen");
+  app::config_overrides overrides;
+  app::add_config_flags(*serve, overrides);
+
+  cli::pub_options pub;
+  cli::sub_options sub;
+  cli::add_pub_command(app, pub);
+  cli::add_sub_command(app, sub);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (app.got_subcommand("pub")) return cli::run_pub(pub);
+  if (app.got_subcommand("sub")) return cli::run_sub(sub);
+
+  if (auto* listen = serve->get_option("--listen"); listen->count())
+    overrides["server.listen"] = listen->as<std::string>();
+  auto loaded = app::load_config(config_path, environ, overrides);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors)
+      std::cerr << e.to_string() << "\n";
+    std::cerr << "wsagent: " << loaded.errors.size() << " configuration error(s)\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << (config_path.empty() ? std::string("defaults") : config_path)
+              << ": configuration is valid\n";
+    return 0;
+  }
+  return app::serve(loaded.value, config_path);
+}

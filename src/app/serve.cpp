@@ -1,0 +1,167 @@
+#include "app/serve.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <iostream>
+#include <thread>
+
+#include "app/logging.hpp"
+#include "core/router.hpp"
+#include "net/server.hpp"
+
+namespace wsagent::app {
+
+bool split_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 == listen.size()) return false;
+  host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  try {
+    int p = std::stoi(listen.substr(colon + 1));
+    if (p < 0 || p > 65535) return false;
+    port = static_cast<std::uint16_t>(p);
+  } catch (...) {
+    return false;
+  }
+  return !host.empty();
+}
+
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(host, ec);
+  return !ec && a.is_loopback();
+}
+
+std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth) {
+  if (auth.tokens.empty()) return std::make_shared<core::open_authenticator>();
+  std::map<std::string, std::shared_ptr<const core::grants>> roles;
+  for (const auto& [name, role] : auth.roles) {
+    auto g = std::make_shared<core::grants>();
+    g->publish = role.publish;
+    g->subscribe = role.subscribe;
+    roles.emplace(name, std::move(g));
+  }
+  std::vector<core::token_entry> entries;
+  for (const auto& t : auth.tokens) {
+    // Rights of several roles are the union of their patterns.
+    auto g = std::make_shared<core::grants>();
+    for (const auto& r : t.roles) {
+      if (auto it = roles.find(r); it != roles.end()) {
+        g->publish.insert(g->publish.end(), it->second->publish.begin(), it->second->publish.end());
+        g->subscribe.insert(g->subscribe.end(), it->second->subscribe.begin(),
+                            it->second->subscribe.end());
+      }
+    }
+    entries.push_back(
+        core::token_entry{t.token_sha256.empty() ? core::sha256_hex(t.token) : t.token_sha256,
+                          t.identity, t.user, std::move(g)});
+  }
+  return std::make_shared<core::token_authenticator>(std::move(entries));
+}
+
+int serve(const config& cfg, const std::string& config_path) {
+  try {
+    setup_logging(cfg.log);
+  } catch (const std::exception& e) {
+    std::cerr << "wsagent: cannot open the log: " << e.what() << "\n";
+    return 1;
+  }
+  std::string host;
+  std::uint16_t port = 0;
+  if (!split_listen(cfg.server.listen, host, port)) {
+    spdlog::critical("server.listen: '{}' is not host:port", cfg.server.listen);
+    return 1;
+  }
+  auto auth = make_authenticator(cfg.auth);
+  if (auth->open()) {
+    if (!is_loopback(host) && !cfg.server.allow_anonymous) {
+      spdlog::critical(
+          "refusing to listen on {} without authentication: configure tokens ([auth] in the "
+          "config file), listen on a loopback address, or set server.allow_anonymous = true "
+          "to accept anyone on the network",
+          host);
+      return 1;
+    }
+    spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",
+                 is_loopback(host) ? " (loopback only)" : " (server.allow_anonymous is set)");
+  }
+
+  core::auth_holder auth_holder(auth);
+  audit_writer audit(cfg.log);
+  core::router_limits rl;
+  rl.tags.max_length = cfg.limits.max_tag_length;
+  rl.tags.max_depth = cfg.limits.max_tag_depth;
+  rl.max_subscriptions = cfg.limits.max_subscriptions;
+  core::router router(rl);
+  protocol::native::adapter_context actx{router, auth_holder, audit,
+                                         static_cast<std::size_t>(cfg.limits.max_batch),
+                                         cfg.limits.max_protocol_errors};
+
+  net::server_settings s;
+  s.host = host;
+  s.port = port;
+  s.threads = cfg.server.threads > 0
+                  ? cfg.server.threads
+                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  s.max_connections = cfg.limits.max_connections;
+  s.max_connections_per_ip = cfg.limits.max_connections_per_ip;
+  s.max_message_size = static_cast<std::size_t>(cfg.limits.max_message_size);
+  s.outbound_queue = static_cast<std::size_t>(cfg.limits.outbound_queue);
+  s.slow_consumer_timeout_ms = cfg.limits.slow_consumer_timeout_ms;
+  s.ping_interval_ms = cfg.heartbeat.ping_interval_ms;
+  s.idle_timeout_ms = cfg.heartbeat.idle_timeout_ms;
+  s.auth_timeout_ms = cfg.heartbeat.auth_timeout_ms;
+  s.diagnostics = cfg.server.diagnostics;
+
+  net::server srv(s, actx);
+  try {
+    srv.listen();
+  } catch (const boost::system::system_error& e) {
+    spdlog::critical("cannot listen on {}: {}", cfg.server.listen, e.code().message());
+    return 1;
+  }
+  std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
+               shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
+
+  boost::asio::signal_set signals(srv.main_context(), SIGINT, SIGTERM, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal;
+  on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      auto reloaded = reload_auth(config_path, cfg);
+      if (!reloaded.ok()) {
+        for (const auto& e : reloaded.errors)
+          spdlog::error("reload: {}", e.to_string());
+        spdlog::error("reload failed: keeping the previous tokens");
+        audit.record(core::audit_event::admin, {}, "signal", "SIGHUP reload failed");
+      } else {
+        auto fresh = make_authenticator(reloaded.value.auth);
+        if (fresh->open() && !auth->open()) {
+          spdlog::error("reload: the new configuration has no tokens; keeping the previous ones");
+        } else {
+          auth_holder.set(fresh);
+          spdlog::info("reload: {} token(s) active", reloaded.value.auth.tokens.size());
+          audit.record(core::audit_event::admin, {}, "signal", "SIGHUP: tokens reloaded");
+        }
+      }
+      signals.async_wait(on_signal);
+      return;
+    }
+    spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    audit.record(core::audit_event::admin, {}, "signal",
+                 sig == SIGINT ? "SIGINT: shutdown" : "SIGTERM: shutdown");
+    srv.stop(cfg.server.shutdown_timeout_ms);
+  };
+  signals.async_wait(on_signal);
+  srv.run();
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+}  // namespace wsagent::app

@@ -1,0 +1,25 @@
+#pragma once
+// `wsagent serve`: wires the configuration to the core, the adapters and the transports,
+// and runs until SIGINT or SIGTERM. The only place that picks concrete implementations.
+
+#include <memory>
+#include <string>
+
+#include "app/config.hpp"
+#include "core/auth.hpp"
+
+namespace wsagent::app {
+
+// Exit code: 0 after a clean shutdown, 1 on a start-up failure (said on stderr).
+int serve(const config& cfg, const std::string& config_path);
+
+// Builds the authenticator `cfg` describes: tokens when any are configured, else open.
+std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth);
+
+// True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost).
+bool is_loopback(const std::string& host);
+
+// Splits "host:port" or "[v6]:port"; false when malformed.
+bool split_listen(const std::string& listen, std::string& host, std::uint16_t& port);
+
+}  // namespace wsagent::app

@@ -1,0 +1,70 @@
+#include "core/acl.hpp"
+
+#include "core/tag.hpp"
+
+namespace wsagent::core {
+namespace {
+
+bool safe_value(std::string_view v) {
+  return !v.empty() && v.find_first_of("/+#") == std::string_view::npos;
+}
+
+void compile(const std::vector<std::string>& patterns, std::string_view client_id,
+             std::string_view user, std::vector<std::string>& out) {
+  // Patterns are trusted configuration but still checked, so a typo grants nothing
+  // rather than something unexpected.
+  tag_limits no_limits{65535, 65535};
+  for (const auto& p : patterns) {
+    std::string s;
+    if (!substitute_pattern(p, client_id, user, s)) continue;
+    if (validate_filter(s, no_limits) != tag_error::none) continue;
+    out.push_back(std::move(s));
+  }
+}
+
+}  // namespace
+
+bool substitute_pattern(std::string_view pattern, std::string_view client_id, std::string_view user,
+                        std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '%' && i + 1 < pattern.size() &&
+        (pattern[i + 1] == 'c' || pattern[i + 1] == 'u')) {
+      auto value = pattern[i + 1] == 'c' ? client_id : user;
+      if (!safe_value(value)) return false;
+      out.append(value);
+      ++i;
+    } else {
+      out.push_back(pattern[i]);
+    }
+  }
+  return true;
+}
+
+acl acl::allow_all() {
+  acl a;
+  a.all_ = true;
+  return a;
+}
+
+acl::acl(const grants& g, std::string_view client_id, std::string_view user) : all_(g.allow_all) {
+  compile(g.publish, client_id, user, publish_);
+  compile(g.subscribe, client_id, user, subscribe_);
+}
+
+bool acl::can_publish(std::string_view tag) const noexcept {
+  if (is_reserved_tag(tag)) return false;
+  if (all_) return true;
+  for (const auto& p : publish_)
+    if (filter_matches(p, tag)) return true;
+  return false;
+}
+
+bool acl::can_subscribe(std::string_view filter) const noexcept {
+  if (all_) return true;
+  for (const auto& p : subscribe_)
+    if (filter_covers(p, filter)) return true;
+  return false;
+}
+
+}  // namespace wsagent::core

@@ -1,0 +1,72 @@
+#pragma once
+// A routed message, shared read-only by every recipient (std::shared_ptr<const message>).
+//
+// Protocol adapters encode a message at most once per wire format: encoded() computes the
+// bytes on first use by any thread and caches them in the message, so a fan-out to 10,000
+// native subscribers builds one frame and queues the same bytes 10,000 times.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace wsagent::core {
+
+enum class payload_format : std::uint8_t {
+  json,    // `payload` is JSON text (any JSON value), compact and valid
+  binary,  // `payload` is opaque bytes
+};
+
+// Cache slots, one per wire format. The core only reserves the numbers; adapters own them.
+enum class wire_format : std::uint8_t {
+  native_json = 0,
+  native_binary = 1,
+  mqtt = 2,
+  spare = 3,
+};
+inline constexpr std::size_t wire_format_count = 4;
+
+class message {
+ public:
+  std::string tag;
+  std::string payload;
+  std::string from;   // client id of the publisher ("" for the agent itself)
+  std::string msgid;  // unique per publisher; the agent assigns one if the client did not
+  std::int64_t timestamp_ms = 0;
+  payload_format format = payload_format::json;
+  // The payload is a whole native application object ({"type":"status",...}) that is
+  // delivered as it is, rather than wrapped in a {"type":"message"} envelope.
+  bool typed = false;
+  bool retain = false;
+
+  message() = default;
+  message(const message&) = delete;
+  message& operator=(const message&) = delete;
+  ~message();
+
+  // The bytes of this message in `format`, computed by `encode(std::string&)` the first time.
+  // Safe to call from several threads at once; every caller gets the same string.
+  template <class Encoder>
+  const std::string& encoded(wire_format wire, Encoder&& encode) const {
+    auto& slot = cache_[static_cast<std::size_t>(wire)];
+    if (const std::string* s = slot.load(std::memory_order_acquire)) return *s;
+    auto fresh = std::make_unique<std::string>();
+    encode(*fresh);
+    const std::string* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel))
+      return *fresh.release();
+    return *expected;  // another thread won; ours is dropped
+  }
+
+ private:
+  mutable std::array<std::atomic<const std::string*>, wire_format_count> cache_{};
+};
+
+using message_ptr = std::shared_ptr<const message>;
+
+// A fresh message id, unique within this process run and unlikely to repeat across runs:
+// a random prefix drawn at start-up and a counter.
+std::string make_msgid();
+
+}  // namespace wsagent::core

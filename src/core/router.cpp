@@ -1,0 +1,140 @@
+#include "core/router.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+namespace wsagent::core {
+
+const char* to_string(route_error e) noexcept {
+  switch (e) {
+    case route_error::none:
+      return "ok";
+    case route_error::invalid_tag:
+      return "invalid tag";
+    case route_error::forbidden:
+      return "not allowed";
+    case route_error::too_many_subscriptions:
+      return "too many subscriptions";
+  }
+  return "error";
+}
+
+bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code) {
+  std::unique_lock lock(mutex_);
+  auto [it, inserted] = sessions_.try_emplace(s->client_id(), s);
+  if (inserted) return false;
+  if (it->second == s) return false;
+  // Takeover: the old connection is told to close; its subscriptions go when it detaches.
+  it->second->sink()->kick(takeover_code, "Session taken over");
+  it->second = s;
+  probe.takeovers.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void router::detach(session& s) {
+  std::unique_lock lock(mutex_);
+  if (auto it = sessions_.find(s.client_id()); it != sessions_.end() && it->second.get() == &s)
+    sessions_.erase(it);
+  for (auto& [filter, qos] : s.subscriptions)
+    index_.remove(filter, &s);
+  s.subscriptions.clear();
+}
+
+route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos) {
+  route_result r;
+  if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
+    r.error = route_error::invalid_tag;
+    r.tag = e;
+    return r;
+  }
+  if (!s.rights().can_subscribe(filter)) {
+    r.error = route_error::forbidden;
+    return r;
+  }
+  std::unique_lock lock(mutex_);
+  auto it = s.subscriptions.find(filter);
+  if (it == s.subscriptions.end()) {
+    if (s.subscriptions.size() >= static_cast<std::size_t>(limits_.max_subscriptions)) {
+      r.error = route_error::too_many_subscriptions;
+      return r;
+    }
+    s.subscriptions.emplace(std::string(filter), qos);
+  } else {
+    it->second = qos;
+  }
+  index_.add(filter, &s, qos);
+  return r;
+}
+
+route_result router::unsubscribe(session& s, std::string_view filter) {
+  route_result r;
+  if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
+    r.error = route_error::invalid_tag;
+    r.tag = e;
+    return r;
+  }
+  std::unique_lock lock(mutex_);
+  if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end()) {
+    index_.remove(filter, &s);
+    s.subscriptions.erase(it);
+  }
+  return r;
+}
+
+route_result router::publish(const session& from, const message_ptr& msg, std::string_view to) {
+  route_result r;
+  if (auto e = validate_tag(msg->tag, limits_.tags); e != tag_error::none) {
+    r.error = route_error::invalid_tag;
+    r.tag = e;
+    return r;
+  }
+  if (!from.rights().can_publish(msg->tag)) {
+    r.error = route_error::forbidden;
+    return r;
+  }
+  std::shared_lock lock(mutex_);
+  r.delivered = route_locked(msg, to);
+  return r;
+}
+
+std::size_t router::publish_internal(const message_ptr& msg) {
+  std::shared_lock lock(mutex_);
+  return route_locked(msg, {});
+}
+
+std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
+  thread_local std::vector<subscriber> matches;
+  matches.clear();
+  index_.match(msg->tag, matches);
+  if (!to.empty()) {
+    if (auto it = sessions_.find(to); it != sessions_.end())
+      matches.push_back({it->second.get(), 0});
+  }
+  // Each session once, whatever the number of its filters that matched.
+  if (matches.size() > 1) {
+    std::sort(matches.begin(), matches.end(),
+              [](const subscriber& a, const subscriber& b) { return a.who < b.who; });
+    matches.erase(
+        std::unique(matches.begin(), matches.end(),
+                    [](const subscriber& a, const subscriber& b) { return a.who == b.who; }),
+        matches.end());
+  }
+  for (const auto& m : matches)
+    m.who->sink()->deliver(msg);
+  probe.published.fetch_add(1, std::memory_order_relaxed);
+  probe.deliveries.fetch_add(matches.size(), std::memory_order_relaxed);
+  return matches.size();
+}
+
+std::size_t router::session_count() const {
+  std::shared_lock lock(mutex_);
+  return sessions_.size();
+}
+
+std::size_t router::subscription_count() const {
+  std::shared_lock lock(mutex_);
+  return index_.size();
+}
+
+}  // namespace wsagent::core

@@ -1,0 +1,92 @@
+#pragma once
+// The router: sessions by client id, subscriptions by filter, and publish -> match ->
+// deliver. Protocol adapters call it from their I/O threads; it never blocks on I/O.
+//
+// Locking: one std::shared_mutex guards the tag index, the client-id registry and every
+// session's subscription set. publish() and lookups take it shared; subscribe, unsubscribe,
+// attach and detach take it exclusive. session_sink::deliver() and kick() are called with
+// the lock held (shared or exclusive), so they must only hand work to another thread and
+// return: they may not call back into the router.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/message.hpp"
+#include "core/session.hpp"
+#include "core/tag.hpp"
+#include "core/tag_index.hpp"
+
+namespace wsagent::core {
+
+enum class route_error {
+  none,
+  invalid_tag,  // see the tag_error for the detail
+  forbidden,    // the ACL does not allow it
+  too_many_subscriptions,
+};
+
+struct route_result {
+  route_error error = route_error::none;
+  tag_error tag = tag_error::none;
+  std::size_t delivered = 0;  // for publish: recipients reached
+  bool ok() const noexcept { return error == route_error::none; }
+};
+
+struct router_limits {
+  tag_limits tags;
+  int max_subscriptions = 1000;
+};
+
+// Counters read by the metrics page; relaxed atomics, written by any thread.
+struct router_probe {
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> deliveries{0};
+  std::atomic<std::uint64_t> takeovers{0};
+};
+
+class router {
+ public:
+  explicit router(router_limits limits) : limits_(limits) {}
+
+  const router_limits& limits() const noexcept { return limits_; }
+
+  // Registers `s` under its client id. A session already registered under that id is
+  // kicked with `takeover_code` and unregistered (its subscriptions stay until its own
+  // detach). Returns true when a session was taken over.
+  bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code);
+  // Unregisters `s` and drops its subscriptions. After it returns, `s`'s sink is not used.
+  void detach(session& s);
+
+  route_result subscribe(session& s, std::string_view filter, std::uint8_t qos);
+  route_result unsubscribe(session& s, std::string_view filter);
+
+  // Routes `msg` to every session with a matching subscription, each at most once, and to
+  // the session with client id `to` if there is one. The caller has validated nothing:
+  // tag rules and the publisher's rights are checked here.
+  route_result publish(const session& from, const message_ptr& msg, std::string_view to = {});
+
+  // Routes a message from the agent itself ($sys/... tags); no ACL.
+  std::size_t publish_internal(const message_ptr& msg);
+
+  std::size_t session_count() const;
+  std::size_t subscription_count() const;
+
+  router_probe probe;
+
+ private:
+  std::size_t route_locked(const message_ptr& msg, std::string_view to);
+
+  router_limits limits_;
+  mutable std::shared_mutex mutex_;
+  tag_index index_;
+  std::unordered_map<std::string, std::shared_ptr<session>, string_hash, std::equal_to<>> sessions_;
+};
+
+const char* to_string(route_error e) noexcept;
+
+}  // namespace wsagent::core

@@ -1,0 +1,155 @@
+#include "core/tag.hpp"
+
+#include <cstdint>
+
+namespace wsagent::core {
+namespace {
+
+// Well-formed UTF-8: no overlongs, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int n;
+    std::uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (end - p <= n) return false;
+    for (int i = 1; i <= n; ++i) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+tag_error common_checks(std::string_view s, const tag_limits& limits) noexcept {
+  if (s.empty()) return tag_error::empty;
+  if (s.size() > static_cast<std::size_t>(limits.max_length)) return tag_error::too_long;
+  int depth = 1;
+  for (char c : s) {
+    if (c == '/') ++depth;
+    if (c == '\0') return tag_error::null_character;
+  }
+  if (depth > limits.max_depth) return tag_error::too_deep;
+  if (!valid_utf8(s)) return tag_error::invalid_utf8;
+  return tag_error::none;
+}
+
+// Splits off the first level of `rest`; sets `more` when a '/' followed it.
+std::string_view next_level(std::string_view& rest, bool& more) noexcept {
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos) {
+    auto level = rest;
+    rest = {};
+    more = false;
+    return level;
+  }
+  auto level = rest.substr(0, slash);
+  rest.remove_prefix(slash + 1);
+  more = true;
+  return level;
+}
+
+}  // namespace
+
+const char* to_string(tag_error e) noexcept {
+  switch (e) {
+    case tag_error::none:
+      return "valid";
+    case tag_error::empty:
+      return "tag is empty";
+    case tag_error::too_long:
+      return "tag is too long";
+    case tag_error::too_deep:
+      return "tag has too many levels";
+    case tag_error::wildcard_in_tag:
+      return "a published tag may not contain '+' or '#'";
+    case tag_error::bad_wildcard:
+      return "'+' and '#' must be a whole level, and '#' only the last level";
+    case tag_error::invalid_utf8:
+      return "tag is not valid UTF-8";
+    case tag_error::null_character:
+      return "tag contains a NUL character";
+  }
+  return "invalid tag";
+}
+
+tag_error validate_tag(std::string_view tag, const tag_limits& limits) noexcept {
+  if (auto e = common_checks(tag, limits); e != tag_error::none) return e;
+  if (tag.find_first_of("+#") != std::string_view::npos) return tag_error::wildcard_in_tag;
+  return tag_error::none;
+}
+
+tag_error validate_filter(std::string_view filter, const tag_limits& limits) noexcept {
+  if (auto e = common_checks(filter, limits); e != tag_error::none) return e;
+  std::string_view rest = filter;
+  bool more = true;
+  while (more) {
+    auto level = next_level(rest, more);
+    if (level.find_first_of("+#") == std::string_view::npos) continue;
+    if (level.size() != 1) return tag_error::bad_wildcard;
+    if (level == "#" && more) return tag_error::bad_wildcard;
+  }
+  return tag_error::none;
+}
+
+bool filter_matches(std::string_view filter, std::string_view tag) noexcept {
+  // A wildcard first level never matches a reserved ($) tag.
+  if (is_reserved_tag(tag) && !filter.empty() && (filter.front() == '+' || filter.front() == '#'))
+    return false;
+  bool fmore = true, tmore = true;
+  while (true) {
+    auto f = next_level(filter, fmore);
+    if (f == "#") return true;  // matches this level, below it, and the parent ("a/#" ~ "a")
+    auto t = next_level(tag, tmore);
+    if (f != "+" && f != t) return false;
+    if (!fmore && !tmore) return true;
+    if (!tmore) {  // tag ended: only a trailing "#" can still match the parent
+      return fmore && filter == "#";
+    }
+    if (!fmore) return false;  // filter ended, tag goes on
+  }
+}
+
+bool filter_covers(std::string_view pattern, std::string_view filter) noexcept {
+  if (is_reserved_tag(filter) && !pattern.empty() &&
+      (pattern.front() == '+' || pattern.front() == '#'))
+    return false;
+  bool pmore = true, fmore = true;
+  while (true) {
+    auto p = next_level(pattern, pmore);
+    if (p == "#") return true;
+    auto f = next_level(filter, fmore);
+    if (f == "#") return false;  // "#" reaches deeper than anything but "#"
+    if (p == "+") {
+      // "+" covers any single level, literal or "+".
+    } else if (f == "+" || p != f) {
+      return false;
+    }
+    if (!pmore && !fmore) return true;
+    if (!fmore) return pmore && pattern == "#";  // "a/#" covers "a"
+    if (!pmore) return false;
+  }
+}
+
+}  // namespace wsagent::core

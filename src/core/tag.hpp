@@ -1,0 +1,50 @@
+#pragma once
+// Tags and tag filters, with MQTT's rules (MQTT 5.0 section 4.7), so that MQTT clients and
+// native clients share one tag space:
+//   - levels are separated by '/'; empty levels are allowed ("a//b", "/a");
+//   - a filter may use '+' as a whole level (exactly one level, possibly empty) and '#' as
+//     the whole last level (that level's parent and everything below it);
+//   - a tag (what is published) contains no '+' or '#';
+//   - tags starting with '$' are reserved for the agent ($sys/...), and a filter whose first
+//     level is a wildcard does not match them.
+
+#include <string_view>
+
+namespace wsagent::core {
+
+struct tag_limits {
+  int max_length = 256;  // bytes
+  int max_depth = 16;    // levels
+};
+
+enum class tag_error {
+  none,
+  empty,
+  too_long,
+  too_deep,
+  wildcard_in_tag,  // '+' or '#' in a published tag
+  bad_wildcard,     // '+' or '#' not alone in its level, '#' not last
+  invalid_utf8,
+  null_character,
+};
+
+const char* to_string(tag_error e) noexcept;
+
+// A tag to publish to.
+tag_error validate_tag(std::string_view tag, const tag_limits& limits) noexcept;
+
+// A subscription filter.
+tag_error validate_filter(std::string_view filter, const tag_limits& limits) noexcept;
+
+// Does `filter` (valid) match `tag` (valid)?
+bool filter_matches(std::string_view filter, std::string_view tag) noexcept;
+
+// Does every tag matched by `filter` also match `pattern`? Used to check a subscription
+// against the filters a client is allowed to read. Both must be valid filters.
+bool filter_covers(std::string_view pattern, std::string_view filter) noexcept;
+
+inline bool is_reserved_tag(std::string_view tag) noexcept {
+  return !tag.empty() && tag.front() == '$';
+}
+
+}  // namespace wsagent::core

@@ -1,0 +1,151 @@
+#include "core/tag_index.hpp"
+
+#include <algorithm>
+
+#include "core/tag.hpp"
+
+namespace wsagent::core {
+
+struct tag_index::node {
+  std::unordered_map<std::string, std::unique_ptr<node>, string_hash, std::equal_to<>> children;
+  std::unique_ptr<node> plus;
+  std::vector<subscriber> exact;  // filters ending at this node
+  std::vector<subscriber> hash;   // filters "<this node>/#"
+
+  bool empty() const { return children.empty() && !plus && exact.empty() && hash.empty(); }
+};
+
+namespace {
+
+std::string_view next_level(std::string_view& rest, bool& more) {
+  auto slash = rest.find('/');
+  std::string_view level = rest.substr(0, slash);
+  more = slash != std::string_view::npos;
+  rest = more ? rest.substr(slash + 1) : std::string_view{};
+  return level;
+}
+
+void append_all(const std::vector<subscriber>& from, std::vector<subscriber>& out) {
+  out.insert(out.end(), from.begin(), from.end());
+}
+
+}  // namespace
+
+tag_index::tag_index() : root_(std::make_unique<node>()) {}
+tag_index::~tag_index() = default;
+
+bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos) {
+  node* n = root_.get();
+  bool more = true;
+  std::vector<subscriber>* list = nullptr;
+  while (more) {
+    auto level = next_level(filter, more);
+    if (level == "#") {
+      list = &n->hash;
+      break;
+    }
+    if (level == "+") {
+      if (!n->plus) n->plus = std::make_unique<node>();
+      n = n->plus.get();
+    } else {
+      auto it = n->children.find(level);
+      if (it == n->children.end())
+        it = n->children.emplace(std::string(level), std::make_unique<node>()).first;
+      n = it->second.get();
+    }
+  }
+  if (!list) list = &n->exact;
+  for (auto& s : *list) {
+    if (s.who == who) {
+      s.qos = qos;
+      return false;
+    }
+  }
+  list->push_back({who, qos});
+  ++count_;
+  return true;
+}
+
+bool tag_index::remove(std::string_view filter, session* who) {
+  // Walk down remembering the path, so emptied nodes can be pruned on the way back.
+  struct step {
+    node* parent;
+    node* child;
+    std::string_view level;
+  };
+  std::vector<step> path;
+  node* n = root_.get();
+  bool more = true;
+  std::vector<subscriber>* list = nullptr;
+  while (more) {
+    auto level = next_level(filter, more);
+    if (level == "#") {
+      list = &n->hash;
+      break;
+    }
+    node* child = nullptr;
+    if (level == "+") {
+      child = n->plus.get();
+    } else if (auto it = n->children.find(level); it != n->children.end()) {
+      child = it->second.get();
+    }
+    if (!child) return false;
+    path.push_back({n, child, level});
+    n = child;
+  }
+  if (!list) list = &n->exact;
+  auto it = std::find_if(list->begin(), list->end(), [&](auto& s) { return s.who == who; });
+  if (it == list->end()) return false;
+  *it = list->back();
+  list->pop_back();
+  --count_;
+  for (auto p = path.rbegin(); p != path.rend(); ++p) {
+    if (!p->child->empty()) break;
+    if (p->level == "+")
+      p->parent->plus.reset();
+    else
+      p->parent->children.erase(p->parent->children.find(p->level));
+  }
+  return true;
+}
+
+void tag_index::match(std::string_view tag, std::vector<subscriber>& out) const {
+  // Iterative walk with an explicit stack of (node, rest of tag, more levels?).
+  struct frame {
+    const node* n;
+    std::string_view rest;
+    bool more;
+  };
+  // Depth-first; the stack never holds more than (levels + 1) frames.
+  thread_local std::vector<frame> stack;
+  stack.clear();
+  const bool reserved = is_reserved_tag(tag);
+  // The root is special: a first-level wildcard does not match a reserved tag.
+  {
+    const node* r = root_.get();
+    if (!reserved) append_all(r->hash, out);
+    std::string_view rest = tag;
+    bool more;
+    auto level = next_level(rest, more);
+    if (auto it = r->children.find(level); it != r->children.end())
+      stack.push_back({it->second.get(), rest, more});
+    if (!reserved && r->plus) stack.push_back({r->plus.get(), rest, more});
+  }
+  while (!stack.empty()) {
+    frame f = stack.back();
+    stack.pop_back();
+    append_all(f.n->hash, out);  // "<here>/#" matches deeper levels and this level itself
+    if (!f.more) {
+      append_all(f.n->exact, out);
+      continue;
+    }
+    std::string_view rest = f.rest;
+    bool more;
+    auto level = next_level(rest, more);
+    if (auto it = f.n->children.find(level); it != f.n->children.end())
+      stack.push_back({it->second.get(), rest, more});
+    if (f.n->plus) stack.push_back({f.n->plus.get(), rest, more});
+  }
+}
+
+}  // namespace wsagent::core

@@ -1,0 +1,537 @@
+#include "net/connection.hpp"
+
+#include <openssl/sha.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <cstring>
+
+#include "common/base64.hpp"
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
+#include "net/server.hpp"
+#include "protocol/native/close_codes.hpp"
+
+namespace wsagent::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ws = protocol::websocket;
+using tcp = asio::ip::tcp;
+using protocol::native::close_code::heartbeat_timeout;
+using protocol::native::close_code::slow_consumer;
+
+namespace {
+
+constexpr std::size_t read_chunk = 4096;
+constexpr std::size_t padding = 64;  // simdjson reads up to 64 bytes past a message
+constexpr std::size_t max_gather = 64;
+constexpr std::size_t max_gather_bytes = 256 * 1024;
+
+std::string accept_key(std::string_view key) {
+  static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  std::string s(key);
+  s.append(guid);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
+  return common::base64_encode(
+      std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+      i += 2;
+    } else if (s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// Finds `name` in a query string "a=1&b=2"; empty when absent.
+std::string query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+  }
+  return {};
+}
+
+}  // namespace
+
+struct connection::http_state {
+  beast::flat_buffer buffer{8192};
+  std::optional<http::request_parser<http::empty_body>> parser;
+  http::response<http::string_body> response;
+};
+
+connection::connection(server& srv, tcp::socket socket, std::string ip)
+    : server_(srv),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      ip_(std::move(ip)),
+      http_(std::make_unique<http_state>()) {
+  boost::system::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  remote_ = ec ? ip_ : ip_ + ":" + std::to_string(ep.port());
+}
+
+connection::~connection() {
+  if (adapter_) adapter_->on_closed();
+  if (registered_) server_.remove(this, ip_);
+}
+
+void connection::start() {
+  registered_ = true;
+  server_.add(shared_from_this());
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+  // A client that never finishes its request is dropped after the auth timeout.
+  auth_deadline_ms_ = common::steady_ms() + server_.settings().auth_timeout_ms;
+  arm_timer();
+  read_request();
+}
+
+void connection::reject() {
+  auto self = shared_from_this();
+  auto body = std::make_shared<std::string>(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+      "Connection: close\r\n\r\ntoo many connections\n");
+  asio::async_write(socket_, asio::buffer(*body),
+                    [self, body](boost::system::error_code, std::size_t) {
+                      boost::system::error_code ec;
+                      self->socket_.shutdown(tcp::socket::shutdown_both, ec);
+                      self->socket_.close(ec);
+                    });
+}
+
+// --- HTTP phase ---
+
+void connection::read_request() {
+  http_->parser.emplace();
+  http_->parser->header_limit(8192);
+  http_->parser->body_limit(0);
+  auto self = shared_from_this();
+  http::async_read(socket_, http_->buffer, *http_->parser,
+                   [self](boost::system::error_code ec, std::size_t) {
+                     if (ec) {
+                       if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted)
+                         self->http_reply(400, "bad request: " + ec.message() + "\n");
+                       else
+                         self->terminate();
+                       return;
+                     }
+                     self->on_request();
+                   });
+}
+
+void connection::on_request() {
+  auto& req = http_->parser->get();
+  std::string_view target = req.target();
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  std::string_view query =
+      qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+
+  if (path == "/healthz" && !beast::websocket::is_upgrade(req)) {
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
+      return http_reply(405, "method not allowed\n");
+    auto& router = server_.adapter_ctx().router;
+    std::string body;
+    common::json_writer(body)
+        .begin_object()
+        .string("status", "ok")
+        .integer("connections", server_.probe.open.load(std::memory_order_relaxed))
+        .integer("sessions", static_cast<std::int64_t>(router.session_count()))
+        .integer("subscriptions", static_cast<std::int64_t>(router.subscription_count()))
+        .integer("dropped",
+                 static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
+        .integer("slow_consumer_closes",
+                 static_cast<std::int64_t>(
+                     server_.probe.slow_consumer_closes.load(std::memory_order_relaxed)))
+        .end_object();
+    body.push_back('\n');
+    return http_reply(200, std::move(body), "application/json");
+  }
+  mode m;
+  if (path == "/ws")
+    m = mode::native;
+  else if (path == "/echo" && server_.settings().diagnostics)
+    m = mode::echo;
+  else
+    return http_reply(404, "not found\n");
+
+  if (!beast::websocket::is_upgrade(req))
+    return http_reply(426, "this endpoint speaks WebSocket: send an upgrade request\n");
+  if (req[http::field::sec_websocket_version] != "13") {
+    http_->response.set(http::field::sec_websocket_version, "13");
+    return http_reply(426, "unsupported WebSocket version: 13 is required\n");
+  }
+  std::string_view key = req[http::field::sec_websocket_key];
+  auto decoded = common::base64_decode(key);
+  if (!decoded || decoded->size() != 16) return http_reply(400, "bad Sec-WebSocket-Key\n");
+
+  protocol::native::upgrade_info info;
+  info.remote = remote_;
+  std::string_view authz = req[http::field::authorization];
+  if (authz.size() > 7 && (authz.substr(0, 7) == "Bearer " || authz.substr(0, 7) == "bearer "))
+    info.token = std::string(authz.substr(7));
+  if (info.token.empty()) info.token = query_param(query, "token");
+  info.client_id = query_param(query, "clientId");
+  if (info.client_id.empty()) info.client_id = query_param(query, "deviceId");
+  auto binary = query_param(query, "binary");
+  info.binary = binary == "1" || binary == "true";
+  upgrade(m, std::move(info), accept_key(key));
+}
+
+void connection::http_reply(unsigned status, std::string body, const char* content_type) {
+  auto& res = http_->response;
+  res.result(status);
+  res.version(11);
+  res.set(http::field::server, "wsagent");
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(false);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  auto self = shared_from_this();
+  http::async_write(socket_, res, [self](boost::system::error_code, std::size_t) {
+    boost::system::error_code ec;
+    self->socket_.shutdown(tcp::socket::shutdown_send, ec);
+    self->terminate();
+  });
+}
+
+void connection::upgrade(mode m, protocol::native::upgrade_info info, const std::string& key) {
+  mode_ = m;
+  std::string response =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      key + "\r\n\r\n";
+  // Bytes the client sent after its request (pipelined frames) are the first frames.
+  auto leftover = http_->buffer.data();
+  rbuf_.resize(std::max(read_chunk, leftover.size()) + read_chunk + padding);
+  std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
+  rlen_ = leftover.size();
+  http_.reset();
+
+  reader_.emplace(ws::frame_reader::role::server, server_.settings().max_message_size);
+  last_activity_ms_ = last_ping_ms_ = common::steady_ms();
+  push(out_item{nullptr, nullptr, std::move(response), false});
+  if (m == mode::native) {
+    adapter_ =
+        std::make_unique<protocol::native::adapter>(server_.adapter_ctx(), *this, std::move(info));
+    adapter_->on_open();
+  }
+  if (m == mode::echo || (adapter_ && adapter_->authenticated())) auth_deadline_ms_ = 0;
+  arm_timer();
+  if (rlen_ > 0)
+    on_read(0);
+  else
+    read_frames();
+}
+
+// --- WebSocket phase: reading ---
+
+void connection::read_frames() {
+  if (terminated_) return;
+  if (rbuf_.size() - rlen_ < read_chunk / 2 + padding) {
+    // Full: grow, up to one maximal frame plus header and padding.
+    std::size_t limit = server_.settings().max_message_size + ws::max_header_size + padding;
+    std::size_t want =
+        std::min(std::max(rbuf_.size() * 2, rlen_ + read_chunk + padding), limit + read_chunk);
+    rbuf_.resize(want);
+  }
+  auto self = shared_from_this();
+  socket_.async_read_some(asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_ - padding),
+                          [self](boost::system::error_code ec, std::size_t n) {
+                            if (ec) return self->terminate();
+                            self->on_read(n);
+                          });
+}
+
+void connection::on_read(std::size_t n) {
+  rlen_ += n;
+  last_activity_ms_ = common::steady_ms();
+  std::size_t offset = 0;
+  while (!terminated_) {
+    auto ev = reader_->next(std::span<std::uint8_t>(rbuf_.data() + offset, rlen_ - offset));
+    if (ev.what == ws::frame_reader::kind::need_more) break;
+    offset += ev.consumed;
+    if (!handle(ev)) break;
+  }
+  if (terminated_) return;
+  if (offset > 0) {
+    std::memmove(rbuf_.data(), rbuf_.data() + offset, rlen_ - offset);
+    rlen_ -= offset;
+  }
+  if (close_received_) return;  // nothing more to read
+  read_frames();
+}
+
+bool connection::handle(const ws::frame_reader::event& ev) {
+  using kind = ws::frame_reader::kind;
+  server_.probe.frames_in.fetch_add(1, std::memory_order_relaxed);
+  switch (ev.what) {
+    case kind::need_more:
+    case kind::skipped:
+      return true;
+    case kind::message: {
+      if (close_sent_) return true;  // closing: data is discarded
+      if (mode_ == mode::echo) {
+        std::string frame;
+        ws::append_frame(
+            frame, ev.op,
+            std::string_view(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size()));
+        send_frame(std::move(frame));
+        return true;
+      }
+      if (ev.op == ws::opcode::text) {
+        auto* p = reinterpret_cast<const char*>(ev.payload.data());
+        // Inside rbuf_ the bytes up to its end may be read (padding); otherwise none.
+        std::size_t capacity = ev.payload.size();
+        auto* base = reinterpret_cast<const char*>(rbuf_.data());
+        if (p >= base && p < base + rbuf_.size())
+          capacity = static_cast<std::size_t>(base + rbuf_.size() - p);
+        adapter_->on_text(p, ev.payload.size(), capacity);
+      } else {
+        adapter_->on_binary(ev.payload);
+      }
+      if (!close_sent_ && adapter_ && adapter_->authenticated()) auth_deadline_ms_ = 0;
+      return true;
+    }
+    case kind::ping: {
+      std::string frame;
+      ws::append_frame(
+          frame, ws::opcode::pong,
+          std::string_view(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size()));
+      send_frame(std::move(frame));
+      return true;
+    }
+    case kind::pong:
+      return true;
+    case kind::close: {
+      close_received_ = true;
+      if (!close_sent_) {
+        // Echo the peer's code (RFC 6455 5.5.1), then end once it is written.
+        close_sent_ = true;
+        if (adapter_) adapter_->on_closed();
+        std::string frame;
+        if (ev.code == ws::close_code::no_status)
+          ws::append_frame(frame, ws::opcode::close, {});
+        else
+          ws::append_close(frame, ev.code, {});
+        push(out_item{nullptr, nullptr, std::move(frame), false});
+      }
+      close_deadline_ms_ = common::steady_ms() + server_.settings().close_timeout_ms;
+      if (!writing_ && queue_.empty()) terminate();
+      return false;
+    }
+    case kind::error:
+      close(ev.code, ev.reason);
+      close_received_ = true;  // stop reading: the stream is unusable
+      return false;
+  }
+  return true;
+}
+
+// --- WebSocket phase: writing ---
+
+void connection::send_frame(std::string frame) {
+  if (terminated_ || close_sent_) return;
+  push(out_item{nullptr, nullptr, std::move(frame), false});
+}
+
+void connection::deliver(core::message_ptr msg) {
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), msg = std::move(msg)] { self->on_deliver(msg); });
+}
+
+void connection::on_deliver(const core::message_ptr& msg) {
+  if (terminated_ || close_sent_ || !adapter_) return;
+  const std::string& bytes = adapter_->frame_for(*msg);
+  auto limit = server_.settings().outbound_queue;
+  if (queued_messages_ >= limit) {
+    // Full: drop the oldest queued QoS-0 message (never one being written).
+    auto it = std::find_if(queue_.begin() + static_cast<std::ptrdiff_t>(in_flight_), queue_.end(),
+                           [](const out_item& i) { return i.droppable; });
+    if (it != queue_.end()) {
+      queue_.erase(it);
+      --queued_messages_;
+      server_.probe.dropped.fetch_add(1, std::memory_order_relaxed);
+    }
+    auto now = common::steady_ms();
+    if (full_since_ms_ == 0) {
+      full_since_ms_ = now;
+      arm_timer();
+    } else if (now - full_since_ms_ >= server_.settings().slow_consumer_timeout_ms) {
+      return close_slow_consumer();
+    }
+  }
+  push(out_item{msg, &bytes, {}, true});
+}
+
+void connection::push(out_item item) {
+  if (item.droppable) ++queued_messages_;
+  queue_.push_back(std::move(item));
+  write();
+}
+
+void connection::write() {
+  if (writing_ || queue_.empty() || terminated_) return;
+  gather_.clear();
+  std::size_t bytes = 0, n = 0;
+  for (auto& item : queue_) {
+    if (n == max_gather || (n > 0 && bytes + item.bytes().size() > max_gather_bytes)) break;
+    gather_.emplace_back(item.bytes().data(), item.bytes().size());
+    bytes += item.bytes().size();
+    if (item.droppable) --queued_messages_;
+    ++n;
+  }
+  in_flight_ = n;
+  writing_ = true;
+  server_.probe.writes.fetch_add(1, std::memory_order_relaxed);
+  server_.probe.frames_out.fetch_add(n, std::memory_order_relaxed);
+  asio::async_write(socket_, gather_,
+                    [self = shared_from_this(), n](boost::system::error_code ec, std::size_t) {
+                      self->writing_ = false;
+                      if (ec) return self->terminate();
+                      self->on_written(n);
+                    });
+}
+
+void connection::on_written(std::size_t items) {
+  for (std::size_t i = 0; i < items; ++i)
+    queue_.pop_front();
+  in_flight_ = 0;
+  if (full_since_ms_ && queued_messages_ < server_.settings().outbound_queue) full_since_ms_ = 0;
+  if (queue_.empty() && close_sent_) {
+    if (close_received_) return terminate();  // handshake complete
+    // Our close is out: no more writes. Wait for the peer's close until the deadline.
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    return;
+  }
+  write();
+}
+
+// --- closing ---
+
+void connection::close(std::uint16_t code, std::string_view reason) {
+  if (terminated_ || close_sent_) return;
+  close_sent_ = true;
+  if (adapter_) adapter_->on_closed();
+  // Queued messages are not worth waiting for once we are leaving.
+  for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(in_flight_); it != queue_.end();) {
+    if (it->droppable) {
+      it = queue_.erase(it);
+      --queued_messages_;
+    } else {
+      ++it;
+    }
+  }
+  std::string frame;
+  ws::append_close(frame, code, reason);
+  queue_.push_back(out_item{nullptr, nullptr, std::move(frame), false});
+  close_deadline_ms_ = common::steady_ms() + server_.settings().close_timeout_ms;
+  arm_timer();
+  write();
+}
+
+void connection::close_slow_consumer() {
+  server_.probe.slow_consumer_closes.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("closing slow consumer {} ({}): its queue stayed full for {} ms", remote_,
+               adapter_ ? adapter_->client_id() : std::string(),
+               server_.settings().slow_consumer_timeout_ms);
+  close(slow_consumer, "Slow consumer");
+}
+
+void connection::kick(std::uint16_t code, std::string_view reason) {
+  shutdown(code, std::string(reason));
+}
+
+void connection::shutdown(std::uint16_t code, std::string reason) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
+    if (self->mode_ == mode::http) return self->terminate();
+    self->close(code, reason);
+  });
+}
+
+void connection::terminate() {
+  if (terminated_) return;
+  terminated_ = true;
+  if (adapter_) adapter_->on_closed();
+  boost::system::error_code ec;
+  timer_.cancel();
+  socket_.close(ec);
+}
+
+// --- timers: auth deadline, heartbeat, idle limit, slow consumer, close deadline ---
+
+void connection::arm_timer() {
+  if (terminated_) return;
+  const auto& s = server_.settings();
+  std::int64_t next = INT64_MAX;
+  if (close_deadline_ms_) next = std::min(next, close_deadline_ms_);
+  if (auth_deadline_ms_) next = std::min(next, auth_deadline_ms_);
+  if (full_since_ms_) next = std::min(next, full_since_ms_ + s.slow_consumer_timeout_ms);
+  if (mode_ != mode::http && !close_sent_) {
+    next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
+    next = std::min(next, last_activity_ms_ + s.idle_timeout_ms);
+  }
+  if (next == INT64_MAX) return;
+  auto delay = std::max<std::int64_t>(next - common::steady_ms(), 1);
+  timer_.expires_after(std::chrono::milliseconds(delay));
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_timer();
+  });
+}
+
+void connection::on_timer() {
+  if (terminated_) return;
+  const auto& s = server_.settings();
+  auto now = common::steady_ms();
+  if (close_deadline_ms_ && now >= close_deadline_ms_) return terminate();
+  if (auth_deadline_ms_ && now >= auth_deadline_ms_) {
+    auth_deadline_ms_ = 0;
+    if (mode_ == mode::http) return terminate();
+    close(protocol::native::close_code::auth_required, "Authentication timeout");
+  } else if (full_since_ms_ && now - full_since_ms_ >= s.slow_consumer_timeout_ms &&
+             queued_messages_ >= s.outbound_queue) {
+    close_slow_consumer();
+  } else if (mode_ != mode::http && !close_sent_) {
+    if (now - last_activity_ms_ >= s.idle_timeout_ms) {
+      close(heartbeat_timeout, "Heartbeat timeout");
+    } else if (now - last_ping_ms_ >= s.ping_interval_ms) {
+      last_ping_ms_ = now;
+      std::string frame;
+      ws::append_frame(frame, ws::opcode::ping, {});
+      send_frame(std::move(frame));
+    }
+  }
+  arm_timer();
+}
+
+}  // namespace wsagent::net

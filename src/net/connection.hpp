@@ -1,0 +1,122 @@
+#pragma once
+// One client connection: the HTTP request (Beast), then, on an upgrade, WebSocket frames
+// read and written by the project's own RFC 6455 layer (protocol/websocket), so that every
+// frame queued since the last write leaves in one gather write.
+//
+// Lifecycle: created by the server for an accepted socket; kept alive by the shared_ptr
+// its pending operations hold; gone when the socket is closed and the last handler has
+// run. Owner thread: the io_context it was accepted into (see server.hpp); deliver(),
+// kick() and shutdown() may be called from any thread and post to that thread.
+//
+// Bounds: the read buffer grows to at most one maximal message; the outbound queue holds at
+// most `outbound_queue` messages: past that the oldest queued message is dropped and
+// counted, and a queue that stays full for `slow_consumer_timeout_ms` closes with 4008.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/session.hpp"
+#include "protocol/native/adapter.hpp"
+#include "protocol/websocket/frame.hpp"
+
+namespace wsagent::net {
+
+class server;
+
+class connection final : public std::enable_shared_from_this<connection>,
+                         public protocol::native::transport_link,
+                         public core::session_sink {
+ public:
+  connection(server& srv, boost::asio::ip::tcp::socket socket, std::string ip);
+  ~connection() override;
+
+  void start();
+  // Answers 503 without reading the request (a connection limit was reached).
+  void reject();
+
+  // transport_link (owner thread)
+  void send_frame(std::string frame) override;
+  void close(std::uint16_t code, std::string_view reason) override;
+  core::session_sink& sink() override { return *this; }
+
+  // session_sink (any thread)
+  void deliver(core::message_ptr msg) override;
+  void kick(std::uint16_t code, std::string_view reason) override;
+
+  // Any thread: close with `code` (1001 at shutdown).
+  void shutdown(std::uint16_t code, std::string reason);
+
+  const std::string& ip() const noexcept { return ip_; }
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+
+ private:
+  enum class mode { http, native, echo };
+
+  struct out_item {
+    core::message_ptr msg;                // keeps `shared` alive
+    const std::string* shared = nullptr;  // bytes shared with other recipients
+    std::string own;                      // bytes of this connection only
+    bool droppable = false;               // a QoS-0 message: may be dropped when full
+    const std::string& bytes() const { return shared ? *shared : own; }
+  };
+
+  void read_request();
+  void on_request();
+  void upgrade(mode m, protocol::native::upgrade_info info, const std::string& accept_key);
+  void http_reply(unsigned status, std::string body, const char* content_type = "text/plain");
+
+  void read_frames();
+  void on_read(std::size_t n);
+  bool handle(const protocol::websocket::frame_reader::event& ev);
+  void on_deliver(const core::message_ptr& msg);
+
+  void push(out_item item);
+  void write();
+  void on_written(std::size_t items);
+
+  void arm_timer();
+  void on_timer();
+  void terminate();
+  void close_slow_consumer();
+
+  server& server_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;
+  std::string ip_;
+  std::string remote_;
+  mode mode_ = mode::http;
+
+  // HTTP phase (Beast); released after the upgrade.
+  struct http_state;
+  std::unique_ptr<http_state> http_;
+
+  // WebSocket phase.
+  std::optional<protocol::websocket::frame_reader> reader_;
+  std::unique_ptr<protocol::native::adapter> adapter_;
+  std::vector<std::uint8_t> rbuf_;
+  std::size_t rlen_ = 0;
+
+  std::deque<out_item> queue_;
+  std::size_t in_flight_ = 0;        // items at the front of queue_ being written
+  std::size_t queued_messages_ = 0;  // droppable items not in flight
+  bool writing_ = false;
+  std::vector<boost::asio::const_buffer> gather_;
+
+  std::int64_t last_activity_ms_ = 0;
+  std::int64_t last_ping_ms_ = 0;
+  std::int64_t auth_deadline_ms_ = 0;
+  std::int64_t full_since_ms_ = 0;
+  std::int64_t close_deadline_ms_ = 0;
+  bool close_sent_ = false;
+  bool close_received_ = false;
+  bool terminated_ = false;
+  bool registered_ = false;
+};
+
+}  // namespace wsagent::net

@@ -1,0 +1,291 @@
+#include "protocol/native/adapter.hpp"
+
+#include <algorithm>
+
+#include "common/clock.hpp"
+#include "core/tag.hpp"
+#include "protocol/native/binary.hpp"
+#include "protocol/native/close_codes.hpp"
+
+namespace wsagent::protocol::native {
+
+namespace {
+
+const std::string empty_string;
+
+std::string generated_client_id() {
+  return "anon-" + core::make_msgid();
+}
+
+bool valid_segment(std::string_view s) {
+  return !s.empty() && s.find_first_of("/+#") == std::string_view::npos;
+}
+
+}  // namespace
+
+bool valid_client_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '/' || c == '+' || c == '#') return false;
+  }
+  core::tag_limits lim{256, 1};
+  return core::validate_tag(id, lim) == core::tag_error::none;  // checks UTF-8
+}
+
+adapter::adapter(adapter_context& ctx, transport_link& link, upgrade_info info)
+    : ctx_(ctx), link_(link), info_(std::move(info)) {}
+
+adapter::~adapter() {
+  on_closed();
+}
+
+const std::string& adapter::client_id() const noexcept {
+  return session_ ? session_->client_id() : empty_string;
+}
+
+void adapter::on_open() {
+  auto auth = ctx_.auth.get();
+  if (!info_.token.empty() || auth->open()) authenticate(info_.token, info_.client_id, {});
+}
+
+void adapter::on_closed() {
+  if (session_) {
+    ctx_.router.detach(*session_);
+    session_.reset();
+  }
+}
+
+bool adapter::authenticate(std::string_view token, std::string_view requested_id,
+                           std::string_view id) {
+  if (!requested_id.empty() && !valid_client_id(requested_id)) {
+    reply_error(error_code::bad_request,
+                "invalid client id: 1 to 128 bytes, no '/', '+', '#' or control characters", id);
+    return false;
+  }
+  auto auth = ctx_.auth.get();
+  auto result = auth->authenticate(token);
+  if (!result.ok) {
+    ctx_.audit.record(core::audit_event::auth_failure, requested_id, info_.remote, result.reason);
+    closing_ = true;
+    link_.close(close_code::auth_failed, "Authentication failed");
+    return false;
+  }
+  establish(result.who, requested_id);
+  return true;
+}
+
+void adapter::establish(const core::identity& who, std::string_view requested_id) {
+  std::string id;
+  if (!who.client_id.empty())
+    id = who.client_id;
+  else if (!requested_id.empty())
+    id = requested_id;
+  else
+    id = generated_client_id();
+  provisional_id_ = who.client_id.empty() && requested_id.empty();
+  core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
+                     : who.rights                        ? core::acl(*who.rights, id, who.user)
+                                                         : core::acl();
+  if (session_) ctx_.router.detach(*session_);
+  session_ =
+      std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink());
+  bool took_over = ctx_.router.attach(session_, close_code::taken_over);
+  ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), info_.remote,
+                    who.user.empty() ? "anonymous" : who.user);
+  if (took_over)
+    ctx_.audit.record(core::audit_event::takeover, session_->client_id(), info_.remote,
+                      "an older connection with this client id was closed");
+}
+
+bool adapter::require_auth() {
+  if (session_) return true;
+  if (!closing_) {
+    closing_ = true;
+    link_.close(close_code::auth_required, "Authentication required");
+  }
+  return false;
+}
+
+void adapter::on_text(const char* data, std::size_t size, std::size_t capacity) {
+  if (closing_) return;
+  parser::for_this_thread().parse(data, size, capacity, *this, ctx_.max_batch);
+}
+
+void adapter::on_binary(std::span<const std::uint8_t> data) {
+  if (closing_ || !require_auth()) return;
+  std::string why;
+  auto pub = decode_binary_publish(data, why);
+  if (!pub) return reply_error(error_code::bad_request, why, {});
+  if (pub->retain)
+    return reply_error(error_code::unsupported, "retained messages are not available yet", {});
+  if (pub->msgid.size() > 128)
+    return reply_error(error_code::bad_request, "msgid is longer than 128 bytes", {});
+  auto m = std::make_shared<core::message>();
+  m->tag = pub->tag;
+  m->payload = pub->payload;
+  m->format = core::payload_format::binary;
+  m->msgid = pub->msgid.empty() ? core::make_msgid() : std::string(pub->msgid);
+  route(m, {}, {});
+}
+
+void adapter::on_auth(const auth_request& r) {
+  if (closing_) return;
+  if (!session_) {
+    if (authenticate(r.token, r.client_id, r.id)) {
+      info_.binary = info_.binary || r.binary;
+      std::string frame;
+      encode_auth_response(frame, session_->client_id(), common::now_ms());
+      link_.send_frame(std::move(frame));
+    }
+    return;
+  }
+  // Already authenticated (by the upgrade request, or open mode): a token given now must
+  // still be valid, and a client that the agent had to name may name itself.
+  auto auth = ctx_.auth.get();
+  if (!auth->open() && !r.token.empty()) {
+    auto result = auth->authenticate(r.token);
+    if (!result.ok) {
+      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
+                        result.reason);
+      closing_ = true;
+      return link_.close(close_code::auth_failed, "Authentication failed");
+    }
+  }
+  info_.binary = info_.binary || r.binary;
+  if (!r.client_id.empty() && r.client_id != session_->client_id()) {
+    if (!provisional_id_)
+      return reply_error(error_code::bad_request,
+                         "the client id is already set for this connection", r.id);
+    if (!session_->subscriptions.empty())
+      return reply_error(error_code::bad_request,
+                         "name the client before subscribing: it already has subscriptions", r.id);
+    if (!authenticate(r.token.empty() ? std::string_view(info_.token) : r.token, r.client_id, r.id))
+      return;
+  }
+  std::string frame;
+  encode_auth_response(frame, session_->client_id(), common::now_ms());
+  link_.send_frame(std::move(frame));
+}
+
+void adapter::on_subscribe(const subscribe_request& r) {
+  if (closing_ || !require_auth()) return;
+  if (r.qos > 0)
+    return reply_error(error_code::unsupported, "QoS 1 and 2 subscriptions are not available yet",
+                       r.id);
+  // All or nothing: check every filter before subscribing any.
+  std::size_t fresh = 0;
+  for (auto tag : r.tags) {
+    if (auto e = core::validate_filter(tag, ctx_.router.limits().tags); e != core::tag_error::none)
+      return reply_error(error_code::invalid_tag,
+                         std::string(core::to_string(e)) + ": '" + std::string(tag) + "'", r.id);
+    if (r.unsubscribe) continue;
+    if (!session_->rights().can_subscribe(tag)) {
+      ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
+                        "subscribe " + std::string(tag));
+      return reply_error(error_code::forbidden,
+                         "not allowed to subscribe to '" + std::string(tag) + "'", r.id);
+    }
+    if (!session_->subscriptions.contains(tag)) ++fresh;
+  }
+  if (!r.unsubscribe && session_->subscriptions.size() + fresh >
+                            static_cast<std::size_t>(ctx_.router.limits().max_subscriptions))
+    return reply_error(error_code::limit_exceeded,
+                       "at most " + std::to_string(ctx_.router.limits().max_subscriptions) +
+                           " subscriptions per client",
+                       r.id);
+  for (auto tag : r.tags) {
+    if (r.unsubscribe)
+      ctx_.router.unsubscribe(*session_, tag);
+    else
+      ctx_.router.subscribe(*session_, tag, 0);
+  }
+  std::string frame;
+  encode_subscribed(frame, r.id, r.tags, r.unsubscribe);
+  link_.send_frame(std::move(frame));
+}
+
+void adapter::on_publish(const publish_request& r) {
+  if (closing_ || !require_auth()) return;
+  if (r.qos > 0)
+    return reply_error(error_code::unsupported, "QoS 1 and 2 are not available yet", r.id);
+  if (r.retain)
+    return reply_error(error_code::unsupported, "retained messages are not available yet", r.id);
+  auto m = std::make_shared<core::message>();
+  m->tag = r.tag;
+  m->payload = r.payload;
+  m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
+  route(m, r.to, r.id);
+}
+
+void adapter::on_typed(const typed_request& r) {
+  if (closing_ || !require_auth()) return;
+  std::string tag;
+  if (!r.tag.empty()) {
+    tag = r.tag;
+  } else {
+    std::string_view device = r.to.empty() ? std::string_view(session_->client_id()) : r.to;
+    if (!valid_segment(device))
+      return reply_error(error_code::invalid_tag, "'to' may not contain '/', '+' or '#'", r.id);
+    tag.reserve(9 + device.size() + r.type.size());
+    tag.append("devices/").append(device).append("/").append(r.type);
+  }
+  auto m = std::make_shared<core::message>();
+  m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
+  m->timestamp_ms = common::now_ms();
+  m->payload = build_typed_payload(r, tag, session_->client_id(), m->msgid, m->timestamp_ms);
+  m->tag = std::move(tag);
+  m->typed = true;
+  route(m, r.to, r.id);
+}
+
+void adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
+                    std::string_view id) {
+  m->from = session_->client_id();
+  if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
+  auto result = ctx_.router.publish(*session_, m, to);
+  switch (result.error) {
+    case core::route_error::none:
+    case core::route_error::too_many_subscriptions:
+      return;
+    case core::route_error::invalid_tag:
+      return reply_error(error_code::invalid_tag,
+                         std::string(core::to_string(result.tag)) + ": '" + m->tag + "'", id);
+    case core::route_error::forbidden:
+      ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
+                        "publish " + m->tag);
+      return reply_error(error_code::forbidden, "not allowed to publish to '" + m->tag + "'", id);
+  }
+}
+
+void adapter::on_ping(std::string_view id) {
+  if (closing_) return;
+  std::string frame;
+  encode_pong(frame, id, common::now_ms());
+  link_.send_frame(std::move(frame));
+}
+
+void adapter::on_error(error_code code, std::string_view message, std::string_view id) {
+  reply_error(code, message, id);
+}
+
+void adapter::reply_error(error_code code, std::string_view message, std::string_view id) {
+  if (closing_) return;
+  std::string frame;
+  encode_error(frame, code, message, id);
+  link_.send_frame(std::move(frame));
+  if (++errors_ > ctx_.max_protocol_errors) {
+    closing_ = true;
+    link_.close(close_code::protocol_abuse, "Too many protocol errors");
+  }
+}
+
+const std::string& adapter::frame_for(const core::message& m) const {
+  if (m.format == core::payload_format::binary && info_.binary)
+    return m.encoded(core::wire_format::native_binary,
+                     [&](std::string& out) { encode_binary_message_frame(m, out); });
+  return m.encoded(core::wire_format::native_json,
+                   [&](std::string& out) { encode_message_frame(m, out); });
+}
+
+}  // namespace wsagent::protocol::native

@@ -1,0 +1,99 @@
+#pragma once
+// The native protocol adapter: one per WebSocket connection on /ws. It turns the client's
+// frames into core operations (authenticate, subscribe, publish) and core messages into
+// frames. It owns the connection's core::session.
+//
+// Threading: every member function runs on the connection's I/O thread. The transport
+// implements transport_link and hands deliveries from other threads to that thread before
+// calling frame_for().
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/audit.hpp"
+#include "core/auth.hpp"
+#include "core/router.hpp"
+#include "core/session.hpp"
+#include "protocol/native/codec.hpp"
+
+namespace wsagent::protocol::native {
+
+// What the adapter needs from the connection.
+class transport_link {
+ public:
+  virtual ~transport_link() = default;
+  // Queues one whole WebSocket frame for this connection only.
+  virtual void send_frame(std::string frame) = 0;
+  // Sends a close frame with `code` and `reason`, then ends the connection.
+  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+  // The sink the router delivers this connection's messages to.
+  virtual core::session_sink& sink() = 0;
+};
+
+struct adapter_context {
+  core::router& router;
+  core::auth_holder& auth;
+  core::audit_log& audit;
+  std::size_t max_batch = 1000;
+  int max_protocol_errors = 20;
+};
+
+// What the HTTP upgrade request said.
+struct upgrade_info {
+  std::string token;      // Authorization: Bearer ..., or ?token=
+  std::string client_id;  // ?clientId= or ?deviceId=
+  bool binary = false;    // ?binary=1: binary payloads arrive as binary frames
+  std::string remote;     // "address:port"
+};
+
+class adapter final : private request_handler {
+ public:
+  adapter(adapter_context& ctx, transport_link& link, upgrade_info info);
+  ~adapter() override;
+
+  // Authenticates from the upgrade request when it carried a token, or in open mode.
+  void on_open();
+  // One text message; `capacity` as for parser::parse.
+  void on_text(const char* data, std::size_t size, std::size_t capacity);
+  void on_binary(std::span<const std::uint8_t> data);
+  // The connection is gone: leave the router.
+  void on_closed();
+
+  bool authenticated() const noexcept { return session_ != nullptr; }
+  const std::string& client_id() const noexcept;
+  const std::string& remote() const noexcept { return info_.remote; }
+
+  // The frame for `m` in this client's format; cached in `m`, shared with other recipients.
+  const std::string& frame_for(const core::message& m) const;
+
+ private:
+  void on_auth(const auth_request& r) override;
+  void on_subscribe(const subscribe_request& r) override;
+  void on_publish(const publish_request& r) override;
+  void on_typed(const typed_request& r) override;
+  void on_ping(std::string_view id) override;
+  void on_error(error_code code, std::string_view message, std::string_view id) override;
+
+  bool require_auth();
+  bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
+  void establish(const core::identity& who, std::string_view requested_id);
+  void route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id);
+  void reply_error(error_code code, std::string_view message, std::string_view id);
+
+  adapter_context& ctx_;
+  transport_link& link_;
+  upgrade_info info_;
+  std::shared_ptr<core::session> session_;
+  bool provisional_id_ = false;  // the agent chose the id; the client may still name itself
+  bool closing_ = false;
+  int errors_ = 0;
+};
+
+// A client id the agent accepts: 1 to 128 bytes of UTF-8 with no '/', '+', '#' or control
+// characters (it is substituted into tags and ACL patterns).
+bool valid_client_id(std::string_view id) noexcept;
+
+}  // namespace wsagent::protocol::native

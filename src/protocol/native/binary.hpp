@@ -1,0 +1,55 @@
+#pragma once
+// The native binary envelope, for payloads that are not JSON (Protocol Buffers, CBOR, raw
+// sensor frames). One envelope per WebSocket binary frame; integers are big-endian.
+//
+//   publish (client -> agent)           message (agent -> client)
+//   u8   kind = 0x01                    u8   kind = 0x02
+//   u8   flags (bit 0: retain)          u8   flags (bit 0: retained)
+//   u16  tag length, tag bytes          u16  tag length, tag bytes
+//   u8   msgid length, msgid bytes      u8   from length, from bytes
+//        (0: the agent assigns one)     u8   msgid length, msgid bytes
+//   ...  payload: the rest of the frame u64  timestamp, ms since the Unix epoch
+//                                       ...  payload: the rest of the frame
+//
+// Clients that did not ask for binary frames get binary payloads inside JSON messages, as
+// base64 with "encoding":"base64" (docs/protocol.md).
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/message.hpp"
+
+namespace wsagent::protocol::native {
+
+inline constexpr std::uint8_t binary_publish = 0x01;
+inline constexpr std::uint8_t binary_message = 0x02;
+
+struct binary_publish_view {
+  std::string_view tag;
+  std::string_view msgid;
+  std::string_view payload;
+  bool retain = false;
+};
+
+// Nullopt, with `why` set, when the frame is not a well-formed publish envelope.
+std::optional<binary_publish_view> decode_binary_publish(std::span<const std::uint8_t> frame,
+                                                         std::string& why);
+
+// Appends a publish envelope (the client side: `wsagent pub`, the bench).
+void encode_binary_publish(std::string& out, std::string_view tag, std::string_view msgid,
+                           std::string_view payload, bool retain);
+
+// Appends a whole WebSocket binary frame holding a message envelope for `m` (binary payload).
+void encode_binary_message_frame(const core::message& m, std::string& out);
+
+struct binary_message_view {
+  std::string_view tag, from, msgid, payload;
+  std::int64_t timestamp_ms = 0;
+  bool retained = false;
+};
+std::optional<binary_message_view> decode_binary_message(std::string_view frame, std::string& why);
+
+}  // namespace wsagent::protocol::native

@@ -1,0 +1,602 @@
+#include "protocol/native/codec.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "common/base64.hpp"
+#include "common/json_writer.hpp"
+#include "protocol/websocket/frame.hpp"
+
+namespace wsagent::protocol::native {
+
+namespace od = simdjson::ondemand;
+using json_error_code = simdjson::error_code;
+using common::json_writer;
+
+const char* to_string(native::error_code c) noexcept {
+  switch (c) {
+    case native::error_code::bad_request:
+      return "bad_request";
+    case native::error_code::invalid_tag:
+      return "invalid_tag";
+    case native::error_code::forbidden:
+      return "forbidden";
+    case native::error_code::limit_exceeded:
+      return "limit_exceeded";
+    case native::error_code::unsupported:
+      return "unsupported";
+  }
+  return "bad_request";
+}
+
+namespace {
+
+constexpr int max_depth = 64;
+constexpr std::size_t max_msgid = 128;
+
+// Words of the protocol. Words the agent sends, or keeps for later, may not be used as the
+// type of an application message.
+enum class word { none, auth, subscribe, unsubscribe, publish, batch, ping, agent_only };
+
+word classify(std::string_view t) {
+  if (t == "publish") return word::publish;
+  if (t == "subscribe") return word::subscribe;
+  if (t == "unsubscribe") return word::unsubscribe;
+  if (t == "auth") return word::auth;
+  if (t == "batch") return word::batch;
+  if (t == "ping") return word::ping;
+  static constexpr std::string_view reserved[] = {
+      "message",  "auth_response", "subscribed", "unsubscribed", "error",   "pong",  // sent by us
+      "ack",      "nack",          "pubrec",     "pubrel",       "pubcomp", "history",
+      "presence", "sys",  // kept
+  };
+  for (auto r : reserved)
+    if (t == r) return word::agent_only;
+  return word::none;
+}
+
+bool valid_type_name(std::string_view t) {
+  if (t.empty() || t.size() > 64) return false;
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+  });
+}
+
+// Visits a whole value so that simdjson checks every byte of it.
+json_error_code validate(od::value v, int depth) {
+  if (depth > max_depth) return simdjson::DEPTH_ERROR;
+  od::json_type t;
+  if (auto e = v.type().get(t)) return e;
+  switch (t) {
+    case od::json_type::object: {
+      od::object o;
+      if (auto e = v.get_object().get(o)) return e;
+      for (auto field : o) {
+        std::string_view key;
+        if (auto e = field.unescaped_key().get(key)) return e;
+        od::value fv;
+        if (auto e = field.value().get(fv)) return e;
+        if (auto e = validate(fv, depth + 1)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::array: {
+      od::array a;
+      if (auto e = v.get_array().get(a)) return e;
+      for (auto element : a) {
+        od::value ev;
+        if (auto e = element.get(ev)) return e;
+        if (auto e = validate(ev, depth + 1)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      return v.get_string().get(s);
+    }
+    case od::json_type::number: {
+      od::number n;
+      return v.get_number().get(n);
+    }
+    case od::json_type::boolean: {
+      bool b;
+      return v.get_bool().get(b);
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return e;
+      return is_null ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+    }
+  }
+  return simdjson::INCORRECT_TYPE;
+}
+
+std::string_view trim_right(std::string_view s) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Validates `v` and returns its JSON text as a slice of the input.
+json_error_code value_span(od::value v, od::document& doc, std::string_view& out) {
+  std::string_view token = v.raw_json_token();
+  od::json_type t;
+  if (auto e = v.type().get(t)) return e;
+  if (t != od::json_type::object && t != od::json_type::array) {
+    // A scalar is its token (with the spaces that follow it).
+    if (auto e = validate(v, 0)) return e;
+    out = trim_right(token);
+    return simdjson::SUCCESS;
+  }
+  const char* start = token.data();
+  if (auto e = validate(v, 0)) return e;
+  const char* end;
+  if (auto e = doc.current_location().get(end)) return e;
+  out = trim_right(std::string_view(start, static_cast<std::size_t>(end - start)));
+  return simdjson::SUCCESS;
+}
+
+// The fields a request may have, gathered in one pass in whatever order they come.
+struct fields {
+  std::string_view type, id, tag, token, client_id, msgid, to, payload;
+  bool has_type = false, has_payload = false, retain = false, binary = false;
+  bool has_timestamp = false;
+  std::int64_t qos = 0;
+  std::vector<std::string_view> tags;
+  bool tags_ok = true;        // 'tags' was an array of strings
+  std::string_view messages;  // raw array of a batch
+  bool has_messages = false;
+  std::string members;  // for typed messages
+  bool collect_members = true;
+};
+
+struct problem {
+  std::string text;
+  bool ok() const { return text.empty(); }
+};
+
+std::string json_error(const char* what, json_error_code e) {
+  return std::string(what) + simdjson::error_message(e);
+}
+
+json_error_code read_tags(od::value v, od::document& doc, fields& f, std::string_view& raw) {
+  std::string_view token = v.raw_json_token();
+  od::json_type t;
+  if (auto e = v.type().get(t)) return e;
+  if (t != od::json_type::array) {
+    f.tags_ok = false;
+    return value_span(v, doc, raw);
+  }
+  od::array a;
+  if (auto e = v.get_array().get(a)) return e;
+  for (auto element : a) {
+    od::value ev;
+    if (auto e = element.get(ev)) return e;
+    od::json_type et;
+    if (auto e = ev.type().get(et)) return e;
+    if (et == od::json_type::string) {
+      std::string_view s;
+      if (auto e = ev.get_string().get(s)) return e;
+      f.tags.push_back(s);
+    } else {
+      f.tags_ok = false;
+      if (auto e = validate(ev, 1)) return e;
+    }
+  }
+  const char* end;
+  if (auto e = doc.current_location().get(end)) return e;
+  raw = trim_right(std::string_view(token.data(), static_cast<std::size_t>(end - token.data())));
+  return simdjson::SUCCESS;
+}
+
+problem type_problem(std::string_view key, const char* expected) {
+  return {"field '" + std::string(key) + "' must be " + expected};
+}
+
+problem read_string(od::value& v, std::string_view key, std::string_view& out) {
+  if (v.get_string().get(out)) return type_problem(key, "a string");
+  return {};
+}
+
+problem read_fields(od::object obj, od::document& doc, fields& f) {
+  for (auto field_result : obj) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field)) return {json_error("invalid JSON: ", e)};
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return {json_error("invalid JSON: ", e)};
+    od::value v = field.value();
+    problem p;
+    std::string_view raw;
+    bool keep_member = true;  // typed messages keep this field as it is
+    if (key == "type") {
+      if (auto r = read_string(v, key, f.type); !r.ok()) return r;
+      f.has_type = true;
+      if (classify(f.type) != word::none) f.collect_members = false;
+      raw = {};  // written below from f.type
+      if (f.collect_members) {
+        if (!f.members.empty()) f.members.push_back(',');
+        common::json_append_string(f.members, key);
+        f.members.push_back(':');
+        common::json_append_string(f.members, f.type);
+      }
+      continue;
+    } else if (key == "id") {
+      if (auto r = read_string(v, key, f.id); !r.ok()) return r;
+      raw = {};
+      if (f.collect_members) {
+        if (!f.members.empty()) f.members.push_back(',');
+        common::json_append_string(f.members, key);
+        f.members.push_back(':');
+        common::json_append_string(f.members, f.id);
+      }
+      continue;
+    } else if (key == "tag") {
+      if (auto r = read_string(v, key, f.tag); !r.ok()) return r;
+      keep_member = false;
+    } else if (key == "from") {
+      if (auto e = value_span(v, doc, raw)) return {json_error("invalid JSON: ", e)};
+      keep_member = false;  // the agent says who sent it
+    } else if (key == "msgid") {
+      if (auto r = read_string(v, key, f.msgid); !r.ok()) return r;
+      if (f.msgid.size() > max_msgid) return {"field 'msgid' is longer than 128 bytes"};
+      keep_member = false;
+    } else if (key == "payload") {
+      if (auto e = value_span(v, doc, f.payload))
+        return {json_error("invalid JSON in 'payload': ", e)};
+      f.has_payload = true;
+      raw = f.payload;
+    } else if (key == "tags") {
+      // Read as strings for subscribe, and kept as raw JSON for a typed message, since
+      // the type may come after this field.
+      if (auto e = read_tags(v, doc, f, raw)) return {json_error("invalid JSON in 'tags': ", e)};
+    } else if (key == "messages") {
+      if (auto e = value_span(v, doc, f.messages))
+        return {json_error("invalid JSON in 'messages': ", e)};
+      f.has_messages = true;
+      raw = f.messages;
+    } else {
+      if (key == "token" || key == "deviceId" || key == "clientId" || key == "to") {
+        std::string_view s;
+        if (auto r = read_string(v, key, s); !r.ok()) return r;
+        if (key == "token")
+          f.token = s;
+        else if (key == "to")
+          f.to = s;
+        else
+          f.client_id = s;
+        raw = {};
+        if (f.collect_members && key != "token") {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          common::json_append_string(f.members, s);
+        }
+        continue;
+      }
+      if (key == "retain" || key == "binary") {
+        bool b;
+        if (v.get_bool().get(b)) return type_problem(key, "true or false");
+        (key == "retain" ? f.retain : f.binary) = b;
+        if (f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.append(b ? ":true" : ":false");
+        }
+        continue;
+      }
+      if (key == "qos") {
+        std::int64_t q;
+        if (v.get_int64().get(q) || q < 0 || q > 2) return type_problem(key, "0, 1 or 2");
+        f.qos = q;
+        if (f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          f.members.push_back(static_cast<char>('0' + q));
+        }
+        continue;
+      }
+      if (key == "timestamp") f.has_timestamp = true;
+      if (auto e = value_span(v, doc, raw))
+        return {"invalid JSON in '" + std::string(key) + "': " + simdjson::error_message(e)};
+    }
+    if (keep_member && f.collect_members) {
+      if (!f.members.empty()) f.members.push_back(',');
+      common::json_append_string(f.members, key);
+      f.members.push_back(':');
+      f.members.append(raw);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+// For a frame that is not an object: is it JSON at all? (Only on the error path.)
+bool is_valid_document(od::parser& p, const char* data, std::size_t size, std::size_t capacity) {
+  if (size == 0) return false;
+  od::document doc;
+  if (p.iterate(data, size, capacity).get(doc)) return false;
+  od::json_type t;
+  if (doc.type().get(t)) return false;
+  switch (t) {
+    case od::json_type::array: {
+      od::array a;
+      if (doc.get_array().get(a)) return false;
+      for (auto element : a) {
+        od::value v;
+        if (element.get(v) || validate(v, 1)) return false;
+      }
+      break;
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (doc.get_string().get(s)) return false;
+      break;
+    }
+    case od::json_type::number: {
+      double d;
+      if (doc.get_double().get(d)) return false;
+      break;
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (doc.get_bool().get(b)) return false;
+      break;
+    }
+    case od::json_type::null: {
+      bool n = false;
+      if (doc.is_null().get(n) || !n) return false;
+      break;
+    }
+    case od::json_type::object:
+      return false;
+  }
+  const char* trailing = nullptr;
+  return doc.current_location().get(trailing) != simdjson::SUCCESS;
+}
+
+struct parser::impl {
+  od::parser json;
+  od::parser batch_json;  // a batch's messages are parsed while the frame's strings live on
+  std::string padded;
+};
+
+parser::parser() : impl_(new impl) {}
+parser::~parser() {
+  delete impl_;
+}
+
+parser& parser::for_this_thread() {
+  thread_local parser p;
+  return p;
+}
+
+namespace {
+
+void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view batch_id = {}) {
+  if (f.id.empty()) f.id = batch_id;  // errors about a batch element name the batch
+  if (!f.has_type) {
+    h.on_error(native::error_code::bad_request, "missing field 'type'", f.id);
+    return;
+  }
+  switch (classify(f.type)) {
+    case word::publish: {
+      if (f.tag.empty())
+        return h.on_error(native::error_code::bad_request, "publish needs a 'tag'", f.id);
+      if (!f.has_payload)
+        return h.on_error(native::error_code::bad_request, "publish needs a 'payload'", f.id);
+      publish_request r{f.id, f.tag, f.payload, f.msgid, f.to, f.retain, static_cast<int>(f.qos)};
+      return h.on_publish(r);
+    }
+    case word::subscribe:
+    case word::unsubscribe: {
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      if (!f.tags_ok)
+        return h.on_error(native::error_code::bad_request,
+                          "field 'tags' must be an array of strings", f.id);
+      if (!f.tag.empty()) f.tags.push_back(f.tag);
+      if (f.tags.empty())
+        return h.on_error(native::error_code::bad_request, "'tags' must list at least one tag",
+                          f.id);
+      subscribe_request r{f.id, f.tags, classify(f.type) == word::unsubscribe,
+                          static_cast<int>(f.qos)};
+      return h.on_subscribe(r);
+    }
+    case word::auth: {
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      auth_request r{f.id, f.token, f.client_id, f.binary};
+      return h.on_auth(r);
+    }
+    case word::ping:
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      return h.on_ping(f.id);
+    case word::batch:
+      return h.on_error(native::error_code::bad_request, "a batch may not contain a batch", f.id);
+    case word::agent_only:
+      return h.on_error(
+          native::error_code::bad_request,
+          "'" + std::string(f.type) + "' is a protocol word the agent sends or reserves", f.id);
+    case word::none: {
+      if (!valid_type_name(f.type))
+        return h.on_error(native::error_code::bad_request,
+                          "'type' must be 1 to 64 letters, digits, '_', '-' or '.'", f.id);
+      typed_request r{f.id, f.type, f.tag, f.to, f.msgid, f.has_timestamp, f.members};
+      return h.on_typed(r);
+    }
+  }
+}
+
+}  // namespace
+
+void parser::parse(const char* data, std::size_t size, std::size_t capacity, request_handler& h,
+                   std::size_t max_batch) {
+  if (capacity < size + simdjson::SIMDJSON_PADDING) {
+    impl_->padded.assign(data, size);
+    impl_->padded.resize(size + simdjson::SIMDJSON_PADDING, ' ');
+    data = impl_->padded.data();
+    capacity = impl_->padded.size();
+  }
+  od::document doc;
+  if (auto e = impl_->json.iterate(data, size, capacity).get(doc))
+    return h.on_error(native::error_code::bad_request, json_error("not JSON: ", e), {});
+  od::object obj;
+  if (doc.get_object().get(obj)) {
+    bool valid = is_valid_document(impl_->json, data, size, capacity);
+    return h.on_error(native::error_code::bad_request,
+                      valid ? "a frame must be a JSON object" : "not JSON", {});
+  }
+  fields f;
+  if (auto p = read_fields(obj, doc, f); !p.ok())
+    return h.on_error(native::error_code::bad_request, p.text, f.id);
+  // Anything after the object is an error: there is a location only when tokens are left.
+  if (const char* trailing = nullptr; doc.current_location().get(trailing) == simdjson::SUCCESS)
+    return h.on_error(native::error_code::bad_request,
+                      "not JSON: trailing content after the object", f.id);
+  if (!f.has_type || classify(f.type) != word::batch) return dispatch(f, h, false);
+
+  // A batch: parse its array again, as a document of its own; each message alone.
+  if (!f.has_messages)
+    return h.on_error(native::error_code::bad_request, "batch needs 'messages'", f.id);
+  std::string batch_id(f.id);
+  const char* base = f.messages.data();
+  std::size_t room = capacity - static_cast<std::size_t>(base - data);
+  od::document bdoc;
+  if (auto e = impl_->batch_json.iterate(base, f.messages.size(), room).get(bdoc))
+    return h.on_error(native::error_code::bad_request, json_error("not JSON: ", e), batch_id);
+  od::array arr;
+  if (bdoc.get_array().get(arr))
+    return h.on_error(native::error_code::bad_request, "'messages' must be an array", batch_id);
+  std::size_t count = 0;
+  if (auto e = arr.count_elements().get(count))
+    return h.on_error(native::error_code::bad_request, json_error("not JSON: ", e), batch_id);
+  if (count > max_batch)
+    return h.on_error(native::error_code::limit_exceeded,
+                      "a batch may carry at most " + std::to_string(max_batch) + " messages",
+                      batch_id);
+  for (auto element : arr) {
+    od::object o;
+    if (element.get_object().get(o)) {
+      h.on_error(native::error_code::bad_request, "every batch element must be an object",
+                 batch_id);
+      continue;
+    }
+    fields bf;
+    if (auto p = read_fields(o, bdoc, bf); !p.ok()) {
+      h.on_error(native::error_code::bad_request, p.text,
+                 bf.id.empty() ? std::string_view(batch_id) : bf.id);
+      return;  // the array's iteration cannot go on past a malformed element
+    }
+    dispatch(bf, h, true, batch_id);
+  }
+}
+
+// --- outgoing ---
+
+namespace {
+
+// Appends a text frame whose JSON is written by `body` into a scratch string.
+template <class Body>
+void append_text_frame(std::string& out, Body&& body) {
+  thread_local std::string json;
+  json.clear();
+  body(json);
+  auto header = websocket::make_header(websocket::opcode::text, json.size());
+  out.reserve(out.size() + header.size + json.size());
+  out.append(reinterpret_cast<const char*>(header.bytes.data()), header.size);
+  out.append(json);
+}
+
+}  // namespace
+
+void encode_message_frame(const core::message& m, std::string& out) {
+  append_text_frame(out, [&](std::string& json) {
+    if (m.typed) {
+      json.append(m.payload);
+      return;
+    }
+    json.reserve(m.payload.size() * (m.format == core::payload_format::binary ? 2 : 1) +
+                 m.tag.size() + 128);
+    json_writer w(json);
+    w.begin_object().string("type", "message").string("tag", m.tag);
+    if (m.format == core::payload_format::json) {
+      w.raw("payload", m.payload);
+    } else {
+      w.base64("payload", m.payload).string("encoding", "base64");
+    }
+    w.string("from", m.from).string("msgid", m.msgid).integer("timestamp", m.timestamp_ms);
+    if (m.retain) w.boolean("retained", true);
+    w.end_object();
+  });
+}
+
+void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer(json)
+        .begin_object()
+        .string("type", "auth_response")
+        .string("status", "success")
+        .string("clientId", client_id)
+        .integer("timestamp", now_ms)
+        .end_object();
+  });
+}
+
+void encode_subscribed(std::string& out, std::string_view id,
+                       std::span<const std::string_view> tags, bool unsubscribed) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object().string("type", unsubscribed ? "unsubscribed" : "subscribed");
+    if (!id.empty()) w.string("id", id);
+    w.begin_array("tags");
+    for (auto t : tags)
+      w.string_value(t);
+    w.end_array().end_object();
+  });
+}
+
+void encode_error(std::string& out, native::error_code code, std::string_view message,
+                  std::string_view id) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object()
+        .string("type", "error")
+        .string("code", to_string(code))
+        .string("message", message);
+    if (!id.empty()) w.string("id", id);
+    w.end_object();
+  });
+}
+
+void encode_pong(std::string& out, std::string_view id, std::int64_t now_ms) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object().string("type", "pong");
+    if (!id.empty()) w.string("id", id);
+    w.integer("timestamp", now_ms).end_object();
+  });
+}
+
+std::string build_typed_payload(const typed_request& r, std::string_view tag, std::string_view from,
+                                std::string_view msgid, std::int64_t timestamp_ms) {
+  std::string json;
+  json.reserve(r.members.size() + tag.size() + from.size() + msgid.size() + 80);
+  json.push_back('{');
+  json.append(r.members);
+  if (!r.members.empty()) json.push_back(',');
+  json_writer w(json);  // starts without a comma
+  w.string("from", from).string("msgid", msgid);
+  if (!r.has_timestamp) w.integer("timestamp", timestamp_ms);
+  w.string("tag", tag);
+  json.push_back('}');
+  return json;
+}
+
+}  // namespace wsagent::protocol::native

@@ -1,0 +1,116 @@
+#pragma once
+// The native protocol's wire format (docs/protocol.md): JSON text frames in, requests out;
+// messages and responses in, JSON out. Pure code: no sockets, no session state.
+//
+// Parsing is a single pass of simdjson On-Demand over each object's fields. Every value is
+// visited, so malformed JSON anywhere in the frame is caught, and values that are forwarded
+// as they are (payload, fields of device messages) are returned as slices of the input.
+// Requests point into the input frame and into the parser: they are valid only during the
+// request_handler call.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/message.hpp"
+
+namespace wsagent::protocol::native {
+
+// Error codes of {"type":"error"} frames; the table in docs/protocol.md lists them.
+enum class error_code {
+  bad_request,     // not JSON, missing or mistyped field, unknown protocol word
+  invalid_tag,     // a tag or filter that breaks the tag rules
+  forbidden,       // the client's rights do not allow it
+  limit_exceeded,  // a configured limit (subscriptions, batch size)
+  unsupported,     // valid but not offered by this agent (yet)
+};
+const char* to_string(error_code c) noexcept;
+
+struct auth_request {
+  std::string_view id;
+  std::string_view token;
+  std::string_view client_id;  // "deviceId" or "clientId"
+  bool binary = false;         // the client reads binary frames
+};
+
+struct subscribe_request {
+  std::string_view id;
+  std::vector<std::string_view> tags;
+  bool unsubscribe = false;
+  int qos = 0;
+};
+
+struct publish_request {
+  std::string_view id;
+  std::string_view tag;
+  std::string_view payload;  // raw JSON text of the payload value
+  std::string_view msgid;
+  std::string_view to;
+  bool retain = false;
+  int qos = 0;
+};
+
+// A frame whose type is not a protocol word: a device's status, event, command...
+struct typed_request {
+  std::string_view id;
+  std::string_view type;
+  std::string_view tag;    // may be empty
+  std::string_view to;     // may be empty
+  std::string_view msgid;  // may be empty
+  bool has_timestamp = false;
+  // Every field of the object except tag, from and msgid, already written as JSON members
+  // ("k":v,"k2":v2), without the braces. The router adds tag, from, msgid and timestamp.
+  std::string_view members;
+};
+
+class request_handler {
+ public:
+  virtual ~request_handler() = default;
+  virtual void on_auth(const auth_request& r) = 0;
+  virtual void on_subscribe(const subscribe_request& r) = 0;
+  virtual void on_publish(const publish_request& r) = 0;
+  virtual void on_typed(const typed_request& r) = 0;
+  virtual void on_ping(std::string_view id) = 0;
+  virtual void on_error(error_code code, std::string_view message, std::string_view id) = 0;
+};
+
+// Holds simdjson's buffers; reused, parsing is allocation-free once warm. Parsing is
+// synchronous, so one parser per I/O thread serves all of that thread's connections.
+class parser {
+ public:
+  parser();
+  ~parser();
+  parser(const parser&) = delete;
+  parser& operator=(const parser&) = delete;
+
+  // Parses one text frame and calls `h` once per request in it (several for a batch).
+  // `capacity` is how many bytes starting at `data` may be read (>= size); when fewer than
+  // simdjson's padding follow the frame, the frame is copied to a padded buffer first.
+  // A batch with more than `max_batch` messages is refused whole.
+  void parse(const char* data, std::size_t size, std::size_t capacity, request_handler& h,
+             std::size_t max_batch);
+
+  static parser& for_this_thread();
+
+ private:
+  struct impl;
+  impl* impl_;
+};
+
+// --- outgoing: each function appends a whole WebSocket text frame (header included) ---
+
+// {"type":"message",...} for a message; a typed message's payload object is sent as is.
+void encode_message_frame(const core::message& m, std::string& out);
+void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms);
+void encode_subscribed(std::string& out, std::string_view id,
+                       std::span<const std::string_view> tags, bool unsubscribed);
+void encode_error(std::string& out, error_code code, std::string_view message, std::string_view id);
+void encode_pong(std::string& out, std::string_view id, std::int64_t now_ms);
+
+// Builds the delivered object of a typed message from its members and the agent's fields.
+std::string build_typed_payload(const typed_request& r, std::string_view tag, std::string_view from,
+                                std::string_view msgid, std::int64_t timestamp_ms);
+
+}  // namespace wsagent::protocol::native

@@ -1,0 +1,238 @@
+"""Authentication: by header, query and frame; failures; timeouts; takeover; reload."""
+
+import asyncio
+import json
+import signal
+
+import websockets
+
+from conftest import (auth, closed_with, connect, nothing_for, publish, recv, recv_type, run,
+                      still_serves, subscribe)
+
+TOKENS = """
+[heartbeat]
+auth_timeout_ms = 600
+
+[[auth.tokens]]
+token = "device-secret"
+identity = "sensor-001"
+roles = ["device"]
+
+[[auth.tokens]]
+token_sha256 = "8d9c9f5bbb6f8cb9ae49d3f47d6b3f1c2cb8f7ce9bb96f41bbf83a0e43a48f87"
+user = "ops"
+roles = ["dashboard"]
+
+[[auth.tokens]]
+token = "dash-secret"
+user = "dash"
+roles = ["dashboard"]
+
+[auth.roles.device]
+publish = ["devices/%c/#"]
+subscribe = ["devices/%c/control"]
+
+[auth.roles.dashboard]
+publish = ["devices/+/control"]
+subscribe = ["devices/#", "$sys/#"]
+"""
+
+
+def test_token_in_authorization_header(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a, headers={"Authorization": "Bearer device-secret"})
+        # Authenticated by the upgrade: the auth frame is answered with the token's identity.
+        r = await auth(ws)
+        assert r["status"] == "success" and r["clientId"] == "sensor-001"
+        assert isinstance(r["timestamp"], int)
+        await ws.close()
+    run(go())
+    a.wait_log(r'"audit":"auth_success","clientId":"sensor-001"')
+
+
+def test_token_in_query_for_browsers(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a, query="token=dash-secret&clientId=dash-7")
+        r = await auth(ws)
+        assert r["clientId"] == "dash-7"
+        await subscribe(ws, "devices/+/status")
+        await ws.close()
+    run(go())
+
+
+def test_token_in_first_frame_and_device_id(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a)
+        r = await auth(ws, token="dash-secret", client_id="panel-3")
+        assert r == {**r, "type": "auth_response", "status": "success", "clientId": "panel-3"}
+        await ws.close()
+    run(go())
+
+
+def test_token_stored_as_sha256(agent_factory):
+    # sha256("ops-secret") is configured, not the secret itself.
+    import hashlib
+    digest = hashlib.sha256(b"ops-secret").hexdigest()
+    a = agent_factory(TOKENS.replace(
+        "8d9c9f5bbb6f8cb9ae49d3f47d6b3f1c2cb8f7ce9bb96f41bbf83a0e43a48f87", digest))
+
+    async def go():
+        ws = await connect(a)
+        r = await auth(ws, token="ops-secret", client_id="ops-1")
+        assert r["clientId"] == "ops-1"
+        await ws.close()
+    run(go())
+
+
+def test_wrong_token_closes_4403(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a)
+        await ws.send(json.dumps({"type": "auth", "token": "guess", "deviceId": "x"}))
+        assert await closed_with(ws) == (4403, "Authentication failed")
+        ws = await connect(a, headers={"Authorization": "Bearer guess"})
+        code, _ = await closed_with(ws)
+        assert code == 4403
+        await still_serves_with_token(a)
+    run(go())
+    a.wait_log(r'"audit":"auth_failure".*"detail":"unknown token"')
+
+
+async def still_serves_with_token(a):
+    sub = await connect(a, headers={"Authorization": "Bearer dash-secret"})
+    dev = await connect(a, headers={"Authorization": "Bearer device-secret"})
+    await subscribe(sub, "devices/+/status")
+    await publish(dev, "devices/sensor-001/status", {"ok": 1})
+    m = await recv_type(sub, "message")
+    assert m["from"] == "sensor-001" and m["payload"] == {"ok": 1}
+    await sub.close()
+    await dev.close()
+
+
+def test_no_auth_in_time_closes_4401(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a)
+        code, reason = await closed_with(ws, timeout=5)
+        assert code == 4401 and reason == "Authentication timeout"
+    run(go())
+
+
+def test_request_before_auth_closes_4401(agent_factory):
+    a = agent_factory(TOKENS)
+
+    async def go():
+        ws = await connect(a)
+        await subscribe_raw(ws)
+        assert await closed_with(ws) == (4401, "Authentication required")
+        await still_serves_with_token(a)
+    run(go())
+
+
+async def subscribe_raw(ws):
+    await ws.send(json.dumps({"type": "subscribe", "tags": ["devices/#"]}))
+
+
+def test_open_mode_accepts_everyone_and_answers_auth(agent):
+    async def go():
+        ws = await connect(agent)
+        # Without an auth frame, requests are served at once...
+        await subscribe(ws, "a/#")
+        # ...and an auth frame, with or without a token, is answered with success.
+        r = await auth(ws, token="anything")
+        assert r["status"] == "success" and r["clientId"].startswith("anon-")
+        ws2 = await connect(agent)
+        r2 = await auth(ws2, client_id="sensor-001")
+        assert r2["clientId"] == "sensor-001"
+        await ws.close()
+        await ws2.close()
+    run(go())
+    agent.wait_log("OPEN ACCESS")
+
+
+def test_invalid_client_id_is_refused(agent):
+    async def go():
+        ws = await connect(agent)
+        await ws.send(json.dumps({"type": "auth", "deviceId": "a/#"}))
+        e = await recv_type(ws, "error")
+        assert e["code"] == "bad_request" and "client id" in e["message"]
+        await ws.close()
+        await still_serves(agent)
+    run(go())
+
+
+def test_takeover_closes_the_older_connection_4409(agent):
+    async def go():
+        old = await connect(agent)
+        await auth(old, client_id="dev-1")
+        await subscribe(old, "x")
+        new = await connect(agent)
+        await auth(new, client_id="dev-1")
+        assert await closed_with(old) == (4409, "Session taken over")
+        # The new connection owns the id: a message 'to' dev-1 reaches it.
+        sender = await connect(agent)
+        await sender.send(json.dumps({"type": "command", "to": "dev-1", "op": "blink"}))
+        m = await recv_type(new, "command")
+        assert m["op"] == "blink" and m["tag"] == "devices/dev-1/command"
+        for w in (new, sender):
+            await w.close()
+    run(go())
+    agent.wait_log(r'"audit":"takeover","clientId":"dev-1"')
+
+
+def test_sighup_reloads_tokens_without_dropping_connections(agent_factory, tmp_path):
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text("""
+[[tokens]]
+token = "first"
+user = "u"
+roles = ["all"]
+[roles.all]
+publish = ["#"]
+subscribe = ["#"]
+""")
+    a = agent_factory(f'[auth]\ntokens_file = "{tokens}"\n')
+
+    async def go():
+        keep = await connect(a, headers={"Authorization": "Bearer first"})
+        await subscribe(keep, "t")
+        tokens.write_text(tokens.read_text().replace('"first"', '"second"'))
+        a.signal(signal.SIGHUP)
+        a.wait_log("reload: 1 token")
+        # The old token is gone for new connections...
+        ws = await connect(a, headers={"Authorization": "Bearer first"})
+        assert (await closed_with(ws))[0] == 4403
+        # ...the new one works...
+        ws = await connect(a, headers={"Authorization": "Bearer second"})
+        await publish(ws, "t", 1)
+        # ...and the connection made before the reload is still served.
+        m = await recv_type(keep, "message")
+        assert m["payload"] == 1
+        await ws.close()
+        await keep.close()
+    run(go())
+    a.wait_log(r'"audit":"admin".*SIGHUP')
+
+
+def test_sighup_with_a_broken_file_keeps_the_old_tokens(agent_factory, tmp_path):
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[[tokens]]\ntoken = "first"\nuser = "u"\nroles = []\n')
+    a = agent_factory(f'[auth]\ntokens_file = "{tokens}"\n')
+    tokens.write_text("[[tokens]\nbroken = \n")
+    a.signal(signal.SIGHUP)
+    a.wait_log("reload failed")
+
+    async def go():
+        ws = await connect(a, headers={"Authorization": "Bearer first"})
+        r = await auth(ws)
+        assert r["status"] == "success"
+        await ws.close()
+    run(go())

@@ -1,0 +1,269 @@
+#include "protocol/native/codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "protocol/native/binary.hpp"
+
+namespace wsagent::protocol::native {
+namespace {
+
+// Records what the parser reports, as text, so tests read like the protocol document.
+struct recorder : request_handler {
+  std::vector<std::string> log;
+  std::string last_members;
+  std::string last_payload;
+  void on_auth(const auth_request& r) override {
+    log.push_back("auth token=" + std::string(r.token) + " id=" + std::string(r.client_id) +
+                  (r.binary ? " binary" : ""));
+  }
+  void on_subscribe(const subscribe_request& r) override {
+    std::string s = r.unsubscribe ? "unsubscribe" : "subscribe";
+    for (auto t : r.tags)
+      s += " " + std::string(t);
+    log.push_back(s);
+  }
+  void on_publish(const publish_request& r) override {
+    last_payload = r.payload;
+    log.push_back("publish " + std::string(r.tag) + " " + std::string(r.payload) +
+                  (r.msgid.empty() ? "" : " msgid=" + std::string(r.msgid)));
+  }
+  void on_typed(const typed_request& r) override {
+    last_members = r.members;
+    log.push_back("typed " + std::string(r.type) + " tag=" + std::string(r.tag) +
+                  " to=" + std::string(r.to));
+  }
+  void on_ping(std::string_view id) override { log.push_back("ping " + std::string(id)); }
+  void on_error(error_code code, std::string_view message, std::string_view id) override {
+    log.push_back(std::string("error ") + to_string(code) + " [" + std::string(id) + "] " +
+                  std::string(message));
+  }
+};
+
+std::vector<std::string> parse(std::string_view frame, std::size_t max_batch = 1000) {
+  recorder r;
+  parser p;
+  p.parse(frame.data(), frame.size(), frame.size(), r, max_batch);
+  return r.log;
+}
+
+std::string one(std::string_view frame) {
+  auto log = parse(frame);
+  EXPECT_EQ(log.size(), 1u) << frame;
+  return log.empty() ? "" : log[0];
+}
+
+bool starts_with(const std::string& s, std::string_view prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+TEST(NativeParse, Requests) {
+  EXPECT_EQ(one(R"({"type":"auth","token":"t1","deviceId":"sensor-001"})"),
+            "auth token=t1 id=sensor-001");
+  EXPECT_EQ(one(R"({"type":"auth","clientId":"c","binary":true})"), "auth token= id=c binary");
+  EXPECT_EQ(one(R"({"type":"subscribe","id":"r1","tags":["a/+/c","d/#"]})"), "subscribe a/+/c d/#");
+  EXPECT_EQ(one(R"({"tags":["x"],"type":"unsubscribe"})"), "unsubscribe x");  // any field order
+  EXPECT_EQ(one(R"({"type":"subscribe","tag":"one/tag"})"), "subscribe one/tag");
+  EXPECT_EQ(one(R"({"type":"publish","tag":"a/b","payload":{"t": 21.5, "u":[1,2]},"msgid":"m1"})"),
+            R"(publish a/b {"t": 21.5, "u":[1,2]} msgid=m1)");
+  EXPECT_EQ(one(R"({"payload":"x","tag":"a","type":"publish"})"), R"(publish a "x")");
+  EXPECT_EQ(one(R"({"type":"publish","tag":"a","payload":null})"), "publish a null");
+  EXPECT_EQ(one(R"({"type":"ping","id":"p"})"), "ping p");
+}
+
+TEST(NativeParse, PayloadKeepsItsText) {
+  recorder r;
+  parser p;
+  std::string frame = R"({"type":"publish","tag":"a","payload":  [1, {"k":"v\"q"}, true]  })";
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10);
+  EXPECT_EQ(r.last_payload, R"([1, {"k":"v\"q"}, true])");
+}
+
+TEST(NativeParse, TypedDeviceMessages) {
+  recorder r;
+  parser p;
+  std::string frame =
+      R"({"type":"status","deviceId":"sensor-001","timestamp":1700000000000,"data":{"temp":21},"from":"spoof"})";
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10);
+  ASSERT_EQ(r.log.size(), 1u);
+  EXPECT_EQ(r.log[0], "typed status tag= to=");
+  // 'from' is the agent's to set; everything else is kept.
+  EXPECT_EQ(
+      r.last_members,
+      R"("type":"status","deviceId":"sensor-001","timestamp":1700000000000,"data":{"temp":21})");
+
+  typed_request t{{}, "control", "", "sensor-001", "", false, R"("type":"control","cmd":"reboot")"};
+  auto obj = build_typed_payload(t, "devices/sensor-001/control", "dash", "m1", 42);
+  EXPECT_EQ(
+      obj,
+      R"({"type":"control","cmd":"reboot","from":"dash","msgid":"m1","timestamp":42,"tag":"devices/sensor-001/control"})");
+  typed_request empty{{}, "x", "", "", "", true, ""};
+  EXPECT_EQ(build_typed_payload(empty, "t", "f", "m", 1), R"({"from":"f","msgid":"m","tag":"t"})");
+}
+
+TEST(NativeParse, Batch) {
+  auto log = parse(R"({"type":"batch","id":"b1","messages":[
+      {"type":"publish","tag":"a","payload":1},
+      {"type":"status","data":{"ok":true}},
+      {"type":"subscribe","tags":["x"]},
+      {"type":"publish","tag":"b","payload":2}]})");
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[0], "publish a 1");
+  EXPECT_EQ(log[1], "typed status tag= to=");
+  EXPECT_EQ(log[2], "error bad_request [b1] a batch carries only messages");
+  EXPECT_EQ(log[3], "publish b 2");
+  auto big = parse(R"({"type":"batch","messages":[{},{},{}]})", 2);
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_TRUE(starts_with(big[0], "error limit_exceeded")) << big[0];
+}
+
+// Every parse error gets a bad_request naming the problem, with the request's id if known.
+TEST(NativeParse, Errors) {
+  struct error_case {
+    const char* frame;
+    const char* expected_prefix;
+  } cases[] = {
+      {"not json", "error bad_request [] not JSON"},
+      {"", "error bad_request [] not JSON"},
+      {"[1,2]", "error bad_request [] a frame must be a JSON object"},
+      {"\"text\"", "error bad_request [] a frame must be a JSON object"},
+      {R"({"type":"publish","tag":"a","payload":1} trailing)", "error bad_request [] not JSON"},
+      {R"({"tag":"a"})", "error bad_request [] missing field 'type'"},
+      {R"({"type":5})", "error bad_request [] field 'type' must be a string"},
+      {R"({"type":"publish","id":"r","payload":1})", "error bad_request [r] publish needs a 'tag'"},
+      {R"({"type":"publish","id":"r","tag":"a"})",
+       "error bad_request [r] publish needs a 'payload'"},
+      {R"({"type":"publish","id":"r","tag":7,"payload":1})",
+       "error bad_request [r] field 'tag' must be a string"},
+      {R"({"type":"publish","tag":"a","payload":{"x":1,}})",
+       "error bad_request [] invalid JSON in 'payload'"},
+      {R"({"type":"publish","tag":"a","payload":[1,2})",
+       "error bad_request [] invalid JSON in 'payload'"},
+      {R"({"type":"publish","tag":"a","payload":nul})",
+       "error bad_request [] invalid JSON in 'payload'"},
+      {R"({"type":"publish","tag":"a","payload":01})",
+       "error bad_request [] invalid JSON in 'payload'"},
+      {R"({"type":"publish","tag":"a","payload":1,"retain":"yes"})",
+       "error bad_request [] field 'retain' must be true or false"},
+      {R"({"type":"publish","tag":"a","payload":1,"qos":3})",
+       "error bad_request [] field 'qos' must be 0, 1 or 2"},
+      {R"({"type":"subscribe","id":"s"})",
+       "error bad_request [s] 'tags' must list at least one tag"},
+      {R"({"type":"subscribe","id":"s","tags":"a"})",
+       "error bad_request [s] field 'tags' must be an array of strings"},
+      {R"({"type":"subscribe","id":"s","tags":["a",1]})",
+       "error bad_request [s] field 'tags' must be an array of strings"},
+      {R"({"type":"auth","token":5})", "error bad_request [] field 'token' must be a string"},
+      {R"({"type":"message","id":"m"})", "error bad_request [m] 'message' is a protocol word"},
+      {R"({"type":"ack"})", "error bad_request [] 'ack' is a protocol word"},
+      {R"({"type":"bad type!"})", "error bad_request [] 'type' must be 1 to 64"},
+      {R"({"type":"batch"})", "error bad_request [] batch needs 'messages'"},
+      {R"({"type":"batch","messages":[{"type":"batch","messages":[]}]})",
+       "error bad_request [] a batch may not contain a batch"},
+      {R"({"type":"batch","messages":[1]})",
+       "error bad_request [] every batch element must be an object"},
+      {R"({"type":"status","data":{"a":tru}})", "error bad_request [] invalid JSON in 'data'"},
+      {R"({"type":"publish","tag":"a","payload":"\x01"})",
+       "error bad_request [] invalid JSON in 'payload'"},
+      {R"({"type":"publish","tag":"a","payload":1,"msgid":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"})",
+       "error bad_request [] field 'msgid' is longer than 128 bytes"},
+  };
+  for (const auto& c : cases) {
+    auto log = parse(c.frame);
+    ASSERT_FALSE(log.empty()) << c.frame;
+    EXPECT_TRUE(starts_with(log[0], c.expected_prefix)) << c.frame << "\n  got: " << log[0];
+    for (const auto& l : log)
+      EXPECT_TRUE(starts_with(l, "error")) << c.frame << " also did: " << l;
+  }
+}
+
+TEST(NativeParse, InvalidUtf8InsideStrings) {
+  std::string frame = "{\"type\":\"publish\",\"tag\":\"a\",\"payload\":\"\xff\xfe\"}";
+  auto log = parse(frame);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_TRUE(starts_with(log[0], "error bad_request")) << log[0];
+}
+
+TEST(NativeEncode, MessageFrame) {
+  core::message m;
+  m.tag = "a/b";
+  m.payload = R"({"t":1})";
+  m.from = "dev";
+  m.msgid = "m1";
+  m.timestamp_ms = 5;
+  std::string frame;
+  encode_message_frame(m, frame);
+  ASSERT_GE(frame.size(), 2u);
+  EXPECT_EQ(static_cast<unsigned char>(frame[0]), 0x81);  // FIN + text
+  EXPECT_EQ(
+      frame.substr(2),
+      R"({"type":"message","tag":"a/b","payload":{"t":1},"from":"dev","msgid":"m1","timestamp":5})");
+  core::message b;
+  b.tag = "bin";
+  b.payload = std::string("\x00\x01\xff", 3);
+  b.format = core::payload_format::binary;
+  std::string bframe;
+  encode_message_frame(b, bframe);
+  EXPECT_NE(bframe.find(R"("payload":"AAH/","encoding":"base64")"), std::string::npos) << bframe;
+}
+
+TEST(NativeEncode, ErrorAndResponses) {
+  std::string f;
+  encode_error(f, error_code::forbidden, "no \"way\"", "r1");
+  EXPECT_EQ(f.substr(2), R"({"type":"error","code":"forbidden","message":"no \"way\"","id":"r1"})");
+  f.clear();
+  std::string_view tags[] = {"a/+", "b/#"};
+  encode_subscribed(f, "r2", tags, false);
+  EXPECT_EQ(f.substr(2), R"({"type":"subscribed","id":"r2","tags":["a/+","b/#"]})");
+}
+
+TEST(NativeBinary, PublishRoundTrip) {
+  std::string env;
+  encode_binary_publish(env, "sensors/raw", "m9", std::string("\x00\x10\x20", 3), true);
+  std::string why;
+  auto v = decode_binary_publish(
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(env.data()), env.size()),
+      why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(v->tag, "sensors/raw");
+  EXPECT_EQ(v->msgid, "m9");
+  EXPECT_EQ(v->payload, std::string("\x00\x10\x20", 3));
+  EXPECT_TRUE(v->retain);
+  // Truncated and unknown envelopes are refused with a reason.
+  for (std::size_t n = 0; n < 6; ++n) {
+    auto t = decode_binary_publish(
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(env.data()), n), why);
+    EXPECT_FALSE(t) << n;
+  }
+  std::string bad = env;
+  bad[0] = 0x07;
+  EXPECT_FALSE(decode_binary_publish(
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bad.data()), bad.size()),
+      why));
+}
+
+TEST(NativeBinary, MessageRoundTrip) {
+  core::message m;
+  m.tag = "t";
+  m.from = "f";
+  m.msgid = "id";
+  m.timestamp_ms = 1700000000123;
+  m.payload = "bytes";
+  m.format = core::payload_format::binary;
+  std::string frame;
+  encode_binary_message_frame(m, frame);
+  EXPECT_EQ(static_cast<unsigned char>(frame[0]), 0x82);  // FIN + binary
+  std::string why;
+  auto v = decode_binary_message(std::string_view(frame).substr(2), why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(v->tag, "t");
+  EXPECT_EQ(v->from, "f");
+  EXPECT_EQ(v->msgid, "id");
+  EXPECT_EQ(v->timestamp_ms, 1700000000123);
+  EXPECT_EQ(v->payload, "bytes");
+}
+
+}  // namespace
+}  // namespace wsagent::protocol::native

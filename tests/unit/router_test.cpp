@@ -1,0 +1,180 @@
+#include "core/router.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace wsagent::core {
+namespace {
+
+struct recording_sink : session_sink {
+  std::vector<message_ptr> got;
+  std::vector<std::uint16_t> kicks;
+  void deliver(message_ptr m) override { got.push_back(std::move(m)); }
+  void kick(std::uint16_t code, std::string_view) override { kicks.push_back(code); }
+};
+
+std::shared_ptr<session> make_session(const std::string& id, recording_sink& sink) {
+  return std::make_shared<session>(id, id, acl::allow_all(), &sink);
+}
+
+message_ptr make_message(const std::string& tag) {
+  auto m = std::make_shared<message>();
+  m->tag = tag;
+  m->payload = "1";
+  return m;
+}
+
+TEST(TagIndex, AddMatchRemove) {
+  recording_sink s1, s2;
+  auto a = make_session("a", s1), b = make_session("b", s2);
+  tag_index idx;
+  EXPECT_TRUE(idx.add("x/+/z", a.get(), 0));
+  EXPECT_FALSE(idx.add("x/+/z", a.get(), 1));  // update, not a second entry
+  EXPECT_TRUE(idx.add("x/#", b.get(), 0));
+  EXPECT_TRUE(idx.add("#", b.get(), 0));
+  EXPECT_EQ(idx.size(), 3u);
+  std::vector<subscriber> out;
+  idx.match("x/y/z", out);
+  EXPECT_EQ(out.size(), 3u);
+  out.clear();
+  idx.match("$sys/x", out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(idx.remove("x/+/z", a.get()));
+  EXPECT_FALSE(idx.remove("x/+/z", a.get()));
+  EXPECT_FALSE(idx.remove("nope/x", a.get()));
+  out.clear();
+  idx.match("x/y/z", out);
+  EXPECT_EQ(out.size(), 2u);
+  EXPECT_TRUE(idx.remove("x/#", b.get()));
+  EXPECT_TRUE(idx.remove("#", b.get()));
+  EXPECT_EQ(idx.size(), 0u);
+}
+
+// The index must agree with filter_matches for every filter and tag.
+TEST(TagIndex, AgreesWithFilterMatches) {
+  const char* filters[] = {"#",   "+",     "a",   "a/#", "a/+",  "+/b",    "a/b",
+                           "+/+", "a/+/c", "+/#", "/+",  "a//c", "$sys/#", "a/b/c/#"};
+  const char* tags[] = {"a", "a/b", "a/b/c", "x/b", "/b", "a//c", "$sys/x", "a/", "b", "a/b/c/d"};
+  std::vector<recording_sink> sinks(std::size(filters));
+  std::vector<std::shared_ptr<session>> sessions;
+  tag_index idx;
+  for (std::size_t i = 0; i < std::size(filters); ++i) {
+    sessions.push_back(make_session("s" + std::to_string(i), sinks[i]));
+    idx.add(filters[i], sessions.back().get(), 0);
+  }
+  for (auto t : tags) {
+    std::vector<subscriber> out;
+    idx.match(t, out);
+    for (std::size_t i = 0; i < std::size(filters); ++i) {
+      bool in =
+          std::any_of(out.begin(), out.end(), [&](auto& s) { return s.who == sessions[i].get(); });
+      EXPECT_EQ(in, filter_matches(filters[i], t)) << filters[i] << " ~ " << t;
+    }
+  }
+}
+
+TEST(Router, OverlappingSubscriptionsDeliverOnce) {
+  router r({});
+  recording_sink sink, psink;
+  auto s = make_session("sub", sink);
+  auto p = make_session("pub", psink);
+  r.attach(s, 4409);
+  r.attach(p, 4409);
+  ASSERT_TRUE(r.subscribe(*s, "a/+/c", 0).ok());
+  ASSERT_TRUE(r.subscribe(*s, "a/#", 0).ok());
+  ASSERT_TRUE(r.subscribe(*s, "#", 0).ok());
+  auto res = r.publish(*p, make_message("a/b/c"));
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res.delivered, 1u);
+  EXPECT_EQ(sink.got.size(), 1u);
+}
+
+TEST(Router, DirectDeliveryWithTo) {
+  router r({});
+  recording_sink dev_sink, dash_sink;
+  auto dev = make_session("sensor-001", dev_sink);
+  auto dash = make_session("dash", dash_sink);
+  r.attach(dev, 4409);
+  r.attach(dash, 4409);
+  ASSERT_TRUE(r.subscribe(*dash, "devices/#", 0).ok());
+  ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
+  auto res = r.publish(*dash, make_message("devices/sensor-001/control"), "sensor-001");
+  EXPECT_EQ(res.delivered, 2u);  // dashboard (its own subscription) and the device, once
+  EXPECT_EQ(dev_sink.got.size(), 1u);
+}
+
+TEST(Router, TakeoverKicksTheOldSession) {
+  router r({});
+  recording_sink old_sink, new_sink;
+  auto old_s = make_session("dev", old_sink);
+  auto new_s = make_session("dev", new_sink);
+  EXPECT_FALSE(r.attach(old_s, 4409));
+  ASSERT_TRUE(r.subscribe(*old_s, "t", 0).ok());
+  EXPECT_TRUE(r.attach(new_s, 4409));
+  ASSERT_EQ(old_sink.kicks.size(), 1u);
+  EXPECT_EQ(old_sink.kicks[0], 4409);
+  r.detach(*old_s);  // the old connection goes; the new one stays registered
+  EXPECT_EQ(r.session_count(), 1u);
+  EXPECT_EQ(r.subscription_count(), 0u);
+}
+
+TEST(Router, RefusesWhatTheAclForbids) {
+  router r({});
+  recording_sink sink;
+  grants g;
+  g.publish = {"devices/%c/#"};
+  g.subscribe = {"devices/%c/control"};
+  auto s = std::make_shared<session>("d1", "d1", acl(g, "d1", "d1"), &sink);
+  r.attach(s, 4409);
+  EXPECT_EQ(r.subscribe(*s, "devices/+/control", 0).error, route_error::forbidden);
+  EXPECT_TRUE(r.subscribe(*s, "devices/d1/control", 0).ok());
+  EXPECT_EQ(r.publish(*s, make_message("devices/d2/status")).error, route_error::forbidden);
+  EXPECT_TRUE(r.publish(*s, make_message("devices/d1/status")).ok());
+  EXPECT_EQ(r.publish(*s, make_message("$sys/x")).error, route_error::forbidden);
+}
+
+TEST(Router, LimitsAndValidation) {
+  router_limits limits;
+  limits.max_subscriptions = 2;
+  limits.tags.max_depth = 3;
+  router r(limits);
+  recording_sink sink;
+  auto s = make_session("c", sink);
+  r.attach(s, 4409);
+  EXPECT_TRUE(r.subscribe(*s, "a", 0).ok());
+  EXPECT_TRUE(r.subscribe(*s, "b", 0).ok());
+  EXPECT_TRUE(r.subscribe(*s, "b", 0).ok());  // again: not a new one
+  EXPECT_EQ(r.subscribe(*s, "c", 0).error, route_error::too_many_subscriptions);
+  auto bad = r.subscribe(*s, "a/#/b", 0);
+  EXPECT_EQ(bad.error, route_error::invalid_tag);
+  EXPECT_EQ(bad.tag, tag_error::bad_wildcard);
+  EXPECT_EQ(r.publish(*s, make_message("a/b/c/d")).tag, tag_error::too_deep);
+  EXPECT_TRUE(r.unsubscribe(*s, "a").ok());
+  EXPECT_TRUE(r.subscribe(*s, "c", 0).ok());
+}
+
+TEST(Message, EncodedOncePerFormat) {
+  message m;
+  int calls = 0;
+  auto enc = [&](std::string& out) {
+    ++calls;
+    out = "frame";
+  };
+  const std::string& a = m.encoded(wire_format::native_json, enc);
+  const std::string& b = m.encoded(wire_format::native_json, enc);
+  EXPECT_EQ(&a, &b);
+  EXPECT_EQ(calls, 1);
+  m.encoded(wire_format::native_binary, enc);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(Message, MsgidsAreUnique) {
+  auto a = make_msgid(), b = make_msgid();
+  EXPECT_NE(a, b);
+  EXPECT_FALSE(a.empty());
+}
+
+}  // namespace
+}  // namespace wsagent::core
