@@ -36,10 +36,10 @@ test-asan:
 	$(MAKE) test PRESET=asan
 
 format:
-	find src tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	find src tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
 
 format-check:
-	find src tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format --dry-run -Werror
+	find src tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format --dry-run -Werror
 
 clean:
 	rm -rf build

@@ -118,6 +118,8 @@ int serve(const config& cfg, const std::string& config_path) {
   s.diagnostics = cfg.server.diagnostics;
 
   net::server srv(s, actx);
+  // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
+  boost::asio::signal_set signals(srv.main_context(), SIGINT, SIGTERM, SIGHUP);
   try {
     srv.listen();
   } catch (const boost::system::system_error& e) {
@@ -128,7 +130,6 @@ int serve(const config& cfg, const std::string& config_path) {
   spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
                shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
 
-  boost::asio::signal_set signals(srv.main_context(), SIGINT, SIGTERM, SIGHUP);
   std::function<void(boost::system::error_code, int)> on_signal;
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;

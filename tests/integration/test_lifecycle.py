@@ -17,7 +17,9 @@ from conftest import (BIN, Agent, closed_with, connect, publish, recv, recv_type
 
 def test_healthz(agent):
     h = agent.health()
-    assert h["status"] == "ok" and h["connections"] == 0
+    assert h["status"] == "ok"
+    assert h["connections"] == 1  # this request
+    assert h["sessions"] == 0 and h["subscriptions"] == 0 and h["dropped"] == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
