@@ -15,6 +15,7 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-websockets python3-pytest
+  clang libclang-rt-14-dev
 )
 
 want=("${build_pkgs[@]}")

@@ -2,13 +2,8 @@
 
 #include <arpa/inet.h>
 
-// GCC 12 at -O1/-O2 reports a "potential null pointer dereference" inside CLI11's
-// CLI::detail::split (a false positive in std::vector's reallocation).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#include <CLI/CLI.hpp>
-#pragma GCC diagnostic pop
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   cli::add_pub_command(app, pub);
   cli::add_sub_command(app, sub);
 
+  for (auto* command : app.get_subcommands({}))
+    command->set_version_flag("--version", std::string("wsagent ") + WSAGENT_VERSION_STRING);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -169,6 +169,10 @@ void connection::on_request() {
         .integer("subscriptions", static_cast<std::int64_t>(router.subscription_count()))
         .integer("dropped",
                  static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
+        .integer("frames_out", static_cast<std::int64_t>(
+                                   server_.probe.frames_out.load(std::memory_order_relaxed)))
+        .integer("writes",
+                 static_cast<std::int64_t>(server_.probe.writes.load(std::memory_order_relaxed)))
         .integer("slow_consumer_closes",
                  static_cast<std::int64_t>(
                      server_.probe.slow_consumer_closes.load(std::memory_order_relaxed)))

@@ -241,3 +241,28 @@ def test_cli_binary_publish_reaches_binary_subscriber(agent):
     assert cli("pub", "-p", port, "-t", "raw", "-m", "bytes as they are", "--binary").returncode == 0
     out, _ = sub.communicate(timeout=15)
     assert out == "bytes as they are\n"
+
+
+def test_writes_are_batched(agent_factory):
+    """Frames queued for a connection since its last write leave in one gather write."""
+    a = agent_factory("[server]\nthreads = 1\n")
+
+    async def go():
+        sub = await connect(a)
+        await subscribe(sub, "burst")
+        pub = await connect(a)
+        before = a.health()
+        n = 200
+        await pub.send(json.dumps({"type": "batch", "messages": [
+            {"type": "publish", "tag": "burst", "payload": i} for i in range(n)]}))
+        got = [(await recv_type(sub, "message"))["payload"] for _ in range(n)]
+        assert got == list(range(n))
+        after = a.health()
+        frames = after["frames_out"] - before["frames_out"]
+        writes = after["writes"] - before["writes"]
+        assert frames >= n
+        # One write per frame would be 200; batching needs a handful (at most 64 per write).
+        assert writes <= frames // 10, (writes, frames)
+        await sub.close()
+        await pub.close()
+    run(go())
