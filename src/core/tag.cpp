@@ -1,46 +1,9 @@
 #include "core/tag.hpp"
 
-#include <cstdint>
+#include "common/utf8.hpp"
 
 namespace wsagent::core {
 namespace {
-
-// Well-formed UTF-8: no overlongs, no surrogates, nothing above U+10FFFF.
-bool valid_utf8(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    unsigned c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    int n;
-    std::uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (end - p <= n) return false;
-    for (int i = 1; i <= n; ++i) {
-      if ((p[i] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    p += n + 1;
-  }
-  return true;
-}
 
 tag_error common_checks(std::string_view s, const tag_limits& limits) noexcept {
   if (s.empty()) return tag_error::empty;
@@ -51,23 +14,8 @@ tag_error common_checks(std::string_view s, const tag_limits& limits) noexcept {
     if (c == '\0') return tag_error::null_character;
   }
   if (depth > limits.max_depth) return tag_error::too_deep;
-  if (!valid_utf8(s)) return tag_error::invalid_utf8;
+  if (!common::is_valid_utf8(s)) return tag_error::invalid_utf8;
   return tag_error::none;
-}
-
-// Splits off the first level of `rest`; sets `more` when a '/' followed it.
-std::string_view next_level(std::string_view& rest, bool& more) noexcept {
-  auto slash = rest.find('/');
-  if (slash == std::string_view::npos) {
-    auto level = rest;
-    rest = {};
-    more = false;
-    return level;
-  }
-  auto level = rest.substr(0, slash);
-  rest.remove_prefix(slash + 1);
-  more = true;
-  return level;
 }
 
 }  // namespace

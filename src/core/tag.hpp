@@ -43,6 +43,16 @@ bool filter_matches(std::string_view filter, std::string_view tag) noexcept;
 // against the filters a client is allowed to read. Both must be valid filters.
 bool filter_covers(std::string_view pattern, std::string_view filter) noexcept;
 
+// Splits the first level off `rest` ("a/b/c" -> "a", rest "b/c"); `more` tells whether a
+// '/' followed it, so "a/" yields "a" and then one empty level.
+inline std::string_view next_level(std::string_view& rest, bool& more) noexcept {
+  auto slash = rest.find('/');
+  std::string_view level = rest.substr(0, slash);
+  more = slash != std::string_view::npos;
+  rest = more ? rest.substr(slash + 1) : std::string_view{};
+  return level;
+}
+
 inline bool is_reserved_tag(std::string_view tag) noexcept {
   return !tag.empty() && tag.front() == '$';
 }

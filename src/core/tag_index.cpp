@@ -17,14 +17,6 @@ struct tag_index::node {
 
 namespace {
 
-std::string_view next_level(std::string_view& rest, bool& more) {
-  auto slash = rest.find('/');
-  std::string_view level = rest.substr(0, slash);
-  more = slash != std::string_view::npos;
-  rest = more ? rest.substr(slash + 1) : std::string_view{};
-  return level;
-}
-
 void append_all(const std::vector<subscriber>& from, std::vector<subscriber>& out) {
   out.insert(out.end(), from.begin(), from.end());
 }

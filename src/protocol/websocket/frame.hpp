@@ -23,6 +23,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/utf8.hpp"
+
 namespace wsagent::protocol::websocket {
 
 enum class opcode : std::uint8_t {
@@ -51,7 +53,7 @@ inline constexpr std::uint16_t internal_error = 1011;
 bool is_valid_close_code(std::uint16_t code) noexcept;
 
 // True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
-bool is_valid_utf8(std::string_view bytes) noexcept;
+using common::is_valid_utf8;
 
 class frame_reader {
  public:
