@@ -33,6 +33,10 @@ constexpr std::size_t read_chunk = 4096;
 constexpr std::size_t padding = 64;  // simdjson reads up to 64 bytes past a message
 constexpr std::size_t max_gather = 64;
 constexpr std::size_t max_gather_bytes = 256 * 1024;
+// Replies of this connection's own (pongs, acknowledgements, errors) queued and not yet
+// written. Past this the connection stops reading until its peer catches up, so a client
+// that sends requests but never reads cannot make the agent queue without bound.
+constexpr std::size_t max_pending_replies = 256;
 
 std::string accept_key(std::string_view key) {
   static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -173,6 +177,8 @@ void connection::on_request() {
                                    server_.probe.frames_out.load(std::memory_order_relaxed)))
         .integer("writes",
                  static_cast<std::int64_t>(server_.probe.writes.load(std::memory_order_relaxed)))
+        .integer("read_pauses", static_cast<std::int64_t>(
+                                    server_.probe.read_pauses.load(std::memory_order_relaxed)))
         .integer("slow_consumer_closes",
                  static_cast<std::int64_t>(
                      server_.probe.slow_consumer_closes.load(std::memory_order_relaxed)))
@@ -292,6 +298,11 @@ void connection::on_read(std::size_t n) {
     rlen_ -= offset;
   }
   if (close_received_) return;  // nothing more to read
+  if (queue_.size() - queued_messages_ > max_pending_replies) {
+    read_paused_ = true;  // resumed by on_written()
+    server_.probe.read_pauses.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   read_frames();
 }
 
@@ -430,6 +441,10 @@ void connection::on_written(std::size_t items) {
   for (std::size_t i = 0; i < items; ++i)
     queue_.pop_front();
   in_flight_ = 0;
+  if (read_paused_ && queue_.size() - queued_messages_ <= max_pending_replies / 2) {
+    read_paused_ = false;
+    if (!close_received_) read_frames();
+  }
   if (full_since_ms_ && queued_messages_ < server_.settings().outbound_queue) full_since_ms_ = 0;
   if (queue_.empty() && close_sent_) {
     if (close_received_) return terminate();  // handshake complete

@@ -11,6 +11,8 @@
 // Bounds: the read buffer grows to at most one maximal message; the outbound queue holds at
 // most `outbound_queue` messages: past that the oldest queued message is dropped and
 // counted, and a queue that stays full for `slow_consumer_timeout_ms` closes with 4008.
+// Replies to the client's own requests are never dropped; when 256 of them wait, the
+// connection stops reading until they are written (backpressure).
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -117,6 +119,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   bool close_received_ = false;
   bool terminated_ = false;
   bool registered_ = false;
+  bool read_paused_ = false;  // backpressure: too many replies waiting to be written
 };
 
 }  // namespace wsagent::net

@@ -49,6 +49,7 @@ struct server_probe {
   std::atomic<std::int64_t> open{0};
   std::atomic<std::uint64_t> dropped{0};  // QoS-0 messages dropped for slow consumers
   std::atomic<std::uint64_t> slow_consumer_closes{0};
+  std::atomic<std::uint64_t> read_pauses{0};  // backpressure on clients that do not read
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> writes{0};      // gather writes (syscalls, roughly)
   std::atomic<std::uint64_t> frames_out{0};  // frames those writes carried

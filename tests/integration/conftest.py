@@ -250,7 +250,9 @@ class RawWs:
             hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
         if mask:
             key = os.urandom(4)
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            if payload:
+                stream = (key * (n // 4 + 1))[:n]
+                payload = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
             hdr += key
         self.sock.sendall(hdr + payload)
 

@@ -185,3 +185,27 @@ def test_client_answering_pings_stays_connected(agent_factory):
         assert pong["id"] == "p1" and isinstance(pong["timestamp"], int)
         await ws.close()
     run(go())
+
+
+def test_client_that_never_reads_its_replies_is_paused_not_buffered(agent):
+    """Replies are never dropped; a client that does not read them stops being read."""
+    raw = RawWs(agent.port)
+    n = 20000
+    pad = "p" * 1000  # ~20 MB of pongs: more than the kernel's socket buffers hold
+    frames = [f'{{"type":"ping","id":"{i}-{pad}"}}'.encode() for i in range(n)]
+    import threading
+    sender = threading.Thread(target=lambda: [raw.send_frame(0x1, f) for f in frames])
+    sender.start()
+    deadline = time.monotonic() + 10
+    while agent.health()["read_pauses"] == 0:  # the agent stops reading this client
+        assert time.monotonic() < deadline, "the agent never paused reading"
+        time.sleep(0.05)
+    for i in range(n):  # now read: every pong arrives, in order
+        op, payload = raw.recv_frame()
+        while op == 0x9:
+            op, payload = raw.recv_frame()
+        pong = json.loads(payload)
+        assert pong["type"] == "pong" and pong["id"] == f"{i}-{pad}"
+    sender.join(10)
+    raw.close()
+    run(still_serves(agent))
