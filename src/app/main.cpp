@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
+    if (auto problem = app::open_access_problem(loaded.value); !problem.empty()) {
+      std::cerr << "wsagent: " << problem << "\n";
+      return 2;
+    }
     std::cout << (config_path.empty() ? std::string("defaults") : config_path)
               << ": configuration is valid\n";
     return 0;

@@ -63,6 +63,16 @@ std::shared_ptr<const core::authenticator> make_authenticator(const auth_config&
   return std::make_shared<core::token_authenticator>(std::move(entries));
 }
 
+std::string open_access_problem(const config& cfg) {
+  std::string host;
+  std::uint16_t port = 0;
+  if (!cfg.auth.tokens.empty() || cfg.server.allow_anonymous) return {};
+  if (!split_listen(cfg.server.listen, host, port) || is_loopback(host)) return {};
+  return "refusing to listen on " + host +
+         " without authentication: configure tokens ([auth] in the config file), listen on a "
+         "loopback address, or set server.allow_anonymous = true to accept anyone on the network";
+}
+
 int serve(const config& cfg, const std::string& config_path) {
   try {
     setup_logging(cfg.log);
@@ -78,12 +88,8 @@ int serve(const config& cfg, const std::string& config_path) {
   }
   auto auth = make_authenticator(cfg.auth);
   if (auth->open()) {
-    if (!is_loopback(host) && !cfg.server.allow_anonymous) {
-      spdlog::critical(
-          "refusing to listen on {} without authentication: configure tokens ([auth] in the "
-          "config file), listen on a loopback address, or set server.allow_anonymous = true "
-          "to accept anyone on the network",
-          host);
+    if (auto problem = open_access_problem(cfg); !problem.empty()) {
+      spdlog::critical("{}", problem);
       return 1;
     }
     spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",

@@ -16,6 +16,10 @@ int serve(const config& cfg, const std::string& config_path);
 // Builds the authenticator `cfg` describes: tokens when any are configured, else open.
 std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth);
 
+// The secure default: without tokens, only a loopback address may be served, unless
+// server.allow_anonymous says otherwise. Returns the reason to refuse, or "" when fine.
+std::string open_access_problem(const config& cfg);
+
 // True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost).
 bool is_loopback(const std::string& host);
 

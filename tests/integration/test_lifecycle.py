@@ -67,6 +67,11 @@ def test_refuses_a_public_address_without_authentication(tmp_path):
                        timeout=10, env={k: v for k, v in os.environ.items() if not k.startswith("WSAGENT_")})
     assert r.returncode == 1
     assert "refusing to listen on 0.0.0.0 without authentication" in r.stderr
+    # --check-config says so too, before anyone tries to start it.
+    r = subprocess.run([BIN, "serve", "--listen", "0.0.0.0:8080", "--check-config"],
+                       capture_output=True, text=True, timeout=10,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("WSAGENT_")})
+    assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr
 
 
 def test_public_address_with_explicit_anonymous_opt_in(agent_factory):
