@@ -29,8 +29,14 @@ auth_result open_authenticator::authenticate(std::string_view) const {
 }
 
 token_authenticator::token_authenticator(std::vector<token_entry> entries) {
-  for (auto& e : entries)
+  for (auto& e : entries) {
+    if (!e.client_id.empty()) owned_ids_.insert(e.client_id);
     by_digest_.emplace(e.sha256_hex, std::move(e));
+  }
+}
+
+bool token_authenticator::owned_client_id(std::string_view client_id) const noexcept {
+  return owned_ids_.contains(std::string(client_id));
 }
 
 auth_result token_authenticator::authenticate(std::string_view token) const {

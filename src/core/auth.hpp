@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/acl.hpp"
@@ -35,6 +36,12 @@ class authenticator {
   virtual auth_result authenticate(std::string_view token) const = 0;
   // True when connections need no token at all.
   virtual bool open() const noexcept = 0;
+  // True when `client_id` is the fixed identity of some token: only that token may use it,
+  // so no other client can take its session over.
+  virtual bool owned_client_id(std::string_view client_id) const noexcept {
+    (void)client_id;
+    return false;
+  }
 };
 
 // Everyone is welcome, with every right but publishing to reserved tags.
@@ -62,10 +69,12 @@ class token_authenticator final : public authenticator {
   explicit token_authenticator(std::vector<token_entry> entries);
   auth_result authenticate(std::string_view token) const override;
   bool open() const noexcept override { return false; }
+  bool owned_client_id(std::string_view client_id) const noexcept override;
   std::size_t size() const noexcept { return by_digest_.size(); }
 
  private:
   std::unordered_map<std::string, token_entry> by_digest_;
+  std::unordered_set<std::string> owned_ids_;
 };
 
 std::string sha256_hex(std::string_view data);

@@ -236,3 +236,26 @@ def test_sighup_with_a_broken_file_keeps_the_old_tokens(agent_factory, tmp_path)
         assert r["status"] == "success"
         await ws.close()
     run(go())
+
+
+def test_a_client_id_fixed_by_a_token_cannot_be_claimed_by_another(agent_factory):
+    """sensor-001 is the identity of the device token: a dashboard token may not use it and so
+    cannot take the device's session over or receive its commands."""
+    a = agent_factory(TOKENS)
+
+    async def go():
+        dev = await connect(a, headers={"Authorization": "Bearer device-secret"})
+        await subscribe(dev, "devices/sensor-001/control")
+        thief = await connect(a)
+        await thief.send(json.dumps({"type": "auth", "token": "dash-secret", "deviceId": "sensor-001",
+                                     "id": "a1"}))
+        e = await recv_type(thief, "error")
+        assert e["code"] == "forbidden" and e["id"] == "a1" and "belongs to another token" in e["message"]
+        # The device is still connected and still gets its commands.
+        ctl = await connect(a, headers={"Authorization": "Bearer dash-secret"})
+        await ctl.send(json.dumps({"type": "control", "to": "sensor-001", "op": "x"}))
+        assert (await recv_type(dev, "control"))["op"] == "x"
+        for w in (dev, thief, ctl):
+            await w.close()
+    run(go())
+    a.wait_log(r'"audit":"forbidden","clientId":"sensor-001".*belongs to another token')

@@ -70,6 +70,8 @@ TEST(Auth, TokensByDigest) {
   EXPECT_FALSE(t.authenticate("secret-2").ok);
   EXPECT_FALSE(t.authenticate("").ok);
   EXPECT_FALSE(t.open());
+  EXPECT_TRUE(t.owned_client_id("dev-1"));
+  EXPECT_FALSE(t.owned_client_id("dev-2"));
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 

@@ -71,6 +71,14 @@ bool adapter::authenticate(std::string_view token, std::string_view requested_id
     link_.close(close_code::auth_failed, "Authentication failed");
     return false;
   }
+  if (result.who.client_id.empty() && !requested_id.empty() &&
+      auth->owned_client_id(requested_id)) {
+    ctx_.audit.record(core::audit_event::forbidden, requested_id, info_.remote,
+                      "client id belongs to another token");
+    reply_error(error_code::forbidden,
+                "client id '" + std::string(requested_id) + "' belongs to another token", id);
+    return false;
+  }
   establish(result.who, requested_id);
   return true;
 }
