@@ -1,5 +1,7 @@
 #include "app/serve.hpp"
 
+#include <sys/resource.h>
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -73,6 +75,29 @@ std::string open_access_problem(const config& cfg) {
          "loopback address, or set server.allow_anonymous = true to accept anyone on the network";
 }
 
+// Every connection is a file descriptor. Raise the soft limit to the hard one and say what
+// it allows, so that an operator sees the ceiling before clients hit it.
+static void check_file_limit(const config& cfg) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  // A few descriptors go to the listener, epoll, timers, logs and the store.
+  constexpr rlim_t reserved = 32;
+  const auto usable = lim.rlim_cur > reserved ? lim.rlim_cur - reserved : 0;
+  if (static_cast<rlim_t>(cfg.limits.max_connections) > usable)
+    spdlog::warn(
+        "file limit (RLIMIT_NOFILE) is {}: at most about {} connections, fewer than "
+        "limits.max_connections = {}; raise the hard limit (ulimit -Hn, LimitNOFILE=) "
+        "to serve more",
+        lim.rlim_cur, usable, cfg.limits.max_connections);
+  else
+    spdlog::debug("file limit (RLIMIT_NOFILE) is {}", lim.rlim_cur);
+}
+
 int serve(const config& cfg, const std::string& config_path) {
   try {
     setup_logging(cfg.log);
@@ -95,6 +120,8 @@ int serve(const config& cfg, const std::string& config_path) {
     spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",
                  is_loopback(host) ? " (loopback only)" : " (server.allow_anonymous is set)");
   }
+
+  check_file_limit(cfg);
 
   core::auth_holder auth_holder(auth);
   audit_writer audit(cfg.log);

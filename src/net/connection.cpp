@@ -30,9 +30,12 @@ using protocol::native::close_code::slow_consumer;
 namespace {
 
 constexpr std::size_t read_chunk = 4096;
-constexpr std::size_t padding = 64;  // simdjson reads up to 64 bytes past a message
-constexpr std::size_t max_gather = 64;
+constexpr std::size_t padding = 64;     // simdjson reads up to 64 bytes past a message
+constexpr std::size_t max_gather = 64;  // iovecs per write: Asio's limit for a buffer sequence
 constexpr std::size_t max_gather_bytes = 256 * 1024;
+// Frames up to this size are copied into one staging buffer per write, so that many small
+// messages leave as one contiguous iovec; larger ones are written from the shared bytes.
+constexpr std::size_t copy_limit = 1024;
 // Replies of this connection's own (pongs, acknowledgements, errors) queued and not yet
 // written. Past this the connection stops reading until its peer catches up, so a client
 // that sends requests but never reads cannot make the agent queue without bound.
@@ -286,13 +289,16 @@ void connection::on_read(std::size_t n) {
   rlen_ += n;
   last_activity_ms_ = common::steady_ms();
   std::size_t offset = 0;
+  batching_ = true;
   while (!terminated_) {
     auto ev = reader_->next(std::span<std::uint8_t>(rbuf_.data() + offset, rlen_ - offset));
     if (ev.what == ws::frame_reader::kind::need_more) break;
     offset += ev.consumed;
     if (!handle(ev)) break;
   }
+  batching_ = false;
   if (terminated_) return;
+  write();
   if (offset > 0) {
     std::memmove(rbuf_.data(), rbuf_.data() + offset, rlen_ - offset);
     rlen_ -= offset;
@@ -379,9 +385,31 @@ void connection::send_frame(std::string frame) {
   push(out_item{nullptr, nullptr, std::move(frame), false});
 }
 
+// Any thread, with the router's lock held: park the message in the inbox and post one
+// drain per batch, not one handler per message. The drain runs on the owner thread, outside
+// the router's lock, and ends with one write for everything it queued.
 void connection::deliver(core::message_ptr msg) {
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this(), msg = std::move(msg)] { self->on_deliver(msg); });
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(std::move(msg));
+    if (drain_posted_) return;
+    drain_posted_ = true;
+  }
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_inbox(); });
+}
+
+void connection::drain_inbox() {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    draining_.swap(inbox_);
+    drain_posted_ = false;
+  }
+  batching_ = true;
+  for (const auto& msg : draining_)
+    on_deliver(msg);
+  batching_ = false;
+  draining_.clear();
+  write();
 }
 
 void connection::on_deliver(const core::message_ptr& msg) {
@@ -408,22 +436,59 @@ void connection::on_deliver(const core::message_ptr& msg) {
   push(out_item{msg, &bytes, {}, true});
 }
 
+// Queues one frame. The write happens once the current handler is done with everything it
+// queues (the end of a read, of a drain, or a posted flush), so frames coalesce.
 void connection::push(out_item item) {
   if (item.droppable) ++queued_messages_;
   queue_.push_back(std::move(item));
-  write();
+  if (batching_ || writing_ || write_posted_) return;
+  write_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->write_posted_ = false;
+    self->write();
+  });
 }
 
 void connection::write() {
   if (writing_ || queue_.empty() || terminated_) return;
   gather_.clear();
-  std::size_t bytes = 0, n = 0;
-  for (auto& item : queue_) {
-    if (n == max_gather || (n > 0 && bytes + item.bytes().size() > max_gather_bytes)) break;
-    gather_.emplace_back(item.bytes().data(), item.bytes().size());
-    bytes += item.bytes().size();
-    if (item.droppable) --queued_messages_;
+  stage_.clear();
+  // First pass: how many items fit (bytes, iovecs), and how many bytes are staged.
+  std::size_t bytes = 0, n = 0, staged = 0, segments = 0;
+  bool last_small = false;
+  for (const auto& item : queue_) {
+    const std::size_t size = item.bytes().size();
+    if (n > 0 && bytes + size > max_gather_bytes) break;
+    const bool small = size <= copy_limit;
+    const std::size_t more = small && last_small ? 0 : 1;
+    if (segments + more > max_gather) break;
+    segments += more;
+    last_small = small;
+    staged += small ? size : 0;
+    bytes += size;
     ++n;
+  }
+  // Second pass: small frames are copied into stage_ (reserved once, so pointers into it
+  // stay valid), consecutive ones as one iovec; large frames go from their own bytes.
+  stage_.reserve(staged);
+  last_small = false;
+  auto it = queue_.begin();
+  for (std::size_t i = 0; i < n; ++i, ++it) {
+    const std::string& b = it->bytes();
+    if (b.size() <= copy_limit) {
+      const char* at = stage_.data() + stage_.size();
+      stage_.append(b);
+      if (last_small)
+        gather_.back() =
+            asio::const_buffer(gather_.back().data(), gather_.back().size() + b.size());
+      else
+        gather_.emplace_back(at, b.size());
+      last_small = true;
+    } else {
+      gather_.emplace_back(b.data(), b.size());
+      last_small = false;
+    }
+    if (it->droppable) --queued_messages_;
   }
   in_flight_ = n;
   writing_ = true;

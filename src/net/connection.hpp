@@ -16,9 +16,10 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/container/deque.hpp>
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +77,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   void read_frames();
   void on_read(std::size_t n);
   bool handle(const protocol::websocket::frame_reader::event& ev);
+  void drain_inbox();
   void on_deliver(const core::message_ptr& msg);
 
   void push(out_item item);
@@ -104,11 +106,26 @@ class connection final : public std::enable_shared_from_this<connection>,
   std::vector<std::uint8_t> rbuf_;
   std::size_t rlen_ = 0;
 
-  std::deque<out_item> queue_;
+  // Deliveries from any thread wait here until the owner thread drains them in one handler.
+  std::mutex inbox_mutex_;
+  std::vector<core::message_ptr> inbox_;  // guarded by inbox_mutex_
+  bool drain_posted_ = false;             // guarded by inbox_mutex_
+  std::vector<core::message_ptr> draining_;
+
+  // boost's deque allocates nothing while empty (an idle connection costs no block) and
+  // takes its block size as an option: 64 items a block, 8x fewer allocations than
+  // libstdc++'s 512-byte blocks on the fan-out path.
+  using out_queue =
+      boost::container::deque<out_item, void,
+                              boost::container::deque_options_t<boost::container::block_size<64u>>>;
+  out_queue queue_;
   std::size_t in_flight_ = 0;        // items at the front of queue_ being written
   std::size_t queued_messages_ = 0;  // droppable items not in flight
   bool writing_ = false;
+  bool batching_ = false;      // inside a read or a drain: their end writes
+  bool write_posted_ = false;  // a flush is posted
   std::vector<boost::asio::const_buffer> gather_;
+  std::string stage_;  // small frames of the write in progress, copied
 
   std::int64_t last_activity_ms_ = 0;
   std::int64_t last_ping_ms_ = 0;

@@ -46,12 +46,19 @@ void server::accept() {
   acceptor_.async_accept(ctx, [this](boost::system::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_) return;
-      // Out of file descriptors and the like: say so, and keep accepting after a pause.
-      spdlog::warn("accept failed: {}{}", ec.message(),
-                   ec == asio::error::no_descriptors
-                       ? " (the process file limit is reached: raise `ulimit -n` or lower "
-                         "limits.max_connections)"
-                       : "");
+      // Out of file descriptors and the like: say so (once per 10 s, with the count), and
+      // keep accepting after a pause.
+      ++accept_failures_;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_accept_warning_ >= std::chrono::seconds(10)) {
+        spdlog::warn("accept failed {} time(s): {}{}", accept_failures_, ec.message(),
+                     ec == asio::error::no_descriptors
+                         ? " (the process file limit is reached: raise `ulimit -Hn` or lower "
+                           "limits.max_connections)"
+                         : "");
+        accept_failures_ = 0;
+        last_accept_warning_ = now;
+      }
       auto timer = std::make_shared<asio::steady_timer>(acceptor_.get_executor(),
                                                         std::chrono::milliseconds(100));
       timer->async_wait([this, timer](boost::system::error_code) {

@@ -94,6 +94,8 @@ class server {
   std::vector<std::thread> threads_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::size_t next_context_ = 0;
+  std::uint64_t accept_failures_ = 0;
+  std::chrono::steady_clock::time_point last_accept_warning_{};
   std::uint16_t bound_port_ = 0;
   bool stopping_ = false;
   std::unique_ptr<boost::asio::steady_timer> stop_timer_;
