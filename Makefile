@@ -42,10 +42,10 @@ fuzz: deps-test
 	ctest --preset fuzz
 
 format:
-	find src tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	find src tests tools bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
 
 format-check:
-	find src tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format --dry-run -Werror
+	find src tests tools bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format --dry-run -Werror
 
 clean:
 	rm -rf build

@@ -14,7 +14,7 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_pkgs=(
-  python3 python3-websockets python3-pytest
+  python3 python3-websockets python3-pytest mosquitto
   clang libclang-rt-14-dev
 )
 
@@ -40,4 +40,14 @@ sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
+# Debian's server packages (mosquitto) start a system service on install; the tests start
+# their own instances on free ports, so keep the service from starting (policy-rc.d).
+policy=/usr/sbin/policy-rc.d
+made_policy=""
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod +x "$policy"
+  made_policy=1
+fi
+trap 'if [[ -n $made_policy ]]; then $sudo rm -f "$policy"; fi' EXIT
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,5 +1,5 @@
-// wsagent: one binary, three subcommands. `serve` runs the agent; `pub` and `sub` are
-// command-line clients. See README.md and docs/.
+// wsagent: one binary, four subcommands. `serve` runs the agent; `pub` and `sub` are
+// command-line clients; `bench` is the load generator. See README.md and docs/.
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include "app/config.hpp"
 #include "app/serve.hpp"
 #include "cli/pubsub.hpp"
+#include "tools/bench/bench.hpp"
 
 extern char** environ;
 
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   cli::sub_options sub;
   cli::add_pub_command(app, pub);
   cli::add_sub_command(app, sub);
+  bench::bench_options bench_opts;
+  bench::add_bench_command(app, bench_opts);
 
   for (auto* command : app.get_subcommands({}))
     command->set_version_flag("--version", std::string("wsagent ") + WSAGENT_VERSION_STRING);
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
 
   if (app.got_subcommand("pub")) return cli::run_pub(pub);
   if (app.got_subcommand("sub")) return cli::run_sub(sub);
+  if (app.got_subcommand("bench")) return bench::run_bench(bench_opts);
 
   if (auto* listen = serve->get_option("--listen"); listen->count())
     overrides["server.listen"] = listen->as<std::string>();
