@@ -30,6 +30,10 @@ using protocol::native::close_code::slow_consumer;
 namespace {
 
 constexpr std::size_t read_chunk = 4096;
+// An idle connection holds no read buffer: it waits for readability and reads into its
+// thread's buffer of this size; only the bytes of an unfinished frame are copied into a
+// buffer of its own.
+constexpr std::size_t thread_read_size = 64 * 1024;
 constexpr std::size_t padding = 64;     // simdjson reads up to 64 bytes past a message
 constexpr std::size_t max_gather = 64;  // iovecs per write: Asio's limit for a buffer sequence
 constexpr std::size_t max_gather_bytes = 256 * 1024;
@@ -245,10 +249,14 @@ void connection::upgrade(mode m, protocol::native::upgrade_info info, const std:
       key + "\r\n\r\n";
   // Bytes the client sent after its request (pipelined frames) are the first frames.
   auto leftover = http_->buffer.data();
-  rbuf_.resize(std::max(read_chunk, leftover.size()) + read_chunk + padding);
-  std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
+  if (leftover.size() > 0) {
+    rbuf_.resize(leftover.size() + read_chunk + padding);
+    std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
+  }
   rlen_ = leftover.size();
   http_.reset();
+  boost::system::error_code nb;
+  socket_.non_blocking(true, nb);  // on_readable() reads without blocking
 
   reader_.emplace(ws::frame_reader::role::server, server_.settings().max_message_size);
   last_activity_ms_ = last_ping_ms_ = common::steady_ms();
@@ -270,6 +278,15 @@ void connection::upgrade(mode m, protocol::native::upgrade_info info, const std:
 
 void connection::read_frames() {
   if (terminated_) return;
+  if (rlen_ == 0) {
+    if (!rbuf_.empty()) std::vector<std::uint8_t>().swap(rbuf_);
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](boost::system::error_code ec) {
+                         if (ec) return self->terminate();
+                         self->on_readable();
+                       });
+    return;
+  }
   if (rbuf_.size() - rlen_ < read_chunk / 2 + padding) {
     // Full: grow, up to one maximal frame plus header and padding.
     std::size_t limit = server_.settings().max_message_size + ws::max_header_size + padding;
@@ -285,13 +302,28 @@ void connection::read_frames() {
                           });
 }
 
+void connection::on_readable() {
+  if (terminated_) return;
+  thread_local std::vector<std::uint8_t> buffer(thread_read_size + padding);
+  boost::system::error_code ec;
+  const std::size_t n = socket_.read_some(asio::buffer(buffer.data(), thread_read_size), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return read_frames();
+  if (ec) return terminate();
+  on_data(buffer.data(), n, false);
+}
+
 void connection::on_read(std::size_t n) {
   rlen_ += n;
+  on_data(rbuf_.data(), rlen_, true);
+}
+
+// `data` is rbuf_ (`own`) or the thread's buffer; either has `padding` bytes past `len`.
+void connection::on_data(std::uint8_t* data, std::size_t len, bool own) {
   last_activity_ms_ = common::steady_ms();
   std::size_t offset = 0;
   batching_ = true;
   while (!terminated_) {
-    auto ev = reader_->next(std::span<std::uint8_t>(rbuf_.data() + offset, rlen_ - offset));
+    auto ev = reader_->next(std::span<std::uint8_t>(data + offset, len - offset));
     if (ev.what == ws::frame_reader::kind::need_more) break;
     offset += ev.consumed;
     if (!handle(ev)) break;
@@ -299,10 +331,15 @@ void connection::on_read(std::size_t n) {
   batching_ = false;
   if (terminated_) return;
   write();
-  if (offset > 0) {
-    std::memmove(rbuf_.data(), rbuf_.data() + offset, rlen_ - offset);
-    rlen_ -= offset;
+  const std::size_t left = len - offset;
+  if (own) {
+    if (offset > 0) std::memmove(rbuf_.data(), rbuf_.data() + offset, left);
+  } else if (left > 0) {
+    // An unfinished frame: keep its bytes in this connection's own buffer.
+    rbuf_.resize(left + read_chunk + padding);
+    std::memcpy(rbuf_.data(), data + offset, left);
   }
+  rlen_ = left;
   if (close_received_) return;  // nothing more to read
   if (queue_.size() - queued_messages_ > max_pending_replies) {
     read_paused_ = true;  // resumed by on_written()
@@ -506,6 +543,9 @@ void connection::on_written(std::size_t items) {
   for (std::size_t i = 0; i < items; ++i)
     queue_.pop_front();
   in_flight_ = 0;
+  // A small write left the queue empty: not a burst, so give its block back (an idle
+  // connection then holds none); a connection in a burst keeps it.
+  if (queue_.empty() && items <= 4) out_queue().swap(queue_);
   if (read_paused_ && queue_.size() - queued_messages_ <= max_pending_replies / 2) {
     read_paused_ = false;
     if (!close_received_) read_frames();
@@ -610,6 +650,13 @@ void connection::on_timer() {
       close(heartbeat_timeout, "Heartbeat timeout");
     } else if (now - last_ping_ms_ >= s.ping_interval_ms) {
       last_ping_ms_ = now;
+      // Quiet since the last ping: give back what past bursts grew (an idle connection
+      // should cost its socket and little more).
+      if (!writing_ && queue_.empty()) {
+        out_queue().swap(queue_);
+        std::string().swap(stage_);
+        std::vector<asio::const_buffer>().swap(gather_);
+      }
       std::string frame;
       ws::append_frame(frame, ws::opcode::ping, {});
       send_frame(std::move(frame));

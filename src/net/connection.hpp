@@ -8,7 +8,8 @@
 // run. Owner thread: the io_context it was accepted into (see server.hpp); deliver(),
 // kick() and shutdown() may be called from any thread and post to that thread.
 //
-// Bounds: the read buffer grows to at most one maximal message; the outbound queue holds at
+// Bounds: an idle connection holds no read buffer (see read_frames()); one holding an
+// unfinished frame grows its own to at most one maximal message; the outbound queue holds at
 // most `outbound_queue` messages: past that the oldest queued message is dropped and
 // counted, and a queue that stays full for `slow_consumer_timeout_ms` closes with 4008.
 // Replies to the client's own requests are never dropped; when 256 of them wait, the
@@ -75,7 +76,9 @@ class connection final : public std::enable_shared_from_this<connection>,
   void http_reply(unsigned status, std::string body, const char* content_type = "text/plain");
 
   void read_frames();
+  void on_readable();
   void on_read(std::size_t n);
+  void on_data(std::uint8_t* data, std::size_t len, bool own);
   bool handle(const protocol::websocket::frame_reader::event& ev);
   void drain_inbox();
   void on_deliver(const core::message_ptr& msg);
