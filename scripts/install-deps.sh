@@ -10,7 +10,7 @@ set -euo pipefail
 build_pkgs=(
   g++ cmake ninja-build ccache pkg-config make
   libboost1.81-dev libsimdjson-dev libssl-dev libspdlog-dev libfmt-dev
-  libcli11-dev libtomlplusplus-dev libhiredis-dev libsqlite3-dev
+  libcli11-dev libtomlplusplus-dev libhiredis-dev libsqlite3-dev libmimalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_pkgs=(

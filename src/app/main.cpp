@@ -10,13 +10,32 @@
 #include "cli/pubsub.hpp"
 #include "tools/bench/bench.hpp"
 
+#ifdef WSAGENT_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 extern char** environ;
+
+namespace {
+
+std::string version_line() {
+  std::string v = std::string("wsagent ") + WSAGENT_VERSION_STRING;
+#ifdef WSAGENT_MIMALLOC
+  // Referencing mimalloc also keeps the allocator linked in under --as-needed.
+  const int m = mi_version();
+  v += " (mimalloc " + std::to_string(m / 100) + "." + std::to_string(m / 10 % 10) + "." +
+       std::to_string(m % 10) + ")";
+#endif
+  return v;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace wsagent;
   CLI::App app(
       "wsagent: a real-time messaging agent for IoT (WebSocket, tags, MQTT's matching rules)");
-  app.set_version_flag("--version", std::string("wsagent ") + WSAGENT_VERSION_STRING);
+  app.set_version_flag("--version", version_line());
   app.require_subcommand(1);
 
   auto* serve = app.add_subcommand("serve", "run the agent");
@@ -39,7 +58,7 @@ int main(int argc, char** argv) {
   bench::add_bench_command(app, bench_opts);
 
   for (auto* command : app.get_subcommands({}))
-    command->set_version_flag("--version", std::string("wsagent ") + WSAGENT_VERSION_STRING);
+    command->set_version_flag("--version", version_line());
 
   try {
     app.parse(argc, argv);
