@@ -39,10 +39,13 @@ class json_writer {
     first_ = false;
     return *this;
   }
+  // Keys are the program's own ASCII identifiers ("type", "tag", ...): written as they are,
+  // without the escaping scan that values get (it showed in the delivery path's profile).
   json_writer& key(std::string_view k) {
     comma();
-    json_append_string(out_, k);
-    out_.push_back(':');
+    out_.push_back('"');
+    out_.append(k);
+    out_.append("\":", 2);
     first_ = true;  // the value that follows takes no comma
     return *this;
   }
