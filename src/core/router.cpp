@@ -106,13 +106,17 @@ std::size_t router::publish_internal(const message_ptr& msg) {
 std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
   thread_local std::vector<subscriber> matches;
   matches.clear();
-  index_.match(msg->tag, matches);
+  std::size_t lists = index_.match(msg->tag, matches);
   if (!to.empty()) {
-    if (auto it = sessions_.find(to); it != sessions_.end())
+    if (auto it = sessions_.find(to); it != sessions_.end()) {
       matches.push_back({it->second.get(), 0});
+      ++lists;
+    }
   }
-  // Each session once, whatever the number of its filters that matched.
-  if (matches.size() > 1) {
+  // Each session once, whatever the number of its filters that matched. One list holds
+  // each session once, so a single contributing list needs no sort (a 1,000-subscriber
+  // fan-out on one filter skips sorting 1,000 recipients per message).
+  if (lists > 1 && matches.size() > 1) {
     std::sort(matches.begin(), matches.end(),
               [](const subscriber& a, const subscriber& b) { return a.who < b.who; });
     matches.erase(

@@ -17,8 +17,11 @@ struct tag_index::node {
 
 namespace {
 
-void append_all(const std::vector<subscriber>& from, std::vector<subscriber>& out) {
+// Returns 1 when `from` contributed, for match()'s count.
+std::size_t append_all(const std::vector<subscriber>& from, std::vector<subscriber>& out) {
+  if (from.empty()) return 0;
   out.insert(out.end(), from.begin(), from.end());
+  return 1;
 }
 
 }  // namespace
@@ -101,7 +104,8 @@ bool tag_index::remove(std::string_view filter, session* who) {
   return true;
 }
 
-void tag_index::match(std::string_view tag, std::vector<subscriber>& out) const {
+std::size_t tag_index::match(std::string_view tag, std::vector<subscriber>& out) const {
+  std::size_t lists = 0;
   // Iterative walk with an explicit stack of (node, rest of tag, more levels?).
   struct frame {
     const node* n;
@@ -115,7 +119,7 @@ void tag_index::match(std::string_view tag, std::vector<subscriber>& out) const 
   // The root is special: a first-level wildcard does not match a reserved tag.
   {
     const node* r = root_.get();
-    if (!reserved) append_all(r->hash, out);
+    if (!reserved) lists += append_all(r->hash, out);
     std::string_view rest = tag;
     bool more;
     auto level = next_level(rest, more);
@@ -126,9 +130,9 @@ void tag_index::match(std::string_view tag, std::vector<subscriber>& out) const 
   while (!stack.empty()) {
     frame f = stack.back();
     stack.pop_back();
-    append_all(f.n->hash, out);  // "<here>/#" matches deeper levels and this level itself
+    lists += append_all(f.n->hash, out);  // "<here>/#": deeper levels and this level itself
     if (!f.more) {
-      append_all(f.n->exact, out);
+      lists += append_all(f.n->exact, out);
       continue;
     }
     std::string_view rest = f.rest;
@@ -138,6 +142,7 @@ void tag_index::match(std::string_view tag, std::vector<subscriber>& out) const 
       stack.push_back({it->second.get(), rest, more});
     if (f.n->plus) stack.push_back({f.n->plus.get(), rest, more});
   }
+  return lists;
 }
 
 }  // namespace wsagent::core

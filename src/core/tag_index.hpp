@@ -29,8 +29,10 @@ class tag_index {
   // Returns true when the subscription existed.
   bool remove(std::string_view filter, session* who);
   // Appends every subscription matching `tag` (a valid tag); a session with several
-  // matching filters appears once per filter (the router de-duplicates).
-  void match(std::string_view tag, std::vector<subscriber>& out) const;
+  // matching filters appears once per filter (the router de-duplicates). Returns how many
+  // filters' lists contributed: with one, no session can appear twice (a list holds each
+  // session once), so the router can skip its de-duplication.
+  std::size_t match(std::string_view tag, std::vector<subscriber>& out) const;
 
   std::size_t size() const noexcept { return count_; }
 

@@ -36,7 +36,7 @@ TEST(TagIndex, AddMatchRemove) {
   EXPECT_TRUE(idx.add("#", b.get(), 0));
   EXPECT_EQ(idx.size(), 3u);
   std::vector<subscriber> out;
-  idx.match("x/y/z", out);
+  EXPECT_EQ(idx.match("x/y/z", out), 3u);  // three filters' lists contributed
   EXPECT_EQ(out.size(), 3u);
   out.clear();
   idx.match("$sys/x", out);
@@ -45,8 +45,11 @@ TEST(TagIndex, AddMatchRemove) {
   EXPECT_FALSE(idx.remove("x/+/z", a.get()));
   EXPECT_FALSE(idx.remove("nope/x", a.get()));
   out.clear();
-  idx.match("x/y/z", out);
+  EXPECT_EQ(idx.match("x/y/z", out), 2u);
   EXPECT_EQ(out.size(), 2u);
+  out.clear();
+  EXPECT_EQ(idx.match("q", out), 1u);  // only "#"
+  EXPECT_EQ(out.size(), 1u);
   EXPECT_TRUE(idx.remove("x/#", b.get()));
   EXPECT_TRUE(idx.remove("#", b.get()));
   EXPECT_EQ(idx.size(), 0u);
@@ -89,6 +92,39 @@ TEST(Router, OverlappingSubscriptionsDeliverOnce) {
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res.delivered, 1u);
   EXPECT_EQ(sink.got.size(), 1u);
+}
+
+TEST(Router, OneFilterFanOutReachesEachSubscriberOnce) {
+  // One contributing filter: the router skips its de-duplication, and must still be right.
+  router r({});
+  std::vector<recording_sink> sinks(3);
+  recording_sink psink;
+  std::vector<std::shared_ptr<session>> subs;
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    subs.push_back(make_session("s" + std::to_string(i), sinks[i]));
+    r.attach(subs.back(), 4409);
+    ASSERT_TRUE(r.subscribe(*subs.back(), "plant/line", 0).ok());
+  }
+  auto p = make_session("pub", psink);
+  r.attach(p, 4409);
+  auto res = r.publish(*p, make_message("plant/line"));
+  EXPECT_EQ(res.delivered, 3u);
+  for (auto& sk : sinks)
+    EXPECT_EQ(sk.got.size(), 1u);
+}
+
+TEST(Router, ToAndOneSubscriptionDeliverOnce) {
+  // The addressed client also subscribes to the tag, through the only matching filter.
+  router r({});
+  recording_sink dev_sink, psink;
+  auto dev = make_session("sensor-001", dev_sink);
+  auto p = make_session("ctl", psink);
+  r.attach(dev, 4409);
+  r.attach(p, 4409);
+  ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
+  auto res = r.publish(*p, make_message("devices/sensor-001/control"), "sensor-001");
+  EXPECT_EQ(res.delivered, 1u);
+  EXPECT_EQ(dev_sink.got.size(), 1u);
 }
 
 TEST(Router, DirectDeliveryWithTo) {
