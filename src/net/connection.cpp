@@ -91,6 +91,15 @@ std::string query_param(std::string_view query, std::string_view name) {
   return {};
 }
 
+// In a spin-wait loop: tell the CPU (and a sibling hyperthread) that we are waiting.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 }  // namespace
 
 struct connection::http_state {
@@ -99,20 +108,23 @@ struct connection::http_state {
   http::response<http::string_body> response;
 };
 
-connection::connection(server& srv, tcp::socket socket, std::string ip)
+connection::connection(server& srv, socket_type socket, const std::string& ip,
+                       common::timer_wheel& wheel)
     : server_(srv),
+      wheel_(wheel),
       socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
-      ip_(std::move(ip)),
+      remote_(ip),
+      ip_size_(static_cast<std::uint8_t>(std::min<std::size_t>(ip.size(), 255))),
       http_(std::make_unique<http_state>()) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
-  remote_ = ec ? ip_ : ip_ + ":" + std::to_string(ep.port());
+  if (!ec) remote_ += ":" + std::to_string(ep.port());
 }
 
 connection::~connection() {
+  cancel();  // normally done by terminate(), on the owner thread
   if (adapter_) adapter_->on_closed();
-  if (registered_) server_.remove(this, ip_);
+  if (registered_) server_.remove(this, std::string(ip()));
 }
 
 void connection::start() {
@@ -212,7 +224,7 @@ void connection::on_request() {
   if (!decoded || decoded->size() != 16) return http_reply(400, "bad Sec-WebSocket-Key\n");
 
   protocol::native::upgrade_info info;
-  info.remote = remote_;
+  info.remote = remote_;  // a view: the adapter lives inside this connection
   std::string_view authz = req[http::field::authorization];
   if (authz.size() > 7 && (authz.substr(0, 7) == "Bearer " || authz.substr(0, 7) == "bearer "))
     info.token = std::string(authz.substr(7));
@@ -425,27 +437,37 @@ void connection::send_frame(std::string frame) {
 // Any thread, with the router's lock held: park the message in the inbox and post one
 // drain per batch, not one handler per message. The drain runs on the owner thread, outside
 // the router's lock, and ends with one write for everything it queued.
+void connection::lock_inbox() noexcept {
+  while (inbox_lock_.exchange(true, std::memory_order_acquire))
+    while (inbox_lock_.load(std::memory_order_relaxed))
+      cpu_relax();
+}
+
 void connection::deliver(core::message_ptr msg) {
-  {
-    std::lock_guard lock(inbox_mutex_);
-    inbox_.push_back(std::move(msg));
-    if (drain_posted_) return;
-    drain_posted_ = true;
-  }
-  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_inbox(); });
+  lock_inbox();
+  inbox_.push_back(std::move(msg));
+  const bool post = !drain_posted_;
+  drain_posted_ = true;
+  unlock_inbox();
+  if (post)
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_inbox(); });
 }
 
 void connection::drain_inbox() {
-  {
-    std::lock_guard lock(inbox_mutex_);
-    draining_.swap(inbox_);
-    drain_posted_ = false;
-  }
+  // The thread's batch vector, taken for the loop (a nested drain would get an empty one).
+  thread_local std::vector<core::message_ptr> spare;
+  std::vector<core::message_ptr> batch;
+  batch.swap(spare);
+  lock_inbox();
+  batch.swap(inbox_);
+  drain_posted_ = false;
+  unlock_inbox();
   batching_ = true;
-  for (const auto& msg : draining_)
+  for (const auto& msg : batch)
     on_deliver(msg);
   batching_ = false;
-  draining_.clear();
+  batch.clear();
+  if (batch.capacity() <= 4096) batch.swap(spare);
   write();
 }
 
@@ -608,7 +630,7 @@ void connection::terminate() {
   terminated_ = true;
   if (adapter_) adapter_->on_closed();
   boost::system::error_code ec;
-  timer_.cancel();
+  cancel();
   socket_.close(ec);
 }
 
@@ -625,12 +647,14 @@ void connection::arm_timer() {
     next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
     next = std::min(next, last_activity_ms_ + s.idle_timeout_ms);
   }
-  if (next == INT64_MAX) return;
-  auto delay = std::max<std::int64_t>(next - common::steady_ms(), 1);
-  timer_.expires_after(std::chrono::milliseconds(delay));
-  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (!ec) self->on_timer();
-  });
+  if (next == INT64_MAX) return cancel();
+  wheel_.schedule(*this, next);
+}
+
+void connection::on_deadline(common::timer_wheel::entry& e) {
+  auto& c = static_cast<connection&>(e);
+  auto self = c.shared_from_this();  // whatever on_timer() closes, c outlives the call
+  c.on_timer();
 }
 
 void connection::on_timer() {

@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/clock.hpp"
 #include "net/connection.hpp"
 #include "protocol/websocket/frame.hpp"
 
@@ -13,11 +14,22 @@ namespace wsagent::net {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+namespace {
+// Deadlines fire up to one tick late; a turn of the wheel covers 51 s (the default
+// heartbeat is 20 s), and farther deadlines wait in their slot.
+constexpr std::int64_t tick_ms = 50;
+constexpr std::size_t wheel_slots = 1024;
+}  // namespace
+
 server::server(server_settings settings, protocol::native::adapter_context& ctx)
     : settings_(std::move(settings)), ctx_(ctx), acceptor_([&]() -> asio::io_context& {
         int n = std::max(1, settings_.threads);
-        for (int i = 0; i < n; ++i)
+        for (int i = 0; i < n; ++i) {
           contexts_.push_back(std::make_unique<asio::io_context>(1));
+          wheels_.push_back(
+              std::make_unique<common::timer_wheel>(tick_ms, wheel_slots, common::steady_ms()));
+          tickers_.push_back(std::make_unique<asio::steady_timer>(*contexts_.back()));
+        }
         return *contexts_[0];
       }()) {}
 
@@ -26,6 +38,8 @@ server::~server() {
     c->stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  tickers_.clear();  // before their contexts
+  stop_timer_.reset();
 }
 
 void server::listen() {
@@ -41,9 +55,10 @@ void server::listen() {
 }
 
 void server::accept() {
-  auto& ctx = *contexts_[next_context_];
+  const std::size_t worker = next_context_;
   next_context_ = (next_context_ + 1) % contexts_.size();
-  acceptor_.async_accept(ctx, [this](boost::system::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept(*contexts_[worker], [this, worker](boost::system::error_code ec,
+                                                            connection::socket_type socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_) return;
       // Out of file descriptors and the like: say so (once per 10 s, with the count), and
@@ -80,7 +95,7 @@ void server::accept() {
         ++total_;
       }
     }
-    auto c = std::make_shared<connection>(*this, std::move(socket), ip);
+    auto c = std::make_shared<connection>(*this, std::move(socket), ip, *wheels_[worker]);
     if (over) {
       probe.rejected.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("connection from {} refused: connection limit reached", ip);
@@ -106,7 +121,18 @@ void server::remove(connection* c, const std::string& ip) {
   if (auto it = per_ip_.find(ip); it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
 }
 
+void server::tick(std::size_t worker) {
+  wheels_[worker]->advance(common::steady_ms(), &connection::on_deadline);
+  auto& t = *tickers_[worker];
+  t.expires_after(std::chrono::milliseconds(tick_ms));
+  t.async_wait([this, worker](boost::system::error_code ec) {
+    if (!ec) tick(worker);
+  });
+}
+
 void server::run() {
+  for (std::size_t i = 0; i < contexts_.size(); ++i)
+    asio::post(*contexts_[i], [this, i] { tick(i); });
   for (std::size_t i = 1; i < contexts_.size(); ++i) {
     threads_.emplace_back([ctx = contexts_[i].get()] {
       auto guard = asio::make_work_guard(*ctx);

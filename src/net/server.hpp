@@ -22,6 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 
+#include "common/timer_wheel.hpp"
 #include "protocol/native/adapter.hpp"
 
 namespace wsagent::net {
@@ -87,10 +88,23 @@ class server {
   void accept();
   void finish_stop();
   void poll_stop(std::chrono::steady_clock::time_point deadline);
+  void tick(std::size_t worker);
 
   server_settings settings_;
   protocol::native::adapter_context& ctx_;
+
+  // Declared before contexts_: connections still alive when the contexts are destroyed
+  // (their handlers hold them) unregister here and leave their wheel on the way out.
+  std::mutex mutex_;  // guards connections_ and per_ip_
+  std::unordered_map<connection*, std::weak_ptr<connection>> connections_;
+  std::unordered_map<std::string, int> per_ip_;
+  int total_ = 0;  // accepted and not yet removed
+  // One wheel per I/O thread holds its connections' deadlines (heartbeat, idle, auth,
+  // close, slow consumer); one Asio timer per thread advances it every tick.
+  std::vector<std::unique_ptr<common::timer_wheel>> wheels_;
+
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> tickers_;  // one per context
   std::vector<std::thread> threads_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::size_t next_context_ = 0;
@@ -99,11 +113,6 @@ class server {
   std::uint16_t bound_port_ = 0;
   bool stopping_ = false;
   std::unique_ptr<boost::asio::steady_timer> stop_timer_;
-
-  std::mutex mutex_;  // guards connections_ and per_ip_
-  std::unordered_map<connection*, std::weak_ptr<connection>> connections_;
-  std::unordered_map<std::string, int> per_ip_;
-  int total_ = 0;  // accepted and not yet removed
 };
 
 }  // namespace wsagent::net

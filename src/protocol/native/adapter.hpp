@@ -43,10 +43,10 @@ struct adapter_context {
 
 // What the HTTP upgrade request said.
 struct upgrade_info {
-  std::string token;      // Authorization: Bearer ..., or ?token=
-  std::string client_id;  // ?clientId= or ?deviceId=
-  bool binary = false;    // ?binary=1: binary payloads arrive as binary frames
-  std::string remote;     // "address:port"
+  std::string token;        // Authorization: Bearer ..., or ?token=
+  std::string client_id;    // ?clientId= or ?deviceId=
+  bool binary = false;      // ?binary=1: binary payloads arrive as binary frames
+  std::string_view remote;  // "address:port", owned by the transport, which outlives the adapter
 };
 
 class adapter final : private request_handler {
@@ -64,7 +64,7 @@ class adapter final : private request_handler {
 
   bool authenticated() const noexcept { return session_ != nullptr; }
   const std::string& client_id() const noexcept;
-  const std::string& remote() const noexcept { return info_.remote; }
+  std::string_view remote() const noexcept { return info_.remote; }
 
   // The frame for `m` in this client's format; cached in `m`, shared with other recipients.
   const std::string& frame_for(const core::message& m) const;
