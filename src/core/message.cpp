@@ -16,12 +16,14 @@ std::string make_msgid() {
   }();
   static std::atomic<std::uint64_t> counter{0};
   std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
-  static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  // Base 32 (shifts, not divisions). With the 9-character prefix an id fits std::string's
+  // 15-byte inline buffer (no allocation) for the first 2^30 ids of a run.
+  static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuv";
   char buf[32];
   char* p = buf + sizeof buf;
   do {
-    *--p = digits[n % 36];
-    n /= 36;
+    *--p = digits[n & 31];
+    n >>= 5;
   } while (n);
   *--p = '-';
   for (int i = 0; i < 8; ++i)

@@ -5,14 +5,18 @@
 namespace wsagent::core {
 namespace {
 
-tag_error common_checks(std::string_view s, const tag_limits& limits) noexcept {
+// One pass over the bytes; `wildcards` says whether a '+' or '#' was seen.
+tag_error common_checks(std::string_view s, const tag_limits& limits, bool& wildcards) noexcept {
   if (s.empty()) return tag_error::empty;
   if (s.size() > static_cast<std::size_t>(limits.max_length)) return tag_error::too_long;
   int depth = 1;
+  bool special = false;
   for (char c : s) {
-    if (c == '/') ++depth;
+    depth += c == '/';
+    special |= c == '+' || c == '#';
     if (c == '\0') return tag_error::null_character;
   }
+  wildcards = special;
   if (depth > limits.max_depth) return tag_error::too_deep;
   if (!common::is_valid_utf8(s)) return tag_error::invalid_utf8;
   return tag_error::none;
@@ -43,13 +47,15 @@ const char* to_string(tag_error e) noexcept {
 }
 
 tag_error validate_tag(std::string_view tag, const tag_limits& limits) noexcept {
-  if (auto e = common_checks(tag, limits); e != tag_error::none) return e;
-  if (tag.find_first_of("+#") != std::string_view::npos) return tag_error::wildcard_in_tag;
-  return tag_error::none;
+  bool wildcards = false;
+  if (auto e = common_checks(tag, limits, wildcards); e != tag_error::none) return e;
+  return wildcards ? tag_error::wildcard_in_tag : tag_error::none;
 }
 
 tag_error validate_filter(std::string_view filter, const tag_limits& limits) noexcept {
-  if (auto e = common_checks(filter, limits); e != tag_error::none) return e;
+  bool wildcards = false;
+  if (auto e = common_checks(filter, limits, wildcards); e != tag_error::none) return e;
+  if (!wildcards) return tag_error::none;
   std::string_view rest = filter;
   bool more = true;
   while (more) {
