@@ -45,6 +45,13 @@ struct key_spec {
 
 std::string check_listen(std::string_view listen);
 
+std::string check_dir(std::string_view path) {
+  if (path.empty()) return "must not be empty";
+  for (char c : path)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "contains a control character";
+  return {};
+}
+
 key_spec string_key(std::string_view name, string_field field, std::string_view doc,
                     std::vector<std::string_view> choices = {}, string_check check = nullptr,
                     std::string_view type_name = "TEXT") {
@@ -141,6 +148,11 @@ const std::vector<key_spec>& schema() {
       int_key(
           "limits.max_batch", [](config& c) -> int& { return c.limits.max_batch; },
           "messages in one batch frame", 1, 100'000),
+      int_key(
+          "limits.max_retained", [](config& c) -> int& { return c.limits.max_retained; },
+          "retained messages (tags) kept in all; a retained publish to a new tag past it gets "
+          "limit_exceeded",
+          0, 100'000'000),
       // [heartbeat]
       int_key(
           "heartbeat.ping_interval_ms",
@@ -155,6 +167,20 @@ const std::vector<key_spec>& schema() {
           [](config& c) -> int& { return c.heartbeat.auth_timeout_ms; },
           "time a new connection has to upgrade and authenticate; then it is closed with 4401 (ms)",
           1, max_ms),
+      // [store]
+      string_key(
+          "store.kind", [](config& c) -> std::string& { return c.store.kind; },
+          "where retained messages and sessions are kept: sqlite (on disk, in data_dir) or "
+          "memory (lost at exit)",
+          {"sqlite", "memory"}, nullptr, "KIND"),
+      string_key(
+          "store.data_dir", [](config& c) -> std::string& { return c.store.data_dir; },
+          "directory of the sqlite store (created when missing)", {}, check_dir, "PATH"),
+      string_key(
+          "store.sync", [](config& c) -> std::string& { return c.store.sync; },
+          "full: a commit is on disk before it is acknowledged; normal: it survives a crash of "
+          "the agent, not a power loss",
+          {"full", "normal"}, nullptr, "MODE"),
       // [log]
       string_key(
           "log.level", [](config& c) -> std::string& { return c.log.level; },

@@ -60,6 +60,7 @@ struct config {
     int slow_consumer_timeout_ms = 5000;  // queue full this long: close 4008
     int max_protocol_errors = 20;         // error frames before close 4400
     int max_batch = 1000;                 // messages in one batch frame
+    int max_retained = 100000;            // retained messages (tags) in all
   } limits;
 
   struct heartbeat_section {
@@ -67,6 +68,12 @@ struct config {
     int idle_timeout_ms = 60000;
     int auth_timeout_ms = 10000;
   } heartbeat;
+
+  struct store_section {
+    std::string kind = "sqlite";      // sqlite | memory
+    std::string data_dir = "./data";  // the sqlite store's directory
+    std::string sync = "full";        // full | normal
+  } store;
 
   struct log_section {
     std::string level = "info";   // trace debug info warn error off

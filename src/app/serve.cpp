@@ -11,7 +11,10 @@
 
 #include "app/logging.hpp"
 #include "core/router.hpp"
+#include "core/store_writer.hpp"
 #include "net/server.hpp"
+#include "store/memory_store.hpp"
+#include "store/sqlite_store.hpp"
 
 namespace wsagent::app {
 
@@ -123,13 +126,41 @@ int serve(const config& cfg, const std::string& config_path) {
 
   check_file_limit(cfg);
 
+  // The store: opened and read before anything listens, so that a damaged or busy data
+  // file stops the agent with its path and cause instead of serving without its data.
+  std::unique_ptr<core::store> store;
+  core::store_snapshot restored;
+  try {
+    if (cfg.store.kind == "memory")
+      store = std::make_unique<store::memory_store>();
+    else
+      store = std::make_unique<store::sqlite_store>(
+          cfg.store.data_dir,
+          cfg.store.sync == "normal" ? store::sync_mode::normal : store::sync_mode::full);
+    restored = store->load();
+  } catch (const core::store_error& e) {
+    spdlog::critical("store: {}", e.what());
+    return 1;
+  }
+  if (auto* sq = dynamic_cast<store::sqlite_store*>(store.get()))
+    spdlog::info("store: {} (sync {}): {} retained message(s)", sq->path(), cfg.store.sync,
+                 restored.retained.size());
+  else
+    spdlog::warn("store: memory: retained messages are lost when the agent stops");
+  core::store_writer writer(
+      *store, [](const std::string& what) { spdlog::error("store: a write failed: {}", what); });
+
   core::auth_holder auth_holder(auth);
   audit_writer audit(cfg.log);
   core::router_limits rl;
   rl.tags.max_length = cfg.limits.max_tag_length;
   rl.tags.max_depth = cfg.limits.max_tag_depth;
   rl.max_subscriptions = cfg.limits.max_subscriptions;
+  rl.max_retained = static_cast<std::size_t>(cfg.limits.max_retained);
   core::router router(rl);
+  router.restore_retained(restored.retained);
+  restored = {};
+  router.set_store(&writer);
   protocol::native::adapter_context actx{router, auth_holder, audit,
                                          static_cast<std::size_t>(cfg.limits.max_batch),
                                          cfg.limits.max_protocol_errors};
@@ -193,6 +224,7 @@ int serve(const config& cfg, const std::string& config_path) {
   };
   signals.async_wait(on_signal);
   srv.run();
+  writer.stop();  // what was submitted is written before the process ends
   spdlog::info("stopped");
   spdlog::default_logger()->flush();
   return 0;

@@ -39,6 +39,8 @@ class message {
   // delivered as it is, rather than wrapped in a {"type":"message"} envelope.
   bool typed = false;
   bool retain = false;
+  std::uint8_t qos = 0;         // as published (0, 1 or 2)
+  std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
 
   message() = default;
   message(const message&) = delete;

@@ -4,6 +4,8 @@
 #include <mutex>
 #include <vector>
 
+#include "core/store_writer.hpp"
+
 namespace wsagent::core {
 
 const char* to_string(route_error e) noexcept {
@@ -16,6 +18,8 @@ const char* to_string(route_error e) noexcept {
       return "not allowed";
     case route_error::too_many_subscriptions:
       return "too many subscriptions";
+    case route_error::too_many_retained:
+      return "too many retained messages";
   }
   return "error";
 }
@@ -41,7 +45,15 @@ void router::detach(session& s) {
   s.subscriptions.clear();
 }
 
-route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos) {
+void router::restore_retained(const std::vector<message_ptr>& retained) {
+  std::unique_lock lock(mutex_);
+  std::lock_guard rlock(retained_mutex_);
+  for (const auto& m : retained)
+    retained_.set(m, SIZE_MAX);  // what was kept stays, whatever the limit is now
+}
+
+route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos,
+                               std::vector<message_ptr>* retained) {
   route_result r;
   if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
     r.error = route_error::invalid_tag;
@@ -64,6 +76,7 @@ route_result router::subscribe(session& s, std::string_view filter, std::uint8_t
     it->second = qos;
   }
   index_.add(filter, &s, qos);
+  if (retained) retained_.match(filter, *retained);  // no publisher holds mutex_ now
   return r;
 }
 
@@ -82,7 +95,8 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
   return r;
 }
 
-route_result router::publish(const session& from, const message_ptr& msg, std::string_view to) {
+route_result router::publish(const session& from, const message_ptr& msg, std::string_view to,
+                             bool retain) {
   route_result r;
   if (auto e = validate_tag(msg->tag, limits_.tags); e != tag_error::none) {
     r.error = route_error::invalid_tag;
@@ -94,8 +108,42 @@ route_result router::publish(const session& from, const message_ptr& msg, std::s
     return r;
   }
   std::shared_lock lock(mutex_);
+  if (retain && !retain_locked(msg)) {
+    r.error = route_error::too_many_retained;
+    return r;
+  }
   r.delivered = route_locked(msg, to);
   return r;
+}
+
+// Payloads that clear a tag's retained message: none at all, JSON "" or null.
+static bool clears_retained(const message& m) {
+  return m.payload.empty() ||
+         (m.format == payload_format::json && (m.payload == "\"\"" || m.payload == "null"));
+}
+
+bool router::retain_locked(const message_ptr& msg) {
+  std::lock_guard lock(retained_mutex_);
+  // The store is told under the same lock, so it sees a tag's changes in the order the
+  // tree does.
+  if (clears_retained(*msg)) {
+    if (retained_.clear(msg->tag) && store_) store_->submit({store_ops::clear_retained{msg->tag}});
+    return true;
+  }
+  auto kept = std::make_shared<message>();
+  kept->tag = msg->tag;
+  kept->payload = msg->payload;
+  kept->from = msg->from;
+  kept->msgid = msg->msgid;
+  kept->timestamp_ms = msg->timestamp_ms;
+  kept->format = msg->format;
+  kept->typed = msg->typed;
+  kept->qos = msg->qos;
+  kept->expires_ms = msg->expires_ms;
+  kept->retain = true;
+  if (!retained_.set(kept, limits_.max_retained)) return false;
+  if (store_) store_->submit({store_ops::put_retained{std::move(kept)}});
+  return true;
 }
 
 std::size_t router::publish_internal(const message_ptr& msg) {
@@ -134,6 +182,11 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
 std::size_t router::session_count() const {
   std::shared_lock lock(mutex_);
   return sessions_.size();
+}
+
+std::size_t router::retained_count() const {
+  std::lock_guard lock(retained_mutex_);
+  return retained_.size();
 }
 
 std::size_t router::subscription_count() const {

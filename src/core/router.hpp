@@ -3,10 +3,11 @@
 // deliver. Protocol adapters call it from their I/O threads; it never blocks on I/O.
 //
 // Locking: one std::shared_mutex guards the tag index, the client-id registry and every
-// session's subscription set. publish() and lookups take it shared; subscribe, unsubscribe,
-// attach and detach take it exclusive. session_sink::deliver() and kick() are called with
-// the lock held (shared or exclusive), so they must only hand work to another thread and
-// return: they may not call back into the router.
+// session's subscription set (and, with retained_mutex_ inside it, the retained messages).
+// publish() and lookups take it shared; subscribe, unsubscribe, attach and detach take it
+// exclusive. session_sink::deliver() and kick() are called with the lock held (shared or
+// exclusive), so they must only hand work to another thread and return: they may not call back into
+// the router.
 
 #include <atomic>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <unordered_map>
 
 #include "core/message.hpp"
+#include "core/retained.hpp"
 #include "core/session.hpp"
 #include "core/tag.hpp"
 #include "core/tag_index.hpp"
@@ -28,6 +30,7 @@ enum class route_error {
   invalid_tag,  // see the tag_error for the detail
   forbidden,    // the ACL does not allow it
   too_many_subscriptions,
+  too_many_retained,  // a retained publish to a new tag past limits.max_retained
 };
 
 struct route_result {
@@ -40,6 +43,7 @@ struct route_result {
 struct router_limits {
   tag_limits tags;
   int max_subscriptions = 1000;
+  std::size_t max_retained = 100000;
 };
 
 // Counters read by the metrics page; relaxed atomics, written by any thread.
@@ -49,9 +53,17 @@ struct router_probe {
   std::atomic<std::uint64_t> takeovers{0};
 };
 
+class store_writer;
+
 class router {
  public:
   explicit router(router_limits limits) : limits_(limits) {}
+
+  // Retained changes are written through `w` (may be null: kept in memory only). Set once,
+  // before serving.
+  void set_store(store_writer* w) noexcept { store_ = w; }
+  // Start-up: the retained messages the store held.
+  void restore_retained(const std::vector<message_ptr>& retained);
 
   const router_limits& limits() const noexcept { return limits_; }
 
@@ -62,28 +74,42 @@ class router {
   // Unregisters `s` and drops its subscriptions. After it returns, `s`'s sink is not used.
   void detach(session& s);
 
-  route_result subscribe(session& s, std::string_view filter, std::uint8_t qos);
+  // Subscribes and, when `retained` is given, appends the retained messages `filter`
+  // matches (each flagged retain), taken in the same critical section as the subscription:
+  // a retained publish racing with it reaches the subscriber once, as retained or live.
+  route_result subscribe(session& s, std::string_view filter, std::uint8_t qos,
+                         std::vector<message_ptr>* retained = nullptr);
   route_result unsubscribe(session& s, std::string_view filter);
 
   // Routes `msg` to every session with a matching subscription, each at most once, and to
   // the session with client id `to` if there is one. The caller has validated nothing:
-  // tag rules and the publisher's rights are checked here.
-  route_result publish(const session& from, const message_ptr& msg, std::string_view to = {});
+  // tag rules and the publisher's rights are checked here. With `retain`, `msg` also
+  // becomes its tag's retained message (a copy flagged retain; an empty payload clears it)
+  // before it is routed; live recipients get it unflagged, as in MQTT.
+  route_result publish(const session& from, const message_ptr& msg, std::string_view to = {},
+                       bool retain = false);
 
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 
   std::size_t session_count() const;
   std::size_t subscription_count() const;
+  std::size_t retained_count() const;
 
   router_probe probe;
 
  private:
   std::size_t route_locked(const message_ptr& msg, std::string_view to);
+  bool retain_locked(const message_ptr& msg);
 
   router_limits limits_;
+  store_writer* store_ = nullptr;
   mutable std::shared_mutex mutex_;
   tag_index index_;
+  // Written by publishers holding mutex_ shared, so under its own lock as well; read by
+  // subscribe() under mutex_ exclusive.
+  mutable std::mutex retained_mutex_;
+  retained_tree retained_;
   std::unordered_map<std::string, std::shared_ptr<session>, string_hash, std::equal_to<>> sessions_;
 };
 

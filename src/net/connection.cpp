@@ -190,6 +190,7 @@ void connection::on_request() {
         .integer("connections", server_.probe.open.load(std::memory_order_relaxed))
         .integer("sessions", static_cast<std::int64_t>(router.session_count()))
         .integer("subscriptions", static_cast<std::int64_t>(router.subscription_count()))
+        .integer("retained", static_cast<std::int64_t>(router.retained_count()))
         .integer("dropped",
                  static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
         .integer("frames_out", static_cast<std::int64_t>(

@@ -30,13 +30,18 @@ LISTEN_RE = re.compile(r"listening on ws://([^ ]+):(\d+)/ws")
 class Agent:
     """A running `wsagent serve`; its log lines are collected as they come."""
 
-    def __init__(self, tmp_path, config="", args=(), env=None):
+    def __init__(self, tmp_path, config="", args=(), env=None, data_dir=None):
         self.dir = tmp_path
         self.config_path = tmp_path / "wsagent.toml"
         self.config_path.write_text(config)
         cmd = [BIN, "serve", "--config", str(self.config_path)]
         if "--listen" not in args and "listen" not in config:
             cmd += ["--listen", "127.0.0.1:0"]
+        # Each agent its own store (one agent per data directory); pass the same data_dir
+        # to a later agent to restart on the same data.
+        self.data_dir = data_dir or (tmp_path / "data")
+        if not any("data_dir" in a for a in args) and "data_dir" not in config:
+            cmd += ["--store.data_dir", str(self.data_dir)]
         cmd += list(args)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("WSAGENT_")}
         full_env.update(env or {})
@@ -113,10 +118,10 @@ class Agent:
 def agent_factory(tmp_path):
     agents = []
 
-    def make(config="", args=(), env=None, name=None):
+    def make(config="", args=(), env=None, name=None, data_dir=None):
         d = tmp_path / (name or f"agent{len(agents)}")
         d.mkdir()
-        a = Agent(d, config, args, env)
+        a = Agent(d, config, args, env, data_dir)
         agents.append(a)
         return a
 

@@ -545,10 +545,11 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 23u);
+  EXPECT_EQ(keys.size(), 27u);
   for (const char* k :
        {"server.listen", "server.threads", "limits.max_connections", "limits.max_batch",
-        "heartbeat.ping_interval_ms", "log.audit_file", "auth.tokens_file"})
+        "limits.max_retained", "heartbeat.ping_interval_ms", "store.kind", "store.data_dir",
+        "store.sync", "log.audit_file", "auth.tokens_file"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   // Each environment variable reaches its key: setting it to garbage is an error for that key
   // (for auth.tokens_file: the file cannot be read).

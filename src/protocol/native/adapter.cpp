@@ -125,8 +125,6 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
   std::string why;
   auto pub = decode_binary_publish(data, why);
   if (!pub) return reply_error(error_code::bad_request, why, {});
-  if (pub->retain)
-    return reply_error(error_code::unsupported, "retained messages are not available yet", {});
   if (pub->msgid.size() > 128)
     return reply_error(error_code::bad_request, "msgid is longer than 128 bytes", {});
   auto m = std::make_shared<core::message>();
@@ -134,7 +132,7 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
   m->payload = pub->payload;
   m->format = core::payload_format::binary;
   m->msgid = pub->msgid.empty() ? core::make_msgid() : std::string(pub->msgid);
-  route(m, {}, {});
+  route(m, {}, {}, pub->retain);
 }
 
 void adapter::on_auth(const auth_request& r) {
@@ -202,28 +200,39 @@ void adapter::on_subscribe(const subscribe_request& r) {
                        "at most " + std::to_string(ctx_.router.limits().max_subscriptions) +
                            " subscriptions per client",
                        r.id);
+  std::vector<core::message_ptr> retained;
   for (auto tag : r.tags) {
     if (r.unsubscribe)
       ctx_.router.unsubscribe(*session_, tag);
     else
-      ctx_.router.subscribe(*session_, tag, 0);
+      ctx_.router.subscribe(*session_, tag, 0, &retained);
   }
   std::string frame;
   encode_subscribed(frame, r.id, r.tags, r.unsubscribe);
   link_.send_frame(std::move(frame));
+  // Then the retained messages the new filters match, each tag once, in tag order.
+  if (retained.empty()) return;
+  std::sort(retained.begin(), retained.end(),
+            [](const core::message_ptr& a, const core::message_ptr& b) { return a->tag < b->tag; });
+  retained.erase(std::unique(retained.begin(), retained.end(),
+                             [](const core::message_ptr& a, const core::message_ptr& b) {
+                               return a->tag == b->tag;
+                             }),
+                 retained.end());
+  const auto now = common::now_ms();
+  for (const auto& m : retained)
+    if (m->expires_ms == 0 || m->expires_ms > now) link_.send_frame(std::string(frame_for(*m)));
 }
 
 void adapter::on_publish(const publish_request& r) {
   if (closing_ || !require_auth()) return;
   if (r.qos > 0)
     return reply_error(error_code::unsupported, "QoS 1 and 2 are not available yet", r.id);
-  if (r.retain)
-    return reply_error(error_code::unsupported, "retained messages are not available yet", r.id);
   auto m = std::make_shared<core::message>();
   m->tag = r.tag;
   m->payload = r.payload;
   m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
-  route(m, r.to, r.id);
+  route(m, r.to, r.id, r.retain);
 }
 
 void adapter::on_typed(const typed_request& r) {
@@ -248,14 +257,20 @@ void adapter::on_typed(const typed_request& r) {
 }
 
 void adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
-                    std::string_view id) {
+                    std::string_view id, bool retain) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
-  auto result = ctx_.router.publish(*session_, m, to);
+  auto result = ctx_.router.publish(*session_, m, to, retain);
   switch (result.error) {
     case core::route_error::none:
     case core::route_error::too_many_subscriptions:
       return;
+    case core::route_error::too_many_retained:
+      return reply_error(error_code::limit_exceeded,
+                         "the agent keeps at most " +
+                             std::to_string(ctx_.router.limits().max_retained) +
+                             " retained messages; '" + m->tag + "' was not published",
+                         id);
     case core::route_error::invalid_tag:
       return reply_error(error_code::invalid_tag,
                          std::string(core::to_string(result.tag)) + ": '" + m->tag + "'", id);

@@ -80,7 +80,8 @@ class adapter final : private request_handler {
   bool require_auth();
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
-  void route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id);
+  void route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
+             bool retain = false);
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
   adapter_context& ctx_;

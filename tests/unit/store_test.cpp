@@ -1,0 +1,345 @@
+// The store contract, run against every implementation; then what only the on-disk store
+// promises (a reopened file holds what was written, a damaged or busy file is refused), and
+// the writer thread's group commit.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "core/store.hpp"
+#include "core/store_writer.hpp"
+#include "store/memory_store.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace {
+
+using namespace wsagent;
+namespace ops = core::store_ops;
+
+core::message_ptr msg(std::string tag, std::string payload, std::uint8_t qos = 1) {
+  auto m = std::make_shared<core::message>();
+  m->tag = std::move(tag);
+  m->payload = std::move(payload);
+  m->from = "dev-1";
+  m->msgid = "m-" + m->payload;
+  m->timestamp_ms = 1700000000123;
+  m->expires_ms = 1700000060000;
+  m->qos = qos;
+  return m;
+}
+
+void expect_same(const core::message& a, const core::message& b) {
+  EXPECT_EQ(a.tag, b.tag);
+  EXPECT_EQ(a.payload, b.payload);
+  EXPECT_EQ(a.from, b.from);
+  EXPECT_EQ(a.msgid, b.msgid);
+  EXPECT_EQ(a.timestamp_ms, b.timestamp_ms);
+  EXPECT_EQ(a.expires_ms, b.expires_ms);
+  EXPECT_EQ(a.qos, b.qos);
+  EXPECT_EQ(a.format, b.format);
+  EXPECT_EQ(a.typed, b.typed);
+  EXPECT_EQ(a.retain, b.retain);
+}
+
+// A fresh temporary directory, removed at the end of the test.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    path = std::filesystem::temp_directory_path() /
+           ("wsagent-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    std::filesystem::remove_all(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  static std::atomic<int>& counter() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+};
+
+struct store_kind {
+  const char* name;
+  std::function<std::unique_ptr<core::store>(const std::string& dir)> open;
+};
+
+class StoreContract : public ::testing::TestWithParam<store_kind> {
+ protected:
+  void SetUp() override { store = GetParam().open(dir.path.string()); }
+  void write(std::vector<core::store_op> batch) { store->write(batch); }
+  temp_dir dir;
+  std::unique_ptr<core::store> store;
+};
+
+TEST_P(StoreContract, StartsEmpty) {
+  auto s = store->load();
+  EXPECT_TRUE(s.retained.empty());
+  EXPECT_TRUE(s.sessions.empty());
+  EXPECT_TRUE(s.queue.empty());
+  EXPECT_TRUE(s.history.empty());
+  EXPECT_TRUE(s.messages.empty());
+  EXPECT_TRUE(s.incoming.empty());
+}
+
+TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
+  auto bin = std::make_shared<core::message>();
+  bin->tag = "cam/1";
+  bin->payload = std::string("\0\x01\xff", 3);
+  bin->format = core::payload_format::binary;
+  bin->retain = true;
+  write({ops::put_retained{msg("a/b", "1")}, ops::put_retained{msg("a/c", "2")},
+         ops::put_retained{bin}});
+  write({ops::put_retained{msg("a/b", "3")}, ops::clear_retained{"a/c"},
+         ops::clear_retained{"never/set"}});
+  auto s = store->load();
+  ASSERT_EQ(s.retained.size(), 2u);
+  expect_same(*s.retained[0], *msg("a/b", "3"));
+  expect_same(*s.retained[1], *bin);
+}
+
+TEST_P(StoreContract, SessionsKeepTheirSubscriptionsAndDropTakesEverything) {
+  core::stored_session a{"dev-a", 3600, 0, {{"x/#", 1}, {"y/+", 2}}};
+  core::stored_session b{"dev-b", 60, 1700000000000, {{"z", 0}}};
+  write({ops::put_session{a}, ops::put_session{b}});
+  a.subscriptions = {{"only/this", 1}};  // replaced whole
+  a.disconnected_ms = 1700000001000;
+  write({ops::put_session{a}});
+  write({ops::put_message{{7, msg("z", "q")}}, ops::enqueue{{"dev-b", 1, 7, 1, false}},
+         ops::put_incoming{"dev-b", "m-9"}, ops::put_incoming{"dev-a", "m-1"}});
+  auto s = store->load();
+  ASSERT_EQ(s.sessions.size(), 2u);
+  EXPECT_EQ(s.sessions[0].client_id, "dev-a");
+  EXPECT_EQ(s.sessions[0].expiry_s, 3600);
+  EXPECT_EQ(s.sessions[0].disconnected_ms, 1700000001000);
+  EXPECT_EQ(s.sessions[0].subscriptions, a.subscriptions);
+  EXPECT_EQ(s.sessions[1].subscriptions, b.subscriptions);
+
+  write({ops::drop_session{"dev-b"}});
+  s = store->load();
+  ASSERT_EQ(s.sessions.size(), 1u);
+  EXPECT_EQ(s.sessions[0].client_id, "dev-a");
+  EXPECT_TRUE(s.queue.empty());
+  ASSERT_EQ(s.incoming.size(), 1u);
+  EXPECT_EQ(s.incoming[0], std::make_pair(std::string("dev-a"), std::string("m-1")));
+  EXPECT_EQ(s.messages.size(), 1u);  // messages go only when the core drops them
+}
+
+TEST_P(StoreContract, QueuesKeepOrderAndState) {
+  write({ops::put_message{{1, msg("t", "a")}}, ops::put_message{{2, msg("t", "b", 2)}},
+         ops::enqueue{{"c", 5, 1, 1, false}}, ops::enqueue{{"c", 6, 2, 2, false}},
+         ops::enqueue{{"b", 1, 2, 1, false}}});
+  write({ops::mark_sent{"c", 5}, ops::dequeue{"b", 1}, ops::mark_sent{"c", 99}});
+  auto s = store->load();
+  ASSERT_EQ(s.queue.size(), 2u);
+  EXPECT_EQ(s.queue[0].client_id, "c");
+  EXPECT_EQ(s.queue[0].seq, 5u);
+  EXPECT_EQ(s.queue[0].message_id, 1u);
+  EXPECT_TRUE(s.queue[0].sent);
+  EXPECT_EQ(s.queue[1].seq, 6u);
+  EXPECT_EQ(s.queue[1].qos, 2);
+  EXPECT_FALSE(s.queue[1].sent);
+  ASSERT_EQ(s.messages.size(), 2u);
+  EXPECT_EQ(s.messages[0].id, 1u);
+  expect_same(*s.messages[1].msg, *msg("t", "b", 2));
+  write({ops::drop_message{1}});
+  EXPECT_EQ(store->load().messages.size(), 1u);
+}
+
+TEST_P(StoreContract, HistoryIsOrderedPerTagAndTrimmedFromBelow) {
+  std::vector<core::store_op> batch;
+  for (std::uint64_t i = 1; i <= 5; ++i) {
+    batch.push_back(ops::put_message{{i, msg("h/1", std::to_string(i))}});
+    batch.push_back(ops::append_history{{"h/1", i, i}});
+  }
+  batch.push_back(ops::append_history{{"h/0", 1, 3}});
+  write(batch);
+  write({ops::trim_history{"h/1", 4}});
+  auto s = store->load();
+  ASSERT_EQ(s.history.size(), 3u);
+  EXPECT_EQ(s.history[0].tag, "h/0");
+  EXPECT_EQ(s.history[1].tag, "h/1");
+  EXPECT_EQ(s.history[1].offset, 4u);
+  EXPECT_EQ(s.history[2].offset, 5u);
+  EXPECT_EQ(s.history[2].message_id, 5u);
+}
+
+TEST_P(StoreContract, IncomingQos2IdsAreASet) {
+  write({ops::put_incoming{"c", "1"}, ops::put_incoming{"c", "1"}, ops::put_incoming{"c", "2"}});
+  write({ops::drop_incoming{"c", "1"}, ops::drop_incoming{"c", "nope"}});
+  auto s = store->load();
+  ASSERT_EQ(s.incoming.size(), 1u);
+  EXPECT_EQ(s.incoming[0].second, "2");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, StoreContract,
+    ::testing::Values(store_kind{"memory",
+                                 [](const std::string&) {
+                                   return std::make_unique<store::memory_store>();
+                                 }},
+                      store_kind{"sqlite",
+                                 [](const std::string& dir) {
+                                   return std::make_unique<store::sqlite_store>(dir);
+                                 }}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+// --- the on-disk store only ---
+
+TEST(SqliteStore, AReopenedFileHoldsWhatWasWritten) {
+  temp_dir dir;
+  {
+    store::sqlite_store s(dir.path.string());
+    std::vector<core::store_op> batch{ops::put_retained{msg("r/1", "x")},
+                                      ops::put_session{{"dev", 10, 0, {{"a/#", 1}}}}};
+    s.write(batch);
+  }
+  store::sqlite_store again(dir.path.string());
+  auto snap = again.load();
+  ASSERT_EQ(snap.retained.size(), 1u);
+  expect_same(*snap.retained[0], *msg("r/1", "x"));
+  ASSERT_EQ(snap.sessions.size(), 1u);
+  EXPECT_EQ(snap.sessions[0].subscriptions.size(), 1u);
+}
+
+TEST(SqliteStore, ASecondOpenOfTheSameDirectoryIsRefused) {
+  temp_dir dir;
+  store::sqlite_store first(dir.path.string());
+  try {
+    store::sqlite_store second(dir.path.string());
+    FAIL() << "opened twice";
+  } catch (const core::store_error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by another process"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("wsagent.db"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SqliteStore, ADamagedFileIsReportedNotReplaced) {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path);
+  const auto file = dir.path / "wsagent.db";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << std::string(4096, 'x');  // not a database
+  }
+  try {
+    store::sqlite_store s(dir.path.string());
+    FAIL() << "opened a damaged file";
+  } catch (const core::store_error& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(std::filesystem::file_size(file), 4096u);  // left as it was
+}
+
+TEST(SqliteStore, AFailedBatchAppliesNothing) {
+  temp_dir dir;
+  {
+    store::sqlite_store s(dir.path.string());  // creates the schema
+  }
+  {
+    // A trigger makes the second insert of the batch fail, as a full disk would.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path / "wsagent.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TRIGGER boom BEFORE INSERT ON retained WHEN NEW.tag = 'boom' "
+                           "BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  store::sqlite_store s(dir.path.string());
+  std::vector<core::store_op> batch{ops::put_retained{msg("a", "1")},
+                                    ops::put_retained{msg("boom", "2")}};
+  try {
+    s.write(batch);
+    FAIL() << "the batch was written";
+  } catch (const core::store_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no room"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(s.load().retained.empty());
+  std::vector<core::store_op> next{ops::put_retained{msg("a", "1")}};
+  s.write(next);  // the store goes on after a failed batch
+  EXPECT_EQ(s.load().retained.size(), 1u);
+}
+
+// --- the writer thread ---
+
+// A store that counts write() calls and can be told to fail.
+class counting_store final : public core::store {
+ public:
+  const char* kind() const noexcept override { return "counting"; }
+  core::store_snapshot load() override { return inner.load(); }
+  void write(std::span<const core::store_op> batch) override {
+    if (slow) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (fail) throw core::store_error("disk full");
+    ++writes;
+    inner.write(batch);
+  }
+  wsagent::store::memory_store inner;
+  std::atomic<int> writes{0};
+  std::atomic<bool> fail{false};
+  std::atomic<bool> slow{false};
+};
+
+TEST(StoreWriter, CompletesAfterTheWriteAndGroupsWhatWaited) {
+  counting_store s;
+  s.slow = true;
+  core::store_writer w(s);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 50; ++i)
+    w.submit({ops::put_retained{msg("t/" + std::to_string(i), "x")}}, [&](bool ok) {
+      EXPECT_TRUE(ok);
+      ++done;
+    });
+  w.flush();
+  EXPECT_EQ(done.load(), 50);
+  EXPECT_EQ(s.inner.load().retained.size(), 50u);
+  // 20 ms per write: 50 submissions cannot have taken 50 writes.
+  EXPECT_LT(s.writes.load(), 50);
+  EXPECT_EQ(w.stats().ops, 50u);
+}
+
+TEST(StoreWriter, AFailedWriteIsReportedToItsCompletionsAndTheWriterGoesOn) {
+  counting_store s;
+  std::atomic<int> errors{0};
+  core::store_writer w(s, [&](const std::string& what) {
+    EXPECT_EQ(what, "disk full");
+    ++errors;
+  });
+  s.fail = true;
+  std::atomic<int> failed{0};
+  w.submit({ops::put_retained{msg("a", "1")}}, [&](bool ok) { failed += ok ? 0 : 1; });
+  w.flush();
+  s.fail = false;
+  std::atomic<int> ok{0};
+  w.submit({ops::put_retained{msg("b", "2")}}, [&](bool good) { ok += good ? 1 : 0; });
+  w.flush();
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(errors.load(), 1);
+  EXPECT_EQ(w.stats().failed_batches, 1u);
+}
+
+TEST(StoreWriter, StopWritesWhatWasSubmittedAndRefusesLaterWork) {
+  counting_store s;
+  s.slow = true;
+  auto w = std::make_unique<core::store_writer>(s);
+  for (int i = 0; i < 5; ++i)
+    w->submit({ops::put_retained{msg("s/" + std::to_string(i), "x")}});
+  w->stop();
+  EXPECT_EQ(s.inner.load().retained.size(), 5u);
+  bool called = false, result = true;
+  w->submit({ops::put_retained{msg("late", "x")}}, [&](bool ok) {
+    called = true;
+    result = ok;
+  });
+  EXPECT_TRUE(called);
+  EXPECT_FALSE(result);
+  w->flush();  // returns: nothing is owed
+}
+
+}  // namespace
