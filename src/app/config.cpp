@@ -153,6 +153,18 @@ const std::vector<key_spec>& schema() {
           "retained messages (tags) kept in all; a retained publish to a new tag past it gets "
           "limit_exceeded",
           0, 100'000'000),
+      int_key(
+          "limits.max_inflight", [](config& c) -> int& { return c.limits.max_inflight; },
+          "QoS 1 deliveries sent to one client and not yet acknowledged; more wait", 1, 65535),
+      int_key(
+          "limits.max_queued", [](config& c) -> int& { return c.limits.max_queued; },
+          "QoS 1 deliveries waiting for one client's window; past it the oldest is dropped "
+          "(counted)",
+          0, max_count),
+      // [delivery]
+      int_key(
+          "delivery.retry_ms", [](config& c) -> int& { return c.delivery.retry_ms; },
+          "a QoS 1 delivery unacknowledged this long is sent again, flagged dup (ms)", 100, max_ms),
       // [heartbeat]
       int_key(
           "heartbeat.ping_interval_ms",

@@ -61,7 +61,13 @@ struct config {
     int max_protocol_errors = 20;         // error frames before close 4400
     int max_batch = 1000;                 // messages in one batch frame
     int max_retained = 100000;            // retained messages (tags) in all
+    int max_inflight = 32;                // QoS 1 deliveries unacknowledged per client
+    int max_queued = 1000;                // QoS 1 deliveries waiting per client
   } limits;
+
+  struct delivery_section {
+    int retry_ms = 20000;  // resend an unacknowledged QoS 1 delivery after this long
+  } delivery;
 
   struct heartbeat_section {
     int ping_interval_ms = 20000;

@@ -164,6 +164,9 @@ int serve(const config& cfg, const std::string& config_path) {
   protocol::native::adapter_context actx{router, auth_holder, audit,
                                          static_cast<std::size_t>(cfg.limits.max_batch),
                                          cfg.limits.max_protocol_errors};
+  actx.max_inflight = static_cast<std::size_t>(cfg.limits.max_inflight);
+  actx.max_queued_qos1 = static_cast<std::size_t>(cfg.limits.max_queued);
+  actx.retry_ms = cfg.delivery.retry_ms;
 
   net::server_settings s;
   s.host = host;

@@ -22,10 +22,12 @@ enum class payload_format : std::uint8_t {
 enum class wire_format : std::uint8_t {
   native_json = 0,
   native_binary = 1,
-  mqtt = 2,
-  spare = 3,
+  native_json_qos1 = 2,  // with "qos":1 and "seq": a delivery the client acknowledges
+  native_binary_qos1 = 3,
+  mqtt = 4,
+  spare = 5,
 };
-inline constexpr std::size_t wire_format_count = 4;
+inline constexpr std::size_t wire_format_count = 6;
 
 class message {
  public:
@@ -38,9 +40,11 @@ class message {
   // The payload is a whole native application object ({"type":"status",...}) that is
   // delivered as it is, rather than wrapped in a {"type":"message"} envelope.
   bool typed = false;
+  // Delivered as a retained message (sent because of a new subscription), not live.
   bool retain = false;
   std::uint8_t qos = 0;         // as published (0, 1 or 2)
   std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
+  std::uint64_t seq = 0;        // QoS >= 1: agent-wide number, what subscribers acknowledge
 
   message() = default;
   message(const message&) = delete;

@@ -157,23 +157,25 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
   std::size_t lists = index_.match(msg->tag, matches);
   if (!to.empty()) {
     if (auto it = sessions_.find(to); it != sessions_.end()) {
-      matches.push_back({it->second.get(), 0});
+      matches.push_back({it->second.get(), 2});  // direct: at the publish's QoS
       ++lists;
     }
   }
-  // Each session once, whatever the number of its filters that matched. One list holds
-  // each session once, so a single contributing list needs no sort (a 1,000-subscriber
-  // fan-out on one filter skips sorting 1,000 recipients per message).
+  // Each session once, whatever the number of its filters that matched, at the highest QoS
+  // among them. One list holds each session once, so a single contributing list needs no
+  // sort (a 1,000-subscriber fan-out on one filter skips sorting 1,000 recipients per
+  // message).
   if (lists > 1 && matches.size() > 1) {
-    std::sort(matches.begin(), matches.end(),
-              [](const subscriber& a, const subscriber& b) { return a.who < b.who; });
+    std::sort(matches.begin(), matches.end(), [](const subscriber& a, const subscriber& b) {
+      return a.who != b.who ? a.who < b.who : a.qos > b.qos;
+    });
     matches.erase(
         std::unique(matches.begin(), matches.end(),
                     [](const subscriber& a, const subscriber& b) { return a.who == b.who; }),
         matches.end());
   }
   for (const auto& m : matches)
-    m.who->sink()->deliver(msg);
+    m.who->sink()->deliver(msg, std::min(msg->qos, m.qos));
   probe.published.fetch_add(1, std::memory_order_relaxed);
   probe.deliveries.fetch_add(matches.size(), std::memory_order_relaxed);
   return matches.size();

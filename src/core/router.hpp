@@ -92,6 +92,9 @@ class router {
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 
+  // A fresh agent-wide number for a QoS >= 1 message (message::seq).
+  std::uint64_t next_seq() noexcept { return seq_.fetch_add(1, std::memory_order_relaxed); }
+
   std::size_t session_count() const;
   std::size_t subscription_count() const;
   std::size_t retained_count() const;
@@ -104,6 +107,7 @@ class router {
 
   router_limits limits_;
   store_writer* store_ = nullptr;
+  std::atomic<std::uint64_t> seq_{1};
   mutable std::shared_mutex mutex_;
   tag_index index_;
   // Written by publishers holding mutex_ shared, so under its own lock as well; read by

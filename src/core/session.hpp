@@ -23,7 +23,9 @@ namespace wsagent::core {
 class session_sink {
  public:
   virtual ~session_sink() = default;
-  virtual void deliver(message_ptr msg) = 0;
+  // `qos`: what this recipient gets it at, the lower of the publish's and the
+  // subscription's (the higher subscription's when several filters matched).
+  virtual void deliver(message_ptr msg, std::uint8_t qos) = 0;
   // Another connection took over this client id, or the agent wants the client gone.
   virtual void kick(std::uint16_t close_code, std::string_view reason) = 0;
 };

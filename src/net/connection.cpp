@@ -193,6 +193,8 @@ void connection::on_request() {
         .integer("retained", static_cast<std::int64_t>(router.retained_count()))
         .integer("dropped",
                  static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
+        .integer("qos1_dropped", static_cast<std::int64_t>(
+                                     server_.probe.qos1_dropped.load(std::memory_order_relaxed)))
         .integer("frames_out", static_cast<std::int64_t>(
                                    server_.probe.frames_out.load(std::memory_order_relaxed)))
         .integer("writes",
@@ -435,6 +437,11 @@ void connection::send_frame(std::string frame) {
   push(out_item{nullptr, nullptr, std::move(frame), false});
 }
 
+void connection::send_shared(const core::message_ptr& m, const std::string& bytes) {
+  if (terminated_ || close_sent_) return;
+  push(out_item{m, &bytes, {}, false});
+}
+
 // Any thread, with the router's lock held: park the message in the inbox and post one
 // drain per batch, not one handler per message. The drain runs on the owner thread, outside
 // the router's lock, and ends with one write for everything it queued.
@@ -444,9 +451,9 @@ void connection::lock_inbox() noexcept {
       cpu_relax();
 }
 
-void connection::deliver(core::message_ptr msg) {
+void connection::deliver(core::message_ptr msg, std::uint8_t qos) {
   lock_inbox();
-  inbox_.push_back(std::move(msg));
+  inbox_.push_back({std::move(msg), qos});
   const bool post = !drain_posted_;
   drain_posted_ = true;
   unlock_inbox();
@@ -456,24 +463,35 @@ void connection::deliver(core::message_ptr msg) {
 
 void connection::drain_inbox() {
   // The thread's batch vector, taken for the loop (a nested drain would get an empty one).
-  thread_local std::vector<core::message_ptr> spare;
-  std::vector<core::message_ptr> batch;
+  thread_local std::vector<delivery> spare;
+  std::vector<delivery> batch;
   batch.swap(spare);
   lock_inbox();
   batch.swap(inbox_);
   drain_posted_ = false;
   unlock_inbox();
   batching_ = true;
-  for (const auto& msg : batch)
-    on_deliver(msg);
+  bool qos1 = false;
+  for (const auto& d : batch) {
+    on_deliver(d.msg, d.qos);
+    qos1 |= d.qos > 0;
+  }
   batching_ = false;
   batch.clear();
+  if (qos1) arm_timer();  // the resend deadline of what went into flight
   if (batch.capacity() <= 4096) batch.swap(spare);
   write();
 }
 
-void connection::on_deliver(const core::message_ptr& msg) {
+void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
   if (terminated_ || close_sent_ || !adapter_) return;
+  if (qos > 0) {
+    const auto before = adapter_->qos1_dropped();
+    adapter_->deliver_qos1(msg, common::steady_ms());
+    if (auto n = adapter_->qos1_dropped() - before)
+      server_.probe.qos1_dropped.fetch_add(n, std::memory_order_relaxed);
+    return;
+  }
   const std::string& bytes = adapter_->frame_for(*msg);
   auto limit = server_.settings().outbound_queue;
   if (queued_messages_ >= limit) {
@@ -647,6 +665,8 @@ void connection::arm_timer() {
   if (mode_ != mode::http && !close_sent_) {
     next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
     next = std::min(next, last_activity_ms_ + s.idle_timeout_ms);
+    if (adapter_)
+      if (auto due = adapter_->next_due()) next = std::min(next, *due);
   }
   if (next == INT64_MAX) return cancel();
   wheel_.schedule(*this, next);
@@ -671,6 +691,7 @@ void connection::on_timer() {
              queued_messages_ >= s.outbound_queue) {
     close_slow_consumer();
   } else if (mode_ != mode::http && !close_sent_) {
+    if (adapter_) adapter_->on_timer(now);  // QoS 1 resends that fell due
     if (now - last_activity_ms_ >= s.idle_timeout_ms) {
       close(heartbeat_timeout, "Heartbeat timeout");
     } else if (now - last_ping_ms_ >= s.ping_interval_ms) {

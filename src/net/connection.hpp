@@ -58,11 +58,12 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   // transport_link (owner thread)
   void send_frame(std::string frame) override;
+  void send_shared(const core::message_ptr& m, const std::string& bytes) override;
   void close(std::uint16_t code, std::string_view reason) override;
   core::session_sink& sink() override { return *this; }
 
   // session_sink (any thread)
-  void deliver(core::message_ptr msg) override;
+  void deliver(core::message_ptr msg, std::uint8_t qos) override;
   void kick(std::uint16_t code, std::string_view reason) override;
 
   // Any thread: close with `code` (1001 at shutdown).
@@ -93,7 +94,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   void on_data(std::uint8_t* data, std::size_t len, bool own);
   bool handle(const protocol::websocket::frame_reader::event& ev);
   void drain_inbox();
-  void on_deliver(const core::message_ptr& msg);
+  void on_deliver(const core::message_ptr& msg, std::uint8_t qos);
 
   void push(out_item item);
   void write();
@@ -126,8 +127,12 @@ class connection final : public std::enable_shared_from_this<connection>,
   void lock_inbox() noexcept;
   void unlock_inbox() noexcept { inbox_lock_.store(false, std::memory_order_release); }
   std::atomic<bool> inbox_lock_{false};
-  bool drain_posted_ = false;             // guarded by inbox_lock_
-  std::vector<core::message_ptr> inbox_;  // guarded by inbox_lock_
+  bool drain_posted_ = false;  // guarded by inbox_lock_
+  struct delivery {
+    core::message_ptr msg;
+    std::uint8_t qos;
+  };
+  std::vector<delivery> inbox_;  // guarded by inbox_lock_
 
   // boost's deque allocates nothing while empty (an idle connection costs no block) and
   // takes its block size as an option: 64 items a block, 8x fewer allocations than

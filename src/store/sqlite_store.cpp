@@ -119,6 +119,18 @@ struct sqlite_store::statements {
 
 sqlite_store::sqlite_store(const std::string& data_dir, sync_mode sync)
     : path_((std::filesystem::path(data_dir) / "wsagent.db").string()) {
+  try {
+    open(data_dir, sync);
+  } catch (...) {
+    // The destructor does not run for a constructor that throws: close here.
+    st_.reset();
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) fail("cannot create the data directory " + data_dir + ": " + ec.message());

@@ -36,6 +36,7 @@ class sqlite_store final : public core::store {
 
  private:
   struct statements;
+  void open(const std::string& data_dir, sync_mode sync);
   [[noreturn]] void fail(const std::string& what) const;
   void exec(const char* sql);
   void apply(const core::store_op& op);

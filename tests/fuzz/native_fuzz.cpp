@@ -31,6 +31,7 @@ struct checker : request_handler {
     if (r.type.empty()) std::abort();
   }
   void on_ping(std::string_view) override {}
+  void on_ack(std::string_view, std::uint64_t) override {}
   void on_error(error_code, std::string_view message, std::string_view) override {
     if (message.empty()) std::abort();
   }

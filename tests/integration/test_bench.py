@@ -88,12 +88,11 @@ def test_server_stats_come_from_proc(agent):
     assert r["server"]["rss_peak_kb"] >= r["server"]["rss_kb"]
 
 
-def test_qos1_on_native_is_reported_unsupported(agent):
-    # Delivery guarantees are not in the agent yet: the bench must say so, not hide it.
+def test_qos1_on_native_acknowledges_both_ways_and_loses_nothing(agent):
     rc, r, err = bench("--url", agent.url, "--scenario", "qos1", "--pairs", "2", *short())
-    assert rc == 1
-    assert r["supported"] is False, r
-    assert "unsupported" in r["error"], r
+    assert rc == 0, err
+    assert r["supported"] is True and r["qos"] == 1, r
+    assert r["delivered"] > 100 and r["lost"] == 0, r
 
 
 def test_connections_reports_memory_per_connection(agent):

@@ -36,6 +36,9 @@ struct recorder : request_handler {
                   " to=" + std::string(r.to));
   }
   void on_ping(std::string_view id) override { log.push_back("ping " + std::string(id)); }
+  void on_ack(std::string_view id, std::uint64_t seq) override {
+    log.push_back("ack " + std::string(id) + " " + std::to_string(seq));
+  }
   void on_error(error_code code, std::string_view message, std::string_view id) override {
     log.push_back(std::string("error ") + to_string(code) + " [" + std::string(id) + "] " +
                   std::string(message));
@@ -71,6 +74,8 @@ TEST(NativeParse, Requests) {
   EXPECT_EQ(one(R"({"payload":"x","tag":"a","type":"publish"})"), R"(publish a "x")");
   EXPECT_EQ(one(R"({"type":"publish","tag":"a","payload":null})"), "publish a null");
   EXPECT_EQ(one(R"({"type":"ping","id":"p"})"), "ping p");
+  EXPECT_EQ(one(R"({"type":"ack","seq":18446744073709551615})"), "ack  18446744073709551615");
+  EXPECT_EQ(one(R"({"seq":7,"type":"ack","id":"a"})"), "ack a 7");
 }
 
 TEST(NativeParse, PayloadKeepsItsText) {
@@ -157,7 +162,11 @@ TEST(NativeParse, Errors) {
        "error bad_request [s] field 'tags' must be an array of strings"},
       {R"({"type":"auth","token":5})", "error bad_request [] field 'token' must be a string"},
       {R"({"type":"message","id":"m"})", "error bad_request [m] 'message' is a protocol word"},
-      {R"({"type":"ack"})", "error bad_request [] 'ack' is a protocol word"},
+      {R"({"type":"ack"})", "error bad_request [] ack needs 'seq'"},
+      {R"({"type":"ack","seq":0})", "error bad_request [] field 'seq' must be a positive integer"},
+      {R"({"type":"ack","seq":"7"})",
+       "error bad_request [] field 'seq' must be a positive integer"},
+      {R"({"type":"nack"})", "error bad_request [] 'nack' is a protocol word"},
       {R"({"type":"bad type!"})", "error bad_request [] 'type' must be 1 to 64"},
       {R"({"type":"batch"})", "error bad_request [] batch needs 'messages'"},
       {R"({"type":"batch","messages":[{"type":"batch","messages":[]}]})",

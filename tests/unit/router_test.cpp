@@ -10,8 +10,12 @@ namespace {
 
 struct recording_sink : session_sink {
   std::vector<message_ptr> got;
+  std::vector<std::uint8_t> qos_got;
   std::vector<std::uint16_t> kicks;
-  void deliver(message_ptr m) override { got.push_back(std::move(m)); }
+  void deliver(message_ptr m, std::uint8_t qos) override {
+    got.push_back(std::move(m));
+    qos_got.push_back(qos);
+  }
   void kick(std::uint16_t code, std::string_view) override { kicks.push_back(code); }
 };
 
@@ -19,10 +23,11 @@ std::shared_ptr<session> make_session(const std::string& id, recording_sink& sin
   return std::make_shared<session>(id, id, acl::allow_all(), &sink);
 }
 
-message_ptr make_message(const std::string& tag) {
+message_ptr make_message(const std::string& tag, std::uint8_t qos = 0) {
   auto m = std::make_shared<message>();
   m->tag = tag;
   m->payload = "1";
+  m->qos = qos;
   return m;
 }
 
@@ -210,6 +215,24 @@ TEST(Message, MsgidsAreUnique) {
   auto a = make_msgid(), b = make_msgid();
   EXPECT_NE(a, b);
   EXPECT_FALSE(a.empty());
+}
+
+TEST(Router, DeliversAtTheLowerQosAndTheHighestOfOverlappingFilters) {
+  router r({});
+  recording_sink low, high, both, pub_sink;
+  auto a = make_session("low", low), b = make_session("high", high);
+  auto c = make_session("both", both), p = make_session("pub", pub_sink);
+  for (const auto& s : {a, b, c, p})
+    ASSERT_FALSE(r.attach(s, 4000));
+  ASSERT_TRUE(r.subscribe(*a, "q/#", 0).ok());
+  ASSERT_TRUE(r.subscribe(*b, "q/#", 2).ok());
+  ASSERT_TRUE(r.subscribe(*c, "q/+", 0).ok());
+  ASSERT_TRUE(r.subscribe(*c, "q/x", 1).ok());
+  ASSERT_TRUE(r.publish(*p, make_message("q/x", 1)).ok());
+  ASSERT_TRUE(r.publish(*p, make_message("q/x", 0)).ok());
+  EXPECT_EQ(low.qos_got, (std::vector<std::uint8_t>{0, 0}));
+  EXPECT_EQ(high.qos_got, (std::vector<std::uint8_t>{1, 0}));
+  EXPECT_EQ(both.qos_got, (std::vector<std::uint8_t>{1, 0}));  // once each, at the higher
 }
 
 }  // namespace

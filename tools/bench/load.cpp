@@ -694,6 +694,20 @@ class conn {
       const auto at = text.find(payload_key);
       if (at == std::string_view::npos) return;
       delivered(text.substr(at + payload_key.size()), b);
+      // A QoS 1 delivery ends with ..."qos":1,"seq":N}: acknowledge it.
+      static constexpr std::string_view seq_key = R"("qos":1,"seq":)";
+      if (const auto q = text.rfind(seq_key); q != std::string_view::npos) {
+        const auto digits = text.substr(q + seq_key.size());
+        const auto end = digits.find_first_not_of("0123456789");
+        std::string ack = R"({"type":"ack","seq":)";
+        ack.append(digits.substr(0, end)).push_back('}');
+        append_ws(out_, ws::opcode::text, ack);
+      }
+      return;
+    }
+    if (text.starts_with(R"({"type":"ack")")) {  // our QoS 1 publish is routed
+      if (unacked_) --unacked_;
+      acked_ = true;
       return;
     }
     if (text.starts_with(R"({"type":"subscribed")")) {

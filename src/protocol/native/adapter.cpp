@@ -34,7 +34,10 @@ bool valid_client_id(std::string_view id) noexcept {
 }
 
 adapter::adapter(adapter_context& ctx, transport_link& link, upgrade_info info)
-    : ctx_(ctx), link_(link), info_(std::move(info)) {}
+    : ctx_(ctx),
+      link_(link),
+      info_(std::move(info)),
+      window_(ctx.max_inflight, ctx.max_queued_qos1) {}
 
 adapter::~adapter() {
   on_closed();
@@ -132,7 +135,14 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
   m->payload = pub->payload;
   m->format = core::payload_format::binary;
   m->msgid = pub->msgid.empty() ? core::make_msgid() : std::string(pub->msgid);
-  route(m, {}, {}, pub->retain);
+  if (pub->qos == 1) {
+    m->qos = 1;
+    m->seq = ctx_.router.next_seq();
+  }
+  if (!route(m, {}, {}, pub->retain) || pub->qos == 0) return;
+  std::string frame;
+  encode_publish_ack(frame, m->msgid, {});
+  link_.send_frame(std::move(frame));
 }
 
 void adapter::on_auth(const auth_request& r) {
@@ -176,9 +186,6 @@ void adapter::on_auth(const auth_request& r) {
 
 void adapter::on_subscribe(const subscribe_request& r) {
   if (closing_ || !require_auth()) return;
-  if (r.qos > 0)
-    return reply_error(error_code::unsupported, "QoS 1 and 2 subscriptions are not available yet",
-                       r.id);
   // All or nothing: check every filter before subscribing any.
   std::size_t fresh = 0;
   for (auto tag : r.tags) {
@@ -205,7 +212,7 @@ void adapter::on_subscribe(const subscribe_request& r) {
     if (r.unsubscribe)
       ctx_.router.unsubscribe(*session_, tag);
     else
-      ctx_.router.subscribe(*session_, tag, 0, &retained);
+      ctx_.router.subscribe(*session_, tag, static_cast<std::uint8_t>(r.qos), &retained);
   }
   std::string frame;
   encode_subscribed(frame, r.id, r.tags, r.unsubscribe);
@@ -226,13 +233,21 @@ void adapter::on_subscribe(const subscribe_request& r) {
 
 void adapter::on_publish(const publish_request& r) {
   if (closing_ || !require_auth()) return;
-  if (r.qos > 0)
-    return reply_error(error_code::unsupported, "QoS 1 and 2 are not available yet", r.id);
+  if (r.qos > 1) return reply_error(error_code::unsupported, "QoS 2 is not available yet", r.id);
   auto m = std::make_shared<core::message>();
   m->tag = r.tag;
   m->payload = r.payload;
   m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
-  route(m, r.to, r.id, r.retain);
+  if (r.qos == 1) {
+    m->qos = 1;
+    m->seq = ctx_.router.next_seq();
+  }
+  if (!route(m, r.to, r.id, r.retain) || r.qos == 0) return;
+  // Routed: every recipient has it queued. (Persistent recipients, when they exist, will
+  // make this wait for the store.)
+  std::string frame;
+  encode_publish_ack(frame, m->msgid, r.id);
+  link_.send_frame(std::move(frame));
 }
 
 void adapter::on_typed(const typed_request& r) {
@@ -256,7 +271,7 @@ void adapter::on_typed(const typed_request& r) {
   route(m, r.to, r.id);
 }
 
-void adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
+bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
@@ -264,21 +279,24 @@ void adapter::route(const std::shared_ptr<core::message>& m, std::string_view to
   switch (result.error) {
     case core::route_error::none:
     case core::route_error::too_many_subscriptions:
-      return;
+      return true;
     case core::route_error::too_many_retained:
-      return reply_error(error_code::limit_exceeded,
-                         "the agent keeps at most " +
-                             std::to_string(ctx_.router.limits().max_retained) +
-                             " retained messages; '" + m->tag + "' was not published",
-                         id);
+      reply_error(error_code::limit_exceeded,
+                  "the agent keeps at most " + std::to_string(ctx_.router.limits().max_retained) +
+                      " retained messages; '" + m->tag + "' was not published",
+                  id);
+      return false;
     case core::route_error::invalid_tag:
-      return reply_error(error_code::invalid_tag,
-                         std::string(core::to_string(result.tag)) + ": '" + m->tag + "'", id);
+      reply_error(error_code::invalid_tag,
+                  std::string(core::to_string(result.tag)) + ": '" + m->tag + "'", id);
+      return false;
     case core::route_error::forbidden:
       ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
                         "publish " + m->tag);
-      return reply_error(error_code::forbidden, "not allowed to publish to '" + m->tag + "'", id);
+      reply_error(error_code::forbidden, "not allowed to publish to '" + m->tag + "'", id);
+      return false;
   }
+  return false;
 }
 
 void adapter::on_ping(std::string_view id) {
@@ -303,12 +321,55 @@ void adapter::reply_error(error_code code, std::string_view message, std::string
   }
 }
 
-const std::string& adapter::frame_for(const core::message& m) const {
-  if (m.format == core::payload_format::binary && info_.binary)
+const std::string& adapter::frame_for(const core::message& m, int qos) const {
+  const bool binary = m.format == core::payload_format::binary && info_.binary;
+  if (qos > 0) {
+    if (binary)
+      return m.encoded(core::wire_format::native_binary_qos1,
+                       [&](std::string& out) { encode_binary_message_frame(m, out, 1); });
+    return m.encoded(core::wire_format::native_json_qos1,
+                     [&](std::string& out) { encode_message_frame(m, out, 1); });
+  }
+  if (binary)
     return m.encoded(core::wire_format::native_binary,
                      [&](std::string& out) { encode_binary_message_frame(m, out); });
   return m.encoded(core::wire_format::native_json,
                    [&](std::string& out) { encode_message_frame(m, out); });
+}
+
+void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
+  if (window_.offer(m, now_ms)) link_.send_shared(m, frame_for(*m, 1));
+}
+
+void adapter::on_ack(std::string_view id, std::uint64_t seq) {
+  if (closing_ || !require_auth()) return;
+  const auto now = common::steady_ms();
+  if (!window_.ack(seq, now)) return;  // a late duplicate ack: nothing to do
+  thread_local std::vector<core::delivery_window::entry> ready;
+  ready.clear();
+  window_.take_ready(ready);
+  for (const auto& e : ready)
+    link_.send_shared(e.msg, frame_for(*e.msg, 1));
+  (void)id;
+}
+
+void adapter::on_timer(std::int64_t now_ms) {
+  if (closing_) return;
+  thread_local std::vector<core::delivery_window::entry> due;
+  due.clear();
+  window_.take_due(now_ms, ctx_.retry_ms, due);
+  for (const auto& e : due) {
+    std::string frame;  // flagged dup: this client's own bytes
+    if (e.msg->format == core::payload_format::binary && info_.binary)
+      encode_binary_message_frame(*e.msg, frame, 1, true);
+    else
+      encode_message_frame(*e.msg, frame, 1, true);
+    link_.send_frame(std::move(frame));
+  }
+}
+
+std::optional<std::int64_t> adapter::next_due() const {
+  return window_.next_due(ctx_.retry_ms);
 }
 
 }  // namespace wsagent::protocol::native

@@ -9,12 +9,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "core/audit.hpp"
 #include "core/auth.hpp"
+#include "core/delivery.hpp"
 #include "core/router.hpp"
 #include "core/session.hpp"
 #include "protocol/native/codec.hpp"
@@ -27,6 +29,8 @@ class transport_link {
   virtual ~transport_link() = default;
   // Queues one whole WebSocket frame for this connection only.
   virtual void send_frame(std::string frame) = 0;
+  // Queues `bytes`, a frame cached in `m` and shared with other recipients; never dropped.
+  virtual void send_shared(const core::message_ptr& m, const std::string& bytes) = 0;
   // Sends a close frame with `code` and `reason`, then ends the connection.
   virtual void close(std::uint16_t code, std::string_view reason) = 0;
   // The sink the router delivers this connection's messages to.
@@ -39,6 +43,10 @@ struct adapter_context {
   core::audit_log& audit;
   std::size_t max_batch = 1000;
   int max_protocol_errors = 20;
+  // QoS 1 deliveries (core::delivery_window): unacknowledged at once, waiting, resend delay.
+  std::size_t max_inflight = 32;
+  std::size_t max_queued_qos1 = 1000;
+  std::int64_t retry_ms = 20000;
 };
 
 // What the HTTP upgrade request said.
@@ -66,8 +74,18 @@ class adapter final : private request_handler {
   const std::string& client_id() const noexcept;
   std::string_view remote() const noexcept { return info_.remote; }
 
-  // The frame for `m` in this client's format; cached in `m`, shared with other recipients.
-  const std::string& frame_for(const core::message& m) const;
+  // The frame for `m` at `qos` (0 or 1) in this client's format; cached in `m`, shared with
+  // other recipients.
+  const std::string& frame_for(const core::message& m, int qos = 0) const;
+
+  // A QoS 1 delivery (steady clock `now_ms`): sent now through send_shared() when the
+  // window has room, else it waits for acknowledgements.
+  void deliver_qos1(const core::message_ptr& m, std::int64_t now_ms);
+  // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
+  void on_timer(std::int64_t now_ms);
+  std::optional<std::int64_t> next_due() const;
+  // QoS 1 deliveries dropped because this client's waiting queue was full.
+  std::uint64_t qos1_dropped() const noexcept { return window_.dropped(); }
 
  private:
   void on_auth(const auth_request& r) override;
@@ -75,12 +93,14 @@ class adapter final : private request_handler {
   void on_publish(const publish_request& r) override;
   void on_typed(const typed_request& r) override;
   void on_ping(std::string_view id) override;
+  void on_ack(std::string_view id, std::uint64_t seq) override;
   void on_error(error_code code, std::string_view message, std::string_view id) override;
 
   bool require_auth();
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
-  void route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
+  // False when it was refused (the error is sent).
+  bool route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
              bool retain = false);
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
@@ -88,6 +108,7 @@ class adapter final : private request_handler {
   transport_link& link_;
   upgrade_info info_;
   std::shared_ptr<core::session> session_;
+  core::delivery_window window_;
   bool provisional_id_ = false;  // the agent chose the id; the client may still name itself
   bool closing_ = false;
   int errors_ = 0;

@@ -59,7 +59,7 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
     why = "binary frame: the first byte must be 0x01 (publish)";
     return std::nullopt;
   }
-  if (!r.u8(flags) || (flags & ~1u) != 0) {
+  if (!r.u8(flags) || (flags & ~3u) != 0) {
     why = "binary frame: unknown flags";
     return std::nullopt;
   }
@@ -69,6 +69,7 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
     return std::nullopt;
   }
   v.retain = flags & 1;
+  v.qos = (flags & 2) ? 1 : 0;
   v.payload = r.rest();
   return v;
 }
@@ -84,15 +85,16 @@ void encode_binary_publish(std::string& out, std::string_view tag, std::string_v
   out.append(payload);
 }
 
-void encode_binary_message_frame(const core::message& m, std::string& out) {
+void encode_binary_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
   std::size_t from_len = std::min<std::size_t>(m.from.size(), 255);
   std::size_t msgid_len = std::min<std::size_t>(m.msgid.size(), 255);
-  std::size_t size = 2 + 2 + m.tag.size() + 1 + from_len + 1 + msgid_len + 8 + m.payload.size();
+  std::size_t size = 2 + 2 + m.tag.size() + 1 + from_len + 1 + msgid_len + 8 + (qos > 0 ? 8 : 0) +
+                     m.payload.size();
   auto header = websocket::make_header(websocket::opcode::binary, size);
   out.reserve(out.size() + header.size + size);
   out.append(reinterpret_cast<const char*>(header.bytes.data()), header.size);
   out.push_back(static_cast<char>(binary_message));
-  out.push_back(m.retain ? 1 : 0);
+  out.push_back(static_cast<char>((m.retain ? 1 : 0) | (qos > 0 ? 2 : 0) | (dup ? 4 : 0)));
   put_u16(out, m.tag.size());
   out.append(m.tag);
   out.push_back(static_cast<char>(from_len));
@@ -102,6 +104,9 @@ void encode_binary_message_frame(const core::message& m, std::string& out) {
   auto ts = static_cast<std::uint64_t>(m.timestamp_ms);
   for (int i = 7; i >= 0; --i)
     out.push_back(static_cast<char>((ts >> (i * 8)) & 0xff));
+  if (qos > 0)
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((m.seq >> (i * 8)) & 0xff));
   out.append(m.payload);
 }
 
@@ -118,7 +123,13 @@ std::optional<binary_message_view> decode_binary_message(std::string_view frame,
     return std::nullopt;
   }
   v.retained = flags & 1;
+  v.qos = (flags & 2) ? 1 : 0;
+  v.dup = (flags & 4) != 0;
   v.timestamp_ms = static_cast<std::int64_t>(ts);
+  if (v.qos && !r.u64(v.seq)) {
+    why = "not a binary message envelope";
+    return std::nullopt;
+  }
   v.payload = r.rest();
   return v;
 }

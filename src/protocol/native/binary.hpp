@@ -32,6 +32,7 @@ struct binary_publish_view {
   std::string_view msgid;
   std::string_view payload;
   bool retain = false;
+  int qos = 0;  // flag bit 1
 };
 
 // Nullopt, with `why` set, when the frame is not a well-formed publish envelope.
@@ -42,13 +43,18 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
 void encode_binary_publish(std::string& out, std::string_view tag, std::string_view msgid,
                            std::string_view payload, bool retain);
 
-// Appends a whole WebSocket binary frame holding a message envelope for `m` (binary payload).
-void encode_binary_message_frame(const core::message& m, std::string& out);
+// Appends a whole WebSocket binary frame holding a message envelope for `m` (binary payload);
+// `qos` 1 sets flag bit 1 and adds the u64 seq after the timestamp, `dup` sets bit 2.
+void encode_binary_message_frame(const core::message& m, std::string& out, int qos = 0,
+                                 bool dup = false);
 
 struct binary_message_view {
   std::string_view tag, from, msgid, payload;
   std::int64_t timestamp_ms = 0;
   bool retained = false;
+  int qos = 0;
+  bool dup = false;
+  std::uint64_t seq = 0;
 };
 std::optional<binary_message_view> decode_binary_message(std::string_view frame, std::string& why);
 

@@ -38,7 +38,7 @@ constexpr std::size_t max_msgid = 128;
 
 // Words of the protocol. Words the agent sends, or keeps for later, may not be used as the
 // type of an application message.
-enum class word { none, auth, subscribe, unsubscribe, publish, batch, ping, agent_only };
+enum class word { none, auth, subscribe, unsubscribe, publish, batch, ping, ack, agent_only };
 
 word classify(std::string_view t) {
   if (t == "publish") return word::publish;
@@ -47,10 +47,11 @@ word classify(std::string_view t) {
   if (t == "auth") return word::auth;
   if (t == "batch") return word::batch;
   if (t == "ping") return word::ping;
+  if (t == "ack") return word::ack;
   static constexpr std::string_view reserved[] = {
-      "message",  "auth_response", "subscribed", "unsubscribed", "error",   "pong",  // sent by us
-      "ack",      "nack",          "pubrec",     "pubrel",       "pubcomp", "history",
-      "presence", "sys",  // kept
+      "message", "auth_response", "subscribed", "unsubscribed", "error",   "pong",  // sent by us
+      "nack",    "pubrec",        "pubrel",     "pubcomp",      "history", "presence",
+      "sys",  // kept
   };
   for (auto r : reserved)
     if (t == r) return word::agent_only;
@@ -146,6 +147,8 @@ struct fields {
   bool has_type = false, has_payload = false, retain = false, binary = false;
   bool has_timestamp = false;
   std::int64_t qos = 0;
+  std::uint64_t seq = 0;
+  bool has_seq = false;
   std::vector<std::string_view> tags;
   bool tags_ok = true;        // 'tags' was an array of strings
   std::string_view messages;  // raw array of a batch
@@ -300,6 +303,19 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         }
         continue;
       }
+      if (key == "seq") {
+        std::uint64_t n;
+        if (v.get_uint64().get(n) || n == 0) return type_problem(key, "a positive integer");
+        f.seq = n;
+        f.has_seq = true;
+        if (f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          f.members.append(std::to_string(n));
+        }
+        continue;
+      }
       if (key == "timestamp") f.has_timestamp = true;
       if (auto e = value_span(v, doc, raw))
         return {"invalid JSON in '" + std::string(key) + "': " + simdjson::error_message(e)};
@@ -418,6 +434,11 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
       if (in_batch)
         return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
       return h.on_ping(f.id);
+    case word::ack:
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      if (!f.has_seq) return h.on_error(native::error_code::bad_request, "ack needs 'seq'", f.id);
+      return h.on_ack(f.id, f.seq);
     case word::batch:
       return h.on_error(native::error_code::bad_request, "a batch may not contain a batch", f.id);
     case word::agent_only:
@@ -516,9 +537,9 @@ void append_text_frame(std::string& out, Body&& body) {
 
 }  // namespace
 
-void encode_message_frame(const core::message& m, std::string& out) {
+void encode_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
   append_text_frame(out, [&](std::string& json) {
-    if (m.typed) {
+    if (m.typed) {  // typed messages are published at QoS 0 only
       json.append(m.payload);
       return;
     }
@@ -533,6 +554,17 @@ void encode_message_frame(const core::message& m, std::string& out) {
     }
     w.string("from", m.from).string("msgid", m.msgid).integer("timestamp", m.timestamp_ms);
     if (m.retain) w.boolean("retained", true);
+    if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));
+    if (dup) w.boolean("dup", true);
+    w.end_object();
+  });
+}
+
+void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object().string("type", "ack").string("msgid", msgid);
+    if (!id.empty()) w.string("id", id);
     w.end_object();
   });
 }

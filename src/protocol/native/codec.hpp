@@ -73,6 +73,8 @@ class request_handler {
   virtual void on_publish(const publish_request& r) = 0;
   virtual void on_typed(const typed_request& r) = 0;
   virtual void on_ping(std::string_view id) = 0;
+  // {"type":"ack","seq":N}: the client has a QoS 1 delivery.
+  virtual void on_ack(std::string_view id, std::uint64_t seq) = 0;
   virtual void on_error(error_code code, std::string_view message, std::string_view id) = 0;
 };
 
@@ -102,7 +104,11 @@ class parser {
 // --- outgoing: each function appends a whole WebSocket text frame (header included) ---
 
 // {"type":"message",...} for a message; a typed message's payload object is sent as is.
-void encode_message_frame(const core::message& m, std::string& out);
+// With `qos` 1 the frame also carries "qos":1 and "seq" (the client acknowledges it), and
+// with `dup` "dup":true (sent before).
+void encode_message_frame(const core::message& m, std::string& out, int qos = 0, bool dup = false);
+// {"type":"ack","msgid":...}: the agent has a QoS 1 publish.
+void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id);
 void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms);
 void encode_subscribed(std::string& out, std::string_view id,
                        std::span<const std::string_view> tags, bool unsubscribed);

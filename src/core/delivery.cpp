@@ -1,0 +1,61 @@
+#include "core/delivery.hpp"
+
+#include <algorithm>
+
+namespace wsagent::core {
+
+bool delivery_window::offer(message_ptr m, std::int64_t now_ms) {
+  if (inflight_.size() < max_inflight_ && queue_.empty()) {
+    inflight_.push_back({std::move(m), now_ms, false});
+    return true;
+  }
+  if (queue_.size() >= max_queued_) {
+    if (queue_.empty()) {  // max_queued 0: nothing may wait
+      ++dropped_;
+      return false;
+    }
+    queue_.pop_front();
+    ++dropped_;
+  }
+  queue_.push_back(std::move(m));
+  return false;
+}
+
+bool delivery_window::ack(std::uint64_t seq, std::int64_t now_ms) {
+  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+                         [&](const entry& e) { return e.msg->seq == seq; });
+  if (it == inflight_.end()) return false;
+  inflight_.erase(it);
+  while (inflight_.size() < max_inflight_ && !queue_.empty()) {
+    inflight_.push_back({std::move(queue_.front()), now_ms, false});
+    queue_.pop_front();
+    ready_.push_back(inflight_.back());
+  }
+  return true;
+}
+
+void delivery_window::take_ready(std::vector<entry>& out) {
+  out.insert(out.end(), std::make_move_iterator(ready_.begin()),
+             std::make_move_iterator(ready_.end()));
+  ready_.clear();
+}
+
+void delivery_window::take_due(std::int64_t now_ms, std::int64_t retry_ms,
+                               std::vector<entry>& out) {
+  for (auto& e : inflight_) {
+    if (now_ms - e.sent_ms < retry_ms) continue;
+    e.sent_ms = now_ms;
+    e.dup = true;
+    out.push_back(e);
+  }
+}
+
+std::optional<std::int64_t> delivery_window::next_due(std::int64_t retry_ms) const {
+  if (inflight_.empty()) return std::nullopt;
+  std::int64_t first = inflight_.front().sent_ms;
+  for (const auto& e : inflight_)
+    first = std::min(first, e.sent_ms);
+  return first + retry_ms;
+}
+
+}  // namespace wsagent::core

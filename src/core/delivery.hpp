@@ -1,0 +1,68 @@
+#pragma once
+// At-least-once delivery to one client: the window of QoS 1 messages sent and not yet
+// acknowledged, and the queue of those waiting for room in it.
+//
+// A QoS 1 message carries `seq`, the agent-wide number the router gave it when it was
+// published; the client acknowledges a delivery with that number. The window holds at most
+// `max_inflight` unacknowledged messages; more wait in order in a queue of at most
+// `max_queued`; past that the oldest waiting message is dropped and counted (as Mosquitto's
+// max_queued_messages does), so one client that never acknowledges costs a bounded amount.
+// A message unacknowledged for `retry_ms` is due again, flagged duplicate.
+//
+// Pure and single-threaded: its owner (the connection's protocol adapter) calls it on its
+// I/O thread. Time is passed in (milliseconds, any monotonic clock).
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "core/message.hpp"
+
+namespace wsagent::core {
+
+class delivery_window {
+ public:
+  struct entry {
+    message_ptr msg;
+    std::int64_t sent_ms = 0;  // last time it was handed out for sending
+    bool dup = false;          // sent before: the client may have it already
+  };
+
+  delivery_window(std::size_t max_inflight, std::size_t max_queued)
+      : max_inflight_(max_inflight ? max_inflight : 1), max_queued_(max_queued) {}
+
+  // A QoS 1 delivery (m->seq set). Returns true when it may be sent now; otherwise it
+  // waits (and the oldest waiting message may have been dropped: see dropped()).
+  bool offer(message_ptr m, std::int64_t now_ms);
+
+  // The client acknowledged `seq`; false when no message in flight has it (a duplicate or
+  // stray acknowledgement, harmless). Waiting messages that now fit are moved into flight:
+  // collect them with take_ready().
+  bool ack(std::uint64_t seq, std::int64_t now_ms);
+
+  // Messages admitted into flight by ack(), in order, to send now.
+  void take_ready(std::vector<entry>& out);
+
+  // In-flight messages unacknowledged for `retry_ms` or more: re-stamped with `now_ms`,
+  // flagged dup, appended to `out` in order.
+  void take_due(std::int64_t now_ms, std::int64_t retry_ms, std::vector<entry>& out);
+
+  // When the oldest in-flight message falls due (nullopt: none in flight).
+  std::optional<std::int64_t> next_due(std::int64_t retry_ms) const;
+
+  std::size_t in_flight() const noexcept { return inflight_.size(); }
+  std::size_t waiting() const noexcept { return queue_.size(); }
+  std::uint64_t dropped() const noexcept { return dropped_; }
+
+ private:
+  std::size_t max_inflight_;
+  std::size_t max_queued_;
+  std::deque<entry> inflight_;  // in send order; acks usually come in order
+  std::deque<message_ptr> queue_;
+  std::vector<entry> ready_;
+  std::uint64_t dropped_ = 0;
+};
+
+}  // namespace wsagent::core

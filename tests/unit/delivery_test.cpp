@@ -1,0 +1,92 @@
+#include "core/delivery.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace {
+
+using namespace wsagent::core;
+
+message_ptr msg(std::uint64_t seq) {
+  auto m = std::make_shared<message>();
+  m->tag = "t";
+  m->qos = 1;
+  m->seq = seq;
+  return m;
+}
+
+std::vector<std::uint64_t> seqs(const std::vector<delivery_window::entry>& es) {
+  std::vector<std::uint64_t> out;
+  for (const auto& e : es)
+    out.push_back(e.msg->seq);
+  return out;
+}
+
+TEST(DeliveryWindow, AtMostMaxInflightUnacknowledgedTheRestWaitInOrder) {
+  delivery_window w(2, 10);
+  EXPECT_TRUE(w.offer(msg(1), 0));
+  EXPECT_TRUE(w.offer(msg(2), 0));
+  EXPECT_FALSE(w.offer(msg(3), 0));
+  EXPECT_FALSE(w.offer(msg(4), 0));
+  EXPECT_EQ(w.in_flight(), 2u);
+  EXPECT_EQ(w.waiting(), 2u);
+  EXPECT_TRUE(w.ack(2, 5));  // out of order is fine
+  std::vector<delivery_window::entry> ready;
+  w.take_ready(ready);
+  EXPECT_EQ(seqs(ready), std::vector<std::uint64_t>{3});
+  EXPECT_FALSE(w.ack(2, 5));  // twice: stray
+  EXPECT_FALSE(w.ack(99, 5));
+  EXPECT_TRUE(w.ack(1, 6));
+  ready.clear();
+  w.take_ready(ready);
+  EXPECT_EQ(seqs(ready), std::vector<std::uint64_t>{4});
+  EXPECT_EQ(w.waiting(), 0u);
+}
+
+TEST(DeliveryWindow, ANewMessageDoesNotOvertakeWaitingOnes) {
+  delivery_window w(1, 10);
+  EXPECT_TRUE(w.offer(msg(1), 0));
+  EXPECT_FALSE(w.offer(msg(2), 0));
+  EXPECT_TRUE(w.ack(1, 0));  // 2 moves into flight
+  std::vector<delivery_window::entry> ready;
+  w.take_ready(ready);
+  EXPECT_EQ(seqs(ready), std::vector<std::uint64_t>{2});
+  EXPECT_FALSE(w.offer(msg(3), 0));  // the window is full again
+}
+
+TEST(DeliveryWindow, AFullQueueDropsItsOldestAndCountsIt) {
+  delivery_window w(1, 2);
+  w.offer(msg(1), 0);
+  w.offer(msg(2), 0);
+  w.offer(msg(3), 0);
+  w.offer(msg(4), 0);  // drops 2
+  EXPECT_EQ(w.dropped(), 1u);
+  w.ack(1, 0);
+  w.ack(3, 0);
+  std::vector<delivery_window::entry> ready;
+  w.take_ready(ready);
+  EXPECT_EQ(seqs(ready), (std::vector<std::uint64_t>{3, 4}));
+}
+
+TEST(DeliveryWindow, UnacknowledgedMessagesFallDueAgainFlaggedDup) {
+  delivery_window w(4, 10);
+  w.offer(msg(1), 1000);
+  w.offer(msg(2), 1500);
+  EXPECT_EQ(w.next_due(100), 1100);
+  std::vector<delivery_window::entry> due;
+  w.take_due(1099, 100, due);
+  EXPECT_TRUE(due.empty());
+  w.take_due(1100, 100, due);
+  ASSERT_EQ(seqs(due), std::vector<std::uint64_t>{1});
+  EXPECT_TRUE(due[0].dup);
+  EXPECT_EQ(w.next_due(100), 1200);  // 1 again, re-stamped at 1100
+  due.clear();
+  w.take_due(1600, 100, due);
+  EXPECT_EQ(seqs(due), (std::vector<std::uint64_t>{1, 2}));
+  w.ack(1, 1600);
+  w.ack(2, 1600);
+  EXPECT_FALSE(w.next_due(100).has_value());
+}
+
+}  // namespace
