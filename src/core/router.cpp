@@ -36,13 +36,17 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
   return true;
 }
 
-void router::detach(session& s) {
+bool router::detach(session& s) {
   std::unique_lock lock(mutex_);
-  if (auto it = sessions_.find(s.client_id()); it != sessions_.end() && it->second.get() == &s)
+  bool registered = false;
+  if (auto it = sessions_.find(s.client_id()); it != sessions_.end() && it->second.get() == &s) {
     sessions_.erase(it);
+    registered = true;
+  }
   for (auto& [filter, qos] : s.subscriptions)
     index_.remove(filter, &s);
   s.subscriptions.clear();
+  return registered;
 }
 
 void router::restore_retained(const std::vector<message_ptr>& retained) {

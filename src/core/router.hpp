@@ -72,7 +72,8 @@ class router {
   // detach). Returns true when a session was taken over.
   bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code);
   // Unregisters `s` and drops its subscriptions. After it returns, `s`'s sink is not used.
-  void detach(session& s);
+  // Returns false when `s` was no longer registered (another session took its client id).
+  bool detach(session& s);
 
   // Subscribes and, when `retained` is given, appends the retained messages `filter`
   // matches (each flagged retain), taken in the same critical section as the subscription:

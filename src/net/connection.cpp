@@ -410,7 +410,8 @@ bool connection::handle(const ws::frame_reader::event& ev) {
       if (!close_sent_) {
         // Echo the peer's code (RFC 6455 5.5.1), then end once it is written.
         close_sent_ = true;
-        if (adapter_) adapter_->on_closed();
+        // A close with 1000 is the client's clean goodbye: its will is not published.
+        if (adapter_) adapter_->on_closed(ev.code == ws::close_code::normal);
         std::string frame;
         if (ev.code == ws::close_code::no_status)
           ws::append_frame(frame, ws::opcode::close, {});

@@ -16,8 +16,12 @@ struct recorder : request_handler {
   std::string last_members;
   std::string last_payload;
   void on_auth(const auth_request& r) override {
+    std::string will;
+    if (r.will)
+      will = " will=" + std::string(r.will->tag) + ":" + std::string(r.will->payload) + ":q" +
+             std::to_string(r.will->qos) + (r.will->retain ? ":r" : "");
     log.push_back("auth token=" + std::string(r.token) + " id=" + std::string(r.client_id) +
-                  (r.binary ? " binary" : ""));
+                  (r.binary ? " binary" : "") + will);
   }
   void on_subscribe(const subscribe_request& r) override {
     std::string s = r.unsubscribe ? "unsubscribe" : "subscribe";
@@ -75,6 +79,11 @@ TEST(NativeParse, Requests) {
   EXPECT_EQ(one(R"({"type":"publish","tag":"a","payload":null})"), "publish a null");
   EXPECT_EQ(one(R"({"type":"ping","id":"p"})"), "ping p");
   EXPECT_EQ(one(R"({"type":"ack","seq":18446744073709551615})"), "ack  18446744073709551615");
+  EXPECT_EQ(
+      one(R"({"type":"auth","deviceId":"d","will":{"tag":"d/status","payload":{"on":false},"qos":1,"retain":true}})"),
+      R"(auth token= id=d will=d/status:{"on":false}:q1:r)");
+  EXPECT_EQ(one(R"({"will":{"payload":"x","tag":"t"},"type":"auth"})"),
+            R"(auth token= id= will=t:"x":q0)");
   EXPECT_EQ(one(R"({"seq":7,"type":"ack","id":"a"})"), "ack a 7");
 }
 
@@ -98,6 +107,10 @@ TEST(NativeParse, TypedDeviceMessages) {
   EXPECT_EQ(
       r.last_members,
       R"("type":"status","deviceId":"sensor-001","timestamp":1700000000000,"data":{"temp":21})");
+  // Fields the protocol reads in other frames are an application's own here.
+  frame = R"({"type":"event","will":{"any":"thing"},"expiry":5,"seq":9})";
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10);
+  EXPECT_EQ(r.last_members, R"("type":"event","will":{"any":"thing"},"expiry":5,"seq":9)");
 
   typed_request t{{}, "control", "", "sensor-001", "", false, R"("type":"control","cmd":"reboot")"};
   auto obj = build_typed_payload(t, "devices/sensor-001/control", "dash", "m1", 42);
@@ -163,6 +176,15 @@ TEST(NativeParse, Errors) {
       {R"({"type":"auth","token":5})", "error bad_request [] field 'token' must be a string"},
       {R"({"type":"message","id":"m"})", "error bad_request [m] 'message' is a protocol word"},
       {R"({"type":"ack"})", "error bad_request [] ack needs 'seq'"},
+      {R"({"type":"auth","will":"x"})", "error bad_request [] field 'will' must be an object"},
+      {R"({"type":"auth","will":{"payload":1}})", "error bad_request [] 'will' needs a 'tag'"},
+      {R"({"type":"auth","will":{"tag":"t"}})", "error bad_request [] 'will' needs a 'payload'"},
+      {R"({"type":"auth","will":{"tag":"t","payload":1,"qos":3}})",
+       "error bad_request [] field 'will.qos' must be 0, 1 or 2"},
+      {R"({"type":"auth","will":{"tag":"t","payload":1,"delay":3}})",
+       "error bad_request [] unknown field 'will.delay': a will has tag, payload, qos, retain"},
+      {R"({"type":"publish","tag":"t","payload":1,"expiry":0})",
+       "error bad_request [] field 'expiry' must be a number of seconds from 1 to 31536000"},
       {R"({"type":"ack","seq":0})", "error bad_request [] field 'seq' must be a positive integer"},
       {R"({"type":"ack","seq":"7"})",
        "error bad_request [] field 'seq' must be a positive integer"},

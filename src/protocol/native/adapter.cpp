@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/clock.hpp"
+#include "common/json_writer.hpp"
 #include "core/tag.hpp"
 #include "protocol/native/binary.hpp"
 #include "protocol/native/close_codes.hpp"
@@ -52,11 +53,45 @@ void adapter::on_open() {
   if (!info_.token.empty() || auth->open()) authenticate(info_.token, info_.client_id, {});
 }
 
-void adapter::on_closed() {
-  if (session_) {
-    ctx_.router.detach(*session_);
-    session_.reset();
+void adapter::on_closed(bool clean) {
+  if (!session_) return;
+  closing_ = true;
+  // Taken over by a new connection with the same client id: the client is back, so neither
+  // its will nor a 'disconnected' event would be true.
+  const bool registered = ctx_.router.detach(*session_);
+  if (registered && !clean && will_) {
+    auto m = std::make_shared<core::message>();
+    m->tag = will_->tag;
+    m->payload = will_->payload;
+    m->msgid = core::make_msgid();
+    if (will_->qos > 0) {
+      m->qos = 1;
+      m->seq = ctx_.router.next_seq();
+    }
+    m->from = session_->client_id();
+    m->timestamp_ms = common::now_ms();
+    ctx_.router.publish(*session_, m, {}, will_->retain);
   }
+  if (registered && announced_) presence("disconnected", clean);
+  will_.reset();
+  session_.reset();
+}
+
+// $sys/clients/<id>/connected and .../disconnected, for dashboards that show who is online.
+void adapter::presence(std::string_view event, bool clean) {
+  auto m = std::make_shared<core::message>();
+  const auto& id = session_->client_id();
+  m->tag.append("$sys/clients/").append(id).append("/").append(event);
+  m->timestamp_ms = common::now_ms();
+  m->msgid = core::make_msgid();
+  common::json_writer w(m->payload);
+  w.begin_object().string("clientId", id);
+  if (event == "connected")
+    w.string("remote", info_.remote);
+  else
+    w.boolean("clean", clean);
+  w.integer("timestamp", m->timestamp_ms).end_object();
+  ctx_.router.publish_internal(m);
 }
 
 bool adapter::authenticate(std::string_view token, std::string_view requested_id,
@@ -98,10 +133,14 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
-  if (session_) ctx_.router.detach(*session_);
+  if (session_ && ctx_.router.detach(*session_) && announced_)
+    presence("disconnected", true);  // renamed
   session_ =
       std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink());
   bool took_over = ctx_.router.attach(session_, close_code::taken_over);
+  // Presence is for clients with an id of their own, not for the agent's provisional ones.
+  announced_ = !provisional_id_;
+  if (announced_) presence("connected", false);
   ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), info_.remote,
                     who.user.empty() ? "anonymous" : who.user);
   if (took_over)
@@ -147,9 +186,20 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
 
 void adapter::on_auth(const auth_request& r) {
   if (closing_) return;
+  if (r.will) {
+    if (auto e = core::validate_tag(r.will->tag, ctx_.router.limits().tags);
+        e != core::tag_error::none)
+      return reply_error(
+          error_code::invalid_tag,
+          "will: " + std::string(core::to_string(e)) + ": '" + std::string(r.will->tag) + "'",
+          r.id);
+    if (r.will->qos > 1)
+      return reply_error(error_code::unsupported, "will: QoS 2 is not available yet", r.id);
+  }
   if (!session_) {
     if (authenticate(r.token, r.client_id, r.id)) {
       info_.binary = info_.binary || r.binary;
+      set_will(r);
       std::string frame;
       encode_auth_response(frame, session_->client_id(), common::now_ms());
       link_.send_frame(std::move(frame));
@@ -179,9 +229,24 @@ void adapter::on_auth(const auth_request& r) {
     if (!authenticate(r.token.empty() ? std::string_view(info_.token) : r.token, r.client_id, r.id))
       return;
   }
+  set_will(r);
   std::string frame;
   encode_auth_response(frame, session_->client_id(), common::now_ms());
   link_.send_frame(std::move(frame));
+}
+
+// Registers (or, with no will in `r`, keeps) the will; one the client may not publish is
+// refused with an error and the authentication stands.
+void adapter::set_will(const auth_request& r) {
+  if (!r.will || !session_) return;
+  if (!session_->rights().can_publish(r.will->tag)) {
+    ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
+                      "will " + std::string(r.will->tag));
+    return reply_error(error_code::forbidden,
+                       "will: not allowed to publish to '" + std::string(r.will->tag) + "'", r.id);
+  }
+  will_ = will_message{std::string(r.will->tag), std::string(r.will->payload), r.will->qos,
+                       r.will->retain};
 }
 
 void adapter::on_subscribe(const subscribe_request& r) {
@@ -242,6 +307,7 @@ void adapter::on_publish(const publish_request& r) {
     m->qos = 1;
     m->seq = ctx_.router.next_seq();
   }
+  if (r.expiry_s > 0) m->expires_ms = common::now_ms() + r.expiry_s * 1000;
   if (!route(m, r.to, r.id, r.retain) || r.qos == 0) return;
   // Routed: every recipient has it queued. (Persistent recipients, when they exist, will
   // make this wait for the store.)
@@ -341,16 +407,29 @@ void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
   if (window_.offer(m, now_ms)) link_.send_shared(m, frame_for(*m, 1));
 }
 
-void adapter::on_ack(std::string_view id, std::uint64_t seq) {
+void adapter::on_ack(std::string_view, std::uint64_t seq) {
   if (closing_ || !require_auth()) return;
   const auto now = common::steady_ms();
   if (!window_.ack(seq, now)) return;  // a late duplicate ack: nothing to do
+  send_window_ready(now);
+}
+
+// Sends what acknowledgements let into flight; an expired message is taken out unsent
+// (which may let the next one in).
+void adapter::send_window_ready(std::int64_t now_ms) {
   thread_local std::vector<core::delivery_window::entry> ready;
-  ready.clear();
-  window_.take_ready(ready);
-  for (const auto& e : ready)
-    link_.send_shared(e.msg, frame_for(*e.msg, 1));
-  (void)id;
+  const auto wall = common::now_ms();
+  while (true) {
+    ready.clear();
+    window_.take_ready(ready);
+    if (ready.empty()) return;
+    for (const auto& e : ready) {
+      if (e.msg->expires_ms && e.msg->expires_ms <= wall)
+        window_.ack(e.msg->seq, now_ms);
+      else
+        link_.send_shared(e.msg, frame_for(*e.msg, 1));
+    }
+  }
 }
 
 void adapter::on_timer(std::int64_t now_ms) {
@@ -358,7 +437,12 @@ void adapter::on_timer(std::int64_t now_ms) {
   thread_local std::vector<core::delivery_window::entry> due;
   due.clear();
   window_.take_due(now_ms, ctx_.retry_ms, due);
+  const auto wall = common::now_ms();
   for (const auto& e : due) {
+    if (e.msg->expires_ms && e.msg->expires_ms <= wall) {  // expired: never delivered again
+      window_.ack(e.msg->seq, now_ms);
+      continue;
+    }
     std::string frame;  // flagged dup: this client's own bytes
     if (e.msg->format == core::payload_format::binary && info_.binary)
       encode_binary_message_frame(*e.msg, frame, 1, true);
@@ -366,6 +450,7 @@ void adapter::on_timer(std::int64_t now_ms) {
       encode_message_frame(*e.msg, frame, 1, true);
     link_.send_frame(std::move(frame));
   }
+  send_window_ready(now_ms);
 }
 
 std::optional<std::int64_t> adapter::next_due() const {

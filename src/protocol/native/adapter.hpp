@@ -67,8 +67,9 @@ class adapter final : private request_handler {
   // One text message; `capacity` as for parser::parse.
   void on_text(const char* data, std::size_t size, std::size_t capacity);
   void on_binary(std::span<const std::uint8_t> data);
-  // The connection is gone: leave the router.
-  void on_closed();
+  // The connection is ending: leave the router. `clean`: the client said goodbye (close
+  // code 1000), so its will is not published.
+  void on_closed(bool clean = false);
 
   bool authenticated() const noexcept { return session_ != nullptr; }
   const std::string& client_id() const noexcept;
@@ -97,6 +98,9 @@ class adapter final : private request_handler {
   void on_error(error_code code, std::string_view message, std::string_view id) override;
 
   bool require_auth();
+  void send_window_ready(std::int64_t now_ms);
+  void set_will(const auth_request& r);
+  void presence(std::string_view event, bool clean);
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
   // False when it was refused (the error is sent).
@@ -109,7 +113,14 @@ class adapter final : private request_handler {
   upgrade_info info_;
   std::shared_ptr<core::session> session_;
   core::delivery_window window_;
+  struct will_message {
+    std::string tag, payload;
+    int qos = 0;
+    bool retain = false;
+  };
+  std::optional<will_message> will_;
   bool provisional_id_ = false;  // the agent chose the id; the client may still name itself
+  bool announced_ = false;       // $sys/clients/<id>/connected was published for session_
   bool closing_ = false;
   int errors_ = 0;
 };

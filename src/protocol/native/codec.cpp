@@ -147,6 +147,9 @@ struct fields {
   bool has_type = false, has_payload = false, retain = false, binary = false;
   bool has_timestamp = false;
   std::int64_t qos = 0;
+  std::int64_t expiry = 0;
+  std::string_view will;  // raw object, parsed for auth frames only
+  const will_request* will_parsed = nullptr;
   std::uint64_t seq = 0;
   bool has_seq = false;
   std::vector<std::string_view> tags;
@@ -195,6 +198,8 @@ json_error_code read_tags(od::value v, od::document& doc, fields& f, std::string
   raw = trim_right(std::string_view(token.data(), static_cast<std::size_t>(end - token.data())));
   return simdjson::SUCCESS;
 }
+
+constexpr std::int64_t max_expiry_s = 365 * 24 * 3600;
 
 problem type_problem(std::string_view key, const char* expected) {
   return {"field '" + std::string(key) + "' must be " + expected};
@@ -303,6 +308,31 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         }
         continue;
       }
+      if (key == "expiry") {
+        std::int64_t n;
+        if (v.get_int64().get(n) || n < 1 || n > max_expiry_s)
+          return type_problem(key, "a number of seconds from 1 to 31536000");
+        f.expiry = n;
+        if (f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          f.members.append(std::to_string(n));
+        }
+        continue;
+      }
+      if (key == "will") {
+        if (auto e = value_span(v, doc, f.will))
+          return {"invalid JSON in 'will': " + std::string(simdjson::error_message(e))};
+        raw = f.will;
+        if (keep_member && f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          f.members.append(raw);
+        }
+        continue;
+      }
       if (key == "seq") {
         std::uint64_t n;
         if (v.get_uint64().get(n) || n == 0) return type_problem(key, "a positive integer");
@@ -406,7 +436,8 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
         return h.on_error(native::error_code::bad_request, "publish needs a 'tag'", f.id);
       if (!f.has_payload)
         return h.on_error(native::error_code::bad_request, "publish needs a 'payload'", f.id);
-      publish_request r{f.id, f.tag, f.payload, f.msgid, f.to, f.retain, static_cast<int>(f.qos)};
+      publish_request r{f.id,    f.tag, f.payload, f.msgid, f.to, f.retain, static_cast<int>(f.qos),
+                        f.expiry};
       return h.on_publish(r);
     }
     case word::subscribe:
@@ -427,7 +458,7 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
     case word::auth: {
       if (in_batch)
         return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
-      auth_request r{f.id, f.token, f.client_id, f.binary};
+      auth_request r{f.id, f.token, f.client_id, f.binary, f.will_parsed};
       return h.on_auth(r);
     }
     case word::ping:
@@ -453,6 +484,43 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
       return h.on_typed(r);
     }
   }
+}
+
+// The "will" object of an auth frame: tag, payload, qos, retain; nothing else.
+problem parse_will(od::parser& json, const char* base, std::size_t size, std::size_t room,
+                   od::document& doc, will_request& w) {
+  if (auto e = json.iterate(base, size, room).get(doc))
+    return {json_error("invalid JSON in 'will': ", e)};
+  od::object obj;
+  if (doc.get_object().get(obj)) return {"field 'will' must be an object"};
+  bool has_payload = false;
+  for (auto field_result : obj) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field))
+      return {json_error("invalid JSON in 'will': ", e)};
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return {json_error("invalid JSON in 'will': ", e)};
+    od::value v = field.value();
+    if (key == "tag") {
+      if (v.get_string().get(w.tag)) return {"field 'will.tag' must be a string"};
+    } else if (key == "payload") {
+      if (auto e = value_span(v, doc, w.payload))
+        return {json_error("invalid JSON in 'will.payload': ", e)};
+      has_payload = true;
+    } else if (key == "qos") {
+      std::int64_t q;
+      if (v.get_int64().get(q) || q < 0 || q > 2) return {"field 'will.qos' must be 0, 1 or 2"};
+      w.qos = static_cast<int>(q);
+    } else if (key == "retain") {
+      if (v.get_bool().get(w.retain)) return {"field 'will.retain' must be true or false"};
+    } else {
+      return {"unknown field 'will." + std::string(key) +
+              "': a will has tag, payload, qos, retain"};
+    }
+  }
+  if (w.tag.empty()) return {"'will' needs a 'tag'"};
+  if (!has_payload) return {"'will' needs a 'payload'"};
+  return {};
 }
 
 }  // namespace
@@ -481,6 +549,15 @@ void parser::parse(const char* data, std::size_t size, std::size_t capacity, req
   if (const char* trailing = nullptr; doc.current_location().get(trailing) == simdjson::SUCCESS)
     return h.on_error(native::error_code::bad_request,
                       "not JSON: trailing content after the object", f.id);
+  will_request will;
+  if (f.has_type && classify(f.type) == word::auth && !f.will.empty()) {
+    const char* base = f.will.data();
+    std::size_t room = capacity - static_cast<std::size_t>(base - data);
+    od::document wdoc;
+    if (auto p = parse_will(impl_->batch_json, base, f.will.size(), room, wdoc, will); !p.ok())
+      return h.on_error(native::error_code::bad_request, p.text, f.id);
+    f.will_parsed = &will;
+  }
   if (!f.has_type || classify(f.type) != word::batch) return dispatch(f, h, false);
 
   // A batch: parse its array again, as a document of its own; each message alone.

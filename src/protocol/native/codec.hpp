@@ -28,11 +28,20 @@ enum class error_code {
 };
 const char* to_string(error_code c) noexcept;
 
+// A last will: published by the agent when the connection ends without a clean goodbye.
+struct will_request {
+  std::string_view tag;
+  std::string_view payload;  // raw JSON text
+  int qos = 0;
+  bool retain = false;
+};
+
 struct auth_request {
   std::string_view id;
   std::string_view token;
-  std::string_view client_id;  // "deviceId" or "clientId"
-  bool binary = false;         // the client reads binary frames
+  std::string_view client_id;          // "deviceId" or "clientId"
+  bool binary = false;                 // the client reads binary frames
+  const will_request* will = nullptr;  // "will": {...}
 };
 
 struct subscribe_request {
@@ -50,6 +59,7 @@ struct publish_request {
   std::string_view to;
   bool retain = false;
   int qos = 0;
+  std::int64_t expiry_s = 0;  // "expiry": seconds to live; 0 = forever
 };
 
 // A frame whose type is not a protocol word: a device's status, event, command...
