@@ -6,10 +6,12 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <iostream>
 #include <thread>
 
 #include "app/logging.hpp"
+#include "common/clock.hpp"
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
 #include "net/server.hpp"
@@ -197,6 +199,18 @@ int serve(const config& cfg, const std::string& config_path) {
   spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
                shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
 
+  // Offline persistent sessions past their expiry are dropped, checked every second.
+  boost::asio::steady_timer expiry_timer(srv.main_context());
+  std::function<void(boost::system::error_code)> on_expiry_tick;
+  on_expiry_tick = [&](boost::system::error_code ec) {
+    if (ec) return;
+    for (const auto& id : router.expire_sessions(common::now_ms()))
+      spdlog::debug("session {} expired", id);
+    expiry_timer.expires_after(std::chrono::seconds(1));
+    expiry_timer.async_wait(on_expiry_tick);
+  };
+  on_expiry_tick({});
+
   std::function<void(boost::system::error_code, int)> on_signal;
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
@@ -223,6 +237,7 @@ int serve(const config& cfg, const std::string& config_path) {
     spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     audit.record(core::audit_event::admin, {}, "signal",
                  sig == SIGINT ? "SIGINT: shutdown" : "SIGTERM: shutdown");
+    expiry_timer.cancel();
     srv.stop(cfg.server.shutdown_timeout_ms);
   };
   signals.async_wait(on_signal);

@@ -50,6 +50,25 @@ void delivery_window::take_due(std::int64_t now_ms, std::int64_t retry_ms,
   }
 }
 
+void delivery_window::take_all(std::int64_t now_ms, std::vector<entry>& out) {
+  for (auto& e : inflight_) {
+    e.sent_ms = now_ms;
+    e.dup = true;
+    out.push_back(e);
+  }
+}
+
+void delivery_window::absorb(delivery_window& other) {
+  for (auto& e : other.inflight_)
+    inflight_.push_back(std::move(e));
+  for (auto& m : other.queue_)
+    queue_.push_back(std::move(m));
+  dropped_ += other.dropped_;
+  other.inflight_.clear();
+  other.queue_.clear();
+  other.ready_.clear();
+}
+
 std::optional<std::int64_t> delivery_window::next_due(std::int64_t retry_ms) const {
   if (inflight_.empty()) return std::nullopt;
   std::int64_t first = inflight_.front().sent_ms;

@@ -49,6 +49,13 @@ class delivery_window {
   // flagged dup, appended to `out` in order.
   void take_due(std::int64_t now_ms, std::int64_t retry_ms, std::vector<entry>& out);
 
+  // Every in-flight message, re-stamped and flagged dup: a client resuming its session gets
+  // again what it had not acknowledged.
+  void take_all(std::int64_t now_ms, std::vector<entry>& out);
+
+  // Appends `other`'s in-flight and waiting messages (a resumed session's) after ours.
+  void absorb(delivery_window& other);
+
   // When the oldest in-flight message falls due (nullopt: none in flight).
   std::optional<std::int64_t> next_due(std::int64_t retry_ms) const;
 

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "core/store_writer.hpp"
 
 namespace wsagent::core {
@@ -24,29 +25,74 @@ const char* to_string(route_error e) noexcept {
   return "error";
 }
 
-bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code) {
+bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code, bool* resumed) {
+  if (resumed) *resumed = false;
   std::unique_lock lock(mutex_);
   auto [it, inserted] = sessions_.try_emplace(s->client_id(), s);
   if (inserted) return false;
-  if (it->second == s) return false;
-  // Takeover: the old connection is told to close; its subscriptions go when it detaches.
-  it->second->sink()->kick(takeover_code, "Session taken over");
+  std::shared_ptr<session> old = it->second;
+  if (old == s) return false;
+  bool took_over = false;
+  if (old->sink_) {
+    // Its connection is told to close; its later detach finds another session registered.
+    old->sink_->kick(takeover_code, "Session taken over");
+    old->sink_ = nullptr;
+    probe.takeovers.fetch_add(1, std::memory_order_relaxed);
+    took_over = true;
+  }
+  const bool resume = s->persistent() && old->persistent();
+  for (auto& [filter, qos] : old->subscriptions) {
+    index_.remove(filter, old.get());
+    if (resume && s->rights().can_subscribe(filter) &&
+        s->subscriptions.size() < static_cast<std::size_t>(limits_.max_subscriptions)) {
+      s->subscriptions.emplace(filter, qos);
+      index_.add(filter, s.get(), qos);
+    }
+  }
+  old->subscriptions.clear();
+  if (resume) {
+    std::scoped_lock both(old->mutex_, s->mutex_);
+    s->window_.absorb(old->window_);
+    old->successor_ = s;  // QoS 1 deliveries still on their way to `old` go to `s`
+    if (resumed) *resumed = true;
+  }
   it->second = s;
-  probe.takeovers.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return took_over;
 }
 
 bool router::detach(session& s) {
   std::unique_lock lock(mutex_);
-  bool registered = false;
-  if (auto it = sessions_.find(s.client_id()); it != sessions_.end() && it->second.get() == &s) {
-    sessions_.erase(it);
-    registered = true;
+  auto it = sessions_.find(s.client_id());
+  const bool registered = it != sessions_.end() && it->second.get() == &s;
+  s.sink_ = nullptr;
+  if (registered && s.persistent()) {
+    s.disconnected_ms = common::now_ms();
+    return true;  // stays registered and subscribed, offline
   }
+  if (registered) sessions_.erase(it);
   for (auto& [filter, qos] : s.subscriptions)
     index_.remove(filter, &s);
   s.subscriptions.clear();
   return registered;
+}
+
+std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
+  std::vector<std::string> gone;
+  std::unique_lock lock(mutex_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    session& s = *it->second;
+    if (s.persistent() && !s.sink_ && s.disconnected_ms &&
+        s.disconnected_ms + s.options().expiry_s * 1000 <= now_ms) {
+      for (auto& [filter, qos] : s.subscriptions)
+        index_.remove(filter, &s);
+      s.subscriptions.clear();
+      gone.push_back(s.client_id());
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return gone;
 }
 
 void router::restore_retained(const std::vector<message_ptr>& retained) {
@@ -178,11 +224,33 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
                     [](const subscriber& a, const subscriber& b) { return a.who == b.who; }),
         matches.end());
   }
-  for (const auto& m : matches)
-    m.who->sink()->deliver(msg, std::min(msg->qos, m.qos));
+  std::int64_t now = 0;
+  for (const auto& m : matches) {
+    const auto qos = std::min(msg->qos, m.qos);
+    if (auto* sink = m.who->sink_) {
+      sink->deliver(msg, qos);
+    } else if (qos > 0) {
+      // A persistent session without a connection: the message waits in its window.
+      if (!now) now = common::steady_ms();
+      offer_offline(*m.who, msg, now);
+    }
+  }
   probe.published.fetch_add(1, std::memory_order_relaxed);
   probe.deliveries.fetch_add(matches.size(), std::memory_order_relaxed);
   return matches.size();
+}
+
+void router::offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms) {
+  std::unique_lock lock(s.mutex_);
+  if (auto next = s.successor_.lock()) {
+    lock.unlock();
+    if (auto* sink = next->sink_)
+      sink->deliver(msg, 1);
+    else
+      offer_offline(*next, msg, now_ms);
+    return;
+  }
+  s.window_.offer(msg, now_ms);  // not sent: resent, flagged dup, when the client is back
 }
 
 std::size_t router::session_count() const {

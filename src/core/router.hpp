@@ -16,7 +16,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
+#include "common/clock.hpp"
 #include "core/message.hpp"
 #include "core/retained.hpp"
 #include "core/session.hpp"
@@ -68,12 +70,21 @@ class router {
   const router_limits& limits() const noexcept { return limits_; }
 
   // Registers `s` under its client id. A session already registered under that id is
-  // kicked with `takeover_code` and unregistered (its subscriptions stay until its own
-  // detach). Returns true when a session was taken over.
-  bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code);
-  // Unregisters `s` and drops its subscriptions. After it returns, `s`'s sink is not used.
-  // Returns false when `s` was no longer registered (another session took its client id).
+  // replaced: its connection, if it has one, is kicked with `takeover_code` (then attach
+  // returns true). When both are persistent, `s` resumes the old one (`*resumed` set): it
+  // takes over its subscriptions (those `s`'s rights still allow) and its QoS 1 window; else
+  // the old one's subscriptions are dropped.
+  bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code,
+              bool* resumed = nullptr);
+  // The connection of `s` is ending; after it returns, `s`'s sink is not used. A clean
+  // session is unregistered and unsubscribed; a persistent one stays, offline, collecting
+  // QoS 1 messages in its window until resumed or expired. Returns false when `s` was no
+  // longer registered (another session took its client id).
   bool detach(session& s);
+
+  // Drops the offline persistent sessions whose expiry has passed at wall time `now_ms`;
+  // returns their client ids.
+  std::vector<std::string> expire_sessions(std::int64_t now_ms);
 
   // Subscribes and, when `retained` is given, appends the retained messages `filter`
   // matches (each flagged retain), taken in the same critical section as the subscription:
@@ -93,6 +104,13 @@ class router {
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 
+  // A QoS 1 delivery that reached `s`'s connection as it was ending (after detach): into
+  // its window to wait for a resume, or to its successor. Any thread.
+  void redeliver(session& s, const message_ptr& msg) {
+    std::shared_lock lock(mutex_);
+    offer_offline(s, msg, common::steady_ms());
+  }
+
   // A fresh agent-wide number for a QoS >= 1 message (message::seq).
   std::uint64_t next_seq() noexcept { return seq_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -105,6 +123,7 @@ class router {
  private:
   std::size_t route_locked(const message_ptr& msg, std::string_view to);
   bool retain_locked(const message_ptr& msg);
+  void offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms);
 
   router_limits limits_;
   store_writer* store_ = nullptr;

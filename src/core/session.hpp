@@ -4,16 +4,21 @@
 //
 // Lifecycle: a transport connection creates the session when the client has authenticated,
 // attaches it to the router, and detaches it before the connection goes away; after
-// detach() returns no thread calls the sink again. The subscription set is guarded by the
-// router's lock (see router.hpp); the rest is written before attach and read-only after.
+// detach() returns no thread calls the sink again. A clean session ends there. A persistent
+// one stays registered, subscribed and collecting QoS 1 messages until a new connection
+// with its client id resumes it (attach moves its state into the new session object) or
+// its expiry passes. The subscription set and the sink are guarded by the router's lock
+// (see router.hpp), the QoS 1 window by the session's own mutex; the rest is read-only.
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "core/acl.hpp"
+#include "core/delivery.hpp"
 #include "core/message.hpp"
 
 namespace wsagent::core {
@@ -37,27 +42,55 @@ struct string_hash {
   }
 };
 
+// How long a persistent session outlives its connection, and what the client asked for.
+struct session_options {
+  bool persistent = false;
+  std::int64_t expiry_s = 0;  // persistent: kept this long after the connection ends
+};
+
 class session {
  public:
-  session(std::string client_id, std::string user, core::acl rights, session_sink* sink)
+  session(std::string client_id, std::string user, core::acl rights, session_sink* sink,
+          session_options options = {}, std::size_t max_inflight = 32,
+          std::size_t max_queued = 1000)
       : client_id_(std::move(client_id)),
         user_(std::move(user)),
         acl_(std::move(rights)),
-        sink_(sink) {}
+        options_(options),
+        sink_(sink),
+        window_(max_inflight, max_queued) {}
 
   const std::string& client_id() const noexcept { return client_id_; }
   const std::string& user() const noexcept { return user_; }
   const core::acl& rights() const noexcept { return acl_; }
+  const session_options& options() const noexcept { return options_; }
+  bool persistent() const noexcept { return options_.persistent; }
+
+  // The connection's sink; null while a persistent session has no connection. Changed only
+  // under the router's exclusive lock; read under its shared lock.
   session_sink* sink() const noexcept { return sink_; }
+
+  // The QoS 1 window (in flight and waiting). Its owner connection's thread uses it while
+  // the session is online, the router's threads while it is offline: always under lock().
+  std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
+  delivery_window& window() noexcept { return window_; }
 
   // Guarded by the router's lock.
   std::unordered_map<std::string, std::uint8_t, string_hash, std::equal_to<>> subscriptions;
+  std::int64_t disconnected_ms = 0;  // wall clock; 0 while connected
 
  private:
+  friend class router;
   std::string client_id_;
   std::string user_;
   core::acl acl_;
+  session_options options_;
   session_sink* sink_;
+  mutable std::mutex mutex_;
+  delivery_window window_;  // guarded by mutex_
+  // Set by the router when a newer session took this one's place (takeover or resume):
+  // QoS 1 deliveries still on their way to this one go to the successor. Under mutex_.
+  std::weak_ptr<session> successor_;
 };
 
 }  // namespace wsagent::core

@@ -9,6 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <charconv>
 #include <cstring>
 
 #include "common/base64.hpp"
@@ -236,6 +237,15 @@ void connection::on_request() {
   if (info.client_id.empty()) info.client_id = query_param(query, "deviceId");
   auto binary = query_param(query, "binary");
   info.binary = binary == "1" || binary == "true";
+  if (query_param(query, "session") == "persistent") {
+    info.session.persistent = true;
+    const auto expiry = query_param(query, "expiry");
+    std::int64_t seconds = 0;
+    auto [end, ec] = std::from_chars(expiry.data(), expiry.data() + expiry.size(), seconds);
+    if (ec == std::errc() && end == expiry.data() + expiry.size() && seconds > 0 &&
+        seconds <= 365 * 24 * 3600)
+      info.session.expiry_s = seconds;
+  }
   upgrade(m, std::move(info), accept_key(key));
 }
 
@@ -436,6 +446,16 @@ bool connection::handle(const ws::frame_reader::event& ev) {
 void connection::send_frame(std::string frame) {
   if (terminated_ || close_sent_) return;
   push(out_item{nullptr, nullptr, std::move(frame), false});
+}
+
+void connection::drain_pending(
+    const std::function<void(const core::message_ptr&, std::uint8_t)>& take) {
+  std::vector<delivery> pending;
+  lock_inbox();
+  pending.swap(inbox_);
+  unlock_inbox();
+  for (const auto& d : pending)
+    take(d.msg, d.qos);
 }
 
 void connection::send_shared(const core::message_ptr& m, const std::string& bytes) {

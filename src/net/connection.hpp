@@ -59,6 +59,8 @@ class connection final : public std::enable_shared_from_this<connection>,
   // transport_link (owner thread)
   void send_frame(std::string frame) override;
   void send_shared(const core::message_ptr& m, const std::string& bytes) override;
+  void drain_pending(
+      const std::function<void(const core::message_ptr&, std::uint8_t)>& take) override;
   void close(std::uint16_t code, std::string_view reason) override;
   core::session_sink& sink() override { return *this; }
 

@@ -13,6 +13,7 @@ namespace wsagent::protocol::native {
 namespace {
 
 const std::string empty_string;
+constexpr std::int64_t default_session_expiry_s = 3600;
 
 std::string generated_client_id() {
   return "anon-" + core::make_msgid();
@@ -35,10 +36,7 @@ bool valid_client_id(std::string_view id) noexcept {
 }
 
 adapter::adapter(adapter_context& ctx, transport_link& link, upgrade_info info)
-    : ctx_(ctx),
-      link_(link),
-      info_(std::move(info)),
-      window_(ctx.max_inflight, ctx.max_queued_qos1) {}
+    : ctx_(ctx), link_(link), wanted_(info.session), info_(std::move(info)) {}
 
 adapter::~adapter() {
   on_closed();
@@ -50,7 +48,20 @@ const std::string& adapter::client_id() const noexcept {
 
 void adapter::on_open() {
   auto auth = ctx_.auth.get();
-  if (!info_.token.empty() || auth->open()) authenticate(info_.token, info_.client_id, {});
+  if (!info_.token.empty() || auth->open()) {
+    if (authenticate(info_.token, info_.client_id, {})) finish_resume();
+  }
+}
+
+// A resumed session's unacknowledged messages go again (flagged dup), then what waited.
+void adapter::finish_resume() {
+  if (!pending_resume_ || !session_) return;
+  pending_resume_ = false;
+  const auto now = common::steady_ms();
+  std::vector<core::delivery_window::entry> again;
+  auto lock = session_->lock();
+  session_->window().take_all(now, again);
+  resend(again, now);
 }
 
 void adapter::on_closed(bool clean) {
@@ -59,6 +70,12 @@ void adapter::on_closed(bool clean) {
   // Taken over by a new connection with the same client id: the client is back, so neither
   // its will nor a 'disconnected' event would be true.
   const bool registered = ctx_.router.detach(*session_);
+  if (session_->persistent()) {
+    // QoS 1 messages that reached this connection but were not handled wait for the client.
+    link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
+      if (qos > 0) ctx_.router.redeliver(*session_, m);
+    });
+  }
   if (registered && !clean && will_) {
     auto m = std::make_shared<core::message>();
     m->tag = will_->tag;
@@ -130,14 +147,19 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   else
     id = generated_client_id();
   provisional_id_ = who.client_id.empty() && requested_id.empty();
+  core::session_options options = wanted_;
+  if (provisional_id_) options.persistent = false;  // a session to resume needs a known id
+  if (options.persistent && options.expiry_s <= 0) options.expiry_s = default_session_expiry_s;
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
   if (session_ && ctx_.router.detach(*session_) && announced_)
     presence("disconnected", true);  // renamed
   session_ =
-      std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink());
-  bool took_over = ctx_.router.attach(session_, close_code::taken_over);
+      std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink(),
+                                      options, ctx_.max_inflight, ctx_.max_queued_qos1);
+  bool took_over = ctx_.router.attach(session_, close_code::taken_over, &resumed_);
+  pending_resume_ = resumed_;
   // Presence is for clients with an id of their own, not for the agent's provisional ones.
   announced_ = !provisional_id_;
   if (announced_) presence("connected", false);
@@ -196,13 +218,12 @@ void adapter::on_auth(const auth_request& r) {
     if (r.will->qos > 1)
       return reply_error(error_code::unsupported, "will: QoS 2 is not available yet", r.id);
   }
+  if (r.persistent) wanted_ = core::session_options{true, r.expiry_s};
   if (!session_) {
     if (authenticate(r.token, r.client_id, r.id)) {
       info_.binary = info_.binary || r.binary;
       set_will(r);
-      std::string frame;
-      encode_auth_response(frame, session_->client_id(), common::now_ms());
-      link_.send_frame(std::move(frame));
+      send_auth_response();
     }
     return;
   }
@@ -219,20 +240,32 @@ void adapter::on_auth(const auth_request& r) {
     }
   }
   info_.binary = info_.binary || r.binary;
-  if (!r.client_id.empty() && r.client_id != session_->client_id()) {
-    if (!provisional_id_)
+  const bool rename = !r.client_id.empty() && r.client_id != session_->client_id();
+  const bool make_persistent = r.persistent && !session_->persistent();
+  if (rename || make_persistent) {
+    if (rename && !provisional_id_)
       return reply_error(error_code::bad_request,
                          "the client id is already set for this connection", r.id);
     if (!session_->subscriptions.empty())
       return reply_error(error_code::bad_request,
-                         "name the client before subscribing: it already has subscriptions", r.id);
-    if (!authenticate(r.token.empty() ? std::string_view(info_.token) : r.token, r.client_id, r.id))
+                         rename ? "name the client before subscribing: it already has subscriptions"
+                                : "ask for a persistent session before subscribing",
+                         r.id);
+    const std::string_view id = rename ? r.client_id : std::string_view(session_->client_id());
+    if (!authenticate(r.token.empty() ? std::string_view(info_.token) : r.token,
+                      provisional_id_ && !rename ? std::string_view() : id, r.id))
       return;
   }
   set_will(r);
+  send_auth_response();
+}
+
+void adapter::send_auth_response() {
   std::string frame;
-  encode_auth_response(frame, session_->client_id(), common::now_ms());
+  encode_auth_response(frame, session_->client_id(), common::now_ms(), session_->persistent(),
+                       resumed_);
   link_.send_frame(std::move(frame));
+  finish_resume();
 }
 
 // Registers (or, with no will in `r`, keeps) the will; one the client may not publish is
@@ -404,46 +437,48 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
 }
 
 void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
-  if (window_.offer(m, now_ms)) link_.send_shared(m, frame_for(*m, 1));
+  if (!session_) return;
+  auto lock = session_->lock();
+  if (session_->window().offer(m, now_ms)) link_.send_shared(m, frame_for(*m, 1));
 }
 
 void adapter::on_ack(std::string_view, std::uint64_t seq) {
   if (closing_ || !require_auth()) return;
   const auto now = common::steady_ms();
-  if (!window_.ack(seq, now)) return;  // a late duplicate ack: nothing to do
+  auto lock = session_->lock();
+  if (!session_->window().ack(seq, now)) return;  // a late duplicate ack: nothing to do
   send_window_ready(now);
 }
 
 // Sends what acknowledgements let into flight; an expired message is taken out unsent
-// (which may let the next one in).
+// (which may let the next one in). The session's lock is held.
 void adapter::send_window_ready(std::int64_t now_ms) {
   thread_local std::vector<core::delivery_window::entry> ready;
+  auto& window = session_->window();
   const auto wall = common::now_ms();
   while (true) {
     ready.clear();
-    window_.take_ready(ready);
+    window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
       if (e.msg->expires_ms && e.msg->expires_ms <= wall)
-        window_.ack(e.msg->seq, now_ms);
+        window.ack(e.msg->seq, now_ms);
       else
         link_.send_shared(e.msg, frame_for(*e.msg, 1));
     }
   }
 }
 
-void adapter::on_timer(std::int64_t now_ms) {
-  if (closing_) return;
-  thread_local std::vector<core::delivery_window::entry> due;
-  due.clear();
-  window_.take_due(now_ms, ctx_.retry_ms, due);
+// Sends `due` again, flagged dup (this client's own bytes); expired ones leave the window.
+// The session's lock is held.
+void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms) {
   const auto wall = common::now_ms();
   for (const auto& e : due) {
     if (e.msg->expires_ms && e.msg->expires_ms <= wall) {  // expired: never delivered again
-      window_.ack(e.msg->seq, now_ms);
+      session_->window().ack(e.msg->seq, now_ms);
       continue;
     }
-    std::string frame;  // flagged dup: this client's own bytes
+    std::string frame;
     if (e.msg->format == core::payload_format::binary && info_.binary)
       encode_binary_message_frame(*e.msg, frame, 1, true);
     else
@@ -453,8 +488,25 @@ void adapter::on_timer(std::int64_t now_ms) {
   send_window_ready(now_ms);
 }
 
+void adapter::on_timer(std::int64_t now_ms) {
+  if (closing_ || !session_) return;
+  thread_local std::vector<core::delivery_window::entry> due;
+  due.clear();
+  auto lock = session_->lock();
+  session_->window().take_due(now_ms, ctx_.retry_ms, due);
+  resend(due, now_ms);
+}
+
 std::optional<std::int64_t> adapter::next_due() const {
-  return window_.next_due(ctx_.retry_ms);
+  if (!session_) return std::nullopt;
+  auto lock = session_->lock();
+  return session_->window().next_due(ctx_.retry_ms);
+}
+
+std::uint64_t adapter::qos1_dropped() const {
+  if (!session_) return 0;
+  auto lock = session_->lock();
+  return session_->window().dropped();
 }
 
 }  // namespace wsagent::protocol::native

@@ -8,6 +8,7 @@
 // calling frame_for().
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -33,6 +34,10 @@ class transport_link {
   virtual void send_shared(const core::message_ptr& m, const std::string& bytes) = 0;
   // Sends a close frame with `code` and `reason`, then ends the connection.
   virtual void close(std::uint16_t code, std::string_view reason) = 0;
+  // Hands over the deliveries that reached the connection and were not yet handled (the
+  // connection is ending), so that a persistent session keeps its QoS 1 messages.
+  virtual void drain_pending(
+      const std::function<void(const core::message_ptr&, std::uint8_t qos)>& take) = 0;
   // The sink the router delivers this connection's messages to.
   virtual core::session_sink& sink() = 0;
 };
@@ -51,9 +56,10 @@ struct adapter_context {
 
 // What the HTTP upgrade request said.
 struct upgrade_info {
-  std::string token;        // Authorization: Bearer ..., or ?token=
-  std::string client_id;    // ?clientId= or ?deviceId=
-  bool binary = false;      // ?binary=1: binary payloads arrive as binary frames
+  std::string token;              // Authorization: Bearer ..., or ?token=
+  std::string client_id;          // ?clientId= or ?deviceId=
+  bool binary = false;            // ?binary=1: binary payloads arrive as binary frames
+  core::session_options session;  // ?session=persistent&expiry=N
   std::string_view remote;  // "address:port", owned by the transport, which outlives the adapter
 };
 
@@ -86,7 +92,7 @@ class adapter final : private request_handler {
   void on_timer(std::int64_t now_ms);
   std::optional<std::int64_t> next_due() const;
   // QoS 1 deliveries dropped because this client's waiting queue was full.
-  std::uint64_t qos1_dropped() const noexcept { return window_.dropped(); }
+  std::uint64_t qos1_dropped() const;
 
  private:
   void on_auth(const auth_request& r) override;
@@ -99,10 +105,13 @@ class adapter final : private request_handler {
 
   bool require_auth();
   void send_window_ready(std::int64_t now_ms);
+  void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms);
   void set_will(const auth_request& r);
   void presence(std::string_view event, bool clean);
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
+  void finish_resume();
+  void send_auth_response();
   // False when it was refused (the error is sent).
   bool route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
              bool retain = false);
@@ -110,9 +119,9 @@ class adapter final : private request_handler {
 
   adapter_context& ctx_;
   transport_link& link_;
+  core::session_options wanted_;  // what the client asked for its next session
   upgrade_info info_;
   std::shared_ptr<core::session> session_;
-  core::delivery_window window_;
   struct will_message {
     std::string tag, payload;
     int qos = 0;
@@ -121,6 +130,8 @@ class adapter final : private request_handler {
   std::optional<will_message> will_;
   bool provisional_id_ = false;  // the agent chose the id; the client may still name itself
   bool announced_ = false;       // $sys/clients/<id>/connected was published for session_
+  bool resumed_ = false;         // session_ resumed a persistent session
+  bool pending_resume_ = false;  // its unacknowledged messages are still to be resent
   bool closing_ = false;
   int errors_ = 0;
 };

@@ -149,6 +149,7 @@ struct fields {
   std::int64_t qos = 0;
   std::int64_t expiry = 0;
   std::string_view will;  // raw object, parsed for auth frames only
+  std::string_view session;
   const will_request* will_parsed = nullptr;
   std::uint64_t seq = 0;
   bool has_seq = false;
@@ -267,11 +268,14 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
       f.has_messages = true;
       raw = f.messages;
     } else {
-      if (key == "token" || key == "deviceId" || key == "clientId" || key == "to") {
+      if (key == "token" || key == "deviceId" || key == "clientId" || key == "to" ||
+          key == "session") {
         std::string_view s;
         if (auto r = read_string(v, key, s); !r.ok()) return r;
         if (key == "token")
           f.token = s;
+        else if (key == "session")
+          f.session = s;
         else if (key == "to")
           f.to = s;
         else
@@ -458,7 +462,11 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
     case word::auth: {
       if (in_batch)
         return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
-      auth_request r{f.id, f.token, f.client_id, f.binary, f.will_parsed};
+      if (!f.session.empty() && f.session != "persistent" && f.session != "clean")
+        return h.on_error(native::error_code::bad_request,
+                          "field 'session' must be \"persistent\" or \"clean\"", f.id);
+      auth_request r{
+          f.id, f.token, f.client_id, f.binary, f.will_parsed, f.session == "persistent", f.expiry};
       return h.on_auth(r);
     }
     case word::ping:
@@ -646,15 +654,17 @@ void encode_publish_ack(std::string& out, std::string_view msgid, std::string_vi
   });
 }
 
-void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms) {
+void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
+                          bool persistent, bool resumed) {
   append_text_frame(out, [&](std::string& json) {
-    json_writer(json)
-        .begin_object()
+    json_writer w(json);
+    w.begin_object()
         .string("type", "auth_response")
         .string("status", "success")
         .string("clientId", client_id)
-        .integer("timestamp", now_ms)
-        .end_object();
+        .integer("timestamp", now_ms);
+    if (persistent) w.string("session", "persistent").boolean("resumed", resumed);
+    w.end_object();
   });
 }
 

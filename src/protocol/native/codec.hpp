@@ -42,6 +42,8 @@ struct auth_request {
   std::string_view client_id;          // "deviceId" or "clientId"
   bool binary = false;                 // the client reads binary frames
   const will_request* will = nullptr;  // "will": {...}
+  bool persistent = false;             // "session":"persistent"
+  std::int64_t expiry_s = 0;           // "expiry": the persistent session's, in seconds
 };
 
 struct subscribe_request {
@@ -119,7 +121,9 @@ class parser {
 void encode_message_frame(const core::message& m, std::string& out, int qos = 0, bool dup = false);
 // {"type":"ack","msgid":...}: the agent has a QoS 1 publish.
 void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id);
-void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms);
+// `persistent`: adds "session":"persistent" and "resumed".
+void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
+                          bool persistent = false, bool resumed = false);
 void encode_subscribed(std::string& out, std::string_view id,
                        std::span<const std::string_view> tags, bool unsubscribed);
 void encode_error(std::string& out, error_code code, std::string_view message, std::string_view id);
