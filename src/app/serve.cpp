@@ -160,9 +160,14 @@ int serve(const config& cfg, const std::string& config_path) {
   rl.max_subscriptions = cfg.limits.max_subscriptions;
   rl.max_retained = static_cast<std::size_t>(cfg.limits.max_retained);
   core::router router(rl);
-  router.restore_retained(restored.retained);
-  restored = {};
   router.set_store(&writer);
+  router.restore_retained(restored.retained);
+  router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
+                          static_cast<std::size_t>(cfg.limits.max_queued));
+  if (!restored.sessions.empty())
+    spdlog::info("store: {} persistent session(s), {} queued message(s)", restored.sessions.size(),
+                 restored.queue.size());
+  restored = {};
   protocol::native::adapter_context actx{router, auth_holder, audit,
                                          static_cast<std::size_t>(cfg.limits.max_batch),
                                          cfg.limits.max_protocol_errors};

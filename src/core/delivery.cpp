@@ -4,18 +4,19 @@
 
 namespace wsagent::core {
 
-bool delivery_window::offer(message_ptr m, std::int64_t now_ms) {
+bool delivery_window::offer(message_ptr m, std::int64_t now_ms, message_ptr* dropped) {
   if (inflight_.size() < max_inflight_ && queue_.empty()) {
     inflight_.push_back({std::move(m), now_ms, false});
     return true;
   }
   if (queue_.size() >= max_queued_) {
+    ++dropped_;
     if (queue_.empty()) {  // max_queued 0: nothing may wait
-      ++dropped_;
+      if (dropped) *dropped = std::move(m);
       return false;
     }
+    if (dropped) *dropped = std::move(queue_.front());
     queue_.pop_front();
-    ++dropped_;
   }
   queue_.push_back(std::move(m));
   return false;
@@ -48,6 +49,12 @@ void delivery_window::take_due(std::int64_t now_ms, std::int64_t retry_ms,
     e.dup = true;
     out.push_back(e);
   }
+}
+
+void delivery_window::all(std::vector<message_ptr>& out) const {
+  for (const auto& e : inflight_)
+    out.push_back(e.msg);
+  out.insert(out.end(), queue_.begin(), queue_.end());
 }
 
 void delivery_window::take_all(std::int64_t now_ms, std::vector<entry>& out) {

@@ -35,7 +35,8 @@ class delivery_window {
 
   // A QoS 1 delivery (m->seq set). Returns true when it may be sent now; otherwise it
   // waits (and the oldest waiting message may have been dropped: see dropped()).
-  bool offer(message_ptr m, std::int64_t now_ms);
+  // `dropped`, when given, receives the message dropped to make room (if any).
+  bool offer(message_ptr m, std::int64_t now_ms, message_ptr* dropped = nullptr);
 
   // The client acknowledged `seq`; false when no message in flight has it (a duplicate or
   // stray acknowledgement, harmless). Waiting messages that now fit are moved into flight:
@@ -58,6 +59,9 @@ class delivery_window {
 
   // When the oldest in-flight message falls due (nullopt: none in flight).
   std::optional<std::int64_t> next_due(std::int64_t retry_ms) const;
+
+  // Every message held, in flight first (for a session that is dropped).
+  void all(std::vector<message_ptr>& out) const;
 
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   std::size_t waiting() const noexcept { return queue_.size(); }

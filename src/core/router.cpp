@@ -55,9 +55,100 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
     s->window_.absorb(old->window_);
     old->successor_ = s;  // QoS 1 deliveries still on their way to `old` go to `s`
     if (resumed) *resumed = true;
+  } else if (old->persistent()) {
+    drop_session_locked(*old);  // a clean session forgets the persistent one
   }
   it->second = s;
+  save_session_locked(*s);
   return took_over;
+}
+
+void router::save_session_locked(const session& s) {
+  if (!store_ || !s.persistent()) return;
+  stored_session rec{s.client_id(), s.options().expiry_s, s.disconnected_ms, {}};
+  rec.subscriptions.reserve(s.subscriptions.size());
+  for (const auto& [filter, qos] : s.subscriptions)
+    rec.subscriptions.push_back({filter, qos});
+  store_->submit({store_ops::put_session{std::move(rec)}});
+}
+
+void router::drop_session_locked(session& s) {
+  if (!store_ || !s.persistent()) return;
+  std::vector<message_ptr> held;
+  {
+    std::lock_guard lock(s.mutex_);
+    s.window_.all(held);
+  }
+  std::vector<store_op> ops{store_ops::drop_session{s.client_id()}};  // and its queue
+  std::lock_guard lock(refs_mutex_);
+  for (const auto& m : held) {
+    auto it = refs_.find(m->seq);
+    if (it == refs_.end()) continue;
+    if (--it->second == 0) {
+      refs_.erase(it);
+      ops.push_back(store_ops::drop_message{m->seq});
+    }
+  }
+  store_->submit(std::move(ops));
+}
+
+void router::forget(const session& s, std::uint64_t seq) {
+  if (!store_ || !s.persistent()) return;
+  std::vector<store_op> ops{store_ops::dequeue{s.client_id(), seq}};
+  {
+    std::lock_guard lock(refs_mutex_);
+    if (auto it = refs_.find(seq); it != refs_.end() && --it->second == 0) {
+      refs_.erase(it);
+      ops.push_back(store_ops::drop_message{seq});
+    }
+  }
+  store_->submit(std::move(ops));
+}
+
+void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
+                              std::size_t max_queued) {
+  std::unique_lock lock(mutex_);
+  std::unordered_map<std::uint64_t, message_ptr> messages;
+  std::uint64_t top = 0;
+  for (const auto& m : snap.messages) {
+    messages.emplace(m.id, m.msg);
+    top = std::max(top, m.id);
+  }
+  seq_.store(std::max<std::uint64_t>(seq_.load(), top + 1));
+  const auto now_wall = common::now_ms();
+  const auto now = common::steady_ms();
+  std::unordered_map<std::string, session*> by_id;
+  for (const auto& rec : snap.sessions) {
+    auto s =
+        std::make_shared<session>(rec.client_id, std::string(), acl(), nullptr,
+                                  session_options{true, rec.expiry_s}, max_inflight, max_queued);
+    // Connected when the agent stopped: away since now.
+    s->disconnected_ms = rec.disconnected_ms ? rec.disconnected_ms : now_wall;
+    for (const auto& sub : rec.subscriptions) {
+      s->subscriptions.emplace(sub.filter, sub.qos);
+      index_.add(sub.filter, s.get(), sub.qos);
+    }
+    by_id[rec.client_id] = s.get();
+    sessions_[rec.client_id] = std::move(s);
+  }
+  std::vector<store_op> cleanup;
+  std::lock_guard refs_lock(refs_mutex_);
+  for (const auto& q : snap.queue) {
+    auto sit = by_id.find(q.client_id);
+    auto mit = messages.find(q.message_id);
+    if (sit == by_id.end() || mit == messages.end()) {
+      cleanup.push_back(store_ops::dequeue{q.client_id, q.seq});
+      continue;
+    }
+    message_ptr dropped;
+    std::lock_guard slock(sit->second->mutex_);
+    sit->second->window_.offer(mit->second, now, &dropped);  // resent (dup) on resume
+    ++refs_[q.message_id];
+    if (dropped) cleanup.push_back(store_ops::dequeue{q.client_id, dropped->seq});
+  }
+  for (const auto& [id, m] : messages)
+    if (!refs_.contains(id)) cleanup.push_back(store_ops::drop_message{id});
+  if (store_ && !cleanup.empty()) store_->submit(std::move(cleanup));
 }
 
 bool router::detach(session& s) {
@@ -67,6 +158,7 @@ bool router::detach(session& s) {
   s.sink_ = nullptr;
   if (registered && s.persistent()) {
     s.disconnected_ms = common::now_ms();
+    save_session_locked(s);
     return true;  // stays registered and subscribed, offline
   }
   if (registered) sessions_.erase(it);
@@ -86,6 +178,7 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
       for (auto& [filter, qos] : s.subscriptions)
         index_.remove(filter, &s);
       s.subscriptions.clear();
+      drop_session_locked(s);
       gone.push_back(s.client_id());
       it = sessions_.erase(it);
     } else {
@@ -126,6 +219,7 @@ route_result router::subscribe(session& s, std::string_view filter, std::uint8_t
     it->second = qos;
   }
   index_.add(filter, &s, qos);
+  save_session_locked(s);
   if (retained) retained_.match(filter, *retained);  // no publisher holds mutex_ now
   return r;
 }
@@ -141,12 +235,13 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
   if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end()) {
     index_.remove(filter, &s);
     s.subscriptions.erase(it);
+    save_session_locked(s);
   }
   return r;
 }
 
 route_result router::publish(const session& from, const message_ptr& msg, std::string_view to,
-                             bool retain) {
+                             bool retain, std::function<void(bool)> on_durable) {
   route_result r;
   if (auto e = validate_tag(msg->tag, limits_.tags); e != tag_error::none) {
     r.error = route_error::invalid_tag;
@@ -162,7 +257,7 @@ route_result router::publish(const session& from, const message_ptr& msg, std::s
     r.error = route_error::too_many_retained;
     return r;
   }
-  r.delivered = route_locked(msg, to);
+  r.delivered = route_locked(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable);
   return r;
 }
 
@@ -201,7 +296,8 @@ std::size_t router::publish_internal(const message_ptr& msg) {
   return route_locked(msg, {});
 }
 
-std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
+std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
+                                 std::function<void(bool)>* on_durable, bool* pending) {
   thread_local std::vector<subscriber> matches;
   matches.clear();
   std::size_t lists = index_.match(msg->tag, matches);
@@ -223,6 +319,32 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to) {
         std::unique(matches.begin(), matches.end(),
                     [](const subscriber& a, const subscriber& b) { return a.who == b.who; }),
         matches.end());
+  }
+  // Persistent recipients of a QoS 1 message: one stored copy and one queue entry each,
+  // submitted before any delivery, so that whatever a delivery takes out of a window
+  // (acknowledged, dropped) reaches the store after the entry it takes out.
+  if (msg->qos > 0 && store_) {
+    thread_local std::vector<store_op> ops;
+    ops.clear();
+    for (const auto& m : matches)
+      if (m.qos > 0 && m.who->persistent())
+        ops.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
+    if (!ops.empty()) {
+      {
+        std::lock_guard lock(refs_mutex_);
+        refs_[msg->seq] += static_cast<std::uint32_t>(ops.size());
+      }
+      std::vector<store_op> batch;
+      batch.reserve(ops.size() + 1);
+      batch.push_back(store_ops::put_message{{msg->seq, msg}});
+      batch.insert(batch.end(), ops.begin(), ops.end());
+      if (on_durable) {
+        store_->submit(std::move(batch), std::move(*on_durable));
+        if (pending) *pending = true;
+      } else {
+        store_->submit(std::move(batch));
+      }
+    }
   }
   std::int64_t now = 0;
   for (const auto& m : matches) {
@@ -250,7 +372,10 @@ void router::offer_offline(session& s, const message_ptr& msg, std::int64_t now_
       offer_offline(*next, msg, now_ms);
     return;
   }
-  s.window_.offer(msg, now_ms);  // not sent: resent, flagged dup, when the client is back
+  message_ptr dropped;
+  s.window_.offer(msg, now_ms, &dropped);  // not sent: resent, flagged dup, when it is back
+  lock.unlock();
+  if (dropped) forget(s, dropped->seq);
 }
 
 std::size_t router::session_count() const {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -22,6 +23,7 @@
 #include "core/message.hpp"
 #include "core/retained.hpp"
 #include "core/session.hpp"
+#include "core/store.hpp"
 #include "core/tag.hpp"
 #include "core/tag_index.hpp"
 
@@ -39,6 +41,9 @@ struct route_result {
   route_error error = route_error::none;
   tag_error tag = tag_error::none;
   std::size_t delivered = 0;  // for publish: recipients reached
+  // For a QoS 1 publish with persistent recipients: the store is writing it, and the
+  // publish's `on_durable` runs once it is on disk (else it was not called).
+  bool pending_durable = false;
   bool ok() const noexcept { return error == route_error::none; }
 };
 
@@ -98,8 +103,20 @@ class router {
   // tag rules and the publisher's rights are checked here. With `retain`, `msg` also
   // becomes its tag's retained message (a copy flagged retain; an empty payload clears it)
   // before it is routed; live recipients get it unflagged, as in MQTT.
+  // A QoS 1 message for persistent recipients is written to the store (once, with one queue
+  // entry per recipient); `on_durable` then runs on the store's thread when that write is
+  // durable, and the result says pending_durable.
   route_result publish(const session& from, const message_ptr& msg, std::string_view to = {},
-                       bool retain = false);
+                       bool retain = false, std::function<void(bool)> on_durable = {});
+
+  // A persistent session's QoS 1 message left its window (acknowledged, expired or
+  // dropped): its queue entry goes from the store, and the message when nobody holds it.
+  void forget(const session& s, std::uint64_t seq);
+
+  // Start-up: the persistent sessions the store held, offline, with their subscriptions
+  // and queued messages; the message numbering goes on after the highest stored.
+  void restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
+                        std::size_t max_queued);
 
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
@@ -121,13 +138,21 @@ class router {
   router_probe probe;
 
  private:
-  std::size_t route_locked(const message_ptr& msg, std::string_view to);
+  std::size_t route_locked(const message_ptr& msg, std::string_view to,
+                           std::function<void(bool)>* on_durable = nullptr,
+                           bool* pending = nullptr);
+  void save_session_locked(const session& s);
+  void drop_session_locked(session& s);
   bool retain_locked(const message_ptr& msg);
   void offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms);
 
   router_limits limits_;
   store_writer* store_ = nullptr;
   std::atomic<std::uint64_t> seq_{1};
+  // Persistent sessions' queue entries per stored message (seq), to drop a message from the
+  // store with its last entry.
+  std::mutex refs_mutex_;
+  std::unordered_map<std::uint64_t, std::uint32_t> refs_;
   mutable std::shared_mutex mutex_;
   tag_index index_;
   // Written by publishers holding mutex_ shared, so under its own lock as well; read by

@@ -448,6 +448,16 @@ void connection::send_frame(std::string frame) {
   push(out_item{nullptr, nullptr, std::move(frame), false});
 }
 
+protocol::native::transport_link::poster connection::owner_poster() {
+  return [weak = weak_from_this()](std::function<void()> f) {
+    auto self = weak.lock();
+    if (!self) return;
+    asio::post(self->socket_.get_executor(), [self, f = std::move(f)] {
+      if (!self->terminated_) f();
+    });
+  };
+}
+
 void connection::drain_pending(
     const std::function<void(const core::message_ptr&, std::uint8_t)>& take) {
   std::vector<delivery> pending;

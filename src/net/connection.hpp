@@ -63,6 +63,7 @@ class connection final : public std::enable_shared_from_this<connection>,
       const std::function<void(const core::message_ptr&, std::uint8_t)>& take) override;
   void close(std::uint16_t code, std::string_view reason) override;
   core::session_sink& sink() override { return *this; }
+  poster owner_poster() override;
 
   // session_sink (any thread)
   void deliver(core::message_ptr msg, std::uint8_t qos) override;

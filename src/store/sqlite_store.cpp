@@ -86,7 +86,7 @@ void bind_message(statement& st, int first, const core::message& m) {
 }
 
 // Reads a message whose tag is column `tag_col` and whose message_columns start at `first`.
-core::message_ptr read_message(sqlite3_stmt* s, int tag_col, int first) {
+std::shared_ptr<core::message> read_message(sqlite3_stmt* s, int tag_col, int first) {
   auto m = std::make_shared<core::message>();
   m->tag = column_text(s, tag_col);
   m->payload = column_text(s, first);
@@ -293,8 +293,10 @@ core::store_snapshot sqlite_store::load() {
                             static_cast<std::uint64_t>(sqlite3_column_int64(s, 2))});
   });
   each("SELECT * FROM messages ORDER BY id", [&](sqlite3_stmt* s) {
-    snap.messages.push_back(
-        {static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), read_message(s, 1, 2)});
+    const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+    auto m = read_message(s, 1, 2);
+    m->seq = id;  // a stored message's id is its seq
+    snap.messages.push_back({id, std::move(m)});
   });
   each("SELECT client_id, msgid FROM incoming ORDER BY client_id, msgid", [&](sqlite3_stmt* s) {
     snap.incoming.emplace_back(std::string(column_text(s, 0)), std::string(column_text(s, 1)));

@@ -152,3 +152,112 @@ def test_the_query_asks_for_a_persistent_session_too_and_an_unnamed_client_gets_
         assert e["code"] == "bad_request" and e["id"] == "bad"
         await close_all()
     run(go())
+
+
+def test_persistent_sessions_and_their_messages_survive_a_restart(agent_factory, tmp_path):
+    data = tmp_path / "data"
+    first = agent_factory(data_dir=data, name="first")
+
+    async def before():
+        s, _ = await session(first, "dash-r")
+        await sub(s, "r/#")
+        await drop(s)
+        pub, _ = await session(first, "pub", persistent=False)
+        for i in range(20):
+            await publish_acked(pub, "r/n", i)
+        await close_all()
+    run(before())
+    assert first.stop() == 0
+
+    second = agent_factory(data_dir=data, name="second")
+    second.wait_log(r"1 persistent session\(s\), 20 queued message\(s\)")
+
+    async def after():
+        back, r = await session(second, "dash-r")
+        assert r["resumed"] is True
+        got = []
+        while len(got) < 20:
+            m = await recv_type(back, "message")
+            got.append(m["payload"])
+            await back.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        assert got == list(range(20))
+        # Still subscribed after the restart; numbering goes on (no seq reused).
+        pub, _ = await session(second, "pub", persistent=False)
+        await publish_acked(pub, "r/n", "new")
+        m = await recv_type(back, "message")
+        assert m["payload"] == "new"
+        await close_all()
+    run(after())
+
+
+def test_no_acknowledged_message_is_lost_when_the_agent_is_killed(agent_factory, tmp_path):
+    """Publishers send numbered QoS 1 messages while the agent is killed with SIGKILL at
+    random moments and restarted; the persistent subscriber must end with every number the
+    agent acknowledged."""
+    import random
+    import signal as sig
+    data = tmp_path / "data"
+    rng = random.Random(11)
+    acked = set()
+    counter = [0]
+
+    # Room for everything: what is measured is durability, not the queue's overflow policy.
+    room = ["--limits.max_queued", "1000000"]
+    a = agent_factory(data_dir=data, name="a0", args=room)
+
+    async def setup():
+        s, _ = await session(a, "collector")
+        await sub(s, "crash/#")
+        await drop(s)
+    run(setup())
+
+    for cycle in range(4):
+        async def load():
+            pub, _ = await session(a, f"pub{cycle}", persistent=False)
+            deadline = time.monotonic() + rng.uniform(0.2, 0.6)
+            pending = {}
+            try:
+                while time.monotonic() < deadline:
+                    n = counter[0]
+                    counter[0] += 1
+                    msgid = f"n-{n}"
+                    pending[msgid] = n
+                    await pub.send(json.dumps({"type": "publish", "tag": "crash/n", "payload": n,
+                                               "qos": 1, "msgid": msgid}))
+                    # Read whatever acks came back meanwhile.
+                    while True:
+                        try:
+                            m = json.loads(await asyncio.wait_for(pub.recv(), 0.001))
+                        except asyncio.TimeoutError:
+                            break
+                        if m.get("type") == "ack":
+                            acked.add(pending.pop(m["msgid"]))
+                a.proc.send_signal(sig.SIGKILL)  # mid-stream, acks in flight
+                while True:
+                    m = json.loads(await asyncio.wait_for(pub.recv(), 2))
+                    if m.get("type") == "ack":
+                        acked.add(pending.pop(m["msgid"]))
+            except Exception:
+                pass  # the connection died with the agent
+            OPEN.clear()
+        run(load())
+        a.proc.wait()
+        a = agent_factory(data_dir=data, name=f"a{cycle + 1}", args=room)
+
+    async def collect():
+        s, r = await session(a, "collector")
+        assert r["resumed"] is True
+        got = set()
+        while True:
+            try:
+                m = await recv(s, timeout=3)
+            except asyncio.TimeoutError:
+                break
+            assert m["type"] == "message", m
+            got.add(m["payload"])
+            await s.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        missing = acked - got
+        assert not missing, f"{len(missing)} acknowledged messages lost: {sorted(missing)[:10]}"
+        assert len(acked) > 20
+        await close_all()
+    run(collect())

@@ -129,9 +129,12 @@ TEST_P(StoreContract, SessionsKeepTheirSubscriptionsAndDropTakesEverything) {
 }
 
 TEST_P(StoreContract, QueuesKeepOrderAndState) {
-  write({ops::put_message{{1, msg("t", "a")}}, ops::put_message{{2, msg("t", "b", 2)}},
-         ops::enqueue{{"c", 5, 1, 1, false}}, ops::enqueue{{"c", 6, 2, 2, false}},
-         ops::enqueue{{"b", 1, 2, 1, false}}});
+  auto a = std::const_pointer_cast<core::message>(msg("t", "a"));
+  a->seq = 1;
+  auto b = std::const_pointer_cast<core::message>(msg("t", "b", 2));
+  b->seq = 2;
+  write({ops::put_message{{1, a}}, ops::put_message{{2, b}}, ops::enqueue{{"c", 5, 1, 1, false}},
+         ops::enqueue{{"c", 6, 2, 2, false}}, ops::enqueue{{"b", 1, 2, 1, false}}});
   write({ops::mark_sent{"c", 5}, ops::dequeue{"b", 1}, ops::mark_sent{"c", 99}});
   auto s = store->load();
   ASSERT_EQ(s.queue.size(), 2u);
@@ -144,6 +147,7 @@ TEST_P(StoreContract, QueuesKeepOrderAndState) {
   EXPECT_FALSE(s.queue[1].sent);
   ASSERT_EQ(s.messages.size(), 2u);
   EXPECT_EQ(s.messages[0].id, 1u);
+  EXPECT_EQ(s.messages[0].msg->seq, 1u);  // the id is the message's seq
   expect_same(*s.messages[1].msg, *msg("t", "b", 2));
   write({ops::drop_message{1}});
   EXPECT_EQ(store->load().messages.size(), 1u);

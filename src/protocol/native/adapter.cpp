@@ -200,10 +200,11 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
     m->qos = 1;
     m->seq = ctx_.router.next_seq();
   }
-  if (!route(m, {}, {}, pub->retain) || pub->qos == 0) return;
-  std::string frame;
-  encode_publish_ack(frame, m->msgid, {});
-  link_.send_frame(std::move(frame));
+  if (pub->qos == 0) {
+    route(m, {}, {}, pub->retain);
+    return;
+  }
+  publish_qos1(m, {}, {}, pub->retain);
 }
 
 void adapter::on_auth(const auth_request& r) {
@@ -341,12 +342,32 @@ void adapter::on_publish(const publish_request& r) {
     m->seq = ctx_.router.next_seq();
   }
   if (r.expiry_s > 0) m->expires_ms = common::now_ms() + r.expiry_s * 1000;
-  if (!route(m, r.to, r.id, r.retain) || r.qos == 0) return;
-  // Routed: every recipient has it queued. (Persistent recipients, when they exist, will
-  // make this wait for the store.)
-  std::string frame;
-  encode_publish_ack(frame, m->msgid, r.id);
-  link_.send_frame(std::move(frame));
+  if (r.qos == 0) {
+    route(m, r.to, r.id, r.retain);
+    return;
+  }
+  publish_qos1(m, r.to, r.id, r.retain);
+}
+
+// A QoS 1 publish is acknowledged once routed, or, when persistent sessions receive it,
+// once the store has it on disk (the store thread's completion comes back here).
+void adapter::publish_qos1(const std::shared_ptr<core::message>& m, std::string_view to,
+                           std::string_view id, bool retain) {
+  std::string ack;
+  encode_publish_ack(ack, m->msgid, id);
+  bool pending = false;
+  // Runs on the store's thread, maybe after this connection is gone: only the poster is
+  // touched there.
+  auto on_durable = [post = link_.owner_poster(), this, ack, msgid = m->msgid,
+                     id = std::string(id)](bool ok) mutable {
+    post([this, ack = std::move(ack), msgid, id, ok]() mutable {
+      if (ok) return link_.send_frame(std::move(ack));
+      reply_error(error_code::unavailable,
+                  "the agent could not store message '" + msgid + "': publish it again", id);
+    });
+  };
+  if (!route(m, to, id, retain, std::move(on_durable), &pending)) return;
+  if (!pending) link_.send_frame(std::move(ack));
 }
 
 void adapter::on_typed(const typed_request& r) {
@@ -371,10 +392,12 @@ void adapter::on_typed(const typed_request& r) {
 }
 
 bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
-                    std::string_view id, bool retain) {
+                    std::string_view id, bool retain, std::function<void(bool)> on_durable,
+                    bool* pending) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
-  auto result = ctx_.router.publish(*session_, m, to, retain);
+  auto result = ctx_.router.publish(*session_, m, to, retain, std::move(on_durable));
+  if (pending) *pending = result.pending_durable;
   switch (result.error) {
     case core::route_error::none:
     case core::route_error::too_many_subscriptions:
@@ -439,7 +462,10 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
 void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
   if (!session_) return;
   auto lock = session_->lock();
-  if (session_->window().offer(m, now_ms)) link_.send_shared(m, frame_for(*m, 1));
+  core::message_ptr dropped;
+  if (session_->window().offer(m, now_ms, &dropped)) link_.send_shared(m, frame_for(*m, 1));
+  lock.unlock();
+  if (dropped) ctx_.router.forget(*session_, dropped->seq);
 }
 
 void adapter::on_ack(std::string_view, std::uint64_t seq) {
@@ -447,6 +473,7 @@ void adapter::on_ack(std::string_view, std::uint64_t seq) {
   const auto now = common::steady_ms();
   auto lock = session_->lock();
   if (!session_->window().ack(seq, now)) return;  // a late duplicate ack: nothing to do
+  ctx_.router.forget(*session_, seq);
   send_window_ready(now);
 }
 
@@ -461,9 +488,10 @@ void adapter::send_window_ready(std::int64_t now_ms) {
     window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
-      if (e.msg->expires_ms && e.msg->expires_ms <= wall)
+      if (e.msg->expires_ms && e.msg->expires_ms <= wall) {
         window.ack(e.msg->seq, now_ms);
-      else
+        ctx_.router.forget(*session_, e.msg->seq);
+      } else
         link_.send_shared(e.msg, frame_for(*e.msg, 1));
     }
   }
@@ -476,6 +504,7 @@ void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::
   for (const auto& e : due) {
     if (e.msg->expires_ms && e.msg->expires_ms <= wall) {  // expired: never delivered again
       session_->window().ack(e.msg->seq, now_ms);
+      ctx_.router.forget(*session_, e.msg->seq);
       continue;
     }
     std::string frame;

@@ -40,6 +40,10 @@ class transport_link {
       const std::function<void(const core::message_ptr&, std::uint8_t qos)>& take) = 0;
   // The sink the router delivers this connection's messages to.
   virtual core::session_sink& sink() = 0;
+  // A callable, safe to keep and call from any thread, that runs a function on the
+  // connection's thread if the connection (and so its adapter) is still there.
+  using poster = std::function<void(std::function<void()>)>;
+  virtual poster owner_poster() = 0;
 };
 
 struct adapter_context {
@@ -114,7 +118,10 @@ class adapter final : private request_handler {
   void send_auth_response();
   // False when it was refused (the error is sent).
   bool route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
-             bool retain = false);
+             bool retain = false, std::function<void(bool)> on_durable = {},
+             bool* pending = nullptr);
+  void publish_qos1(const std::shared_ptr<core::message>& m, std::string_view to,
+                    std::string_view id, bool retain);
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
   adapter_context& ctx_;

@@ -27,6 +27,8 @@ const char* to_string(native::error_code c) noexcept {
       return "limit_exceeded";
     case native::error_code::unsupported:
       return "unsupported";
+    case native::error_code::unavailable:
+      return "unavailable";
   }
   return "bad_request";
 }

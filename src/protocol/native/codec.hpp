@@ -25,6 +25,7 @@ enum class error_code {
   forbidden,       // the client's rights do not allow it
   limit_exceeded,  // a configured limit (subscriptions, batch size)
   unsupported,     // valid but not offered by this agent (yet)
+  unavailable,     // the agent could not do it now (its store failed); try again
 };
 const char* to_string(error_code c) noexcept;
 
