@@ -95,6 +95,15 @@ def test_qos1_on_native_acknowledges_both_ways_and_loses_nothing(agent):
     assert r["delivered"] > 100 and r["lost"] == 0, r
 
 
+def test_qos1_with_persistent_subscribers_goes_through_the_store(agent):
+    rc, r, err = bench("--url", agent.url, "--scenario", "qos1", "--pairs", "2", "--persistent",
+                       *short())
+    assert rc == 0, err
+    assert r["persistent"] is True and r["lost"] == 0 and r["delivered"] > 100, r
+    agent.wait_log(r"\$sys|listening")  # the agent still serves
+    assert agent.health()["sessions"] == 2  # the subscribers' sessions stay, offline
+
+
 def test_connections_reports_memory_per_connection(agent):
     rc, r, err = bench("--url", agent.url, "--scenario", "connections", "--connections", "300",
                        "--duration", "0.5", "--server-pid", str(agent.proc.pid))

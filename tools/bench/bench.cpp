@@ -118,6 +118,7 @@ scenario_shape make_shape(const bench_options& o) {
   s.p.threads = o.threads;
   s.p.sources = split_list(o.sources);
   s.p.token = o.token;
+  s.p.persistent = o.persistent;
   return s;
 }
 
@@ -417,6 +418,7 @@ std::string json_report(const bench_options& o, const scenario_shape& shape, con
       .integer("connections", static_cast<std::int64_t>(shape.p.conns.size()))
       .integer("size", static_cast<std::int64_t>(shape.p.payload_size))
       .integer("qos", shape.p.qos)
+      .boolean("persistent", shape.p.persistent)
       .raw("rate", number(o.rate))
       .raw("duration_s", number(r.measured_s))
       .integer("sent", static_cast<std::int64_t>(t.sent_window))
@@ -561,6 +563,9 @@ void add_bench_command(CLI::App& app, bench_options& o) {
   cmd->add_option("--source", o.sources,
                   "local addresses to connect from, comma-separated (127.0.0.1,127.0.0.2,...)");
   cmd->add_option("--server-pid", o.server_pid, "read the server's CPU time and memory from /proc");
+  cmd->add_flag("--persistent", o.persistent,
+                "subscribers keep persistent sessions (native: session=persistent; MQTT: clean "
+                "session off), so QoS 1 messages go through the server's store");
   cmd->add_option("--token", o.token, "token (native: Authorization header; MQTT: password)")
       ->envname("WSAGENT_TOKEN");
   cmd->add_flag("--json", o.json, "print only the JSON report line");

@@ -32,6 +32,7 @@ struct bench_options {
   std::string sources;  // comma-separated local addresses
   pid_t server_pid = 0;
   std::string token;
+  bool persistent = false;
   bool json = false;
   bool quiet = false;
   int child_fd = -1;  // internal: a `connections` helper process reports on this fd

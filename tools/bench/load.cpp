@@ -308,8 +308,11 @@ class conn {
     rbuf_.resize(read_chunk);
     if (via_ws()) {
       ws_.emplace(ws::frame_reader::role::client, max_message);
-      std::string req = "GET " + e_.tgt.path + " HTTP/1.1\r\nHost: " + e_.tgt.host + ":" +
-                        e_.tgt.port +
+      std::string path = e_.tgt.path;
+      if (!is_mqtt() && e_.pl.persistent && !plan_.filters.empty())
+        path += std::string(path.find('?') == std::string::npos ? "?" : "&") +
+                "clientId=" + session_id() + "&session=persistent";
+      std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + e_.tgt.host + ":" + e_.tgt.port +
                         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                         "Sec-WebSocket-Version: 13\r\n";
@@ -326,13 +329,17 @@ class conn {
     read();
   }
 
+  std::string session_id() const {
+    return "wsb-" + std::to_string(::getpid()) + "-" + std::to_string(serial_);
+  }
+
   void send_connect() {
     std::string packet;
     mqtt::connect_options o;
     o.ver = mqtt::version::v311;
-    const std::string id = "wsb-" + std::to_string(::getpid()) + "-" + std::to_string(serial_);
+    const std::string id = session_id();
     o.client_id = id;
-    o.clean_start = true;
+    o.clean_start = !(e_.pl.persistent && !plan_.filters.empty());
     o.keep_alive = 0;  // idle connections must stay; the bench never goes quiet mid-run
     if (!e_.pl.token.empty()) {
       o.username = std::string_view("bench");

@@ -70,6 +70,7 @@ struct plan {
   int threads = 1;
   std::vector<std::string> sources;  // local addresses to bind, round-robin
   std::string token;
+  bool persistent = false;  // subscribers keep persistent sessions (native) / sessions (MQTT)
 };
 
 struct totals {
