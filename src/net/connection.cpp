@@ -515,7 +515,13 @@ void connection::drain_inbox() {
 }
 
 void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
-  if (terminated_ || close_sent_ || !adapter_) return;
+  if (!adapter_) return;
+  if (terminated_ || close_sent_) {
+    // Closed while this batch was being handed out (a slow consumer, say): a persistent
+    // session keeps what is left of it.
+    if (qos > 0) adapter_->late_delivery(msg);
+    return;
+  }
   if (qos > 0) {
     const auto before = adapter_->qos1_dropped();
     adapter_->deliver_qos1(msg, common::steady_ms());

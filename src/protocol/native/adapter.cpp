@@ -72,6 +72,7 @@ void adapter::on_closed(bool clean) {
   const bool registered = ctx_.router.detach(*session_);
   if (session_->persistent()) {
     // QoS 1 messages that reached this connection but were not handled wait for the client.
+    closed_persistent_ = session_;
     link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
       if (qos > 0) ctx_.router.redeliver(*session_, m);
     });
@@ -457,6 +458,10 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
                      [&](std::string& out) { encode_binary_message_frame(m, out); });
   return m.encoded(core::wire_format::native_json,
                    [&](std::string& out) { encode_message_frame(m, out); });
+}
+
+void adapter::late_delivery(const core::message_ptr& m) {
+  if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m);
 }
 
 void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {

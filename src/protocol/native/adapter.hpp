@@ -92,6 +92,9 @@ class adapter final : private request_handler {
   // A QoS 1 delivery (steady clock `now_ms`): sent now through send_shared() when the
   // window has room, else it waits for acknowledgements.
   void deliver_qos1(const core::message_ptr& m, std::int64_t now_ms);
+  // A QoS 1 delivery that reached the connection after on_closed(): back to the persistent
+  // session it was for (a clean one is gone, and so is the message).
+  void late_delivery(const core::message_ptr& m);
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
   void on_timer(std::int64_t now_ms);
   std::optional<std::int64_t> next_due() const;
@@ -129,6 +132,7 @@ class adapter final : private request_handler {
   core::session_options wanted_;  // what the client asked for its next session
   upgrade_info info_;
   std::shared_ptr<core::session> session_;
+  std::shared_ptr<core::session> closed_persistent_;  // session_ after on_closed, if persistent
   struct will_message {
     std::string tag, payload;
     int qos = 0;
