@@ -225,6 +225,37 @@ async def still_serves(agent):
         await pub.close()
 
 
+# --- clients a test opens and closes at its end (an unclosed websockets connection makes
+# asyncio.run wait 10 s for its closing handshake) ---
+
+OPEN = []
+
+
+@pytest.fixture(autouse=True)
+def _no_clients_left():
+    OPEN.clear()  # those of a test that failed half-way
+
+
+async def client(agent, name, **kw):
+    """A connection authenticated as `name`, closed by close_all()."""
+    ws = await connect(agent, **kw)
+    OPEN.append(ws)
+    await auth(ws, client_id=name)
+    return ws
+
+
+async def close_all():
+    await asyncio.gather(*(ws.close() for ws in OPEN))
+    OPEN.clear()
+
+
+async def sub(ws, *tags, qos):
+    """Subscribes to `tags` at `qos`; returns when the agent said subscribed."""
+    await ws.send(json.dumps({"type": "subscribe", "id": "s", "tags": list(tags), "qos": qos}))
+    r = await recv(ws)
+    assert r["type"] == "subscribed", r
+
+
 # --- a raw WebSocket client, for byte-level cases no library will send ---
 
 class RawWs:

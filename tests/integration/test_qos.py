@@ -1,35 +1,8 @@
 """QoS 1 on the native protocol: the publisher's ack, the subscriber's window of
 unacknowledged deliveries, resends flagged dup, and the bounded waiting queue."""
-import asyncio
 import json
 
-import pytest
-
-from conftest import auth, connect, nothing_for, publish, recv, recv_type, run
-
-OPEN = []
-
-
-@pytest.fixture(autouse=True)
-def _no_clients_left():
-    OPEN.clear()
-
-
-async def client(agent, name, **kw):
-    ws = await connect(agent, **kw)
-    OPEN.append(ws)
-    await auth(ws, client_id=name)
-    return ws
-
-
-async def close_all():
-    await asyncio.gather(*(ws.close() for ws in OPEN))
-    OPEN.clear()
-
-
-async def sub(ws, *tags, qos=1):
-    await ws.send(json.dumps({"type": "subscribe", "id": "s", "tags": list(tags), "qos": qos}))
-    assert (await recv(ws))["type"] == "subscribed"
+from conftest import client, close_all, nothing_for, publish, recv, recv_type, run, sub
 
 
 def test_qos1_publish_is_acknowledged_and_delivered_at_the_lower_qos(agent):
@@ -62,7 +35,7 @@ def test_unacknowledged_deliveries_are_resent_flagged_dup_until_acknowledged(age
     async def go():
         pub = await client(agent, "pub")
         s = await client(agent, "s")
-        await sub(s, "r/x")
+        await sub(s, "r/x", qos=1)
         await publish(pub, "r/x", "hello", qos=1)
         first = await recv_type(s, "message")
         again = await recv_type(s, "message", timeout=3)
@@ -80,7 +53,7 @@ def test_the_window_holds_max_inflight_and_the_rest_waits_in_order(agent_factory
     async def go():
         pub = await client(agent, "pub")
         s = await client(agent, "s")
-        await sub(s, "w")
+        await sub(s, "w", qos=1)
         for i in range(7):
             await publish(pub, "w", i, qos=1)
         for _ in range(7):
@@ -121,7 +94,7 @@ def test_binary_publish_and_delivery_at_qos1(agent):
     async def go():
         pub = await client(agent, "pub")
         s = await client(agent, "s", query="binary=1")
-        await sub(s, "b/#")
+        await sub(s, "b/#", qos=1)
         tag, msgid = b"b/1", b"bin-1"
         # publish envelope: kind 1, flags 2 (QoS 1), tag, msgid, payload
         await pub.send(bytes([1, 2]) + len(tag).to_bytes(2, "big") + tag + bytes([len(msgid)])

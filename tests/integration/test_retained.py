@@ -1,33 +1,9 @@
 """Retained messages on the native protocol: kept per tag, sent to new subscriptions flagged
 `retained`, cleared by an empty payload, bounded, and kept across a restart by the store."""
-import asyncio
 import subprocess
 
-import pytest
-
-from conftest import (BIN, auth, connect, nothing_for, publish, recv, recv_type, run,
+from conftest import (BIN, client, close_all, nothing_for, publish, recv, recv_type, run,
                       subscribe)
-
-
-OPEN = []
-
-
-@pytest.fixture(autouse=True)
-def _no_clients_left():
-    OPEN.clear()  # those of a test that failed half-way
-
-
-async def client(agent, name):
-    ws = await connect(agent)
-    OPEN.append(ws)
-    await auth(ws, client_id=name)
-    return ws
-
-
-async def close_all():
-    """Closes every client of the test (an unclosed one makes asyncio.run wait 10 s)."""
-    await asyncio.gather(*(ws.close() for ws in OPEN))
-    OPEN.clear()
 
 
 async def sync(ws):

@@ -4,16 +4,7 @@ import asyncio
 import json
 import time
 
-import pytest
-
-from conftest import connect, nothing_for, publish, recv, recv_type, run
-
-OPEN = []
-
-
-@pytest.fixture(autouse=True)
-def _no_clients_left():
-    OPEN.clear()
+from conftest import OPEN, close_all, connect, nothing_for, publish, recv, recv_type, run, sub
 
 
 async def session(agent, name, persistent=True, expiry=None, query=""):
@@ -33,16 +24,6 @@ async def drop(ws):
     OPEN.remove(ws)
 
 
-async def close_all():
-    await asyncio.gather(*(ws.close() for ws in OPEN))
-    OPEN.clear()
-
-
-async def sub(ws, *tags, qos=1):
-    await ws.send(json.dumps({"type": "subscribe", "id": "s", "tags": list(tags), "qos": qos}))
-    assert (await recv(ws))["type"] == "subscribed"
-
-
 async def publish_acked(pub, tag, payload):
     await publish(pub, tag, payload, qos=1)
     await recv_type(pub, "ack")
@@ -52,7 +33,7 @@ def test_a_resumed_session_gets_what_it_missed_in_order_and_keeps_its_subscripti
     async def go():
         sub_ws, r = await session(agent, "dash-1")
         assert r["session"] == "persistent" and r["resumed"] is False
-        await sub(sub_ws, "plant/#")
+        await sub(sub_ws, "plant/#", qos=1)
         await drop(sub_ws)
         pub, _ = await session(agent, "pub", persistent=False)
         for i in range(5):
@@ -75,7 +56,7 @@ def test_a_resumed_session_gets_what_it_missed_in_order_and_keeps_its_subscripti
 def test_unacknowledged_deliveries_come_again_flagged_dup(agent):
     async def go():
         s, _ = await session(agent, "dev-2")
-        await sub(s, "cmd/#")
+        await sub(s, "cmd/#", qos=1)
         pub, _ = await session(agent, "pub", persistent=False)
         await publish_acked(pub, "cmd/x", "reboot")
         first = await recv_type(s, "message")
@@ -92,7 +73,7 @@ def test_unacknowledged_deliveries_come_again_flagged_dup(agent):
 def test_a_clean_session_forgets_the_persistent_one(agent):
     async def go():
         s, _ = await session(agent, "dev-3")
-        await sub(s, "x/#")
+        await sub(s, "x/#", qos=1)
         await drop(s)
         pub, _ = await session(agent, "pub", persistent=False)
         await publish_acked(pub, "x/1", 1)
@@ -111,7 +92,7 @@ def test_a_clean_session_forgets_the_persistent_one(agent):
 def test_an_expired_session_is_gone(agent):
     async def go():
         s, _ = await session(agent, "dev-4", expiry=1)
-        await sub(s, "y/#")
+        await sub(s, "y/#", qos=1)
         await drop(s)
         time.sleep(2.5)  # expiry 1 s, checked every second
         back, r = await session(agent, "dev-4", expiry=1)
@@ -123,7 +104,7 @@ def test_an_expired_session_is_gone(agent):
 def test_a_takeover_of_a_live_persistent_session_keeps_its_messages(agent):
     async def go():
         old, _ = await session(agent, "dev-5")
-        await sub(old, "z/#")
+        await sub(old, "z/#", qos=1)
         pub, _ = await session(agent, "pub", persistent=False)
         await publish_acked(pub, "z/1", "a")
         first = await recv_type(old, "message")
@@ -160,7 +141,7 @@ def test_persistent_sessions_and_their_messages_survive_a_restart(agent_factory,
 
     async def before():
         s, _ = await session(first, "dash-r")
-        await sub(s, "r/#")
+        await sub(s, "r/#", qos=1)
         await drop(s)
         pub, _ = await session(first, "pub", persistent=False)
         for i in range(20):
@@ -207,7 +188,7 @@ def test_no_acknowledged_message_is_lost_when_the_agent_is_killed(agent_factory,
 
     async def setup():
         s, _ = await session(a, "collector")
-        await sub(s, "crash/#")
+        await sub(s, "crash/#", qos=1)
         await drop(s)
     run(setup())
 

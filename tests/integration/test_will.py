@@ -1,35 +1,9 @@
 """Last will, presence events and message expiry on the native protocol."""
-import asyncio
 import json
 import time
 
-import pytest
-
-from conftest import RawWs, auth, connect, nothing_for, publish, recv, recv_type, run
-
-OPEN = []
-
-
-@pytest.fixture(autouse=True)
-def _no_clients_left():
-    OPEN.clear()
-
-
-async def client(agent, name):
-    ws = await connect(agent)
-    OPEN.append(ws)
-    await auth(ws, client_id=name)
-    return ws
-
-
-async def close_all():
-    await asyncio.gather(*(ws.close() for ws in OPEN))
-    OPEN.clear()
-
-
-async def sub(ws, *tags, qos=0):
-    await ws.send(json.dumps({"type": "subscribe", "id": "s", "tags": list(tags), "qos": qos}))
-    assert (await recv(ws))["type"] == "subscribed"
+from conftest import (OPEN, RawWs, client, close_all, connect, nothing_for, publish, recv,
+                      recv_type, run, sub)
 
 
 def raw_client(agent, name, will):
@@ -48,7 +22,7 @@ WILL = {"tag": "devices/d1/status", "payload": {"online": False}, "retain": True
 def test_the_will_is_published_when_the_connection_drops(agent):
     async def go():
         watcher = await client(agent, "watcher")
-        await sub(watcher, "devices/#")
+        await sub(watcher, "devices/#", qos=0)
         raw = raw_client(agent, "d1", WILL)
         raw.sock.close()  # no close frame: the device vanished
         m = await recv_type(watcher, "message")
@@ -56,7 +30,7 @@ def test_the_will_is_published_when_the_connection_drops(agent):
         assert m["from"] == "d1"
         # Retained: a dashboard opened later sees the device offline.
         late = await client(agent, "late")
-        await sub(late, "devices/+/status")
+        await sub(late, "devices/+/status", qos=0)
         m = await recv_type(late, "message")
         assert m["retained"] is True and m["payload"] == {"online": False}
         await close_all()
@@ -66,7 +40,7 @@ def test_the_will_is_published_when_the_connection_drops(agent):
 def test_no_will_after_a_clean_goodbye_or_a_takeover(agent):
     async def go():
         watcher = await client(agent, "watcher")
-        await sub(watcher, "devices/#")
+        await sub(watcher, "devices/#", qos=0)
         raw = raw_client(agent, "d1", WILL)
         raw.send_frame(0x8, (1000).to_bytes(2, "big"))  # close 1000: goodbye
         raw.recv_frame()
@@ -116,7 +90,7 @@ subscribe = ["devices/%c/#"]
 def test_presence_events_for_connect_and_disconnect(agent):
     async def go():
         dash = await client(agent, "dash")
-        await sub(dash, "$sys/clients/#")
+        await sub(dash, "$sys/clients/#", qos=0)
         dev = await client(agent, "dev-7")
         m = await recv_type(dash, "message")
         assert m["tag"] == "$sys/clients/dev-7/connected"
@@ -150,7 +124,7 @@ def test_expired_messages_are_never_delivered(agent_factory):
         m = await recv_type(s, "message")
         assert m["payload"] == "last"  # the expired one was skipped
         late = await client(agent, "late")
-        await sub(late, "e/#")
+        await sub(late, "e/#", qos=0)
         await nothing_for(late, 0.3)  # the retained one expired too
         await close_all()
     run(go())

@@ -213,6 +213,15 @@ problem read_string(od::value& v, std::string_view key, std::string_view& out) {
   return {};
 }
 
+// Keeps `"key":json` for a typed message (whose type may come later in the object).
+void add_member(fields& f, std::string_view key, std::string_view json) {
+  if (!f.collect_members) return;
+  if (!f.members.empty()) f.members.push_back(',');
+  common::json_append_string(f.members, key);
+  f.members.push_back(':');
+  f.members.append(json);
+}
+
 problem read_fields(od::object obj, od::document& doc, fields& f) {
   for (auto field_result : obj) {
     od::field field;
@@ -319,24 +328,13 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         if (v.get_int64().get(n) || n < 1 || n > max_expiry_s)
           return type_problem(key, "a number of seconds from 1 to 31536000");
         f.expiry = n;
-        if (f.collect_members) {
-          if (!f.members.empty()) f.members.push_back(',');
-          common::json_append_string(f.members, key);
-          f.members.push_back(':');
-          f.members.append(std::to_string(n));
-        }
+        add_member(f, key, std::to_string(n));
         continue;
       }
       if (key == "will") {
         if (auto e = value_span(v, doc, f.will))
           return {"invalid JSON in 'will': " + std::string(simdjson::error_message(e))};
-        raw = f.will;
-        if (keep_member && f.collect_members) {
-          if (!f.members.empty()) f.members.push_back(',');
-          common::json_append_string(f.members, key);
-          f.members.push_back(':');
-          f.members.append(raw);
-        }
+        add_member(f, key, f.will);
         continue;
       }
       if (key == "seq") {
@@ -344,12 +342,7 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         if (v.get_uint64().get(n) || n == 0) return type_problem(key, "a positive integer");
         f.seq = n;
         f.has_seq = true;
-        if (f.collect_members) {
-          if (!f.members.empty()) f.members.push_back(',');
-          common::json_append_string(f.members, key);
-          f.members.push_back(':');
-          f.members.append(std::to_string(n));
-        }
+        add_member(f, key, std::to_string(n));
         continue;
       }
       if (key == "timestamp") f.has_timestamp = true;
