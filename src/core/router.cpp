@@ -258,6 +258,12 @@ route_result router::publish(const session& from, const message_ptr& msg, std::s
     return r;
   }
   r.delivered = route_locked(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable);
+  if (retain && store_ && on_durable && !r.pending_durable) {
+    // A retained QoS 1 publish is acknowledged once its retained copy is on disk: the
+    // writer runs this once everything submitted before it (the put_retained) is durable.
+    store_->submit({}, std::move(on_durable));
+    r.pending_durable = true;
+  }
   return r;
 }
 

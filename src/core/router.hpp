@@ -104,8 +104,9 @@ class router {
   // becomes its tag's retained message (a copy flagged retain; an empty payload clears it)
   // before it is routed; live recipients get it unflagged, as in MQTT.
   // A QoS 1 message for persistent recipients is written to the store (once, with one queue
-  // entry per recipient); `on_durable` then runs on the store's thread when that write is
-  // durable, and the result says pending_durable.
+  // entry per recipient), and a retained one as its tag's retained message; `on_durable`
+  // then runs on the store's thread when those writes are durable, and the result says
+  // pending_durable.
   route_result publish(const session& from, const message_ptr& msg, std::string_view to = {},
                        bool retain = false, std::function<void(bool)> on_durable = {});
 

@@ -174,3 +174,21 @@ def test_the_command_line_clients_retain_and_receive(agent):
                        capture_output=True, text=True, timeout=15)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == 'cli/state {"on":true}'
+
+
+def test_an_acknowledged_retained_publish_survives_kill_9(agent_factory, tmp_path):
+    import signal
+    data = tmp_path / "data"
+    first = agent_factory(data_dir=data, name="first")
+
+    async def put():
+        pub = await client(first, "pub")
+        for i in range(20):
+            await publish(pub, f"k/{i}", i, retain=True, qos=1)
+            assert (await recv_type(pub, "ack"))["type"] == "ack"
+        first.proc.send_signal(signal.SIGKILL)  # right after the last ack
+        await close_all()
+    run(put())
+    first.proc.wait()
+    second = agent_factory(data_dir=data, name="second")
+    second.wait_log(r"20 retained message")
