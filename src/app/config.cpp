@@ -161,6 +161,16 @@ const std::vector<key_spec>& schema() {
           "QoS 1 deliveries waiting for one client's window; past it the oldest is dropped "
           "(counted)",
           0, max_count),
+      int_key(
+          "limits.max_queued_bytes", [](config& c) -> int& { return c.limits.max_queued_bytes; },
+          "payload bytes of QoS 1 deliveries waiting per client; past it the oldest are dropped "
+          "(counted); 0 = no limit",
+          0, 2'000'000'000),
+      int_key(
+          "limits.max_queued_age_s", [](config& c) -> int& { return c.limits.max_queued_age_s; },
+          "a QoS 1 message waiting for a client longer than this (seconds since it was "
+          "published) is not delivered; 0 = no limit",
+          0, 365 * 24 * 3600),
       // [delivery]
       int_key(
           "delivery.retry_ms", [](config& c) -> int& { return c.delivery.retry_ms; },

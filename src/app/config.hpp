@@ -52,17 +52,19 @@ struct config {
   struct limits_section {
     int max_connections = 10000;
     int max_connections_per_ip = 1000;
-    int max_message_size = 1024 * 1024;   // bytes, one WebSocket message
-    int max_subscriptions = 1000;         // per client
-    int max_tag_length = 256;             // bytes
-    int max_tag_depth = 16;               // levels
-    int outbound_queue = 1024;            // messages queued per connection
-    int slow_consumer_timeout_ms = 5000;  // queue full this long: close 4008
-    int max_protocol_errors = 20;         // error frames before close 4400
-    int max_batch = 1000;                 // messages in one batch frame
-    int max_retained = 100000;            // retained messages (tags) in all
-    int max_inflight = 32;                // QoS 1 deliveries unacknowledged per client
-    int max_queued = 1000;                // QoS 1 deliveries waiting per client
+    int max_message_size = 1024 * 1024;       // bytes, one WebSocket message
+    int max_subscriptions = 1000;             // per client
+    int max_tag_length = 256;                 // bytes
+    int max_tag_depth = 16;                   // levels
+    int outbound_queue = 1024;                // messages queued per connection
+    int slow_consumer_timeout_ms = 5000;      // queue full this long: close 4008
+    int max_protocol_errors = 20;             // error frames before close 4400
+    int max_batch = 1000;                     // messages in one batch frame
+    int max_retained = 100000;                // retained messages (tags) in all
+    int max_inflight = 32;                    // QoS 1 deliveries unacknowledged per client
+    int max_queued = 1000;                    // QoS 1 deliveries waiting per client
+    int max_queued_bytes = 16 * 1024 * 1024;  // their payload bytes; 0 = no limit
+    int max_queued_age_s = 0;                 // older ones are not delivered; 0 = no limit
   } limits;
 
   struct delivery_section {

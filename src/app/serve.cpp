@@ -163,7 +163,8 @@ int serve(const config& cfg, const std::string& config_path) {
   router.set_store(&writer);
   router.restore_retained(restored.retained);
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
-                          static_cast<std::size_t>(cfg.limits.max_queued));
+                          static_cast<std::size_t>(cfg.limits.max_queued),
+                          static_cast<std::size_t>(cfg.limits.max_queued_bytes));
   if (!restored.sessions.empty())
     spdlog::info("store: {} persistent session(s), {} queued message(s)", restored.sessions.size(),
                  restored.queue.size());
@@ -173,6 +174,8 @@ int serve(const config& cfg, const std::string& config_path) {
                                          cfg.limits.max_protocol_errors};
   actx.max_inflight = static_cast<std::size_t>(cfg.limits.max_inflight);
   actx.max_queued_qos1 = static_cast<std::size_t>(cfg.limits.max_queued);
+  actx.max_queued_bytes = static_cast<std::size_t>(cfg.limits.max_queued_bytes);
+  actx.max_queued_age_ms = std::int64_t{cfg.limits.max_queued_age_s} * 1000;
   actx.retry_ms = cfg.delivery.retry_ms;
 
   net::server_settings s;

@@ -4,21 +4,28 @@
 
 namespace wsagent::core {
 
-bool delivery_window::offer(message_ptr m, std::int64_t now_ms, message_ptr* dropped) {
+bool delivery_window::offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped) {
   if (inflight_.size() < max_inflight_ && queue_.empty()) {
     inflight_.push_back({std::move(m), now_ms, false});
     return true;
   }
-  if (queue_.size() >= max_queued_) {
-    ++dropped_;
-    if (queue_.empty()) {  // max_queued 0: nothing may wait
-      if (dropped) *dropped = std::move(m);
-      return false;
-    }
-    if (dropped) *dropped = std::move(queue_.front());
+  auto drop_front = [&] {
+    queue_bytes_ -= queue_.front()->payload.size();
+    if (dropped) dropped->push_back(std::move(queue_.front()));
     queue_.pop_front();
+    ++dropped_;
+  };
+  if (max_queued_ == 0) {  // nothing may wait
+    ++dropped_;
+    if (dropped) dropped->push_back(std::move(m));
+    return false;
   }
+  if (queue_.size() >= max_queued_) drop_front();
+  queue_bytes_ += m->payload.size();
   queue_.push_back(std::move(m));
+  // Over the byte limit: the oldest go, but the newest message always stays.
+  while (max_queued_bytes_ && queue_bytes_ > max_queued_bytes_ && queue_.size() > 1)
+    drop_front();
   return false;
 }
 
@@ -28,6 +35,7 @@ bool delivery_window::ack(std::uint64_t seq, std::int64_t now_ms) {
   if (it == inflight_.end()) return false;
   inflight_.erase(it);
   while (inflight_.size() < max_inflight_ && !queue_.empty()) {
+    queue_bytes_ -= queue_.front()->payload.size();
     inflight_.push_back({std::move(queue_.front()), now_ms, false});
     queue_.pop_front();
     ready_.push_back(inflight_.back());
@@ -68,8 +76,11 @@ void delivery_window::take_all(std::int64_t now_ms, std::vector<entry>& out) {
 void delivery_window::absorb(delivery_window& other) {
   for (auto& e : other.inflight_)
     inflight_.push_back(std::move(e));
-  for (auto& m : other.queue_)
+  for (auto& m : other.queue_) {
+    queue_bytes_ += m->payload.size();
     queue_.push_back(std::move(m));
+  }
+  other.queue_bytes_ = 0;
   dropped_ += other.dropped_;
   other.inflight_.clear();
   other.queue_.clear();

@@ -5,8 +5,9 @@
 // A QoS 1 message carries `seq`, the agent-wide number the router gave it when it was
 // published; the client acknowledges a delivery with that number. The window holds at most
 // `max_inflight` unacknowledged messages; more wait in order in a queue of at most
-// `max_queued`; past that the oldest waiting message is dropped and counted (as Mosquitto's
-// max_queued_messages does), so one client that never acknowledges costs a bounded amount.
+// `max_queued` and `max_queued_bytes` of payload; past either the oldest waiting messages are
+// dropped and counted (as Mosquitto's max_queued_messages and max_queued_bytes do), so one
+// client that never acknowledges costs a bounded amount.
 // A message unacknowledged for `retry_ms` is due again, flagged duplicate.
 //
 // Pure and single-threaded: its owner (the connection's protocol adapter) calls it on its
@@ -30,13 +31,17 @@ class delivery_window {
     bool dup = false;          // sent before: the client may have it already
   };
 
-  delivery_window(std::size_t max_inflight, std::size_t max_queued)
-      : max_inflight_(max_inflight ? max_inflight : 1), max_queued_(max_queued) {}
+  // `max_queued_bytes`: payload bytes waiting, 0 = no limit.
+  delivery_window(std::size_t max_inflight, std::size_t max_queued,
+                  std::size_t max_queued_bytes = 0)
+      : max_inflight_(max_inflight ? max_inflight : 1),
+        max_queued_(max_queued),
+        max_queued_bytes_(max_queued_bytes) {}
 
   // A QoS 1 delivery (m->seq set). Returns true when it may be sent now; otherwise it
   // waits (and the oldest waiting message may have been dropped: see dropped()).
-  // `dropped`, when given, receives the message dropped to make room (if any).
-  bool offer(message_ptr m, std::int64_t now_ms, message_ptr* dropped = nullptr);
+  // `dropped`, when given, receives the messages dropped to make room (count or bytes).
+  bool offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped = nullptr);
 
   // The client acknowledged `seq`; false when no message in flight has it (a duplicate or
   // stray acknowledgement, harmless). Waiting messages that now fit are moved into flight:
@@ -65,11 +70,14 @@ class delivery_window {
 
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   std::size_t waiting() const noexcept { return queue_.size(); }
+  std::size_t waiting_bytes() const noexcept { return queue_bytes_; }
   std::uint64_t dropped() const noexcept { return dropped_; }
 
  private:
   std::size_t max_inflight_;
   std::size_t max_queued_;
+  std::size_t max_queued_bytes_;
+  std::size_t queue_bytes_ = 0;
   std::deque<entry> inflight_;  // in send order; acks usually come in order
   std::deque<message_ptr> queue_;
   std::vector<entry> ready_;

@@ -106,7 +106,7 @@ void router::forget(const session& s, std::uint64_t seq) {
 }
 
 void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
-                              std::size_t max_queued) {
+                              std::size_t max_queued, std::size_t max_queued_bytes) {
   std::unique_lock lock(mutex_);
   std::unordered_map<std::uint64_t, message_ptr> messages;
   std::uint64_t top = 0;
@@ -119,9 +119,9 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
   const auto now = common::steady_ms();
   std::unordered_map<std::string, session*> by_id;
   for (const auto& rec : snap.sessions) {
-    auto s =
-        std::make_shared<session>(rec.client_id, std::string(), acl(), nullptr,
-                                  session_options{true, rec.expiry_s}, max_inflight, max_queued);
+    auto s = std::make_shared<session>(rec.client_id, std::string(), acl(), nullptr,
+                                       session_options{true, rec.expiry_s}, max_inflight,
+                                       max_queued, max_queued_bytes);
     // Connected when the agent stopped: away since now.
     s->disconnected_ms = rec.disconnected_ms ? rec.disconnected_ms : now_wall;
     for (const auto& sub : rec.subscriptions) {
@@ -140,11 +140,14 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
       cleanup.push_back(store_ops::dequeue{q.client_id, q.seq});
       continue;
     }
-    message_ptr dropped;
+    std::vector<message_ptr> dropped;
     std::lock_guard slock(sit->second->mutex_);
     sit->second->window_.offer(mit->second, now, &dropped);  // resent (dup) on resume
     ++refs_[q.message_id];
-    if (dropped) cleanup.push_back(store_ops::dequeue{q.client_id, dropped->seq});
+    for (const auto& d : dropped) {  // the limits are lower than when it was queued
+      cleanup.push_back(store_ops::dequeue{q.client_id, d->seq});
+      if (auto it = refs_.find(d->seq); it != refs_.end() && --it->second == 0) refs_.erase(it);
+    }
   }
   for (const auto& [id, m] : messages)
     if (!refs_.contains(id)) cleanup.push_back(store_ops::drop_message{id});
@@ -378,10 +381,11 @@ void router::offer_offline(session& s, const message_ptr& msg, std::int64_t now_
       offer_offline(*next, msg, now_ms);
     return;
   }
-  message_ptr dropped;
+  std::vector<message_ptr> dropped;
   s.window_.offer(msg, now_ms, &dropped);  // not sent: resent, flagged dup, when it is back
   lock.unlock();
-  if (dropped) forget(s, dropped->seq);
+  for (const auto& d : dropped)
+    forget(s, d->seq);
 }
 
 std::size_t router::session_count() const {

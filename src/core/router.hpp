@@ -117,7 +117,7 @@ class router {
   // Start-up: the persistent sessions the store held, offline, with their subscriptions
   // and queued messages; the message numbering goes on after the highest stored.
   void restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
-                        std::size_t max_queued);
+                        std::size_t max_queued, std::size_t max_queued_bytes = 0);
 
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);

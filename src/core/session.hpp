@@ -52,13 +52,13 @@ class session {
  public:
   session(std::string client_id, std::string user, core::acl rights, session_sink* sink,
           session_options options = {}, std::size_t max_inflight = 32,
-          std::size_t max_queued = 1000)
+          std::size_t max_queued = 1000, std::size_t max_queued_bytes = 0)
       : client_id_(std::move(client_id)),
         user_(std::move(user)),
         acl_(std::move(rights)),
         options_(options),
         sink_(sink),
-        window_(max_inflight, max_queued) {}
+        window_(max_inflight, max_queued, max_queued_bytes) {}
 
   const std::string& client_id() const noexcept { return client_id_; }
   const std::string& user() const noexcept { return user_; }

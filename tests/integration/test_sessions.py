@@ -242,3 +242,23 @@ def test_no_acknowledged_message_is_lost_when_the_agent_is_killed(agent_factory,
         assert len(acked) > 20
         await close_all()
     run(collect())
+
+
+def test_messages_older_than_the_age_limit_are_not_delivered_on_resume(agent_factory):
+    agent = agent_factory(args=["--limits.max_queued_age_s", "1"])
+
+    async def go():
+        s, _ = await session(agent, "dev-old")
+        await sub(s, "a/#", qos=1)
+        await drop(s)
+        pub, _ = await session(agent, "pub", persistent=False)
+        await publish_acked(pub, "a/1", "stale")
+        time.sleep(1.5)
+        await publish_acked(pub, "a/1", "fresh")
+        back, r = await session(agent, "dev-old")
+        assert r["resumed"] is True
+        m = await recv_type(back, "message")
+        assert m["payload"] == "fresh"
+        await nothing_for(back, 0.3)
+        await close_all()
+    run(go())

@@ -545,12 +545,12 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 30u);
-  for (const char* k :
-       {"server.listen", "server.threads", "limits.max_connections", "limits.max_batch",
-        "limits.max_retained", "limits.max_inflight", "limits.max_queued", "delivery.retry_ms",
-        "heartbeat.ping_interval_ms", "store.kind", "store.data_dir", "store.sync",
-        "log.audit_file", "auth.tokens_file"})
+  EXPECT_EQ(keys.size(), 32u);
+  for (const char* k : {"server.listen", "server.threads", "limits.max_connections",
+                        "limits.max_batch", "limits.max_retained", "limits.max_inflight",
+                        "limits.max_queued", "limits.max_queued_bytes", "limits.max_queued_age_s",
+                        "delivery.retry_ms", "heartbeat.ping_interval_ms", "store.kind",
+                        "store.data_dir", "store.sync", "log.audit_file", "auth.tokens_file"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   // Each environment variable reaches its key: setting it to garbage is an error for that key
   // (for auth.tokens_file: the file cannot be read).

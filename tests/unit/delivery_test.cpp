@@ -69,6 +69,31 @@ TEST(DeliveryWindow, AFullQueueDropsItsOldestAndCountsIt) {
   EXPECT_EQ(seqs(ready), (std::vector<std::uint64_t>{3, 4}));
 }
 
+TEST(DeliveryWindow, TheByteLimitDropsTheOldestWaitingButKeepsTheNewest) {
+  auto sized = [](std::uint64_t seq, std::size_t bytes) {
+    auto m = std::const_pointer_cast<message>(msg(seq));
+    m->payload.assign(bytes, 'x');
+    return message_ptr(m);
+  };
+  delivery_window w(1, 100, 250);
+  std::vector<message_ptr> dropped;
+  w.offer(sized(1, 500), 0, &dropped);  // in flight: not counted
+  w.offer(sized(2, 100), 0, &dropped);
+  w.offer(sized(3, 100), 0, &dropped);
+  EXPECT_TRUE(dropped.empty());
+  EXPECT_EQ(w.waiting_bytes(), 200u);
+  w.offer(sized(4, 100), 0, &dropped);  // 300 > 250: 2 goes
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0]->seq, 2u);
+  w.offer(sized(5, 1000), 0, &dropped);  // alone over the limit: it stays, the others go
+  EXPECT_EQ(dropped.size(), 3u);
+  EXPECT_EQ(w.waiting(), 1u);
+  EXPECT_EQ(w.waiting_bytes(), 1000u);
+  EXPECT_EQ(w.dropped(), 3u);
+  w.ack(1, 0);
+  EXPECT_EQ(w.waiting_bytes(), 0u);
+}
+
 TEST(DeliveryWindow, UnacknowledgedMessagesFallDueAgainFlaggedDup) {
   delivery_window w(4, 10);
   w.offer(msg(1), 1000);

@@ -460,6 +460,12 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
                    [&](std::string& out) { encode_message_frame(m, out); });
 }
 
+// Past its own expiry, or waiting longer than limits.max_queued_age_s.
+bool adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
+  return (m.expires_ms && m.expires_ms <= wall_ms) ||
+         (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms);
+}
+
 void adapter::late_delivery(const core::message_ptr& m) {
   if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m);
 }
@@ -467,10 +473,11 @@ void adapter::late_delivery(const core::message_ptr& m) {
 void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
   if (!session_) return;
   auto lock = session_->lock();
-  core::message_ptr dropped;
+  std::vector<core::message_ptr> dropped;
   if (session_->window().offer(m, now_ms, &dropped)) link_.send_shared(m, frame_for(*m, 1));
   lock.unlock();
-  if (dropped) ctx_.router.forget(*session_, dropped->seq);
+  for (const auto& d : dropped)
+    ctx_.router.forget(*session_, d->seq);
 }
 
 void adapter::on_ack(std::string_view, std::uint64_t seq) {
@@ -493,7 +500,7 @@ void adapter::send_window_ready(std::int64_t now_ms) {
     window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
-      if (e.msg->expires_ms && e.msg->expires_ms <= wall) {
+      if (too_old(*e.msg, wall)) {
         window.ack(e.msg->seq, now_ms);
         ctx_.router.forget(*session_, e.msg->seq);
       } else
@@ -507,7 +514,7 @@ void adapter::send_window_ready(std::int64_t now_ms) {
 void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms) {
   const auto wall = common::now_ms();
   for (const auto& e : due) {
-    if (e.msg->expires_ms && e.msg->expires_ms <= wall) {  // expired: never delivered again
+    if (too_old(*e.msg, wall)) {  // expired: never delivered again
       session_->window().ack(e.msg->seq, now_ms);
       ctx_.router.forget(*session_, e.msg->seq);
       continue;

@@ -55,6 +55,8 @@ struct adapter_context {
   // QoS 1 deliveries (core::delivery_window): unacknowledged at once, waiting, resend delay.
   std::size_t max_inflight = 32;
   std::size_t max_queued_qos1 = 1000;
+  std::size_t max_queued_bytes = 0;    // payload bytes waiting per client; 0: no limit
+  std::int64_t max_queued_age_ms = 0;  // older waiting messages are not delivered; 0: none
   std::int64_t retry_ms = 20000;
 };
 
@@ -95,6 +97,7 @@ class adapter final : private request_handler {
   // A QoS 1 delivery that reached the connection after on_closed(): back to the persistent
   // session it was for (a clean one is gone, and so is the message).
   void late_delivery(const core::message_ptr& m);
+  bool too_old(const core::message& m, std::int64_t wall_ms) const;
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
   void on_timer(std::int64_t now_ms);
   std::optional<std::int64_t> next_due() const;
