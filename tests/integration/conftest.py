@@ -245,7 +245,8 @@ async def client(agent, name, **kw):
 
 
 async def close_all():
-    await asyncio.gather(*(ws.close() for ws in OPEN))
+    # A connection the agent already dropped (a test that killed it) may fail to close.
+    await asyncio.gather(*(ws.close() for ws in OPEN), return_exceptions=True)
     OPEN.clear()
 
 
