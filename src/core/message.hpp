@@ -46,6 +46,9 @@ class message {
   std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
   std::uint64_t seq = 0;        // QoS >= 1: agent-wide number, what subscribers acknowledge
 
+  // Past its expiry at wall time `now_ms` (never, without one).
+  bool expired_at(std::int64_t now_ms) const noexcept { return expires_ms && expires_ms <= now_ms; }
+
   message() = default;
   message(const message&) = delete;
   message& operator=(const message&) = delete;

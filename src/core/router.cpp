@@ -72,6 +72,21 @@ void router::save_session_locked(const session& s) {
   store_->submit({store_ops::put_session{std::move(rec)}});
 }
 
+// One queue entry of message `seq` is gone; with the last one the stored message goes too
+// (appended to `ops`). refs_mutex_ is held.
+void router::release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops) {
+  auto it = refs_.find(seq);
+  if (it == refs_.end() || --it->second > 0) return;
+  refs_.erase(it);
+  ops.push_back(store_ops::drop_message{seq});
+}
+
+void router::unsubscribe_all_locked(session& s) {
+  for (auto& [filter, qos] : s.subscriptions)
+    index_.remove(filter, &s);
+  s.subscriptions.clear();
+}
+
 void router::drop_session_locked(session& s) {
   if (!store_ || !s.persistent()) return;
   std::vector<message_ptr> held;
@@ -80,14 +95,10 @@ void router::drop_session_locked(session& s) {
     s.window_.all(held);
   }
   std::vector<store_op> ops{store_ops::drop_session{s.client_id()}};  // and its queue
-  std::lock_guard lock(refs_mutex_);
-  for (const auto& m : held) {
-    auto it = refs_.find(m->seq);
-    if (it == refs_.end()) continue;
-    if (--it->second == 0) {
-      refs_.erase(it);
-      ops.push_back(store_ops::drop_message{m->seq});
-    }
+  {
+    std::lock_guard lock(refs_mutex_);
+    for (const auto& m : held)
+      release_ref_locked(m->seq, ops);
   }
   store_->submit(std::move(ops));
 }
@@ -97,10 +108,7 @@ void router::forget(const session& s, std::uint64_t seq) {
   std::vector<store_op> ops{store_ops::dequeue{s.client_id(), seq}};
   {
     std::lock_guard lock(refs_mutex_);
-    if (auto it = refs_.find(seq); it != refs_.end() && --it->second == 0) {
-      refs_.erase(it);
-      ops.push_back(store_ops::drop_message{seq});
-    }
+    release_ref_locked(seq, ops);
   }
   store_->submit(std::move(ops));
 }
@@ -144,11 +152,14 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     std::lock_guard slock(sit->second->mutex_);
     sit->second->window_.offer(mit->second, now, &dropped);  // resent (dup) on resume
     ++refs_[q.message_id];
+    probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
     for (const auto& d : dropped) {  // the limits are lower than when it was queued
       cleanup.push_back(store_ops::dequeue{q.client_id, d->seq});
-      if (auto it = refs_.find(d->seq); it != refs_.end() && --it->second == 0) refs_.erase(it);
+      release_ref_locked(d->seq, cleanup);
     }
   }
+  // Stored messages in no queue (written just before a crash, or released above: dropping
+  // one twice is harmless).
   for (const auto& [id, m] : messages)
     if (!refs_.contains(id)) cleanup.push_back(store_ops::drop_message{id});
   if (store_ && !cleanup.empty()) store_->submit(std::move(cleanup));
@@ -165,29 +176,33 @@ bool router::detach(session& s) {
     return true;  // stays registered and subscribed, offline
   }
   if (registered) sessions_.erase(it);
-  for (auto& [filter, qos] : s.subscriptions)
-    index_.remove(filter, &s);
-  s.subscriptions.clear();
+  unsubscribe_all_locked(s);
   return registered;
 }
 
 std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
+  auto expired = [now_ms](const session& s) {
+    return s.persistent() && !s.sink_ && s.disconnected_ms &&
+           s.disconnected_ms + s.options().expiry_s * 1000 <= now_ms;
+  };
   std::vector<std::string> gone;
-  std::unique_lock lock(mutex_);
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    session& s = *it->second;
-    if (s.persistent() && !s.sink_ && s.disconnected_ms &&
-        s.disconnected_ms + s.options().expiry_s * 1000 <= now_ms) {
-      for (auto& [filter, qos] : s.subscriptions)
-        index_.remove(filter, &s);
-      s.subscriptions.clear();
-      drop_session_locked(s);
-      gone.push_back(s.client_id());
-      it = sessions_.erase(it);
-    } else {
-      ++it;
-    }
+  {
+    // Looked for under the shared lock: the common case (nothing expired) never stops
+    // publishers.
+    std::shared_lock lock(mutex_);
+    for (const auto& [id, s] : sessions_)
+      if (expired(*s)) gone.push_back(id);
   }
+  if (gone.empty()) return gone;
+  std::unique_lock lock(mutex_);
+  std::erase_if(gone, [&](const std::string& id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || !expired(*it->second)) return true;  // resumed meanwhile
+    unsubscribe_all_locked(*it->second);
+    drop_session_locked(*it->second);
+    sessions_.erase(it);
+    return false;
+  });
   return gone;
 }
 
@@ -333,20 +348,17 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
   // submitted before any delivery, so that whatever a delivery takes out of a window
   // (acknowledged, dropped) reaches the store after the entry it takes out.
   if (msg->qos > 0 && store_) {
-    thread_local std::vector<store_op> ops;
-    ops.clear();
-    for (const auto& m : matches)
-      if (m.qos > 0 && m.who->persistent())
-        ops.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
-    if (!ops.empty()) {
+    std::vector<store_op> batch;
+    for (const auto& m : matches) {
+      if (m.qos == 0 || !m.who->persistent()) continue;
+      if (batch.empty()) batch.push_back(store_ops::put_message{{msg->seq, msg}});
+      batch.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
+    }
+    if (!batch.empty()) {
       {
         std::lock_guard lock(refs_mutex_);
-        refs_[msg->seq] += static_cast<std::uint32_t>(ops.size());
+        refs_[msg->seq] += static_cast<std::uint32_t>(batch.size() - 1);
       }
-      std::vector<store_op> batch;
-      batch.reserve(ops.size() + 1);
-      batch.push_back(store_ops::put_message{{msg->seq, msg}});
-      batch.insert(batch.end(), ops.begin(), ops.end());
       if (on_durable) {
         store_->submit(std::move(batch), std::move(*on_durable));
         if (pending) *pending = true;
@@ -384,6 +396,7 @@ void router::offer_offline(session& s, const message_ptr& msg, std::int64_t now_
   std::vector<message_ptr> dropped;
   s.window_.offer(msg, now_ms, &dropped);  // not sent: resent, flagged dup, when it is back
   lock.unlock();
+  probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
   for (const auto& d : dropped)
     forget(s, d->seq);
 }

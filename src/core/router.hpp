@@ -58,6 +58,8 @@ struct router_probe {
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> deliveries{0};
   std::atomic<std::uint64_t> takeovers{0};
+  // QoS 1 deliveries dropped from a full client queue (limits.max_queued, max_queued_bytes).
+  std::atomic<std::uint64_t> qos1_dropped{0};
 };
 
 class store_writer;
@@ -144,6 +146,8 @@ class router {
                            bool* pending = nullptr);
   void save_session_locked(const session& s);
   void drop_session_locked(session& s);
+  void unsubscribe_all_locked(session& s);
+  void release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops);
   bool retain_locked(const message_ptr& msg);
   void offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms);
 

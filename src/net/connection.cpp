@@ -195,7 +195,7 @@ void connection::on_request() {
         .integer("dropped",
                  static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
         .integer("qos1_dropped", static_cast<std::int64_t>(
-                                     server_.probe.qos1_dropped.load(std::memory_order_relaxed)))
+                                     router.probe.qos1_dropped.load(std::memory_order_relaxed)))
         .integer("frames_out", static_cast<std::int64_t>(
                                    server_.probe.frames_out.load(std::memory_order_relaxed)))
         .integer("writes",
@@ -523,10 +523,7 @@ void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
     return;
   }
   if (qos > 0) {
-    const auto before = adapter_->qos1_dropped();
     adapter_->deliver_qos1(msg, common::steady_ms());
-    if (auto n = adapter_->qos1_dropped() - before)
-      server_.probe.qos1_dropped.fetch_add(n, std::memory_order_relaxed);
     return;
   }
   const std::string& bytes = adapter_->frame_for(*msg);

@@ -48,8 +48,7 @@ struct server_probe {
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::uint64_t> rejected{0};  // over a connection limit
   std::atomic<std::int64_t> open{0};
-  std::atomic<std::uint64_t> dropped{0};       // QoS-0 messages dropped for slow consumers
-  std::atomic<std::uint64_t> qos1_dropped{0};  // QoS-1 deliveries over limits.max_queued
+  std::atomic<std::uint64_t> dropped{0};  // QoS-0 messages dropped for slow consumers
   std::atomic<std::uint64_t> slow_consumer_closes{0};
   std::atomic<std::uint64_t> read_pauses{0};  // backpressure on clients that do not read
   std::atomic<std::uint64_t> frames_in{0};

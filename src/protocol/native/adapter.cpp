@@ -197,10 +197,6 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
   m->payload = pub->payload;
   m->format = core::payload_format::binary;
   m->msgid = pub->msgid.empty() ? core::make_msgid() : std::string(pub->msgid);
-  if (pub->qos == 1) {
-    m->qos = 1;
-    m->seq = ctx_.router.next_seq();
-  }
   if (pub->qos == 0) {
     route(m, {}, {}, pub->retain);
     return;
@@ -328,7 +324,7 @@ void adapter::on_subscribe(const subscribe_request& r) {
                  retained.end());
   const auto now = common::now_ms();
   for (const auto& m : retained)
-    if (m->expires_ms == 0 || m->expires_ms > now) link_.send_frame(std::string(frame_for(*m)));
+    if (!m->expired_at(now)) link_.send_frame(std::string(frame_for(*m)));
 }
 
 void adapter::on_publish(const publish_request& r) {
@@ -338,10 +334,6 @@ void adapter::on_publish(const publish_request& r) {
   m->tag = r.tag;
   m->payload = r.payload;
   m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
-  if (r.qos == 1) {
-    m->qos = 1;
-    m->seq = ctx_.router.next_seq();
-  }
   if (r.expiry_s > 0) m->expires_ms = common::now_ms() + r.expiry_s * 1000;
   if (r.qos == 0) {
     route(m, r.to, r.id, r.retain);
@@ -354,6 +346,8 @@ void adapter::on_publish(const publish_request& r) {
 // once the store has it on disk (the store thread's completion comes back here).
 void adapter::publish_qos1(const std::shared_ptr<core::message>& m, std::string_view to,
                            std::string_view id, bool retain) {
+  m->qos = 1;
+  m->seq = ctx_.router.next_seq();
   std::string ack;
   encode_publish_ack(ack, m->msgid, id);
   bool pending = false;
@@ -462,8 +456,15 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
 
 // Past its own expiry, or waiting longer than limits.max_queued_age_s.
 bool adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
-  return (m.expires_ms && m.expires_ms <= wall_ms) ||
+  return m.expired_at(wall_ms) ||
          (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms);
+}
+
+// Takes a message that will never be delivered out of the window (and the store).
+// The session's lock is held.
+void adapter::discard(std::uint64_t seq, std::int64_t now_ms) {
+  session_->window().ack(seq, now_ms);
+  ctx_.router.forget(*session_, seq);
 }
 
 void adapter::late_delivery(const core::message_ptr& m) {
@@ -476,6 +477,7 @@ void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
   std::vector<core::message_ptr> dropped;
   if (session_->window().offer(m, now_ms, &dropped)) link_.send_shared(m, frame_for(*m, 1));
   lock.unlock();
+  ctx_.router.probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
   for (const auto& d : dropped)
     ctx_.router.forget(*session_, d->seq);
 }
@@ -500,10 +502,9 @@ void adapter::send_window_ready(std::int64_t now_ms) {
     window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
-      if (too_old(*e.msg, wall)) {
-        window.ack(e.msg->seq, now_ms);
-        ctx_.router.forget(*session_, e.msg->seq);
-      } else
+      if (too_old(*e.msg, wall))
+        discard(e.msg->seq, now_ms);
+      else
         link_.send_shared(e.msg, frame_for(*e.msg, 1));
     }
   }
@@ -515,8 +516,7 @@ void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::
   const auto wall = common::now_ms();
   for (const auto& e : due) {
     if (too_old(*e.msg, wall)) {  // expired: never delivered again
-      session_->window().ack(e.msg->seq, now_ms);
-      ctx_.router.forget(*session_, e.msg->seq);
+      discard(e.msg->seq, now_ms);
       continue;
     }
     std::string frame;
@@ -542,12 +542,6 @@ std::optional<std::int64_t> adapter::next_due() const {
   if (!session_) return std::nullopt;
   auto lock = session_->lock();
   return session_->window().next_due(ctx_.retry_ms);
-}
-
-std::uint64_t adapter::qos1_dropped() const {
-  if (!session_) return 0;
-  auto lock = session_->lock();
-  return session_->window().dropped();
 }
 
 }  // namespace wsagent::protocol::native

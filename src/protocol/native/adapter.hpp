@@ -98,11 +98,10 @@ class adapter final : private request_handler {
   // session it was for (a clean one is gone, and so is the message).
   void late_delivery(const core::message_ptr& m);
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
+  void discard(std::uint64_t seq, std::int64_t now_ms);
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
   void on_timer(std::int64_t now_ms);
   std::optional<std::int64_t> next_due() const;
-  // QoS 1 deliveries dropped because this client's waiting queue was full.
-  std::uint64_t qos1_dropped() const;
 
  private:
   void on_auth(const auth_request& r) override;
