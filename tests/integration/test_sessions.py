@@ -262,3 +262,26 @@ def test_messages_older_than_the_age_limit_are_not_delivered_on_resume(agent_fac
         await nothing_for(back, 0.3)
         await close_all()
     run(go())
+
+
+def test_an_offline_sessions_full_queue_drops_its_oldest_and_counts_them(agent_factory):
+    agent = agent_factory(args=["--limits.max_inflight", "1", "--limits.max_queued", "2"])
+
+    async def go():
+        s, _ = await session(agent, "dev-full")
+        await sub(s, "f/#", qos=1)
+        await drop(s)
+        pub, _ = await session(agent, "pub", persistent=False)
+        for i in range(5):
+            await publish_acked(pub, "f/1", i)
+        assert agent.health()["qos1_dropped"] == 2  # 1 in flight, 2 waiting, 1 and 2 dropped
+        back, _ = await session(agent, "dev-full")
+        got = []
+        for _ in range(3):
+            m = await recv_type(back, "message")
+            got.append(m["payload"])
+            await back.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        assert got == [0, 3, 4]
+        await nothing_for(back, 0.3)
+        await close_all()
+    run(go())
