@@ -16,16 +16,19 @@
 #include <utility>
 #include <variant>
 
+#include "core/tag.hpp"
+
 namespace wsagent::app {
 namespace {
 
 // --- the schema: every scalar key, once ---
 
-enum class value_kind { string, integer, boolean };
+enum class value_kind { string, integer, boolean, list };
 
 using string_field = std::string& (*)(config&);
 using int_field = int& (*)(config&);
 using bool_field = bool& (*)(config&);
+using list_field = std::vector<std::string>& (*)(config&);
 // Returns what is wrong with a string value, or "" when it is fine.
 using string_check = std::string (*)(std::string_view);
 
@@ -36,10 +39,11 @@ struct key_spec {
   string_field str = nullptr;
   int_field num = nullptr;
   bool_field flag = nullptr;
+  list_field list = nullptr;
   std::int64_t min = 0;  // integers
   std::int64_t max = 0;
   std::vector<std::string_view> choices;  // strings: the allowed values (empty: any)
-  string_check check = nullptr;           // strings: further validation
+  string_check check = nullptr;           // strings, list items: further validation
   std::string_view type_name;             // for --help
 };
 
@@ -87,6 +91,29 @@ key_spec bool_key(std::string_view name, bool_field field, std::string_view doc)
   k.flag = field;
   k.type_name = "BOOL";
   return k;
+}
+
+// A list of strings: an array in TOML; comma-separated in the environment and on the
+// command line.
+key_spec list_key(std::string_view name, list_field field, std::string_view doc, string_check check,
+                  std::string_view type_name) {
+  key_spec k;
+  k.name = name;
+  k.kind = value_kind::list;
+  k.doc = doc;
+  k.list = field;
+  k.check = check;
+  k.type_name = type_name;
+  return k;
+}
+
+std::string check_filter(std::string_view filter) {
+  for (char c : filter)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "'" + std::string(filter) + "' contains a control character";
+  if (auto e = core::validate_filter(filter, core::tag_limits{}); e != core::tag_error::none)
+    return std::string(core::to_string(e)) + ": '" + std::string(filter) + "'";
+  return {};
 }
 
 constexpr std::int64_t max_count = 1'000'000;
@@ -175,6 +202,22 @@ const std::vector<key_spec>& schema() {
       int_key(
           "delivery.retry_ms", [](config& c) -> int& { return c.delivery.retry_ms; },
           "a QoS 1 delivery unacknowledged this long is sent again, flagged dup (ms)", 100, max_ms),
+      // [history]
+      list_key(
+          "history.tags", [](config& c) -> std::vector<std::string>& { return c.history.tags; },
+          "tag filters whose tags keep a history with offsets, for recovery with since / "
+          "since_ms (comma-separated outside a file)",
+          check_filter, "FILTERS"),
+      int_key(
+          "history.max_count", [](config& c) -> int& { return c.history.max_count; },
+          "messages kept per history tag", 1, max_count),
+      int_key(
+          "history.max_age_s", [](config& c) -> int& { return c.history.max_age_s; },
+          "history entries older than this are dropped (seconds); 0 = no limit", 0,
+          365 * 24 * 3600),
+      int_key(
+          "history.max_tags", [](config& c) -> int& { return c.history.max_tags; },
+          "tags with a history; a message to a new tag past it is not kept", 1, max_count),
       // [heartbeat]
       int_key(
           "heartbeat.ping_interval_ms",
@@ -259,13 +302,19 @@ std::string default_text(const key_spec& k) {
       return std::to_string(k.num(defaults));
     case value_kind::boolean:
       return k.flag(defaults) ? "true" : "false";
+    case value_kind::list: {
+      std::string out = "[";
+      for (const auto& item : k.list(defaults))
+        out += (out.size() > 1 ? ", \"" : "\"") + item + "\"";
+      return out + "]";
+    }
   }
   return {};
 }
 
 // --- values ---
 
-using scalar = std::variant<std::string, std::int64_t, bool>;
+using scalar = std::variant<std::string, std::int64_t, bool, std::vector<std::string>>;
 
 std::string in_quotes(std::string_view s) {
   return "'" + std::string(s) + "'";
@@ -356,6 +405,21 @@ bool parse_text(const key_spec& k, std::string_view text, scalar& out, std::stri
       problem = "expected true/false (or 1/0, yes/no, on/off), got " + in_quotes(text);
       return false;
     }
+    case value_kind::list: {
+      std::vector<std::string> items;
+      while (!text.empty()) {
+        auto comma = text.find(',');
+        std::string_view item = text.substr(0, comma);
+        while (!item.empty() && item.front() == ' ')
+          item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ')
+          item.remove_suffix(1);
+        if (!item.empty()) items.emplace_back(item);
+        text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+      }
+      out = std::move(items);
+      return true;
+    }
   }
   return false;
 }
@@ -409,6 +473,24 @@ bool parse_node(const key_spec& k, const toml::node& n, scalar& out, std::string
       }
       problem = "expected true or false, got " + type_of(n);
       return false;
+    case value_kind::list: {
+      std::vector<std::string> items;
+      auto* array = n.as_array();
+      if (!array) {
+        problem = "expected an array of strings, got " + type_of(n);
+        return false;
+      }
+      for (const auto& element : *array) {
+        auto* item = element.as_string();
+        if (!item) {
+          problem = "expected an array of strings, got " + type_of(element) + " in it";
+          return false;
+        }
+        items.push_back(item->get());
+      }
+      out = std::move(items);
+      return true;
+    }
   }
   return false;
 }
@@ -435,6 +517,13 @@ std::string store(const key_spec& k, const scalar& v, config& c) {
     case value_kind::boolean:
       k.flag(c) = std::get<bool>(v);
       return {};
+    case value_kind::list: {
+      const auto& items = std::get<std::vector<std::string>>(v);
+      for (const auto& item : items)
+        if (auto problem = k.check(item); !problem.empty()) return problem;
+      k.list(c) = items;
+      return {};
+    }
   }
   return {};
 }

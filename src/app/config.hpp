@@ -71,6 +71,13 @@ struct config {
     int retry_ms = 20000;  // resend an unacknowledged QoS 1 delivery after this long
   } delivery;
 
+  struct history_section {
+    std::vector<std::string> tags;  // filters of the tags that keep a history
+    int max_count = 1000;           // per tag
+    int max_age_s = 0;              // 0 = no limit
+    int max_tags = 10000;
+  } history;
+
   struct heartbeat_section {
     int ping_interval_ms = 20000;
     int idle_timeout_ms = 60000;

@@ -159,12 +159,20 @@ int serve(const config& cfg, const std::string& config_path) {
   rl.tags.max_depth = cfg.limits.max_tag_depth;
   rl.max_subscriptions = cfg.limits.max_subscriptions;
   rl.max_retained = static_cast<std::size_t>(cfg.limits.max_retained);
+  rl.history.filters = cfg.history.tags;
+  rl.history.max_count = static_cast<std::size_t>(cfg.history.max_count);
+  rl.history.max_age_ms = std::int64_t{cfg.history.max_age_s} * 1000;
+  rl.history.max_tags = static_cast<std::size_t>(cfg.history.max_tags);
   core::router router(rl);
   router.set_store(&writer);
   router.restore_retained(restored.retained);
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
                           static_cast<std::size_t>(cfg.limits.max_queued),
                           static_cast<std::size_t>(cfg.limits.max_queued_bytes));
+  if (!cfg.history.tags.empty()) {
+    const auto h = router.history_count();
+    spdlog::info("history: {} tag(s), {} message(s) kept", h.tags, h.entries);
+  }
   if (!restored.sessions.empty())
     spdlog::info("store: {} persistent session(s), {} queued message(s)", restored.sessions.size(),
                  restored.queue.size());
@@ -207,13 +215,16 @@ int serve(const config& cfg, const std::string& config_path) {
   spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
                shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
 
-  // Offline persistent sessions past their expiry are dropped, checked every second.
+  // Offline persistent sessions past their expiry, and history entries past
+  // history.max_age_s, are dropped, checked every second.
   boost::asio::steady_timer expiry_timer(srv.main_context());
   std::function<void(boost::system::error_code)> on_expiry_tick;
   on_expiry_tick = [&](boost::system::error_code ec) {
     if (ec) return;
-    for (const auto& id : router.expire_sessions(common::now_ms()))
+    const auto now = common::now_ms();
+    for (const auto& id : router.expire_sessions(now))
       spdlog::debug("session {} expired", id);
+    router.trim_history(now);
     expiry_timer.expires_after(std::chrono::seconds(1));
     expiry_timer.async_wait(on_expiry_tick);
   };

@@ -45,6 +45,9 @@ class message {
   std::uint8_t qos = 0;         // as published (0, 1 or 2)
   std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
   std::uint64_t seq = 0;        // QoS >= 1: agent-wide number, what subscribers acknowledge
+  // Tag history (core/history.hpp): the message's number on its tag, set before it is
+  // routed; 0: its tag keeps no history.
+  std::uint64_t offset = 0;
 
   // Past its expiry at wall time `now_ms` (never, without one).
   bool expired_at(std::int64_t now_ms) const noexcept { return expires_ms && expires_ms <= now_ms; }

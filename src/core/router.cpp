@@ -158,8 +158,9 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
       release_ref_locked(d->seq, cleanup);
     }
   }
-  // Stored messages in no queue (written just before a crash, or released above: dropping
-  // one twice is harmless).
+  restore_history(snap, messages, cleanup);
+  // Stored messages in no queue or history (written just before a crash, or released above:
+  // dropping one twice is harmless).
   for (const auto& [id, m] : messages)
     if (!refs_.contains(id)) cleanup.push_back(store_ops::drop_message{id});
   if (store_ && !cleanup.empty()) store_->submit(std::move(cleanup));
@@ -214,31 +215,53 @@ void router::restore_retained(const std::vector<message_ptr>& retained) {
 }
 
 route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos,
-                               std::vector<message_ptr>* retained) {
+                               std::vector<message_ptr>* retained, const recovery_request* request,
+                               recovery_result* recovery) {
+  return subscribe(s, std::span<const std::string_view>(&filter, 1), qos, retained, request,
+                   recovery);
+}
+
+route_result router::subscribe(session& s, std::span<const std::string_view> filters,
+                               std::uint8_t qos, std::vector<message_ptr>* retained,
+                               const recovery_request* request, recovery_result* recovery) {
   route_result r;
-  if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
-    r.error = route_error::invalid_tag;
-    r.tag = e;
-    return r;
-  }
-  if (!s.rights().can_subscribe(filter)) {
-    r.error = route_error::forbidden;
-    return r;
-  }
-  std::unique_lock lock(mutex_);
-  auto it = s.subscriptions.find(filter);
-  if (it == s.subscriptions.end()) {
-    if (s.subscriptions.size() >= static_cast<std::size_t>(limits_.max_subscriptions)) {
-      r.error = route_error::too_many_subscriptions;
+  for (auto filter : filters) {
+    if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
+      r.error = route_error::invalid_tag;
+      r.tag = e;
       return r;
     }
-    s.subscriptions.emplace(std::string(filter), qos);
-  } else {
-    it->second = qos;
+    if (!s.rights().can_subscribe(filter)) {
+      r.error = route_error::forbidden;
+      return r;
+    }
   }
-  index_.add(filter, &s, qos);
+  std::unique_lock lock(mutex_);
+  std::size_t fresh = 0;
+  for (auto filter : filters)
+    if (!s.subscriptions.contains(filter)) ++fresh;
+  if (s.subscriptions.size() + fresh > static_cast<std::size_t>(limits_.max_subscriptions)) {
+    r.error = route_error::too_many_subscriptions;
+    return r;
+  }
+  for (auto filter : filters) {
+    if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end())
+      it->second = qos;
+    else
+      s.subscriptions.emplace(std::string(filter), qos);
+    index_.add(filter, &s, qos);
+  }
   save_session_locked(s);
-  if (retained) retained_.match(filter, *retained);  // no publisher holds mutex_ now
+  // No publisher holds mutex_ now: what is retained or in a history is exactly what was
+  // published before the subscriptions, and everything after reaches them live.
+  for (auto filter : filters)
+    if (retained) retained_.match(filter, *retained);
+  if (request && recovery && request->wanted()) {
+    std::lock_guard hlock(history_mutex_);
+    const auto now = common::now_ms();
+    for (auto filter : filters)
+      history_.recover(filter, *request, now, *recovery);
+  }
   return r;
 }
 
@@ -271,11 +294,13 @@ route_result router::publish(const session& from, const message_ptr& msg, std::s
     return r;
   }
   std::shared_lock lock(mutex_);
-  if (retain && !retain_locked(msg)) {
+  std::shared_ptr<message> kept;  // the retained copy
+  if (retain && !retain_locked(msg, &kept)) {
     r.error = route_error::too_many_retained;
     return r;
   }
-  r.delivered = route_locked(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable);
+  r.delivered =
+      route_recorded(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable, kept.get());
   if (retain && store_ && on_durable && !r.pending_durable) {
     // A retained QoS 1 publish is acknowledged once its retained copy is on disk: the
     // writer runs this once everything submitted before it (the put_retained) is durable.
@@ -291,7 +316,7 @@ static bool clears_retained(const message& m) {
          (m.format == payload_format::json && (m.payload == "\"\"" || m.payload == "null"));
 }
 
-bool router::retain_locked(const message_ptr& msg) {
+bool router::retain_locked(const message_ptr& msg, std::shared_ptr<message>* copy) {
   std::lock_guard lock(retained_mutex_);
   // The store is told under the same lock, so it sees a tag's changes in the order the
   // tree does.
@@ -311,17 +336,107 @@ bool router::retain_locked(const message_ptr& msg) {
   kept->expires_ms = msg->expires_ms;
   kept->retain = true;
   if (!retained_.set(kept, limits_.max_retained)) return false;
+  if (copy) *copy = kept;
   if (store_) store_->submit({store_ops::put_retained{std::move(kept)}});
   return true;
 }
 
 std::size_t router::publish_internal(const message_ptr& msg) {
   std::shared_lock lock(mutex_);
-  return route_locked(msg, {});
+  return route_recorded(msg, {}, nullptr, nullptr);
+}
+
+std::size_t router::route_recorded(const message_ptr& msg, std::string_view to,
+                                   std::function<void(bool)>* on_durable, bool* pending,
+                                   message* retained_copy) {
+  if (!history_.enabled() || !history_.covers(msg->tag))
+    return route_locked(msg, to, on_durable, pending);
+  // Numbered and routed under the tag's stripe: subscribers get the tag's messages in
+  // offset order, and a trim never overtakes the write of what it trims.
+  std::lock_guard order(order_[std::hash<std::string_view>{}(msg->tag) % order_.size()]);
+  const_cast<message&>(*msg).seq = next_seq();  // in offset order; its id in the store
+  history::trimmed trimmed;
+  {
+    std::lock_guard lock(history_mutex_);
+    if (!history_.append(msg, common::now_ms(), trimmed))
+      return route_locked(msg, to, on_durable, pending);  // past history.max_tags
+  }
+  // Subscribers read retained messages under mutex_ exclusive: none can see it yet.
+  if (retained_copy) retained_copy->offset = msg->offset;
+  if (!store_) return route_locked(msg, to, on_durable, pending);
+  std::vector<store_op> ops{store_ops::put_message{{msg->seq, msg}},
+                            store_ops::append_history{{msg->tag, msg->offset, msg->seq}}};
+  if (!trimmed.evicted.empty())
+    ops.push_back(store_ops::trim_history{std::move(trimmed.evicted), UINT64_MAX});
+  {
+    std::lock_guard lock(refs_mutex_);
+    ++refs_[msg->seq];
+    if (!trimmed.gone.empty()) release_trimmed(msg->tag, trimmed, ops);
+  }
+  return route_locked(msg, to, on_durable, pending, &ops, true);
+}
+
+// A history's entries left (count or age): the store's go too, but the tag's last, which
+// keeps its numbering across a restart. refs_mutex_ is held.
+void router::release_trimmed(const std::string& tag, const history::trimmed& t,
+                             std::vector<store_op>& ops) {
+  ops.push_back(store_ops::trim_history{tag, t.below});
+  for (const auto& m : t.gone)
+    release_ref_locked(m->seq, ops);
+}
+
+void router::trim_history(std::int64_t now_ms) {
+  if (!history_.enabled() || !history_.config().max_age_ms) return;
+  std::vector<std::pair<std::string, history::trimmed>> all;
+  {
+    std::lock_guard lock(history_mutex_);
+    history_.trim_all(
+        now_ms, [&](history::trimmed& t) { all.emplace_back(std::string(t.tag), std::move(t)); });
+  }
+  if (!store_ || all.empty()) return;
+  std::vector<store_op> ops;
+  {
+    std::lock_guard lock(refs_mutex_);
+    for (const auto& [tag, t] : all)
+      release_trimmed(tag, t, ops);
+  }
+  store_->submit(std::move(ops));
+}
+
+router::history_stats router::history_count() const {
+  std::lock_guard lock(history_mutex_);
+  return {history_.tag_count(), history_.entry_count(), history_.refused()};
+}
+
+// Start-up: the tags' histories from the store, with the limits as they are now; a tag no
+// filter covers any more is dropped. refs_mutex_ is held.
+void router::restore_history(const store_snapshot& snap,
+                             const std::unordered_map<std::uint64_t, message_ptr>& messages,
+                             std::vector<store_op>& cleanup) {
+  std::lock_guard lock(history_mutex_);
+  const std::string* dropped = nullptr;
+  for (const auto& e : snap.history) {
+    if (!history_.covers(e.tag)) {
+      if (!dropped || *dropped != e.tag)
+        cleanup.push_back(store_ops::trim_history{e.tag, UINT64_MAX});
+      dropped = &e.tag;
+      continue;
+    }
+    auto it = messages.find(e.message_id);
+    history_.restore(e.tag, e.offset, it == messages.end() ? nullptr : it->second);
+  }
+  const auto now = common::now_ms();
+  history_.restored(now);
+  // Trimmed before its references are counted: the clean-up drops the messages.
+  history_.trim_all(now, [&](history::trimmed& t) {
+    cleanup.push_back(store_ops::trim_history{std::string(t.tag), t.below});
+  });
+  history_.for_each_entry([&](const message_ptr& m) { ++refs_[m->seq]; });
 }
 
 std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
-                                 std::function<void(bool)>* on_durable, bool* pending) {
+                                 std::function<void(bool)>* on_durable, bool* pending,
+                                 std::vector<store_op>* ops, bool stored) {
   thread_local std::vector<subscriber> matches;
   matches.clear();
   std::size_t lists = index_.match(msg->tag, matches);
@@ -347,18 +462,24 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
   // Persistent recipients of a QoS 1 message: one stored copy and one queue entry each,
   // submitted before any delivery, so that whatever a delivery takes out of a window
   // (acknowledged, dropped) reaches the store after the entry it takes out.
-  if (msg->qos > 0 && store_) {
+  if (store_) {
     std::vector<store_op> batch;
-    for (const auto& m : matches) {
-      if (m.qos == 0 || !m.who->persistent()) continue;
-      if (batch.empty()) batch.push_back(store_ops::put_message{{msg->seq, msg}});
-      batch.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
+    if (ops) batch = std::move(*ops);
+    std::uint32_t entries = 0;
+    if (msg->qos > 0) {
+      for (const auto& m : matches) {
+        if (m.qos == 0 || !m.who->persistent()) continue;
+        if (!stored) batch.push_back(store_ops::put_message{{msg->seq, msg}});
+        stored = true;
+        batch.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
+        ++entries;
+      }
+    }
+    if (entries) {
+      std::lock_guard lock(refs_mutex_);
+      refs_[msg->seq] += entries;
     }
     if (!batch.empty()) {
-      {
-        std::lock_guard lock(refs_mutex_);
-        refs_[msg->seq] += static_cast<std::uint32_t>(batch.size() - 1);
-      }
       if (on_durable) {
         store_->submit(std::move(batch), std::move(*on_durable));
         if (pending) *pending = true;

@@ -9,17 +9,20 @@
 // exclusive), so they must only hand work to another thread and return: they may not call back into
 // the router.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "core/history.hpp"
 #include "core/message.hpp"
 #include "core/retained.hpp"
 #include "core/session.hpp"
@@ -51,6 +54,7 @@ struct router_limits {
   tag_limits tags;
   int max_subscriptions = 1000;
   std::size_t max_retained = 100000;
+  history_config history;
 };
 
 // Counters read by the metrics page; relaxed atomics, written by any thread.
@@ -66,7 +70,7 @@ class store_writer;
 
 class router {
  public:
-  explicit router(router_limits limits) : limits_(limits) {}
+  explicit router(router_limits limits) : limits_(limits), history_(limits_.history) {}
 
   // Retained changes are written through `w` (may be null: kept in memory only). Set once,
   // before serving.
@@ -96,8 +100,19 @@ class router {
   // Subscribes and, when `retained` is given, appends the retained messages `filter`
   // matches (each flagged retain), taken in the same critical section as the subscription:
   // a retained publish racing with it reaches the subscriber once, as retained or live.
+  // With `recovery` (and a wanted request), appends to it the tag history the request asks
+  // for, taken in that critical section too: the history then the live stream, with no gap
+  // and no duplicate. (The adapter leaves out the retained messages of recovery->covered.)
   route_result subscribe(session& s, std::string_view filter, std::uint8_t qos,
-                         std::vector<message_ptr>* retained = nullptr);
+                         std::vector<message_ptr>* retained = nullptr,
+                         const recovery_request* request = nullptr,
+                         recovery_result* recovery = nullptr);
+  // Several filters in one critical section (all or none: the first problem is returned):
+  // a tag two of them match is recovered once, not once live and once from history.
+  route_result subscribe(session& s, std::span<const std::string_view> filters, std::uint8_t qos,
+                         std::vector<message_ptr>* retained = nullptr,
+                         const recovery_request* request = nullptr,
+                         recovery_result* recovery = nullptr);
   route_result unsubscribe(session& s, std::string_view filter);
 
   // Routes `msg` to every session with a matching subscription, each at most once, and to
@@ -121,6 +136,9 @@ class router {
   void restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
                         std::size_t max_queued, std::size_t max_queued_bytes = 0);
 
+  // Drops tag history entries past history.max_age (a sweep, every second).
+  void trim_history(std::int64_t now_ms);
+
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 
@@ -137,18 +155,35 @@ class router {
   std::size_t session_count() const;
   std::size_t subscription_count() const;
   std::size_t retained_count() const;
+  struct history_stats {
+    std::size_t tags = 0, entries = 0;
+    std::uint64_t refused = 0;  // messages to new tags past history.max_tags
+  };
+  history_stats history_count() const;
 
   router_probe probe;
 
  private:
+  // `ops`: store operations that go in the same batch as the message's own (they may
+  // have stored it already: `stored`).
   std::size_t route_locked(const message_ptr& msg, std::string_view to,
-                           std::function<void(bool)>* on_durable = nullptr,
-                           bool* pending = nullptr);
+                           std::function<void(bool)>* on_durable = nullptr, bool* pending = nullptr,
+                           std::vector<store_op>* ops = nullptr, bool stored = false);
+  // publish() and publish_internal() past the checks, under mutex_ shared.
+  std::size_t route_recorded(const message_ptr& msg, std::string_view to,
+                             std::function<void(bool)>* on_durable, bool* pending,
+                             message* retained_copy = nullptr);
+  void release_trimmed(const std::string& tag, const history::trimmed& t,
+                       std::vector<store_op>& ops);
+  void restore_history(const store_snapshot& snap,
+                       const std::unordered_map<std::uint64_t, message_ptr>& messages,
+                       std::vector<store_op>& cleanup);
   void save_session_locked(const session& s);
   void drop_session_locked(session& s);
   void unsubscribe_all_locked(session& s);
   void release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops);
-  bool retain_locked(const message_ptr& msg);
+  // `copy` receives the retained copy (for its offset, given after).
+  bool retain_locked(const message_ptr& msg, std::shared_ptr<message>* copy);
   void offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms);
 
   router_limits limits_;
@@ -165,6 +200,13 @@ class router {
   mutable std::mutex retained_mutex_;
   retained_tree retained_;
   std::unordered_map<std::string, std::shared_ptr<session>, string_hash, std::equal_to<>> sessions_;
+  // Tag history. A message to a history tag is numbered, recorded and routed under its
+  // tag's order_ stripe, so that every subscriber gets a tag's messages in offset order;
+  // history_mutex_ (taken briefly, inside a stripe or under mutex_ exclusive) guards the
+  // entries themselves.
+  mutable std::mutex history_mutex_;
+  history history_;
+  std::array<std::mutex, 16> order_;
 };
 
 const char* to_string(route_error e) noexcept;

@@ -184,6 +184,7 @@ void connection::on_request() {
     if (req.method() != http::verb::get && req.method() != http::verb::head)
       return http_reply(405, "method not allowed\n");
     auto& router = server_.adapter_ctx().router;
+    const auto history = router.history_count();
     std::string body;
     common::json_writer(body)
         .begin_object()
@@ -196,6 +197,9 @@ void connection::on_request() {
                  static_cast<std::int64_t>(server_.probe.dropped.load(std::memory_order_relaxed)))
         .integer("qos1_dropped", static_cast<std::int64_t>(
                                      router.probe.qos1_dropped.load(std::memory_order_relaxed)))
+        .integer("history_tags", static_cast<std::int64_t>(history.tags))
+        .integer("history_messages", static_cast<std::int64_t>(history.entries))
+        .integer("history_refused", static_cast<std::int64_t>(history.refused))
         .integer("frames_out", static_cast<std::int64_t>(
                                    server_.probe.frames_out.load(std::memory_order_relaxed)))
         .integer("writes",

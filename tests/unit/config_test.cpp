@@ -545,12 +545,27 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 32u);
-  for (const char* k : {"server.listen", "server.threads", "limits.max_connections",
-                        "limits.max_batch", "limits.max_retained", "limits.max_inflight",
-                        "limits.max_queued", "limits.max_queued_bytes", "limits.max_queued_age_s",
-                        "delivery.retry_ms", "heartbeat.ping_interval_ms", "store.kind",
-                        "store.data_dir", "store.sync", "log.audit_file", "auth.tokens_file"})
+  EXPECT_EQ(keys.size(), 36u);
+  for (const char* k : {"server.listen",
+                        "server.threads",
+                        "limits.max_connections",
+                        "limits.max_batch",
+                        "limits.max_retained",
+                        "limits.max_inflight",
+                        "limits.max_queued",
+                        "limits.max_queued_bytes",
+                        "limits.max_queued_age_s",
+                        "delivery.retry_ms",
+                        "heartbeat.ping_interval_ms",
+                        "store.kind",
+                        "store.data_dir",
+                        "store.sync",
+                        "log.audit_file",
+                        "auth.tokens_file",
+                        "history.tags",
+                        "history.max_count",
+                        "history.max_age_s",
+                        "history.max_tags"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   // Each environment variable reaches its key: setting it to garbage is an error for that key
   // (for auth.tokens_file: the file cannot be read).
@@ -568,6 +583,31 @@ TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   ASSERT_TRUE(r.ok()) << all_errors(r);
   EXPECT_EQ(r.value.log.file, "/tmp/a.log");
   EXPECT_EQ(r.value.log.audit_file, "b.jsonl");
+}
+
+TEST_F(Config, HistoryTagsAreAListOfFilters) {
+  auto r = load_text("[history]\ntags = [\"plant/#\", \"dash/+/kpi\"]\nmax_count = 50\n");
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.value.history.tags, (std::vector<std::string>{"plant/#", "dash/+/kpi"}));
+  EXPECT_EQ(r.value.history.max_count, 50);
+  EXPECT_TRUE(load_config("", nullptr, {}).value.history.tags.empty());  // off by default
+  // Outside a file: comma-separated.
+  const char* env[] = {"WSAGENT_HISTORY_TAGS=a/#, b/+ ,,c", nullptr};
+  r = load_config("", env, {});
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.value.history.tags, (std::vector<std::string>{"a/#", "b/+", "c"}));
+  // A bad filter or a wrong type names the line.
+  r = load_text("[history]\n\ntags = [\"ok/#\", \"a/#/b\"]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_EQ(r.errors[0].key, "history.tags");
+  EXPECT_NE(r.errors[0].message.find("'a/#/b'"), std::string::npos) << r.errors[0].message;
+  r = load_text("[history]\ntags = \"plant/#\"\n");
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);
+  EXPECT_EQ(r.errors[0].message, "expected an array of strings, got a string");
+  r = load_text("[history]\ntags = [\"a\", 3]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << all_errors(r);
+  EXPECT_EQ(r.errors[0].message, "expected an array of strings, got an integer in it");
 }
 
 TEST_F(Config, FlagsOverrideEnvironment) {

@@ -27,6 +27,9 @@ struct recorder : request_handler {
     std::string s = r.unsubscribe ? "unsubscribe" : "subscribe";
     for (auto t : r.tags)
       s += " " + std::string(t);
+    for (const auto& [tag, offset] : r.since)
+      s += " since " + std::string(tag) + "=" + std::to_string(offset);
+    if (r.since_ms >= 0) s += " since_ms=" + std::to_string(r.since_ms);
     log.push_back(s);
   }
   void on_publish(const publish_request& r) override {
@@ -217,6 +220,71 @@ TEST(NativeParse, InvalidUtf8InsideStrings) {
   EXPECT_TRUE(starts_with(log[0], "error bad_request")) << log[0];
 }
 
+TEST(NativeParse, SubscribeWithRecovery) {
+  EXPECT_EQ(one(R"({"type":"subscribe","tags":["a/#"],"since":{"a/b":41,"a/\u0063":0}})"),
+            "subscribe a/# since a/b=41 since a/c=0");
+  EXPECT_EQ(one(R"({"type":"subscribe","tags":["a/#"],"since_ms":1700000000000})"),
+            "subscribe a/# since_ms=1700000000000");
+  for (auto bad : {R"({"type":"subscribe","tags":["a"],"since":{"a":-1}})",
+                   R"({"type":"subscribe","tags":["a"],"since":{"a":"1"}})",
+                   R"({"type":"subscribe","tags":["a"],"since":["a"]})",
+                   R"({"type":"subscribe","tags":["a"],"since_ms":-5})",
+                   R"({"type":"unsubscribe","tags":["a"],"since_ms":5})"})
+    EXPECT_TRUE(starts_with(one(bad), "error bad_request")) << bad;
+  // A device message may carry such a field as data.
+  recorder r;
+  parser p;
+  std::string_view typed = R"({"type":"status","since":{"x":1},"since_ms":3})";
+  p.parse(typed.data(), typed.size(), typed.size(), r, 10);
+  EXPECT_EQ(r.last_members, R"("type":"status","since":{"x":1},"since_ms":3)");
+}
+
+TEST(NativeEncode, HistoryOffsets) {
+  core::message m;
+  m.tag = "a";
+  m.payload = "1";
+  m.from = "d";
+  m.msgid = "m";
+  m.timestamp_ms = 5;
+  m.offset = 42;
+  m.seq = 7;
+  std::string frame;
+  encode_message_frame(m, frame, 1);
+  EXPECT_EQ(
+      frame.substr(2),
+      R"({"type":"message","tag":"a","payload":1,"from":"d","msgid":"m","timestamp":5,"offset":42,"qos":1,"seq":7})");
+  core::message typed;
+  typed.typed = true;
+  typed.payload = R"({"type":"status","tag":"a"})";
+  typed.offset = 3;
+  frame.clear();
+  encode_message_frame(typed, frame);
+  EXPECT_EQ(frame.substr(2), R"({"type":"status","tag":"a","offset":3})");
+  m.format = core::payload_format::binary;
+  frame.clear();
+  encode_binary_message_frame(m, frame, 2, true);
+  std::string why;
+  auto v = decode_binary_message(std::string_view(frame).substr(2), why);
+  ASSERT_TRUE(v) << why;
+  EXPECT_EQ(v->qos, 2);
+  EXPECT_TRUE(v->dup);
+  EXPECT_EQ(v->seq, 7u);
+  EXPECT_EQ(v->offset, 42u);
+  EXPECT_EQ(v->payload, "1");
+}
+
+TEST(NativeEncode, SubscribedWithRecovery) {
+  std::string f;
+  std::string_view tags[] = {"a/#"};
+  encode_subscribed(f, "", tags, false, {true, {}});
+  EXPECT_EQ(f.substr(2), R"({"type":"subscribed","tags":["a/#"],"recovered":true})");
+  f.clear();
+  std::vector<std::string> missed{"a/x"};
+  encode_subscribed(f, "", tags, false, {true, missed});
+  EXPECT_EQ(f.substr(2),
+            R"({"type":"subscribed","tags":["a/#"],"recovered":false,"incomplete":["a/x"]})");
+}
+
 TEST(NativeEncode, MessageFrame) {
   core::message m;
   m.tag = "a/b";
@@ -262,6 +330,22 @@ TEST(NativeBinary, PublishRoundTrip) {
   EXPECT_EQ(v->msgid, "m9");
   EXPECT_EQ(v->payload, std::string("\x00\x10\x20", 3));
   EXPECT_TRUE(v->retain);
+  EXPECT_EQ(v->qos, 0);
+  // QoS in flag bit 1 (1) or bit 3 (2), not both.
+  for (auto [flags, qos] :
+       {std::pair{2, 1}, std::pair{8, 2}, std::pair{10, -1}, std::pair{4, -1}}) {
+    std::string q = env;
+    q[1] = static_cast<char>(flags);
+    auto qv = decode_binary_publish(
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(q.data()), q.size()),
+        why);
+    if (qos < 0) {
+      EXPECT_FALSE(qv) << flags;
+    } else {
+      ASSERT_TRUE(qv) << flags;
+      EXPECT_EQ(qv->qos, qos);
+    }
+  }
   // Truncated and unknown envelopes are refused with a reason.
   for (std::size_t n = 0; n < 6; ++n) {
     auto t = decode_binary_publish(

@@ -201,6 +201,7 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
     route(m, {}, {}, pub->retain);
     return;
   }
+  if (pub->qos == 2) return reply_error(error_code::unsupported, "QoS 2 is not available yet", {});
   publish_qos1(m, {}, {}, pub->retain);
 }
 
@@ -303,18 +304,38 @@ void adapter::on_subscribe(const subscribe_request& r) {
                        "at most " + std::to_string(ctx_.router.limits().max_subscriptions) +
                            " subscriptions per client",
                        r.id);
-  std::vector<core::message_ptr> retained;
-  for (auto tag : r.tags) {
-    if (r.unsubscribe)
+  if (r.unsubscribe) {
+    for (auto tag : r.tags)
       ctx_.router.unsubscribe(*session_, tag);
-    else
-      ctx_.router.subscribe(*session_, tag, static_cast<std::uint8_t>(r.qos), &retained);
+    std::string frame;
+    encode_subscribed(frame, r.id, r.tags, true);
+    return link_.send_frame(std::move(frame));
   }
+  // Recovery offsets name tags (not filters) that the request's filters match.
+  for (const auto& [tag, offset] : r.since) {
+    if (auto e = core::validate_tag(tag, ctx_.router.limits().tags); e != core::tag_error::none)
+      return reply_error(
+          error_code::invalid_tag,
+          "since: " + std::string(core::to_string(e)) + ": '" + std::string(tag) + "'", r.id);
+    if (std::none_of(r.tags.begin(), r.tags.end(),
+                     [&](std::string_view f) { return core::filter_matches(f, tag); }))
+      return reply_error(error_code::bad_request,
+                         "since: '" + std::string(tag) + "' is not matched by the tags subscribed",
+                         r.id);
+  }
+  std::vector<core::message_ptr> retained;
+  const core::recovery_request request{r.since, r.since_ms};
+  core::recovery_result recovery;
+  ctx_.router.subscribe(*session_, r.tags, static_cast<std::uint8_t>(r.qos), &retained, &request,
+                        &recovery);
+  auto& incomplete = recovery.incomplete;
+  std::sort(incomplete.begin(), incomplete.end());
+  incomplete.erase(std::unique(incomplete.begin(), incomplete.end()), incomplete.end());
   std::string frame;
-  encode_subscribed(frame, r.id, r.tags, r.unsubscribe);
+  encode_subscribed(frame, r.id, r.tags, false, {request.wanted(), incomplete});
   link_.send_frame(std::move(frame));
-  // Then the retained messages the new filters match, each tag once, in tag order.
-  if (retained.empty()) return;
+  // Then the retained messages the new filters match, each tag once, in tag order, but for
+  // the tags whose history answers...
   std::sort(retained.begin(), retained.end(),
             [](const core::message_ptr& a, const core::message_ptr& b) { return a->tag < b->tag; });
   retained.erase(std::unique(retained.begin(), retained.end(),
@@ -324,7 +345,17 @@ void adapter::on_subscribe(const subscribe_request& r) {
                  retained.end());
   const auto now = common::now_ms();
   for (const auto& m : retained)
-    if (!m->expired_at(now)) link_.send_frame(std::string(frame_for(*m)));
+    if (!m->expired_at(now) && std::find(recovery.covered.begin(), recovery.covered.end(),
+                                         m->tag) == recovery.covered.end())
+      link_.send_shared(m, frame_for(*m));
+  // ...then the history asked for, in publish order, each message once, before anything
+  // live (which reaches this connection's thread after this handler).
+  auto& missed = recovery.messages;
+  std::sort(missed.begin(), missed.end(),
+            [](const core::message_ptr& a, const core::message_ptr& b) { return a->seq < b->seq; });
+  missed.erase(std::unique(missed.begin(), missed.end()), missed.end());
+  for (const auto& m : missed)
+    link_.send_shared(m, frame_for(*m));
 }
 
 void adapter::on_publish(const publish_request& r) {

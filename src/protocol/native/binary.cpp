@@ -47,6 +47,11 @@ void put_u16(std::string& out, std::size_t v) {
   out.push_back(static_cast<char>(v & 0xff));
 }
 
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i)
+    out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
 }  // namespace
 
 std::optional<binary_publish_view> decode_binary_publish(std::span<const std::uint8_t> frame,
@@ -59,7 +64,7 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
     why = "binary frame: the first byte must be 0x01 (publish)";
     return std::nullopt;
   }
-  if (!r.u8(flags) || (flags & ~3u) != 0) {
+  if (!r.u8(flags) || (flags & ~11u) != 0 || (flags & 10u) == 10u) {
     why = "binary frame: unknown flags";
     return std::nullopt;
   }
@@ -69,7 +74,7 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
     return std::nullopt;
   }
   v.retain = flags & 1;
-  v.qos = (flags & 2) ? 1 : 0;
+  v.qos = (flags & 8) ? 2 : (flags & 2) ? 1 : 0;
   v.payload = r.rest();
   return v;
 }
@@ -89,24 +94,22 @@ void encode_binary_message_frame(const core::message& m, std::string& out, int q
   std::size_t from_len = std::min<std::size_t>(m.from.size(), 255);
   std::size_t msgid_len = std::min<std::size_t>(m.msgid.size(), 255);
   std::size_t size = 2 + 2 + m.tag.size() + 1 + from_len + 1 + msgid_len + 8 + (qos > 0 ? 8 : 0) +
-                     m.payload.size();
+                     (m.offset ? 8 : 0) + m.payload.size();
   auto header = websocket::make_header(websocket::opcode::binary, size);
   out.reserve(out.size() + header.size + size);
   out.append(reinterpret_cast<const char*>(header.bytes.data()), header.size);
   out.push_back(static_cast<char>(binary_message));
-  out.push_back(static_cast<char>((m.retain ? 1 : 0) | (qos > 0 ? 2 : 0) | (dup ? 4 : 0)));
+  out.push_back(static_cast<char>((m.retain ? 1 : 0) | (qos == 1 ? 2 : 0) | (dup ? 4 : 0) |
+                                  (qos == 2 ? 8 : 0) | (m.offset ? 16 : 0)));
   put_u16(out, m.tag.size());
   out.append(m.tag);
   out.push_back(static_cast<char>(from_len));
   out.append(m.from, 0, from_len);
   out.push_back(static_cast<char>(msgid_len));
   out.append(m.msgid, 0, msgid_len);
-  auto ts = static_cast<std::uint64_t>(m.timestamp_ms);
-  for (int i = 7; i >= 0; --i)
-    out.push_back(static_cast<char>((ts >> (i * 8)) & 0xff));
-  if (qos > 0)
-    for (int i = 7; i >= 0; --i)
-      out.push_back(static_cast<char>((m.seq >> (i * 8)) & 0xff));
+  put_u64(out, static_cast<std::uint64_t>(m.timestamp_ms));
+  if (qos > 0) put_u64(out, m.seq);
+  if (m.offset) put_u64(out, m.offset);
   out.append(m.payload);
 }
 
@@ -123,10 +126,10 @@ std::optional<binary_message_view> decode_binary_message(std::string_view frame,
     return std::nullopt;
   }
   v.retained = flags & 1;
-  v.qos = (flags & 2) ? 1 : 0;
+  v.qos = (flags & 8) ? 2 : (flags & 2) ? 1 : 0;
   v.dup = (flags & 4) != 0;
   v.timestamp_ms = static_cast<std::int64_t>(ts);
-  if (v.qos && !r.u64(v.seq)) {
+  if ((v.qos && !r.u64(v.seq)) || ((flags & 16) && !r.u64(v.offset))) {
     why = "not a binary message envelope";
     return std::nullopt;
   }

@@ -156,7 +156,9 @@ struct fields {
   std::uint64_t seq = 0;
   bool has_seq = false;
   std::vector<std::string_view> tags;
-  bool tags_ok = true;        // 'tags' was an array of strings
+  bool tags_ok = true;  // 'tags' was an array of strings
+  std::vector<std::pair<std::string_view, std::uint64_t>> since;
+  std::int64_t since_ms = -1;
   std::string_view messages;  // raw array of a batch
   bool has_messages = false;
   std::string members;  // for typed messages
@@ -200,6 +202,27 @@ json_error_code read_tags(od::value v, od::document& doc, fields& f, std::string
   if (auto e = doc.current_location().get(end)) return e;
   raw = trim_right(std::string_view(token.data(), static_cast<std::size_t>(end - token.data())));
   return simdjson::SUCCESS;
+}
+
+// "since": {"<tag>": <offset>, ...}; `raw` gets its JSON text for a typed message.
+problem read_since(od::value v, od::document& doc, fields& f, std::string_view& raw) {
+  const problem wrong{"field 'since' must be an object of tag: offset (a non-negative integer)"};
+  std::string_view token = v.raw_json_token();
+  od::object o;
+  if (v.get_object().get(o)) return wrong;
+  for (auto field_result : o) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field)) return {json_error("invalid JSON: ", e)};
+    std::string_view tag;
+    if (auto e = field.unescaped_key().get(tag)) return {json_error("invalid JSON: ", e)};
+    std::uint64_t offset = 0;
+    if (field.value().get_uint64().get(offset)) return wrong;
+    f.since.emplace_back(tag, offset);
+  }
+  const char* end;
+  if (auto e = doc.current_location().get(end)) return {json_error("invalid JSON: ", e)};
+  raw = trim_right(std::string_view(token.data(), static_cast<std::size_t>(end - token.data())));
+  return {};
 }
 
 constexpr std::int64_t max_expiry_s = 365 * 24 * 3600;
@@ -337,6 +360,19 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         add_member(f, key, f.will);
         continue;
       }
+      if (key == "since") {
+        if (auto r = read_since(v, doc, f, raw); !r.ok()) return r;
+        add_member(f, key, raw);
+        continue;
+      }
+      if (key == "since_ms") {
+        std::int64_t n;
+        if (v.get_int64().get(n) || n < 0)
+          return type_problem(key, "a time in milliseconds since the Unix epoch");
+        f.since_ms = n;
+        add_member(f, key, std::to_string(n));
+        continue;
+      }
       if (key == "seq") {
         std::uint64_t n;
         if (v.get_uint64().get(n) || n == 0) return type_problem(key, "a positive integer");
@@ -450,8 +486,11 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
       if (f.tags.empty())
         return h.on_error(native::error_code::bad_request, "'tags' must list at least one tag",
                           f.id);
-      subscribe_request r{f.id, f.tags, classify(f.type) == word::unsubscribe,
-                          static_cast<int>(f.qos)};
+      const bool unsubscribe = classify(f.type) == word::unsubscribe;
+      if (unsubscribe && (!f.since.empty() || f.since_ms >= 0))
+        return h.on_error(native::error_code::bad_request,
+                          "'since' and 'since_ms' belong in a subscribe", f.id);
+      subscribe_request r{f.id, f.tags, unsubscribe, static_cast<int>(f.qos), f.since, f.since_ms};
       return h.on_subscribe(r);
     }
     case word::auth: {
@@ -620,7 +659,14 @@ void append_text_frame(std::string& out, Body&& body) {
 void encode_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
   append_text_frame(out, [&](std::string& json) {
     if (m.typed) {  // typed messages are published at QoS 0 only
-      json.append(m.payload);
+      if (!m.offset) {
+        json.append(m.payload);
+        return;
+      }
+      json.append(m.payload, 0, m.payload.size() - 1);  // an object with members: '}' last
+      json.push_back(',');
+      json_writer(json).integer("offset", static_cast<std::int64_t>(m.offset));
+      json.push_back('}');
       return;
     }
     json.reserve(m.payload.size() * (m.format == core::payload_format::binary ? 2 : 1) +
@@ -634,6 +680,7 @@ void encode_message_frame(const core::message& m, std::string& out, int qos, boo
     }
     w.string("from", m.from).string("msgid", m.msgid).integer("timestamp", m.timestamp_ms);
     if (m.retain) w.boolean("retained", true);
+    if (m.offset) w.integer("offset", static_cast<std::int64_t>(m.offset));
     if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));
     if (dup) w.boolean("dup", true);
     w.end_object();
@@ -664,7 +711,8 @@ void encode_auth_response(std::string& out, std::string_view client_id, std::int
 }
 
 void encode_subscribed(std::string& out, std::string_view id,
-                       std::span<const std::string_view> tags, bool unsubscribed) {
+                       std::span<const std::string_view> tags, bool unsubscribed,
+                       const recovery_report& recovery) {
   append_text_frame(out, [&](std::string& json) {
     json_writer w(json);
     w.begin_object().string("type", unsubscribed ? "unsubscribed" : "subscribed");
@@ -672,7 +720,17 @@ void encode_subscribed(std::string& out, std::string_view id,
     w.begin_array("tags");
     for (auto t : tags)
       w.string_value(t);
-    w.end_array().end_object();
+    w.end_array();
+    if (recovery.asked) {
+      w.boolean("recovered", recovery.incomplete.empty());
+      if (!recovery.incomplete.empty()) {
+        w.begin_array("incomplete");
+        for (const auto& t : recovery.incomplete)
+          w.string_value(t);
+        w.end_array();
+      }
+    }
+    w.end_object();
   });
 }
 

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/message.hpp"
@@ -52,6 +53,9 @@ struct subscribe_request {
   std::vector<std::string_view> tags;
   bool unsubscribe = false;
   int qos = 0;
+  // Tag history recovery: tag -> last offset the client has, and/or a time (ms, -1: none).
+  std::span<const std::pair<std::string_view, std::uint64_t>> since;
+  std::int64_t since_ms = -1;
 };
 
 struct publish_request {
@@ -125,8 +129,15 @@ void encode_publish_ack(std::string& out, std::string_view msgid, std::string_vi
 // `persistent`: adds "session":"persistent" and "resumed".
 void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
                           bool persistent = false, bool resumed = false);
+// With `recovery` (the subscribe asked for history): "recovered" and, when false, the tags
+// for which something may be missing ("incomplete").
+struct recovery_report {
+  bool asked = false;
+  std::span<const std::string> incomplete;
+};
 void encode_subscribed(std::string& out, std::string_view id,
-                       std::span<const std::string_view> tags, bool unsubscribed);
+                       std::span<const std::string_view> tags, bool unsubscribed,
+                       const recovery_report& recovery = {});
 void encode_error(std::string& out, error_code code, std::string_view message, std::string_view id);
 void encode_pong(std::string& out, std::string_view id, std::int64_t now_ms);
 
