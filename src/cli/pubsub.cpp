@@ -5,6 +5,9 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <iterator>
+#include <set>
+
+#include <unistd.h>
 
 #include "cli/client.hpp"
 #include "common/base64.hpp"
@@ -26,8 +29,7 @@ void add_common(CLI::App* cmd, common_options& o) {
   cmd->add_option("--token", o.token, "authentication token")->envname("WSAGENT_TOKEN");
   cmd->add_option("-i,--id", o.client_id,
                   "client id (default: the token's identity, else generated)");
-  cmd->add_option("-q,--qos", o.qos,
-                  "quality of service: 0 (1 and 2 need an agent that offers them)")
+  cmd->add_option("-q,--qos", o.qos, "quality of service: 0, 1 (at least once) or 2 (exactly once)")
       ->check(CLI::Range(0, 2));
   cmd->add_option("--timeout", o.timeout_s, "seconds to wait for the agent's answers")
       ->capture_default_str();
@@ -154,16 +156,27 @@ int run_pub(const pub_options& o) {
     ws_client c;
     open_session(c, o, false);
     simdjson::dom::parser p;
+    // QoS 1 and 2: each publish has a msgid, and the command waits for its ack (QoS 1) or
+    // completes its handshake (QoS 2: pubrec, then pubrel, then pubcomp).
+    std::set<std::string, std::less<>> pending;
+    const std::string prefix = "cli-" + std::to_string(::getpid()) + "-";
+    std::size_t number = 0;
     for (const auto& text : payloads) {
+      std::string msgid;
+      if (o.qos) {
+        msgid = prefix + std::to_string(number++);
+        pending.insert(msgid);
+      }
       if (o.binary) {
         std::string env;
-        protocol::native::encode_binary_publish(env, o.tag, {}, text, o.retain);
+        protocol::native::encode_binary_publish(env, o.tag, msgid, text, o.retain, o.qos);
         c.send_binary(env);
         continue;
       }
       std::string frame;
       json_writer w(frame);
       w.begin_object().string("type", "publish").string("tag", o.tag);
+      if (!msgid.empty()) w.string("msgid", msgid).string("id", msgid);
       simdjson::dom::element parsed;
       if (o.null_message)
         w.raw("payload", "null");
@@ -179,25 +192,40 @@ int run_pub(const pub_options& o) {
     // The agent answers in order: the pong comes after any error about the publishes.
     c.send_text(R"({"type":"ping","id":"pub-done"})");
     int errors = 0;
-    while (true) {
+    bool ponged = false;
+    while (!ponged || !pending.empty()) {
       auto r = c.read(std::chrono::seconds(o.timeout_s));
       if (!r) {
-        std::cerr << "wsagent pub: no answer from the agent\n";
+        std::cerr << "wsagent pub: no answer from the agent";
+        if (!pending.empty()) std::cerr << " (" << pending.size() << " unacknowledged)";
+        std::cerr << "\n";
         return 1;
       }
       if (r->binary) continue;
       simdjson::dom::element e;
       if (p.parse(r->data).get(e)) continue;
-      std::string_view type;
+      std::string_view type, msgid;
       if (e["type"].get(type)) continue;
+      if (e["msgid"].get(msgid)) msgid = "";
       if (type == "error") {
-        std::string_view msg, code;
+        std::string_view msg, code, id;
         if (e["message"].get(msg)) msg = "";
         if (e["code"].get(code)) code = "";
+        if (!e["id"].get(id)) pending.erase(std::string(id));
         std::cerr << "wsagent pub: " << code << ": " << msg << "\n";
         ++errors;
       } else if (type == "pong") {
-        break;
+        ponged = true;
+      } else if (type == "ack" || type == "pubcomp") {
+        pending.erase(std::string(msgid));
+      } else if (type == "pubrec") {
+        std::string rel;
+        json_writer(rel)
+            .begin_object()
+            .string("type", "pubrel")
+            .string("msgid", msgid)
+            .end_object();
+        c.send_text(rel);
       }
     }
     c.close();
@@ -227,6 +255,20 @@ int run_sub(const sub_options& o) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.wait_s);
     bool subscribed = false;
     int received = 0;
+    // QoS 2 deliveries received and not yet released: shown once however often they come.
+    std::set<std::uint64_t> held;
+    // Acknowledges a QoS 1 or 2 delivery; false for one to leave unshown (a QoS 2 repeat).
+    auto acknowledge = [&](int qos, std::uint64_t seq) {
+      if (qos == 0) return true;
+      std::string reply;
+      json_writer(reply)
+          .begin_object()
+          .string("type", qos == 1 ? "ack" : "pubrec")
+          .integer("seq", static_cast<std::int64_t>(seq))
+          .end_object();
+      c.send_text(reply);
+      return qos == 1 || held.insert(seq).second;
+    };
     while (true) {
       std::optional<std::chrono::milliseconds> timeout;
       if (!subscribed) timeout = std::chrono::seconds(o.timeout_s);
@@ -248,7 +290,7 @@ int run_sub(const sub_options& o) {
       if (r->binary) {
         std::string why;
         auto m = protocol::native::decode_binary_message(r->data, why);
-        if (!m) continue;
+        if (!m || !acknowledge(m->qos, m->seq)) continue;
         if (o.verbose) std::cout << m->tag << ' ';
         std::cout << m->payload << std::endl;
       } else {
@@ -269,6 +311,26 @@ int run_sub(const sub_options& o) {
           continue;
         }
         if (type == "pong" || type == "auth_response") continue;
+        if (type == "pubrel") {
+          std::uint64_t seq = 0;
+          if (e["seq"].get(seq)) continue;
+          held.erase(seq);
+          std::string reply;
+          json_writer(reply)
+              .begin_object()
+              .string("type", "pubcomp")
+              .integer("seq", static_cast<std::int64_t>(seq))
+              .end_object();
+          c.send_text(reply);
+          continue;
+        }
+        if (type == "message") {
+          std::int64_t qos = 0;
+          std::uint64_t seq = 0;
+          if (e["qos"].get(qos)) qos = 0;
+          if (e["seq"].get(seq)) seq = 0;
+          if (!acknowledge(static_cast<int>(qos), seq)) continue;
+        }
         if (o.json) {
           std::cout << r->data << std::endl;
         } else {

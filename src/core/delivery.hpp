@@ -1,9 +1,12 @@
 #pragma once
-// At-least-once delivery to one client: the window of QoS 1 messages sent and not yet
-// acknowledged, and the queue of those waiting for room in it.
+// At-least-once and exactly-once delivery to one client: the window of QoS 1 and QoS 2
+// messages sent and not yet acknowledged, and the queue of those waiting for room in it.
 //
-// A QoS 1 message carries `seq`, the agent-wide number the router gave it when it was
-// published; the client acknowledges a delivery with that number. The window holds at most
+// A QoS 1 or 2 message carries `seq`, the agent-wide number the router gave it when it was
+// published; the client acknowledges a delivery with that number. QoS 1: one `ack` takes it
+// out. QoS 2 (MQTT's PUBREC/PUBREL/PUBCOMP): the client's `rec` says it has the message, which
+// is then never sent again (the entry is `released`: the agent sends `rel` instead); its
+// `comp` takes the entry out. The window holds at most
 // `max_inflight` unacknowledged messages; more wait in order in a queue of at most
 // `max_queued` and `max_queued_bytes` of payload; past either the oldest waiting messages are
 // dropped and counted (as Mosquitto's max_queued_messages and max_queued_bytes do), so one
@@ -29,6 +32,8 @@ class delivery_window {
     message_ptr msg;
     std::int64_t sent_ms = 0;  // last time it was handed out for sending
     bool dup = false;          // sent before: the client may have it already
+    std::uint8_t qos = 1;      // this delivery's: 1 or 2
+    bool released = false;     // QoS 2: the client has it; what is due is `rel`, not the message
   };
 
   // `max_queued_bytes`: payload bytes waiting, 0 = no limit.
@@ -41,18 +46,29 @@ class delivery_window {
   // A QoS 1 delivery (m->seq set). Returns true when it may be sent now; otherwise it
   // waits (and the oldest waiting message may have been dropped: see dropped()).
   // `dropped`, when given, receives the messages dropped to make room (count or bytes).
-  bool offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped = nullptr);
+  // `released`: a QoS 2 delivery restored in that state.
+  bool offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped = nullptr,
+             std::uint8_t qos = 1, bool released = false);
 
-  // The client acknowledged `seq`; false when no message in flight has it (a duplicate or
-  // stray acknowledgement, harmless). Waiting messages that now fit are moved into flight:
-  // collect them with take_ready().
+  // The client acknowledged QoS 1 delivery `seq`; false when no QoS 1 message in flight has
+  // it (a duplicate or stray acknowledgement, harmless). Waiting messages that now fit are
+  // moved into flight: collect them with take_ready().
   bool ack(std::uint64_t seq, std::int64_t now_ms);
+  // QoS 2 `rec`: the in-flight QoS 2 delivery `seq` is released (re-stamped: its `rel` is
+  // due after retry_ms). Returns true when it was released now, false when it was already
+  // or is not in flight.
+  bool release(std::uint64_t seq, std::int64_t now_ms);
+  // QoS 2 `comp`: takes out the released delivery `seq`, as ack() does; false when none.
+  bool complete(std::uint64_t seq, std::int64_t now_ms);
+  // Takes out in-flight delivery `seq` whatever its state (it will never be delivered: it
+  // expired); false when none.
+  bool discard(std::uint64_t seq, std::int64_t now_ms);
 
   // Messages admitted into flight by ack(), in order, to send now.
   void take_ready(std::vector<entry>& out);
 
   // In-flight messages unacknowledged for `retry_ms` or more: re-stamped with `now_ms`,
-  // flagged dup, appended to `out` in order.
+  // flagged dup, appended to `out` in order (released ones: their `rel` is due).
   void take_due(std::int64_t now_ms, std::int64_t retry_ms, std::vector<entry>& out);
 
   // Every in-flight message, re-stamped and flagged dup: a client resuming its session gets
@@ -78,8 +94,11 @@ class delivery_window {
   std::size_t max_queued_;
   std::size_t max_queued_bytes_;
   std::size_t queue_bytes_ = 0;
+  bool take_out(std::deque<entry>::iterator it, std::int64_t now_ms);
+  std::deque<entry>::iterator find(std::uint64_t seq);
+
   std::deque<entry> inflight_;  // in send order; acks usually come in order
-  std::deque<message_ptr> queue_;
+  std::deque<entry> queue_;
   std::vector<entry> ready_;
   std::uint64_t dropped_ = 0;
 };

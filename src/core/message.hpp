@@ -26,8 +26,10 @@ enum class wire_format : std::uint8_t {
   native_binary_qos1 = 3,
   mqtt = 4,
   spare = 5,
+  native_json_qos2 = 6,
+  native_binary_qos2 = 7,
 };
-inline constexpr std::size_t wire_format_count = 6;
+inline constexpr std::size_t wire_format_count = 8;
 
 class message {
  public:

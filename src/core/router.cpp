@@ -25,11 +25,19 @@ const char* to_string(route_error e) noexcept {
   return "error";
 }
 
+router::router(router_limits limits)
+    : limits_(std::move(limits)),
+      seq_(static_cast<std::uint64_t>(common::now_ms()) * 1000),
+      history_(limits_.history) {}
+
 bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code, bool* resumed) {
   if (resumed) *resumed = false;
   std::unique_lock lock(mutex_);
   auto [it, inserted] = sessions_.try_emplace(s->client_id(), s);
-  if (inserted) return false;
+  if (inserted) {
+    save_session_locked(*s);  // a persistent publisher's QoS 2 state needs its record too
+    return false;
+  }
   std::shared_ptr<session> old = it->second;
   if (old == s) return false;
   bool took_over = false;
@@ -53,6 +61,7 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
   if (resume) {
     std::scoped_lock both(old->mutex_, s->mutex_);
     s->window_.absorb(old->window_);
+    s->incoming_.merge(old->incoming_);
     old->successor_ = s;  // QoS 1 deliveries still on their way to `old` go to `s`
     if (resumed) *resumed = true;
   } else if (old->persistent()) {
@@ -139,6 +148,8 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     by_id[rec.client_id] = s.get();
     sessions_[rec.client_id] = std::move(s);
   }
+  for (const auto& [client_id, msgid] : snap.incoming)
+    if (auto it = by_id.find(client_id); it != by_id.end()) it->second->incoming_.insert(msgid);
   std::vector<store_op> cleanup;
   std::lock_guard refs_lock(refs_mutex_);
   for (const auto& q : snap.queue) {
@@ -150,7 +161,8 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     }
     std::vector<message_ptr> dropped;
     std::lock_guard slock(sit->second->mutex_);
-    sit->second->window_.offer(mit->second, now, &dropped);  // resent (dup) on resume
+    // Resent (dup) on resume; a released QoS 2 one as its `rel`.
+    sit->second->window_.offer(mit->second, now, &dropped, q.qos, q.qos == 2 && q.sent);
     ++refs_[q.message_id];
     probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
     for (const auto& d : dropped) {  // the limits are lower than when it was queued
@@ -282,7 +294,8 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
 }
 
 route_result router::publish(const session& from, const message_ptr& msg, std::string_view to,
-                             bool retain, std::function<void(bool)> on_durable) {
+                             bool retain, std::function<void(bool)> on_durable,
+                             std::vector<store_op> with) {
   route_result r;
   if (auto e = validate_tag(msg->tag, limits_.tags); e != tag_error::none) {
     r.error = route_error::invalid_tag;
@@ -299,8 +312,9 @@ route_result router::publish(const session& from, const message_ptr& msg, std::s
     r.error = route_error::too_many_retained;
     return r;
   }
-  r.delivered =
-      route_recorded(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable, kept.get());
+  const bool defer = msg->qos == 2 && store_ && on_durable && from.persistent();
+  r.delivered = route_recorded(msg, to, on_durable ? &on_durable : nullptr, &r.pending_durable,
+                               kept.get(), &with, defer);
   if (retain && store_ && on_durable && !r.pending_durable) {
     // A retained QoS 1 publish is acknowledged once its retained copy is on disk: the
     // writer runs this once everything submitted before it (the put_retained) is durable.
@@ -348,9 +362,11 @@ std::size_t router::publish_internal(const message_ptr& msg) {
 
 std::size_t router::route_recorded(const message_ptr& msg, std::string_view to,
                                    std::function<void(bool)>* on_durable, bool* pending,
-                                   message* retained_copy) {
+                                   message* retained_copy, std::vector<store_op>* with,
+                                   bool defer) {
+  if (!store_ && with) with->clear();
   if (!history_.enabled() || !history_.covers(msg->tag))
-    return route_locked(msg, to, on_durable, pending);
+    return route_locked(msg, to, on_durable, pending, with, false, defer);
   // Numbered and routed under the tag's stripe: subscribers get the tag's messages in
   // offset order, and a trim never overtakes the write of what it trims.
   std::lock_guard order(order_[std::hash<std::string_view>{}(msg->tag) % order_.size()]);
@@ -358,14 +374,16 @@ std::size_t router::route_recorded(const message_ptr& msg, std::string_view to,
   history::trimmed trimmed;
   {
     std::lock_guard lock(history_mutex_);
-    if (!history_.append(msg, common::now_ms(), trimmed))
-      return route_locked(msg, to, on_durable, pending);  // past history.max_tags
+    if (!history_.append(msg, common::now_ms(), trimmed))  // past history.max_tags
+      return route_locked(msg, to, on_durable, pending, with, false, defer);
   }
   // Subscribers read retained messages under mutex_ exclusive: none can see it yet.
   if (retained_copy) retained_copy->offset = msg->offset;
   if (!store_) return route_locked(msg, to, on_durable, pending);
-  std::vector<store_op> ops{store_ops::put_message{{msg->seq, msg}},
-                            store_ops::append_history{{msg->tag, msg->offset, msg->seq}}};
+  std::vector<store_op> ops;
+  if (with) ops = std::move(*with);
+  ops.push_back(store_ops::put_message{{msg->seq, msg}});
+  ops.push_back(store_ops::append_history{{msg->tag, msg->offset, msg->seq}});
   if (!trimmed.evicted.empty())
     ops.push_back(store_ops::trim_history{std::move(trimmed.evicted), UINT64_MAX});
   {
@@ -373,7 +391,7 @@ std::size_t router::route_recorded(const message_ptr& msg, std::string_view to,
     ++refs_[msg->seq];
     if (!trimmed.gone.empty()) release_trimmed(msg->tag, trimmed, ops);
   }
-  return route_locked(msg, to, on_durable, pending, &ops, true);
+  return route_locked(msg, to, on_durable, pending, &ops, true, defer);
 }
 
 // A history's entries left (count or age): the store's go too, but the tag's last, which
@@ -436,7 +454,7 @@ void router::restore_history(const store_snapshot& snap,
 
 std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
                                  std::function<void(bool)>* on_durable, bool* pending,
-                                 std::vector<store_op>* ops, bool stored) {
+                                 std::vector<store_op>* ops, bool stored, bool defer) {
   thread_local std::vector<subscriber> matches;
   matches.clear();
   std::size_t lists = index_.match(msg->tag, matches);
@@ -468,16 +486,38 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
     std::uint32_t entries = 0;
     if (msg->qos > 0) {
       for (const auto& m : matches) {
-        if (m.qos == 0 || !m.who->persistent()) continue;
+        const auto qos = std::min(msg->qos, m.qos);
+        if (qos == 0 || !m.who->persistent()) continue;
         if (!stored) batch.push_back(store_ops::put_message{{msg->seq, msg}});
         stored = true;
-        batch.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, 1, false}});
+        batch.push_back(store_ops::enqueue{{m.who->client_id(), msg->seq, msg->seq, qos, false}});
         ++entries;
       }
     }
     if (entries) {
       std::lock_guard lock(refs_mutex_);
       refs_[msg->seq] += entries;
+    }
+    if (!batch.empty() && defer) {
+      // Delivered from the store's thread once durable, to the sessions matched now.
+      std::vector<std::pair<std::shared_ptr<session>, std::uint8_t>> to_whom;
+      for (const auto& m : matches)
+        if (auto who = m.who->weak_from_this().lock())
+          to_whom.emplace_back(std::move(who), std::min(msg->qos, m.qos));
+      store_->submit(std::move(batch), [this, msg, to_whom = std::move(to_whom),
+                                        done = std::move(*on_durable)](bool ok) {
+        if (ok) {
+          std::shared_lock lock(mutex_);
+          std::int64_t now = 0;
+          for (const auto& [who, qos] : to_whom)
+            deliver_locked(*who, msg, qos, now);
+        }
+        done(ok);
+      });
+      if (pending) *pending = true;
+      probe.published.fetch_add(1, std::memory_order_relaxed);
+      probe.deliveries.fetch_add(matches.size(), std::memory_order_relaxed);
+      return matches.size();
     }
     if (!batch.empty()) {
       if (on_durable) {
@@ -489,33 +529,44 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
     }
   }
   std::int64_t now = 0;
-  for (const auto& m : matches) {
-    const auto qos = std::min(msg->qos, m.qos);
-    if (auto* sink = m.who->sink_) {
-      sink->deliver(msg, qos);
-    } else if (qos > 0) {
-      // A persistent session without a connection: the message waits in its window.
-      if (!now) now = common::steady_ms();
-      offer_offline(*m.who, msg, now);
-    }
-  }
+  for (const auto& m : matches)
+    deliver_locked(*m.who, msg, std::min(msg->qos, m.qos), now);
   probe.published.fetch_add(1, std::memory_order_relaxed);
   probe.deliveries.fetch_add(matches.size(), std::memory_order_relaxed);
   return matches.size();
 }
 
-void router::offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms) {
+// To `s`'s connection, or, for a persistent session without one, into its window. Under
+// mutex_ (shared or exclusive); `now` is read once, when first needed.
+void router::deliver_locked(session& s, const message_ptr& msg, std::uint8_t qos,
+                            std::int64_t& now) {
+  if (auto* sink = s.sink_) {
+    sink->deliver(msg, qos);
+  } else if (qos > 0 && s.persistent()) {
+    // A persistent session without a connection: the message waits in its window.
+    if (!now) now = common::steady_ms();
+    offer_offline(s, msg, qos, now);
+  }
+}
+
+void router::persist(const session& s, std::vector<store_op> ops, std::function<void(bool)> done) {
+  if (!store_ || !s.persistent()) return done(true);
+  store_->submit(std::move(ops), std::move(done));
+}
+
+void router::offer_offline(session& s, const message_ptr& msg, std::uint8_t qos,
+                           std::int64_t now_ms) {
   std::unique_lock lock(s.mutex_);
   if (auto next = s.successor_.lock()) {
     lock.unlock();
     if (auto* sink = next->sink_)
-      sink->deliver(msg, 1);
+      sink->deliver(msg, qos);
     else
-      offer_offline(*next, msg, now_ms);
+      offer_offline(*next, msg, qos, now_ms);
     return;
   }
   std::vector<message_ptr> dropped;
-  s.window_.offer(msg, now_ms, &dropped);  // not sent: resent, flagged dup, when it is back
+  s.window_.offer(msg, now_ms, &dropped, qos);  // not sent: resent, flagged dup, when it is back
   lock.unlock();
   probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
   for (const auto& d : dropped)

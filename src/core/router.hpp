@@ -70,7 +70,7 @@ class store_writer;
 
 class router {
  public:
-  explicit router(router_limits limits) : limits_(limits), history_(limits_.history) {}
+  explicit router(router_limits limits);
 
   // Retained changes are written through `w` (may be null: kept in memory only). Set once,
   // before serving.
@@ -124,8 +124,17 @@ class router {
   // entry per recipient), and a retained one as its tag's retained message; `on_durable`
   // then runs on the store's thread when those writes are durable, and the result says
   // pending_durable.
+  // `with`: store operations written in the same batch (a QoS 2 publish's incoming record).
+  // A QoS 2 message from a persistent session, with a store, reaches its recipients only
+  // once that batch is durable (so a client never sees a message whose record a crash could
+  // take back: exactly once across a kill -9), then `on_durable` runs.
   route_result publish(const session& from, const message_ptr& msg, std::string_view to = {},
-                       bool retain = false, std::function<void(bool)> on_durable = {});
+                       bool retain = false, std::function<void(bool)> on_durable = {},
+                       std::vector<store_op> with = {});
+
+  // Writes `ops` for persistent session `s` and runs `done` when they are durable (on the
+  // store's thread); for a clean session, or without a store, runs `done(true)` at once.
+  void persist(const session& s, std::vector<store_op> ops, std::function<void(bool)> done);
 
   // A persistent session's QoS 1 message left its window (acknowledged, expired or
   // dropped): its queue entry goes from the store, and the message when nobody holds it.
@@ -144,12 +153,15 @@ class router {
 
   // A QoS 1 delivery that reached `s`'s connection as it was ending (after detach): into
   // its window to wait for a resume, or to its successor. Any thread.
-  void redeliver(session& s, const message_ptr& msg) {
+  void redeliver(session& s, const message_ptr& msg, std::uint8_t qos) {
     std::shared_lock lock(mutex_);
-    offer_offline(s, msg, common::steady_ms());
+    offer_offline(s, msg, qos, common::steady_ms());
   }
 
-  // A fresh agent-wide number for a QoS >= 1 message (message::seq).
+  // A fresh agent-wide number for a QoS >= 1 message (message::seq). Numbers start from the
+  // wall clock (ms x 1000) or after the highest stored, whichever is higher, so they do not
+  // repeat across restarts (while the agent averages under a million a second) and stay
+  // below 2^53 (exact in JavaScript) until the year 2255.
   std::uint64_t next_seq() noexcept { return seq_.fetch_add(1, std::memory_order_relaxed); }
 
   std::size_t session_count() const;
@@ -166,13 +178,17 @@ class router {
  private:
   // `ops`: store operations that go in the same batch as the message's own (they may
   // have stored it already: `stored`).
+  // `defer`: deliver once the store batch is durable (see publish()).
   std::size_t route_locked(const message_ptr& msg, std::string_view to,
                            std::function<void(bool)>* on_durable = nullptr, bool* pending = nullptr,
-                           std::vector<store_op>* ops = nullptr, bool stored = false);
+                           std::vector<store_op>* ops = nullptr, bool stored = false,
+                           bool defer = false);
   // publish() and publish_internal() past the checks, under mutex_ shared.
   std::size_t route_recorded(const message_ptr& msg, std::string_view to,
                              std::function<void(bool)>* on_durable, bool* pending,
-                             message* retained_copy = nullptr);
+                             message* retained_copy = nullptr,
+                             std::vector<store_op>* with = nullptr, bool defer = false);
+  void deliver_locked(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t& now);
   void release_trimmed(const std::string& tag, const history::trimmed& t,
                        std::vector<store_op>& ops);
   void restore_history(const store_snapshot& snap,
@@ -184,11 +200,11 @@ class router {
   void release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops);
   // `copy` receives the retained copy (for its offset, given after).
   bool retain_locked(const message_ptr& msg, std::shared_ptr<message>* copy);
-  void offer_offline(session& s, const message_ptr& msg, std::int64_t now_ms);
+  void offer_offline(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t now_ms);
 
   router_limits limits_;
   store_writer* store_ = nullptr;
-  std::atomic<std::uint64_t> seq_{1};
+  std::atomic<std::uint64_t> seq_;
   // Persistent sessions' queue entries per stored message (seq), to drop a message from the
   // store with its last entry.
   std::mutex refs_mutex_;

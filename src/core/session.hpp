@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/acl.hpp"
 #include "core/delivery.hpp"
@@ -48,7 +49,7 @@ struct session_options {
   std::int64_t expiry_s = 0;  // persistent: kept this long after the connection ends
 };
 
-class session {
+class session : public std::enable_shared_from_this<session> {
  public:
   session(std::string client_id, std::string user, core::acl rights, session_sink* sink,
           session_options options = {}, std::size_t max_inflight = 32,
@@ -74,6 +75,11 @@ class session {
   // the session is online, the router's threads while it is offline: always under lock().
   std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
   delivery_window& window() noexcept { return window_; }
+  // QoS 2 publishes received from the client and not yet released by its `rel`: their
+  // msgids. A publish whose msgid is here is not routed again. Under lock().
+  std::unordered_set<std::string, string_hash, std::equal_to<>>& incoming() noexcept {
+    return incoming_;
+  }
 
   // Guarded by the router's lock.
   std::unordered_map<std::string, std::uint8_t, string_hash, std::equal_to<>> subscriptions;
@@ -87,9 +93,10 @@ class session {
   session_options options_;
   session_sink* sink_;
   mutable std::mutex mutex_;
-  delivery_window window_;  // guarded by mutex_
+  delivery_window window_;                                                  // guarded by mutex_
+  std::unordered_set<std::string, string_hash, std::equal_to<>> incoming_;  // guarded by mutex_
   // Set by the router when a newer session took this one's place (takeover or resume):
-  // QoS 1 deliveries still on their way to this one go to the successor. Under mutex_.
+  // QoS 1 and 2 deliveries still on their way to this one go to the successor. Under mutex_.
   std::weak_ptr<session> successor_;
 };
 

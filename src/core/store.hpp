@@ -48,7 +48,8 @@ struct queued_message {
   std::uint64_t seq = 0;  // per session, increasing: the delivery order
   std::uint64_t message_id = 0;
   std::uint8_t qos = 1;
-  bool sent = false;  // delivered at least once and not acknowledged: resent flagged dup
+  // QoS 2: the client has it (its pubrec came): what is resent is the pubrel, not the message.
+  bool sent = false;
 };
 
 struct history_entry {
@@ -84,7 +85,7 @@ struct drop_session {  // and its queue and QoS 2 state
 struct enqueue {
   queued_message q;
 };
-struct mark_sent {
+struct mark_sent {  // QoS 2: the queued message was received (pubrec)
   std::string client_id;
   std::uint64_t seq = 0;
 };

@@ -523,11 +523,11 @@ void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
   if (terminated_ || close_sent_) {
     // Closed while this batch was being handed out (a slow consumer, say): a persistent
     // session keeps what is left of it.
-    if (qos > 0) adapter_->late_delivery(msg);
+    if (qos > 0) adapter_->late_delivery(msg, qos);
     return;
   }
   if (qos > 0) {
-    adapter_->deliver_qos1(msg, common::steady_ms());
+    adapter_->deliver_acked(msg, qos, common::steady_ms());
     return;
   }
   const std::string& bytes = adapter_->frame_for(*msg);

@@ -32,6 +32,9 @@ struct checker : request_handler {
   }
   void on_ping(std::string_view) override {}
   void on_ack(std::string_view, std::uint64_t) override {}
+  void on_pubrec(std::string_view, std::uint64_t) override {}
+  void on_pubcomp(std::string_view, std::uint64_t) override {}
+  void on_pubrel(std::string_view, std::string_view) override {}
   void on_error(error_code, std::string_view message, std::string_view) override {
     if (message.empty()) std::abort();
   }

@@ -22,7 +22,8 @@ BAD_FRAMES = [
     ('{"type":"publish","tag":"a/+/b","payload":1}', "invalid_tag", "may not contain"),
     ('{"type":"subscribe","tags":["a/#/b"]}', "invalid_tag", "'#' only the last level"),
     ('{"type":"publish","tag":"$sys/x","payload":1}', "forbidden", "not allowed to publish"),
-    ('{"type":"publish","tag":"a","payload":1,"qos":2}', "unsupported", "QoS 2"),
+    ('{"type":"publish","tag":"a","payload":1,"qos":2}', "bad_request", "QoS 2 publish needs a msgid"),
+    ('{"type":"pubrel","seq":3}', "bad_request", "pubrel needs 'msgid'"),
     ('{"type":"ack","id":"a1"}', "bad_request", "ack needs 'seq'"),
 ]
 

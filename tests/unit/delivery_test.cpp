@@ -115,3 +115,65 @@ TEST(DeliveryWindow, UnacknowledgedMessagesFallDueAgainFlaggedDup) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(DeliveryWindowQoS2, RecReleasesCompTakesOutAndAckDoesNot) {
+  delivery_window w(1, 10);
+  EXPECT_TRUE(w.offer(msg(1), 0, nullptr, 2));
+  EXPECT_FALSE(w.offer(msg(2), 0, nullptr, 1));  // waits behind the QoS 2 one
+  EXPECT_FALSE(w.ack(1, 1));                     // a QoS 2 delivery is not acknowledged with ack
+  EXPECT_FALSE(w.complete(1, 1));                // nor completed before it is released
+  EXPECT_TRUE(w.release(1, 10));
+  EXPECT_FALSE(w.release(1, 11));  // a pubrec sent again: already released
+  EXPECT_FALSE(w.release(7, 11));  // not in flight
+  EXPECT_EQ(w.in_flight(), 1u);    // still holds its slot until pubcomp
+  std::vector<delivery_window::entry> ready;
+  w.take_ready(ready);
+  EXPECT_TRUE(ready.empty());
+  EXPECT_TRUE(w.complete(1, 12));
+  EXPECT_FALSE(w.complete(1, 12));  // twice
+  w.take_ready(ready);
+  ASSERT_EQ(seqs(ready), std::vector<std::uint64_t>{2});
+  EXPECT_EQ(ready[0].qos, 1);
+}
+
+TEST(DeliveryWindowQoS2, WhatFallsDueIsTheMessageBeforeRecAndTheRelAfter) {
+  delivery_window w(4, 10);
+  w.offer(msg(1), 0, nullptr, 2);
+  w.offer(msg(2), 0, nullptr, 2);
+  EXPECT_TRUE(w.release(2, 50));  // re-stamped: its pubrel falls due from 50
+  std::vector<delivery_window::entry> due;
+  w.take_due(100, 100, due);
+  ASSERT_EQ(seqs(due), std::vector<std::uint64_t>{1});
+  EXPECT_FALSE(due[0].released);
+  EXPECT_TRUE(due[0].dup);
+  due.clear();
+  w.take_due(150, 100, due);
+  ASSERT_EQ(seqs(due), std::vector<std::uint64_t>{2});
+  EXPECT_TRUE(due[0].released);
+  // A resumed session: everything in flight, each in its state.
+  due.clear();
+  w.take_all(200, due);
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_FALSE(due[0].released);
+  EXPECT_TRUE(due[1].released);
+}
+
+TEST(DeliveryWindowQoS2, ARestoredReleasedDeliveryWaitsAndComesOutReleased) {
+  delivery_window w(1, 10);
+  w.offer(msg(1), 0, nullptr, 1);
+  EXPECT_FALSE(w.offer(msg(2), 0, nullptr, 2, true));
+  EXPECT_TRUE(w.ack(1, 5));
+  std::vector<delivery_window::entry> ready;
+  w.take_ready(ready);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_TRUE(ready[0].released);
+  EXPECT_TRUE(w.complete(2, 6));
+  // discard takes out any state (an expired message).
+  w.offer(msg(3), 7, nullptr, 2);
+  EXPECT_TRUE(w.discard(3, 8));
+  EXPECT_EQ(w.in_flight(), 0u);
+}
+
+}  // namespace

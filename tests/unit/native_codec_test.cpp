@@ -46,6 +46,15 @@ struct recorder : request_handler {
   void on_ack(std::string_view id, std::uint64_t seq) override {
     log.push_back("ack " + std::string(id) + " " + std::to_string(seq));
   }
+  void on_pubrec(std::string_view, std::uint64_t seq) override {
+    log.push_back("pubrec " + std::to_string(seq));
+  }
+  void on_pubcomp(std::string_view, std::uint64_t seq) override {
+    log.push_back("pubcomp " + std::to_string(seq));
+  }
+  void on_pubrel(std::string_view, std::string_view msgid) override {
+    log.push_back("pubrel " + std::string(msgid));
+  }
   void on_error(error_code code, std::string_view message, std::string_view id) override {
     log.push_back(std::string("error ") + to_string(code) + " [" + std::string(id) + "] " +
                   std::string(message));
@@ -220,6 +229,17 @@ TEST(NativeParse, InvalidUtf8InsideStrings) {
   EXPECT_TRUE(starts_with(log[0], "error bad_request")) << log[0];
 }
 
+TEST(NativeParse, QoS2Handshake) {
+  EXPECT_EQ(one(R"({"type":"pubrec","seq":12})"), "pubrec 12");
+  EXPECT_EQ(one(R"({"type":"pubcomp","seq":12})"), "pubcomp 12");
+  EXPECT_EQ(one(R"({"type":"pubrel","msgid":"m-1"})"), "pubrel m-1");
+  EXPECT_TRUE(starts_with(one(R"({"type":"pubrec"})"), "error bad_request [] pubrec needs 'seq'"));
+  EXPECT_TRUE(starts_with(one(R"({"type":"pubrel","seq":3})"), "error bad_request"));
+  EXPECT_TRUE(starts_with(one(R"({"type":"pubcomp","seq":0})"), "error bad_request"));
+  EXPECT_TRUE(starts_with(parse(R"({"type":"batch","messages":[{"type":"pubrec","seq":1}]})")[0],
+                          "error bad_request"));
+}
+
 TEST(NativeParse, SubscribeWithRecovery) {
   EXPECT_EQ(one(R"({"type":"subscribe","tags":["a/#"],"since":{"a/b":41,"a/\u0063":0}})"),
             "subscribe a/# since a/b=41 since a/c=0");
@@ -271,6 +291,15 @@ TEST(NativeEncode, HistoryOffsets) {
   EXPECT_EQ(v->seq, 7u);
   EXPECT_EQ(v->offset, 42u);
   EXPECT_EQ(v->payload, "1");
+}
+
+TEST(NativeEncode, QoS2Replies) {
+  std::string f;
+  encode_publish_ack(f, "m-1", "p", "pubrec");
+  EXPECT_EQ(f.substr(2), R"({"type":"pubrec","msgid":"m-1","id":"p"})");
+  f.clear();
+  encode_pubrel(f, 99);
+  EXPECT_EQ(f.substr(2), R"({"type":"pubrel","seq":99})");
 }
 
 TEST(NativeEncode, SubscribedWithRecovery) {

@@ -3,7 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
 #include <vector>
+
+#include "core/store_writer.hpp"
+#include "store/memory_store.hpp"
 
 namespace wsagent::core {
 namespace {
@@ -233,6 +240,60 @@ TEST(Router, DeliversAtTheLowerQosAndTheHighestOfOverlappingFilters) {
   EXPECT_EQ(low.qos_got, (std::vector<std::uint8_t>{0, 0}));
   EXPECT_EQ(high.qos_got, (std::vector<std::uint8_t>{1, 0}));
   EXPECT_EQ(both.qos_got, (std::vector<std::uint8_t>{1, 0}));  // once each, at the higher
+}
+
+// The real memory store behind a gate the test holds: writes wait until it is opened.
+class gated_store : public store {
+ public:
+  std::mutex gate;
+  const char* kind() const noexcept override { return "gated"; }
+  store_snapshot load() override { return inner_.load(); }
+  void write(std::span<const store_op> batch) override {
+    std::lock_guard lock(gate);
+    inner_.write(batch);
+  }
+
+ private:
+  wsagent::store::memory_store inner_;
+};
+
+TEST(RouterQoS2, APersistentPublishersQoS2MessageIsDeliveredOnlyOnceDurable) {
+  gated_store st;
+  store_writer writer(st);
+  router r(router_limits{});
+  r.set_store(&writer);
+  recording_sink sub_sink, pub_sink;
+  auto sub = make_session("sub", sub_sink);
+  r.attach(sub, 4000);
+  ASSERT_TRUE(r.subscribe(*sub, "t", 2).ok());
+  auto pub = std::make_shared<session>("pub", "pub", acl::allow_all(), &pub_sink,
+                                       session_options{true, 60});
+  r.attach(pub, 4000);
+  std::unique_lock gate(st.gate);  // nothing becomes durable
+  auto m2 = std::make_shared<message>();
+  m2->tag = "t";
+  m2->qos = 2;
+  m2->seq = r.next_seq();
+  std::atomic<bool> durable{false};
+  auto res = r.publish(*pub, m2, {}, false, [&](bool ok) { durable = ok; },
+                       {store_ops::put_incoming{"pub", "m-1"}});
+  EXPECT_TRUE(res.pending_durable);
+  // A QoS 1 message is not held back (no persistent recipient: acked once routed).
+  auto m1 = std::make_shared<message>();
+  m1->tag = "t";
+  m1->qos = 1;
+  m1->seq = r.next_seq();
+  EXPECT_FALSE(r.publish(*pub, m1, {}, false, [](bool) {}).pending_durable);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(sub_sink.got.size(), 1u);  // only the QoS 1 one: the QoS 2 one waits for the disk
+  EXPECT_EQ(sub_sink.got[0], m1);
+  gate.unlock();
+  for (int i = 0; i < 200 && !durable; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(durable);
+  ASSERT_EQ(sub_sink.got.size(), 2u);  // delivered before the publisher's completion ran
+  EXPECT_EQ(sub_sink.got[1], m2);
+  EXPECT_EQ(sub_sink.qos_got[1], 2);
 }
 
 }  // namespace

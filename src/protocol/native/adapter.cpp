@@ -74,7 +74,7 @@ void adapter::on_closed(bool clean) {
     // QoS 1 messages that reached this connection but were not handled wait for the client.
     closed_persistent_ = session_;
     link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
-      if (qos > 0) ctx_.router.redeliver(*session_, m);
+      if (qos > 0) ctx_.router.redeliver(*session_, m, qos);
     });
   }
   if (registered && !clean && will_) {
@@ -83,7 +83,7 @@ void adapter::on_closed(bool clean) {
     m->payload = will_->payload;
     m->msgid = core::make_msgid();
     if (will_->qos > 0) {
-      m->qos = 1;
+      m->qos = static_cast<std::uint8_t>(will_->qos);
       m->seq = ctx_.router.next_seq();
     }
     m->from = session_->client_id();
@@ -201,7 +201,11 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
     route(m, {}, {}, pub->retain);
     return;
   }
-  if (pub->qos == 2) return reply_error(error_code::unsupported, "QoS 2 is not available yet", {});
+  if (pub->qos == 2) {
+    if (pub->msgid.empty())
+      return reply_error(error_code::bad_request, "a QoS 2 publish needs a msgid", {});
+    return publish_qos2(m, {}, {}, pub->retain);
+  }
   publish_qos1(m, {}, {}, pub->retain);
 }
 
@@ -214,8 +218,6 @@ void adapter::on_auth(const auth_request& r) {
           error_code::invalid_tag,
           "will: " + std::string(core::to_string(e)) + ": '" + std::string(r.will->tag) + "'",
           r.id);
-    if (r.will->qos > 1)
-      return reply_error(error_code::unsupported, "will: QoS 2 is not available yet", r.id);
   }
   if (r.persistent) wanted_ = core::session_options{true, r.expiry_s};
   if (!session_) {
@@ -360,7 +362,9 @@ void adapter::on_subscribe(const subscribe_request& r) {
 
 void adapter::on_publish(const publish_request& r) {
   if (closing_ || !require_auth()) return;
-  if (r.qos > 1) return reply_error(error_code::unsupported, "QoS 2 is not available yet", r.id);
+  if (r.qos == 2 && r.msgid.empty())
+    return reply_error(error_code::bad_request, "a QoS 2 publish needs a msgid", r.id);
+
   auto m = std::make_shared<core::message>();
   m->tag = r.tag;
   m->payload = r.payload;
@@ -370,6 +374,7 @@ void adapter::on_publish(const publish_request& r) {
     route(m, r.to, r.id, r.retain);
     return;
   }
+  if (r.qos == 2) return publish_qos2(m, r.to, r.id, r.retain);
   publish_qos1(m, r.to, r.id, r.retain);
 }
 
@@ -382,18 +387,84 @@ void adapter::publish_qos1(const std::shared_ptr<core::message>& m, std::string_
   std::string ack;
   encode_publish_ack(ack, m->msgid, id);
   bool pending = false;
+  if (!route(m, to, id, retain, reply_when_durable(ack, m->msgid, id), &pending)) return;
+  if (!pending) link_.send_frame(std::move(ack));
+}
+
+std::function<void(bool)> adapter::reply_when_durable(std::string frame, std::string msgid,
+                                                      std::string_view id,
+                                                      std::function<void()> failed) {
   // Runs on the store's thread, maybe after this connection is gone: only the poster is
   // touched there.
-  auto on_durable = [post = link_.owner_poster(), this, ack, msgid = m->msgid,
-                     id = std::string(id)](bool ok) mutable {
-    post([this, ack = std::move(ack), msgid, id, ok]() mutable {
-      if (ok) return link_.send_frame(std::move(ack));
+  return [post = link_.owner_poster(), this, frame = std::move(frame), msgid = std::move(msgid),
+          id = std::string(id), failed = std::move(failed)](bool ok) mutable {
+    post([this, frame = std::move(frame), msgid = std::move(msgid), id = std::move(id),
+          failed = std::move(failed), ok]() mutable {
+      if (ok) return link_.send_frame(std::move(frame));
+      if (failed) failed();
       reply_error(error_code::unavailable,
                   "the agent could not store message '" + msgid + "': publish it again", id);
     });
   };
-  if (!route(m, to, id, retain, std::move(on_durable), &pending)) return;
-  if (!pending) link_.send_frame(std::move(ack));
+}
+
+// QoS 2, the publisher's side: the msgid is remembered from the publish until the client's
+// pubrel, so a publish sent again (after a lost pubrec) is answered, not routed twice. For a
+// persistent session the record is written with the message (and survives a restart).
+void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::string_view to,
+                           std::string_view id, bool retain) {
+  std::string rec;
+  encode_publish_ack(rec, m->msgid, id, "pubrec");
+  {
+    auto lock = session_->lock();
+    auto& incoming = session_->incoming();
+    if (incoming.contains(m->msgid)) {
+      lock.unlock();
+      // Routed before: answered again once what was written for it is durable.
+      return ctx_.router.persist(*session_, {}, reply_when_durable(rec, m->msgid, id));
+    }
+    if (incoming.size() >= ctx_.max_queued_qos1)
+      return reply_error(error_code::limit_exceeded,
+                         "at most " + std::to_string(ctx_.max_queued_qos1) +
+                             " QoS 2 publishes may wait for their pubrel",
+                         id);
+    incoming.insert(m->msgid);
+  }
+  m->qos = 2;
+  m->seq = ctx_.router.next_seq();
+  std::vector<core::store_op> with;
+  if (session_->persistent())
+    with.push_back(core::store_ops::put_incoming{session_->client_id(), m->msgid});
+  auto forget = [this, msgid = m->msgid] {
+    if (!session_) return;
+    auto lock = session_->lock();
+    session_->incoming().erase(msgid);
+  };
+  bool pending = false;
+  if (!route(m, to, id, retain, reply_when_durable(rec, m->msgid, id, forget), &pending,
+             std::move(with)))
+    return forget();
+  if (!pending) link_.send_frame(std::move(rec));
+}
+
+void adapter::on_pubrel(std::string_view id, std::string_view msgid) {
+  if (closing_ || !require_auth()) return;
+  bool known = false;
+  {
+    auto lock = session_->lock();
+    if (auto it = session_->incoming().find(msgid); it != session_->incoming().end()) {
+      session_->incoming().erase(it);
+      known = true;
+    }
+  }
+  std::string comp;
+  encode_publish_ack(comp, msgid, id, "pubcomp");
+  std::vector<core::store_op> ops;
+  if (known)
+    ops.push_back(core::store_ops::drop_incoming{session_->client_id(), std::string(msgid)});
+  // An unknown msgid (a pubrel sent again) is completed too: the client can finish.
+  ctx_.router.persist(*session_, std::move(ops),
+                      reply_when_durable(std::move(comp), std::string(msgid), id));
 }
 
 void adapter::on_typed(const typed_request& r) {
@@ -419,10 +490,11 @@ void adapter::on_typed(const typed_request& r) {
 
 bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain, std::function<void(bool)> on_durable,
-                    bool* pending) {
+                    bool* pending, std::vector<core::store_op> with) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
-  auto result = ctx_.router.publish(*session_, m, to, retain, std::move(on_durable));
+  auto result =
+      ctx_.router.publish(*session_, m, to, retain, std::move(on_durable), std::move(with));
   if (pending) *pending = result.pending_durable;
   switch (result.error) {
     case core::route_error::none:
@@ -471,7 +543,14 @@ void adapter::reply_error(error_code code, std::string_view message, std::string
 
 const std::string& adapter::frame_for(const core::message& m, int qos) const {
   const bool binary = m.format == core::payload_format::binary && info_.binary;
-  if (qos > 0) {
+  if (qos == 2) {
+    if (binary)
+      return m.encoded(core::wire_format::native_binary_qos2,
+                       [&](std::string& out) { encode_binary_message_frame(m, out, 2); });
+    return m.encoded(core::wire_format::native_json_qos2,
+                     [&](std::string& out) { encode_message_frame(m, out, 2); });
+  }
+  if (qos == 1) {
     if (binary)
       return m.encoded(core::wire_format::native_binary_qos1,
                        [&](std::string& out) { encode_binary_message_frame(m, out, 1); });
@@ -494,19 +573,19 @@ bool adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
 // Takes a message that will never be delivered out of the window (and the store).
 // The session's lock is held.
 void adapter::discard(std::uint64_t seq, std::int64_t now_ms) {
-  session_->window().ack(seq, now_ms);
+  session_->window().discard(seq, now_ms);
   ctx_.router.forget(*session_, seq);
 }
 
-void adapter::late_delivery(const core::message_ptr& m) {
-  if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m);
+void adapter::late_delivery(const core::message_ptr& m, std::uint8_t qos) {
+  if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m, qos);
 }
 
-void adapter::deliver_qos1(const core::message_ptr& m, std::int64_t now_ms) {
+void adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) {
   if (!session_) return;
   auto lock = session_->lock();
   std::vector<core::message_ptr> dropped;
-  if (session_->window().offer(m, now_ms, &dropped)) link_.send_shared(m, frame_for(*m, 1));
+  if (session_->window().offer(m, now_ms, &dropped, qos)) link_.send_shared(m, frame_for(*m, qos));
   lock.unlock();
   ctx_.router.probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
   for (const auto& d : dropped)
@@ -522,6 +601,44 @@ void adapter::on_ack(std::string_view, std::uint64_t seq) {
   send_window_ready(now);
 }
 
+// QoS 2, the subscriber's side: the client has delivery `seq`, which is never sent again; the
+// agent answers pubrel (once that state is durable, for a persistent session), the client
+// then pubcomp. A pubrec for a delivery not in flight is answered too (sent again).
+void adapter::on_pubrec(std::string_view id, std::uint64_t seq) {
+  if (closing_ || !require_auth()) return;
+  bool fresh = false;
+  {
+    auto lock = session_->lock();
+    fresh = session_->window().release(seq, common::steady_ms());
+  }
+  std::string rel;
+  encode_pubrel(rel, seq);
+  std::vector<core::store_op> ops;
+  if (fresh) ops.push_back(core::store_ops::mark_sent{session_->client_id(), seq});
+  ctx_.router.persist(*session_, std::move(ops),
+                      reply_when_durable(std::move(rel), std::to_string(seq), id));
+}
+
+void adapter::on_pubcomp(std::string_view, std::uint64_t seq) {
+  if (closing_ || !require_auth()) return;
+  const auto now = common::steady_ms();
+  auto lock = session_->lock();
+  if (!session_->window().complete(seq, now)) return;  // late or twice: nothing to do
+  ctx_.router.forget(*session_, seq);
+  send_window_ready(now);
+}
+
+// One window entry going out: the message (this client's cached frame), or, for a released
+// QoS 2 delivery, its pubrel.
+void adapter::send_entry(const core::delivery_window::entry& e) {
+  if (e.released) {
+    std::string rel;
+    encode_pubrel(rel, e.msg->seq);
+    return link_.send_frame(std::move(rel));
+  }
+  link_.send_shared(e.msg, frame_for(*e.msg, e.qos));
+}
+
 // Sends what acknowledgements let into flight; an expired message is taken out unsent
 // (which may let the next one in). The session's lock is held.
 void adapter::send_window_ready(std::int64_t now_ms) {
@@ -533,10 +650,10 @@ void adapter::send_window_ready(std::int64_t now_ms) {
     window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
-      if (too_old(*e.msg, wall))
+      if (!e.released && too_old(*e.msg, wall))
         discard(e.msg->seq, now_ms);
       else
-        link_.send_shared(e.msg, frame_for(*e.msg, 1));
+        send_entry(e);
     }
   }
 }
@@ -546,15 +663,19 @@ void adapter::send_window_ready(std::int64_t now_ms) {
 void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms) {
   const auto wall = common::now_ms();
   for (const auto& e : due) {
+    if (e.released) {  // the client has it: what is due is the pubrel
+      send_entry(e);
+      continue;
+    }
     if (too_old(*e.msg, wall)) {  // expired: never delivered again
       discard(e.msg->seq, now_ms);
       continue;
     }
     std::string frame;
     if (e.msg->format == core::payload_format::binary && info_.binary)
-      encode_binary_message_frame(*e.msg, frame, 1, true);
+      encode_binary_message_frame(*e.msg, frame, e.qos, true);
     else
-      encode_message_frame(*e.msg, frame, 1, true);
+      encode_message_frame(*e.msg, frame, e.qos, true);
     link_.send_frame(std::move(frame));
   }
   send_window_ready(now_ms);

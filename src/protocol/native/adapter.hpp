@@ -87,16 +87,16 @@ class adapter final : private request_handler {
   const std::string& client_id() const noexcept;
   std::string_view remote() const noexcept { return info_.remote; }
 
-  // The frame for `m` at `qos` (0 or 1) in this client's format; cached in `m`, shared with
-  // other recipients.
+  // The frame for `m` at `qos` (0, 1 or 2) in this client's format; cached in `m`, shared
+  // with other recipients.
   const std::string& frame_for(const core::message& m, int qos = 0) const;
 
-  // A QoS 1 delivery (steady clock `now_ms`): sent now through send_shared() when the
+  // A QoS 1 or 2 delivery (steady clock `now_ms`): sent now through send_shared() when the
   // window has room, else it waits for acknowledgements.
-  void deliver_qos1(const core::message_ptr& m, std::int64_t now_ms);
-  // A QoS 1 delivery that reached the connection after on_closed(): back to the persistent
-  // session it was for (a clean one is gone, and so is the message).
-  void late_delivery(const core::message_ptr& m);
+  void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms);
+  // A QoS 1 or 2 delivery that reached the connection after on_closed(): back to the
+  // persistent session it was for (a clean one is gone, and so is the message).
+  void late_delivery(const core::message_ptr& m, std::uint8_t qos);
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
   void discard(std::uint64_t seq, std::int64_t now_ms);
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
@@ -110,10 +110,14 @@ class adapter final : private request_handler {
   void on_typed(const typed_request& r) override;
   void on_ping(std::string_view id) override;
   void on_ack(std::string_view id, std::uint64_t seq) override;
+  void on_pubrec(std::string_view id, std::uint64_t seq) override;
+  void on_pubcomp(std::string_view id, std::uint64_t seq) override;
+  void on_pubrel(std::string_view id, std::string_view msgid) override;
   void on_error(error_code code, std::string_view message, std::string_view id) override;
 
   bool require_auth();
   void send_window_ready(std::int64_t now_ms);
+  void send_entry(const core::delivery_window::entry& e);
   void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms);
   void set_will(const auth_request& r);
   void presence(std::string_view event, bool clean);
@@ -124,9 +128,16 @@ class adapter final : private request_handler {
   // False when it was refused (the error is sent).
   bool route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
              bool retain = false, std::function<void(bool)> on_durable = {},
-             bool* pending = nullptr);
+             bool* pending = nullptr, std::vector<core::store_op> with = {});
   void publish_qos1(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain);
+  void publish_qos2(const std::shared_ptr<core::message>& m, std::string_view to,
+                    std::string_view id, bool retain);
+  // A store completion (any thread) that sends `frame` on this connection's thread when the
+  // write is durable, or an `unavailable` error naming `msgid` (then runs `failed` there).
+  std::function<void(bool)> reply_when_durable(std::string frame, std::string msgid,
+                                               std::string_view id,
+                                               std::function<void()> failed = {});
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
   adapter_context& ctx_;

@@ -80,9 +80,9 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
 }
 
 void encode_binary_publish(std::string& out, std::string_view tag, std::string_view msgid,
-                           std::string_view payload, bool retain) {
+                           std::string_view payload, bool retain, int qos) {
   out.push_back(static_cast<char>(binary_publish));
-  out.push_back(retain ? 1 : 0);
+  out.push_back(static_cast<char>((retain ? 1 : 0) | (qos == 1 ? 2 : 0) | (qos == 2 ? 8 : 0)));
   put_u16(out, tag.size());
   out.append(tag);
   out.push_back(static_cast<char>(msgid.size()));

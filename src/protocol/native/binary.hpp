@@ -44,7 +44,7 @@ std::optional<binary_publish_view> decode_binary_publish(std::span<const std::ui
 
 // Appends a publish envelope (the client side: `wsagent pub`, the bench).
 void encode_binary_publish(std::string& out, std::string_view tag, std::string_view msgid,
-                           std::string_view payload, bool retain);
+                           std::string_view payload, bool retain, int qos = 0);
 
 // Appends a whole WebSocket binary frame holding a message envelope for `m` (binary payload);
 // `qos` 1 sets flag bit 1 (2: bit 3) and adds the u64 seq after the timestamp, `dup` sets

@@ -40,7 +40,20 @@ constexpr std::size_t max_msgid = 128;
 
 // Words of the protocol. Words the agent sends, or keeps for later, may not be used as the
 // type of an application message.
-enum class word { none, auth, subscribe, unsubscribe, publish, batch, ping, ack, agent_only };
+enum class word {
+  none,
+  auth,
+  subscribe,
+  unsubscribe,
+  publish,
+  batch,
+  ping,
+  ack,
+  pubrec,
+  pubrel,
+  pubcomp,
+  agent_only
+};
 
 word classify(std::string_view t) {
   if (t == "publish") return word::publish;
@@ -50,9 +63,12 @@ word classify(std::string_view t) {
   if (t == "batch") return word::batch;
   if (t == "ping") return word::ping;
   if (t == "ack") return word::ack;
+  if (t == "pubrec") return word::pubrec;
+  if (t == "pubrel") return word::pubrel;
+  if (t == "pubcomp") return word::pubcomp;
   static constexpr std::string_view reserved[] = {
-      "message", "auth_response", "subscribed", "unsubscribed", "error",   "pong",  // sent by us
-      "nack",    "pubrec",        "pubrel",     "pubcomp",      "history", "presence",
+      "message", "auth_response", "subscribed", "unsubscribed", "error", "pong",  // sent by us
+      "nack",    "history",       "presence",
       "sys",  // kept
   };
   for (auto r : reserved)
@@ -512,6 +528,21 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
         return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
       if (!f.has_seq) return h.on_error(native::error_code::bad_request, "ack needs 'seq'", f.id);
       return h.on_ack(f.id, f.seq);
+    case word::pubrec:
+    case word::pubcomp:
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      if (!f.has_seq)
+        return h.on_error(native::error_code::bad_request, std::string(f.type) + " needs 'seq'",
+                          f.id);
+      return classify(f.type) == word::pubrec ? h.on_pubrec(f.id, f.seq)
+                                              : h.on_pubcomp(f.id, f.seq);
+    case word::pubrel:
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      if (f.msgid.empty())
+        return h.on_error(native::error_code::bad_request, "pubrel needs 'msgid'", f.id);
+      return h.on_pubrel(f.id, f.msgid);
     case word::batch:
       return h.on_error(native::error_code::bad_request, "a batch may not contain a batch", f.id);
     case word::agent_only:
@@ -687,12 +718,23 @@ void encode_message_frame(const core::message& m, std::string& out, int qos, boo
   });
 }
 
-void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id) {
+void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id,
+                        std::string_view type) {
   append_text_frame(out, [&](std::string& json) {
     json_writer w(json);
-    w.begin_object().string("type", "ack").string("msgid", msgid);
+    w.begin_object().string("type", type).string("msgid", msgid);
     if (!id.empty()) w.string("id", id);
     w.end_object();
+  });
+}
+
+void encode_pubrel(std::string& out, std::uint64_t seq) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer(json)
+        .begin_object()
+        .string("type", "pubrel")
+        .integer("seq", static_cast<std::int64_t>(seq))
+        .end_object();
   });
 }
 

@@ -92,6 +92,11 @@ class request_handler {
   virtual void on_ping(std::string_view id) = 0;
   // {"type":"ack","seq":N}: the client has a QoS 1 delivery.
   virtual void on_ack(std::string_view id, std::uint64_t seq) = 0;
+  // QoS 2: {"type":"pubrec","seq":N}, the client has delivery N; {"type":"pubcomp","seq":N},
+  // it has forgotten it; {"type":"pubrel","msgid":...}, the publisher releases its publish.
+  virtual void on_pubrec(std::string_view id, std::uint64_t seq) = 0;
+  virtual void on_pubcomp(std::string_view id, std::uint64_t seq) = 0;
+  virtual void on_pubrel(std::string_view id, std::string_view msgid) = 0;
   virtual void on_error(error_code code, std::string_view message, std::string_view id) = 0;
 };
 
@@ -121,11 +126,15 @@ class parser {
 // --- outgoing: each function appends a whole WebSocket text frame (header included) ---
 
 // {"type":"message",...} for a message; a typed message's payload object is sent as is.
-// With `qos` 1 the frame also carries "qos":1 and "seq" (the client acknowledges it), and
+// With `qos` 1 or 2 the frame also carries "qos" and "seq" (the client acknowledges it), and
 // with `dup` "dup":true (sent before).
 void encode_message_frame(const core::message& m, std::string& out, int qos = 0, bool dup = false);
-// {"type":"ack","msgid":...}: the agent has a QoS 1 publish.
-void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id);
+// {"type":"ack","msgid":...}: the agent has a QoS 1 publish; with `type` "pubrec" it has a
+// QoS 2 publish, with "pubcomp" the publish is released.
+void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id,
+                        std::string_view type = "ack");
+// {"type":"pubrel","seq":N}: QoS 2 delivery N is released; the client answers pubcomp.
+void encode_pubrel(std::string& out, std::uint64_t seq);
 // `persistent`: adds "session":"persistent" and "resumed".
 void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
                           bool persistent = false, bool resumed = false);
