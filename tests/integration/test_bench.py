@@ -93,6 +93,10 @@ def test_qos1_on_native_acknowledges_both_ways_and_loses_nothing(agent):
     assert rc == 0, err
     assert r["supported"] is True and r["qos"] == 1, r
     assert r["delivered"] > 100 and r["lost"] == 0, r
+    # Every publish's acknowledgement was timed.
+    ack = r["ack_latency_us"]
+    assert 0 < ack["p50"] <= ack["p99"] <= ack["max"], ack
+    assert "ack_latency_us" not in bench("--url", agent.url, *short())[1]  # QoS 0: none
 
 
 def test_qos1_with_persistent_subscribers_goes_through_the_store(agent):
@@ -100,6 +104,7 @@ def test_qos1_with_persistent_subscribers_goes_through_the_store(agent):
                        *short())
     assert rc == 0, err
     assert r["persistent"] is True and r["lost"] == 0 and r["delivered"] > 100, r
+    assert r["ack_latency_us"]["p50"] > 0, r
     agent.wait_log(r"\$sys|listening")  # the agent still serves
     assert agent.health()["sessions"] == 2  # the subscribers' sessions stay, offline
 
@@ -219,6 +224,7 @@ def test_qos1_over_mqtt_loses_nothing(mosquitto, via):
     assert rc == 0, err
     assert_no_loss(r)
     assert r["qos"] == 1
+    assert r["ack_latency_us"]["p50"] > 0, r
 
 
 def test_wildcard_over_mqtt(mosquitto):

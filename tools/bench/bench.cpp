@@ -144,6 +144,7 @@ struct result {
   totals t;
   double measured_s = 0;
   histogram lat;
+  histogram ack_lat;  // QoS 1
   std::optional<proc_sample> before, after;
   std::int64_t rss_base_kb = 0;
   std::uint64_t open_connections = 0;
@@ -280,6 +281,7 @@ result run_messages(const bench_options& o, const scenario_shape& shape, const t
   e.stop();
   r.t = e.snapshot();
   r.lat = e.latencies();
+  r.ack_lat = e.ack_latencies();
   if (e.unsupported()) {
     r.supported = false;
     r.error = e.first_error();
@@ -431,6 +433,12 @@ std::string json_report(const bench_options& o, const scenario_shape& shape, con
   for (auto [name, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}})
     w.raw(name, number(static_cast<double>(r.lat.quantile(q)) / 1000.0));
   w.raw("max", number(static_cast<double>(r.lat.max()) / 1000.0)).end_object();
+  if (r.ack_lat.count()) {
+    w.key("ack_latency_us").begin_object();
+    for (auto [name, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}})
+      w.raw(name, number(static_cast<double>(r.ack_lat.quantile(q)) / 1000.0));
+    w.raw("max", number(static_cast<double>(r.ack_lat.max()) / 1000.0)).end_object();
+  }
   w.key("server").begin_object().integer("pid", o.server_pid);
   if (r.after) {
     const double cpu = r.before ? r.after->cpu_s - r.before->cpu_s : r.after->cpu_s;
@@ -504,6 +512,12 @@ void human_report(std::ostream& os, const bench_options& o, const scenario_shape
        << fixed(static_cast<double>(r.lat.quantile(0.99)) / 1000, 1) << "  p99.9 "
        << fixed(static_cast<double>(r.lat.quantile(0.999)) / 1000, 1) << "  max "
        << fixed(static_cast<double>(r.lat.max()) / 1000, 1) << "\n";
+    if (r.ack_lat.count())
+      os << "  ack µs      p50 " << fixed(static_cast<double>(r.ack_lat.quantile(0.5)) / 1000, 1)
+         << "  p90 " << fixed(static_cast<double>(r.ack_lat.quantile(0.9)) / 1000, 1) << "  p99 "
+         << fixed(static_cast<double>(r.ack_lat.quantile(0.99)) / 1000, 1) << "  p99.9 "
+         << fixed(static_cast<double>(r.ack_lat.quantile(0.999)) / 1000, 1) << "  max "
+         << fixed(static_cast<double>(r.ack_lat.max()) / 1000, 1) << "  (publish to ack)\n";
     if (t.stalls)
       os << "  stalls      " << t.stalls << " (deliveries stopped for 1 s: messages lost)\n";
   }

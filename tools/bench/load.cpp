@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <random>
 #include <span>
 #include <thread>
@@ -157,7 +158,8 @@ class conn;
 struct worker {
   asio::io_context ioc{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
-  histogram hist;  // touched by this worker's thread only
+  histogram hist;      // touched by this worker's thread only
+  histogram ack_hist;  // QoS 1: publish to the server's acknowledgement
   std::thread thread;
 };
 
@@ -496,7 +498,10 @@ class conn {
         if (++packet_id_ == 0) packet_id_ = 1;
         out_[base + tp.id_at] = static_cast<char>(packet_id_ >> 8);
         out_[base + tp.id_at + 1] = static_cast<char>(packet_id_ & 0xFF);
+      }
+      if (e_.pl.qos > 0) {
         ++unacked_;
+        ack_stamps_.push_back(stamp);  // acknowledged in publish order
       }
       expected += tp.fanout;
     }
@@ -666,8 +671,7 @@ class conn {
         break;
       }
       case t::puback:
-        if (unacked_) --unacked_;
-        acked_ = true;
+        on_publish_acked(b);
         break;
       case t::connack: {
         const auto c = mqtt::parse_connack(r.flags, r.body, mqtt::version::v311);
@@ -712,9 +716,8 @@ class conn {
       }
       return;
     }
-    if (text.starts_with(R"({"type":"ack")")) {  // our QoS 1 publish is routed
-      if (unacked_) --unacked_;
-      acked_ = true;
+    if (text.starts_with(R"({"type":"ack","msgid")")) {  // our QoS 1 publish is routed
+      on_publish_acked(b);
       return;
     }
     if (text.starts_with(R"({"type":"subscribed")")) {
@@ -727,6 +730,19 @@ class conn {
       e_.note_error("error from the server: " + std::string(text.substr(0, 300)), refused);
       if (state_ == state::subscribing) fail("subscribe refused", refused);
     }
+  }
+
+  // The server acknowledged our oldest unacknowledged publish (acks come in publish order,
+  // natively and in MQTT): its time to the ack, when it was sent in the window.
+  void on_publish_acked(const batch& b) {
+    if (unacked_) --unacked_;
+    acked_ = true;
+    if (ack_stamps_.empty()) return;
+    const auto stamp = ack_stamps_.front();
+    ack_stamps_.pop_front();
+    if (!(stamp & window_bit)) return;
+    const auto sent_at = static_cast<std::int64_t>(stamp & time_mask);
+    w_.ack_hist.record(static_cast<std::uint64_t>(std::max<std::int64_t>(b.now - sent_at, 0)));
   }
 
   void delivered(std::string_view payload, batch& b) {
@@ -783,6 +799,7 @@ class conn {
   double fanout_ = 1;
   std::uint64_t sent_ = 0;
   std::uint32_t unacked_ = 0;
+  std::deque<std::uint64_t> ack_stamps_;  // QoS 1: send stamps of unacknowledged publishes
   std::uint16_t packet_id_ = 0;
   std::int64_t start_ns_ = 0;
   double per_second_ = 0;
@@ -945,6 +962,13 @@ histogram engine::latencies() const {
   histogram h;
   for (const auto& w : impl_->workers)
     h.merge(w->hist);
+  return h;
+}
+
+histogram engine::ack_latencies() const {
+  histogram h;
+  for (const auto& w : impl_->workers)
+    h.merge(w->ack_hist);
   return h;
 }
 

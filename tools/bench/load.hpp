@@ -21,7 +21,7 @@
 // publisher are sent but not yet delivered everywhere (counted in deliveries over all
 // publishers: inflight x publishers x mean fan-out), so a run measures sustained
 // throughput, not the depth of the server's queues. QoS 1 publishers also stop at `max_unacked`
-// unacknowledged.
+// unacknowledged (native and MQTT alike), and time each acknowledgement.
 
 #include <atomic>
 #include <cstdint>
@@ -113,6 +113,8 @@ class engine {
 
   totals snapshot() const;
   histogram latencies() const;
+  // QoS 1: from a publish (sent in the window) to the server's acknowledgement of it.
+  histogram ack_latencies() const;
   // The first error the server sent or a connection hit, for the report.
   std::string first_error() const;
   // True when the server refused the scenario (an `unsupported` error, a refused QoS).
