@@ -165,10 +165,10 @@ int serve(const config& cfg, const std::string& config_path) {
   rl.history.max_tags = static_cast<std::size_t>(cfg.history.max_tags);
   core::router router(rl);
   router.set_store(&writer);
-  router.restore_retained(restored.retained);
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
                           static_cast<std::size_t>(cfg.limits.max_queued),
                           static_cast<std::size_t>(cfg.limits.max_queued_bytes));
+  router.restore_retained(restored.retained);
   if (!cfg.history.tags.empty()) {
     const auto h = router.history_count();
     spdlog::info("history: {} tag(s), {} message(s) kept", h.tags, h.entries);

@@ -222,8 +222,11 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
 void router::restore_retained(const std::vector<message_ptr>& retained) {
   std::unique_lock lock(mutex_);
   std::lock_guard rlock(retained_mutex_);
-  for (const auto& m : retained)
+  for (const auto& m : retained) {
+    // Numbered after every stored message (restore_sessions() ran first).
+    if (m->qos > 0) const_cast<message&>(*m).seq = next_seq();  // created non-const by the store
     retained_.set(m, SIZE_MAX);  // what was kept stays, whatever the limit is now
+  }
 }
 
 route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos,
@@ -349,6 +352,9 @@ bool router::retain_locked(const message_ptr& msg, std::shared_ptr<message>* cop
   kept->qos = msg->qos;
   kept->expires_ms = msg->expires_ms;
   kept->retain = true;
+  // Its own number: delivered at QoS 1 or 2 to a new subscription, it is acknowledged apart
+  // from the live message.
+  if (kept->qos > 0) kept->seq = next_seq();
   if (!retained_.set(kept, limits_.max_retained)) return false;
   if (copy) *copy = kept;
   if (store_) store_->submit({store_ops::put_retained{std::move(kept)}});

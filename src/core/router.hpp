@@ -75,7 +75,7 @@ class router {
   // Retained changes are written through `w` (may be null: kept in memory only). Set once,
   // before serving.
   void set_store(store_writer* w) noexcept { store_ = w; }
-  // Start-up: the retained messages the store held.
+  // Start-up, after restore_sessions(): the retained messages the store held.
   void restore_retained(const std::vector<message_ptr>& retained);
 
   const router_limits& limits() const noexcept { return limits_; }

@@ -359,6 +359,7 @@ void connection::on_data(std::uint8_t* data, std::size_t len, bool own) {
   }
   batching_ = false;
   if (terminated_) return;
+  if (adapter_ && adapter_->take_rearm()) arm_timer();  // a QoS 1/2 resend deadline
   write();
   const std::size_t left = len - offset;
   if (own) {

@@ -1,8 +1,9 @@
 """Retained messages on the native protocol: kept per tag, sent to new subscriptions flagged
 `retained`, cleared by an empty payload, bounded, and kept across a restart by the store."""
+import json
 import subprocess
 
-from conftest import (BIN, client, close_all, nothing_for, publish, recv, recv_type, run,
+from conftest import (BIN, client, close_all, nothing_for, publish, recv, recv_type, run, sub,
                       subscribe)
 
 
@@ -192,3 +193,30 @@ def test_an_acknowledged_retained_publish_survives_kill_9(agent_factory, tmp_pat
     first.proc.wait()
     second = agent_factory(data_dir=data, name="second")
     second.wait_log(r"20 retained message")
+
+
+def test_retained_messages_come_at_the_lower_of_their_qos_and_the_subscriptions(agent_factory):
+    agent = agent_factory(args=["--delivery.retry_ms", "300"])
+
+    async def go():
+        pub = await client(agent, "pub")
+        await publish(pub, "r/one", "q1", retain=True, qos=1)
+        await recv_type(pub, "ack")
+        await publish(pub, "r/zero", "q0", retain=True)
+        s = await client(agent, "s")
+        await sub(s, "r/#", qos=1)
+        one = await recv_type(s, "message")
+        zero = await recv_type(s, "message")
+        assert (one["tag"], one["retained"], one["qos"]) == ("r/one", True, 1), one
+        assert zero["tag"] == "r/zero" and "qos" not in zero, zero
+        # Acknowledged like any QoS 1 delivery: resent, flagged dup, until it is.
+        again = await recv_type(s, "message", timeout=3)
+        assert again["seq"] == one["seq"] and again["dup"] is True and again["retained"] is True
+        await s.send(json.dumps({"type": "ack", "seq": one["seq"]}))
+        await nothing_for(s, 0.8)
+        # A QoS 0 subscription gets it at QoS 0.
+        s0 = await client(agent, "s0")
+        await sub(s0, "r/one", qos=0)
+        assert "qos" not in await recv_type(s0, "message")
+        await close_all()
+    run(go())

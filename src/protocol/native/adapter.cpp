@@ -59,6 +59,7 @@ void adapter::finish_resume() {
   pending_resume_ = false;
   const auto now = common::steady_ms();
   std::vector<core::delivery_window::entry> again;
+  rearm_ = true;
   auto lock = session_->lock();
   session_->window().take_all(now, again);
   resend(again, now);
@@ -346,10 +347,18 @@ void adapter::on_subscribe(const subscribe_request& r) {
                              }),
                  retained.end());
   const auto now = common::now_ms();
-  for (const auto& m : retained)
-    if (!m->expired_at(now) && std::find(recovery.covered.begin(), recovery.covered.end(),
-                                         m->tag) == recovery.covered.end())
+  const auto steady = common::steady_ms();
+  for (const auto& m : retained) {
+    if (m->expired_at(now) || std::find(recovery.covered.begin(), recovery.covered.end(), m->tag) !=
+                                  recovery.covered.end())
+      continue;
+    // As in MQTT: at the lower of the retained message's QoS and the subscription's.
+    const auto qos = std::min<std::uint8_t>(m->qos, static_cast<std::uint8_t>(r.qos));
+    if (qos > 0)
+      deliver_acked(m, qos, steady);
+    else
       link_.send_shared(m, frame_for(*m));
+  }
   // ...then the history asked for, in publish order, each message once, before anything
   // live (which reaches this connection's thread after this handler).
   auto& missed = recovery.messages;
@@ -583,6 +592,7 @@ void adapter::late_delivery(const core::message_ptr& m, std::uint8_t qos) {
 
 void adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) {
   if (!session_) return;
+  rearm_ = true;
   auto lock = session_->lock();
   std::vector<core::message_ptr> dropped;
   if (session_->window().offer(m, now_ms, &dropped, qos)) link_.send_shared(m, frame_for(*m, qos));
@@ -611,6 +621,7 @@ void adapter::on_pubrec(std::string_view id, std::uint64_t seq) {
     auto lock = session_->lock();
     fresh = session_->window().release(seq, common::steady_ms());
   }
+  rearm_ = rearm_ || fresh;  // the pubrel's own resend deadline
   std::string rel;
   encode_pubrel(rel, seq);
   std::vector<core::store_op> ops;

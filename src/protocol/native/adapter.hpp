@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/audit.hpp"
 #include "core/auth.hpp"
@@ -102,6 +103,9 @@ class adapter final : private request_handler {
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
   void on_timer(std::int64_t now_ms);
   std::optional<std::int64_t> next_due() const;
+  // True (once) when something went into flight, or was re-stamped, while a frame was
+  // handled: the connection re-arms its deadline for next_due().
+  bool take_rearm() noexcept { return std::exchange(rearm_, false); }
 
  private:
   void on_auth(const auth_request& r) override;
@@ -157,6 +161,7 @@ class adapter final : private request_handler {
   bool resumed_ = false;         // session_ resumed a persistent session
   bool pending_resume_ = false;  // its unacknowledged messages are still to be resent
   bool closing_ = false;
+  bool rearm_ = false;
   int errors_ = 0;
 };
 
