@@ -315,7 +315,8 @@ void adapter::on_subscribe(const subscribe_request& r) {
     return link_.send_frame(std::move(frame));
   }
   // Recovery offsets name tags (not filters) that the request's filters match.
-  for (const auto& [tag, offset] : r.since) {
+  for (const auto& asked : r.since) {
+    const std::string_view tag = asked.first;  // (a lambda may not capture a binding in clang 14)
     if (auto e = core::validate_tag(tag, ctx_.router.limits().tags); e != core::tag_error::none)
       return reply_error(
           error_code::invalid_tag,
