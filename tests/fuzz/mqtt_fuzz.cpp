@@ -4,19 +4,58 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "protocol/mqtt/codec.hpp"
+#include "protocol/mqtt/properties.hpp"
 
 namespace mqtt = wsagent::protocol::mqtt;
 
 namespace {
 
+// Every property block, in every scope: what is accepted re-encodes to a block that
+// parses to the same values.
+void parse_properties(std::span<const std::uint8_t> raw) {
+  for (int s = 0; s <= static_cast<int>(mqtt::property_scope::auth); ++s) {
+    const auto scope = static_cast<mqtt::property_scope>(s);
+    auto p = mqtt::parse_properties(raw, scope);
+    if (!p.ok) continue;
+    std::vector<std::pair<std::string_view, std::string_view>> user;
+    mqtt::for_each_user_property(
+        p.value, [&](std::string_view n, std::string_view v) { user.emplace_back(n, v); });
+    if (user.size() != p.value.user_property_count) __builtin_trap();
+    std::string again;
+    auto first = p.value;
+    if (first.subscription_id_count > 1) continue;  // only the first is kept
+    mqtt::encode_properties(again, first, user);
+    // Skip the block's length, then parse the body.
+    std::size_t at = 0;
+    while (static_cast<std::uint8_t>(again[at]) & 0x80)
+      ++at;
+    const std::span<const std::uint8_t> body(
+        reinterpret_cast<const std::uint8_t*>(again.data()) + at + 1, again.size() - at - 1);
+    auto q = mqtt::parse_properties(body, scope);
+    if (!q.ok || q.value.user_property_count != p.value.user_property_count ||
+        q.value.message_expiry != p.value.message_expiry ||
+        q.value.content_type != p.value.content_type ||
+        q.value.receive_maximum != p.value.receive_maximum)
+      __builtin_trap();
+  }
+}
+
 void parse_all(const mqtt::split_result& r) {
   for (auto v : {mqtt::version::v311, mqtt::version::v5}) {
-    (void)mqtt::parse_connect(r.flags, r.body);
+    if (auto c = mqtt::parse_connect(r.flags, r.body); c.ok) {
+      parse_properties(c.value.properties);
+      if (c.value.will) parse_properties(c.value.will->properties);
+    }
     (void)mqtt::parse_connack(r.flags, r.body, v);
     if (auto p = mqtt::parse_publish(r.flags, r.body, v); p.ok) {
+      parse_properties(p.value.properties);
       // Re-encoding what was parsed must give a packet that parses the same way.
       std::string again;
       mqtt::encode_publish(again, v, p.value);
