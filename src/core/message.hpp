@@ -16,6 +16,8 @@ namespace wsagent::core {
 enum class payload_format : std::uint8_t {
   json,    // `payload` is JSON text (any JSON value), compact and valid
   binary,  // `payload` is opaque bytes
+  text,    // `payload` is UTF-8 text (an MQTT payload that is not JSON); native clients get
+           // it as a JSON string, MQTT clients as it is
 };
 
 // Cache slots, one per wire format. The core only reserves the numbers; adapters own them.

@@ -90,8 +90,16 @@ std::shared_ptr<core::message> read_message(sqlite3_stmt* s, int tag_col, int fi
   auto m = std::make_shared<core::message>();
   m->tag = column_text(s, tag_col);
   m->payload = column_text(s, first);
-  m->format = sqlite3_column_int(s, first + 1) == 1 ? core::payload_format::binary
-                                                    : core::payload_format::json;
+  switch (sqlite3_column_int(s, first + 1)) {
+    case 1:
+      m->format = core::payload_format::binary;
+      break;
+    case 2:
+      m->format = core::payload_format::text;
+      break;
+    default:
+      m->format = core::payload_format::json;
+  }
   m->typed = sqlite3_column_int(s, first + 2) != 0;
   m->retain = sqlite3_column_int(s, first + 3) != 0;
   m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, first + 4));

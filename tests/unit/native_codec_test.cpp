@@ -335,6 +335,13 @@ TEST(NativeEncode, MessageFrame) {
   std::string bframe;
   encode_message_frame(b, bframe);
   EXPECT_NE(bframe.find(R"("payload":"AAH/","encoding":"base64")"), std::string::npos) << bframe;
+  core::message t;  // UTF-8 text from MQTT: a JSON string for native clients
+  t.tag = "txt";
+  t.payload = "21.5 \"C\"";
+  t.format = core::payload_format::text;
+  std::string tframe;
+  encode_message_frame(t, tframe);
+  EXPECT_NE(tframe.find(R"("payload":"21.5 \"C\"")"), std::string::npos) << tframe;
 }
 
 TEST(NativeEncode, ErrorAndResponses) {

@@ -91,14 +91,19 @@ TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
   bin->payload = std::string("\0\x01\xff", 3);
   bin->format = core::payload_format::binary;
   bin->retain = true;
+  auto text = std::make_shared<core::message>();  // an MQTT payload that is not JSON
+  text->tag = "txt/1";
+  text->payload = "21.5 C";
+  text->format = core::payload_format::text;
   write({ops::put_retained{msg("a/b", "1")}, ops::put_retained{msg("a/c", "2")},
-         ops::put_retained{bin}});
+         ops::put_retained{bin}, ops::put_retained{text}});
   write({ops::put_retained{msg("a/b", "3")}, ops::clear_retained{"a/c"},
          ops::clear_retained{"never/set"}});
   auto s = store->load();
-  ASSERT_EQ(s.retained.size(), 2u);
+  ASSERT_EQ(s.retained.size(), 3u);  // in tag order
   expect_same(*s.retained[0], *msg("a/b", "3"));
   expect_same(*s.retained[1], *bin);
+  expect_same(*s.retained[2], *text);
 }
 
 TEST_P(StoreContract, SessionsKeepTheirSubscriptionsAndDropTakesEverything) {

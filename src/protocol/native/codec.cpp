@@ -706,6 +706,8 @@ void encode_message_frame(const core::message& m, std::string& out, int qos, boo
     w.begin_object().string("type", "message").string("tag", m.tag);
     if (m.format == core::payload_format::json) {
       w.raw("payload", m.payload);
+    } else if (m.format == core::payload_format::text) {
+      w.string("payload", m.payload);
     } else {
       w.base64("payload", m.payload).string("encoding", "base64");
     }
