@@ -121,7 +121,7 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   // WebSocket phase.
   std::optional<protocol::websocket::frame_reader> reader_;
-  std::unique_ptr<protocol::native::adapter> adapter_;
+  std::unique_ptr<protocol::client_adapter> adapter_;
   std::vector<std::uint8_t> rbuf_;
   std::size_t rlen_ = 0;
 

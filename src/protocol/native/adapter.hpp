@@ -21,45 +21,13 @@
 #include "core/delivery.hpp"
 #include "core/router.hpp"
 #include "core/session.hpp"
+#include "protocol/client_adapter.hpp"
 #include "protocol/native/codec.hpp"
 
 namespace wsagent::protocol::native {
 
-// What the adapter needs from the connection.
-class transport_link {
- public:
-  virtual ~transport_link() = default;
-  // Queues one whole WebSocket frame for this connection only.
-  virtual void send_frame(std::string frame) = 0;
-  // Queues `bytes`, a frame cached in `m` and shared with other recipients; never dropped.
-  virtual void send_shared(const core::message_ptr& m, const std::string& bytes) = 0;
-  // Sends a close frame with `code` and `reason`, then ends the connection.
-  virtual void close(std::uint16_t code, std::string_view reason) = 0;
-  // Hands over the deliveries that reached the connection and were not yet handled (the
-  // connection is ending), so that a persistent session keeps its QoS 1 messages.
-  virtual void drain_pending(
-      const std::function<void(const core::message_ptr&, std::uint8_t qos)>& take) = 0;
-  // The sink the router delivers this connection's messages to.
-  virtual core::session_sink& sink() = 0;
-  // A callable, safe to keep and call from any thread, that runs a function on the
-  // connection's thread if the connection (and so its adapter) is still there.
-  using poster = std::function<void(std::function<void()>)>;
-  virtual poster owner_poster() = 0;
-};
-
-struct adapter_context {
-  core::router& router;
-  core::auth_holder& auth;
-  core::audit_log& audit;
-  std::size_t max_batch = 1000;
-  int max_protocol_errors = 20;
-  // QoS 1 deliveries (core::delivery_window): unacknowledged at once, waiting, resend delay.
-  std::size_t max_inflight = 32;
-  std::size_t max_queued_qos1 = 1000;
-  std::size_t max_queued_bytes = 0;    // payload bytes waiting per client; 0: no limit
-  std::int64_t max_queued_age_ms = 0;  // older waiting messages are not delivered; 0: none
-  std::int64_t retry_ms = 20000;
-};
+using protocol::adapter_context;
+using protocol::transport_link;
 
 // What the HTTP upgrade request said.
 struct upgrade_info {
@@ -70,42 +38,42 @@ struct upgrade_info {
   std::string_view remote;  // "address:port", owned by the transport, which outlives the adapter
 };
 
-class adapter final : private request_handler {
+class adapter final : public client_adapter, private request_handler {
  public:
   adapter(adapter_context& ctx, transport_link& link, upgrade_info info);
   ~adapter() override;
 
   // Authenticates from the upgrade request when it carried a token, or in open mode.
-  void on_open();
+  void on_open() override;
   // One text message; `capacity` as for parser::parse.
-  void on_text(const char* data, std::size_t size, std::size_t capacity);
-  void on_binary(std::span<const std::uint8_t> data);
+  void on_text(const char* data, std::size_t size, std::size_t capacity) override;
+  void on_binary(std::span<const std::uint8_t> data) override;
   // The connection is ending: leave the router. `clean`: the client said goodbye (close
   // code 1000), so its will is not published.
-  void on_closed(bool clean = false);
+  void on_closed(bool clean = false) override;
 
-  bool authenticated() const noexcept { return session_ != nullptr; }
-  const std::string& client_id() const noexcept;
+  bool authenticated() const noexcept override { return session_ != nullptr; }
+  const std::string& client_id() const noexcept override;
   std::string_view remote() const noexcept { return info_.remote; }
 
   // The frame for `m` at `qos` (0, 1 or 2) in this client's format; cached in `m`, shared
   // with other recipients.
-  const std::string& frame_for(const core::message& m, int qos = 0) const;
+  const std::string& frame_for(const core::message& m, int qos = 0) const override;
 
   // A QoS 1 or 2 delivery (steady clock `now_ms`): sent now through send_shared() when the
   // window has room, else it waits for acknowledgements.
-  void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms);
+  void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) override;
   // A QoS 1 or 2 delivery that reached the connection after on_closed(): back to the
   // persistent session it was for (a clean one is gone, and so is the message).
-  void late_delivery(const core::message_ptr& m, std::uint8_t qos);
+  void late_delivery(const core::message_ptr& m, std::uint8_t qos) override;
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
   void discard(std::uint64_t seq, std::int64_t now_ms);
   // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
-  void on_timer(std::int64_t now_ms);
-  std::optional<std::int64_t> next_due() const;
+  void on_timer(std::int64_t now_ms) override;
+  std::optional<std::int64_t> next_due() const override;
   // True (once) when something went into flight, or was re-stamped, while a frame was
   // handled: the connection re-arms its deadline for next_due().
-  bool take_rearm() noexcept { return std::exchange(rearm_, false); }
+  bool take_rearm() noexcept override { return std::exchange(rearm_, false); }
 
  private:
   void on_auth(const auth_request& r) override;

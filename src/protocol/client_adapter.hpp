@@ -1,0 +1,94 @@
+#pragma once
+// What a protocol adapter and its transport connection see of each other. An adapter (the
+// native JSON protocol, MQTT) turns a client's bytes into core operations and core messages
+// into bytes; the connection (net/connection) owns the socket, the write queue, the inbox of
+// deliveries and the deadlines, and drives the adapter through client_adapter. Both run on
+// the connection's I/O thread; see net/connection.hpp.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/audit.hpp"
+#include "core/auth.hpp"
+#include "core/message.hpp"
+#include "core/router.hpp"
+#include "core/session.hpp"
+
+namespace wsagent::protocol {
+
+// What the adapter needs from the connection.
+class transport_link {
+ public:
+  virtual ~transport_link() = default;
+  // Queues one whole frame (a WebSocket frame, or an MQTT packet on a raw stream) for this
+  // connection only.
+  virtual void send_frame(std::string frame) = 0;
+  // Queues `bytes`, a frame cached in `m` and shared with other recipients; never dropped.
+  virtual void send_shared(const core::message_ptr& m, const std::string& bytes) = 0;
+  // WebSocket: sends a close frame with `code` and `reason`, then ends the connection. A raw
+  // stream (MQTT over TCP) is ended once what is queued is written.
+  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+  // Hands over the deliveries that reached the connection and were not yet handled (the
+  // connection is ending), so that a persistent session keeps its QoS 1 messages.
+  virtual void drain_pending(
+      const std::function<void(const core::message_ptr&, std::uint8_t qos)>& take) = 0;
+  // The sink the router delivers this connection's messages to.
+  virtual core::session_sink& sink() = 0;
+  // A callable, safe to keep and call from any thread, that runs a function on the
+  // connection's thread if the connection (and so its adapter) is still there.
+  using poster = std::function<void(std::function<void()>)>;
+  virtual poster owner_poster() = 0;
+};
+
+struct adapter_context {
+  core::router& router;
+  core::auth_holder& auth;
+  core::audit_log& audit;
+  std::size_t max_batch = 1000;
+  int max_protocol_errors = 20;
+  // QoS 1 deliveries (core::delivery_window): unacknowledged at once, waiting, resend delay.
+  std::size_t max_inflight = 32;
+  std::size_t max_queued_qos1 = 1000;
+  std::size_t max_queued_bytes = 0;    // payload bytes waiting per client; 0: no limit
+  std::int64_t max_queued_age_ms = 0;  // older waiting messages are not delivered; 0: none
+  std::int64_t retry_ms = 20000;
+};
+
+// The connection's side of an adapter.
+class client_adapter {
+ public:
+  virtual ~client_adapter() = default;
+  // The connection is open (upgraded, or accepted for a raw stream).
+  virtual void on_open() = 0;
+  // One whole WebSocket message; `capacity` bytes from `data` may be read (padding).
+  virtual void on_text(const char* data, std::size_t size, std::size_t capacity) = 0;
+  virtual void on_binary(std::span<const std::uint8_t> data) = 0;
+  // A raw stream (MQTT over TCP): the bytes not yet used; returns how many it used (the rest,
+  // an unfinished packet, comes again with more).
+  virtual std::size_t on_stream(std::span<const std::uint8_t> data) { return data.size(); }
+  // The connection is ending. `clean`: the client said goodbye, so its will is not published.
+  virtual void on_closed(bool clean = false) = 0;
+  virtual bool authenticated() const noexcept = 0;
+  virtual const std::string& client_id() const noexcept = 0;
+  // The bytes of a QoS 0 delivery of `m`, cached in it and shared with other recipients.
+  virtual const std::string& frame_for(const core::message& m, int qos = 0) const = 0;
+  // A QoS 1 or 2 delivery, through the session's window.
+  virtual void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) = 0;
+  // A QoS 1 or 2 delivery that reached the connection after on_closed().
+  virtual void late_delivery(const core::message_ptr& m, std::uint8_t qos) = 0;
+  // Resends what fell due; next_due() says when the next one does.
+  virtual void on_timer(std::int64_t now_ms) = 0;
+  virtual std::optional<std::int64_t> next_due() const = 0;
+  // True (once) when something went into flight while a frame was handled.
+  virtual bool take_rearm() noexcept = 0;
+  // The silence after which the client is gone (MQTT: 1.5 x its keep alive); nullopt: the
+  // server's heartbeat settings apply.
+  virtual std::optional<std::int64_t> idle_timeout_ms() const noexcept { return std::nullopt; }
+};
+
+}  // namespace wsagent::protocol
