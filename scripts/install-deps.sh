@@ -14,7 +14,7 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_pkgs=(
-  python3 python3-websockets python3-pytest mosquitto
+  python3 python3-websockets python3-pytest mosquitto mosquitto-clients python3-paho-mqtt
   clang libclang-rt-14-dev
 )
 

@@ -107,6 +107,10 @@ key_spec list_key(std::string_view name, list_field field, std::string_view doc,
   return k;
 }
 
+std::string check_listen_or_off(std::string_view listen) {
+  return listen.empty() ? std::string() : check_listen(listen);
+}
+
 std::string check_filter(std::string_view filter) {
   for (char c : filter)
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
@@ -202,6 +206,12 @@ const std::vector<key_spec>& schema() {
       int_key(
           "delivery.retry_ms", [](config& c) -> int& { return c.delivery.retry_ms; },
           "a QoS 1 delivery unacknowledged this long is sent again, flagged dup (ms)", 100, max_ms),
+      // [mqtt]
+      string_key(
+          "mqtt.listen", [](config& c) -> std::string& { return c.mqtt.listen; },
+          "address and port of the MQTT over TCP listener (\"\" = none); MQTT over "
+          "WebSocket shares server.listen",
+          {}, check_listen_or_off, "HOST:PORT"),
       // [history]
       list_key(
           "history.tags", [](config& c) -> std::vector<std::string>& { return c.history.tags; },

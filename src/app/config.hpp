@@ -71,6 +71,10 @@ struct config {
     int retry_ms = 20000;  // resend an unacknowledged QoS 1 delivery after this long
   } delivery;
 
+  struct mqtt_section {
+    std::string listen = "127.0.0.1:1883";  // MQTT over TCP; "" = off
+  } mqtt;
+
   struct history_section {
     std::vector<std::string> tags;  // filters of the tags that keep a history
     int max_count = 1000;           // per tag

@@ -74,7 +74,12 @@ std::string open_access_problem(const config& cfg) {
   std::string host;
   std::uint16_t port = 0;
   if (!cfg.auth.tokens.empty() || cfg.server.allow_anonymous) return {};
-  if (!split_listen(cfg.server.listen, host, port) || is_loopback(host)) return {};
+  std::string mqtt_host;
+  if (!cfg.mqtt.listen.empty() && split_listen(cfg.mqtt.listen, mqtt_host, port) &&
+      !is_loopback(mqtt_host))
+    host = mqtt_host;
+  else if (!split_listen(cfg.server.listen, host, port) || is_loopback(host))
+    return {};
   return "refusing to listen on " + host +
          " without authentication: configure tokens ([auth] in the config file), listen on a "
          "loopback address, or set server.allow_anonymous = true to accept anyone on the network";
@@ -201,6 +206,7 @@ int serve(const config& cfg, const std::string& config_path) {
   s.idle_timeout_ms = cfg.heartbeat.idle_timeout_ms;
   s.auth_timeout_ms = cfg.heartbeat.auth_timeout_ms;
   s.diagnostics = cfg.server.diagnostics;
+  if (!cfg.mqtt.listen.empty()) split_listen(cfg.mqtt.listen, s.mqtt_host, s.mqtt_port);
 
   net::server srv(s, actx);
   // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
@@ -208,12 +214,19 @@ int serve(const config& cfg, const std::string& config_path) {
   try {
     srv.listen();
   } catch (const boost::system::system_error& e) {
-    spdlog::critical("cannot listen on {}: {}", cfg.server.listen, e.code().message());
+    spdlog::critical("cannot listen on {}{}: {}", cfg.server.listen,
+                     cfg.mqtt.listen.empty() ? "" : " and " + cfg.mqtt.listen + " (MQTT)",
+                     e.code().message());
     return 1;
   }
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
                shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
+  if (srv.bound_mqtt_port()) {
+    const auto& mh = s.mqtt_host;
+    spdlog::info("MQTT (3.1.1, 5.0) listening on mqtt://{}:{}",
+                 mh.find(':') != std::string::npos ? "[" + mh + "]" : mh, srv.bound_mqtt_port());
+  }
 
   // Offline persistent sessions past their expiry, and history entries past
   // history.max_age_s, are dropped, checked every second.

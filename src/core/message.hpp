@@ -26,8 +26,8 @@ enum class wire_format : std::uint8_t {
   native_binary = 1,
   native_json_qos1 = 2,  // with "qos":1 and "seq": a delivery the client acknowledges
   native_binary_qos1 = 3,
-  mqtt = 4,
-  spare = 5,
+  mqtt = 4,   // MQTT 3.1.1 PUBLISH at QoS 0
+  mqtt5 = 5,  // MQTT 5.0 PUBLISH at QoS 0
   native_json_qos2 = 6,
   native_binary_qos2 = 7,
 };

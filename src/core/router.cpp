@@ -48,7 +48,7 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
     probe.takeovers.fetch_add(1, std::memory_order_relaxed);
     took_over = true;
   }
-  const bool resume = s->persistent() && old->persistent();
+  const bool resume = s->persistent() && old->persistent() && !s->options().fresh;
   for (auto& [filter, qos] : old->subscriptions) {
     index_.remove(filter, old.get());
     if (resume && s->rights().can_subscribe(filter) &&

@@ -47,6 +47,9 @@ struct string_hash {
 struct session_options {
   bool persistent = false;
   std::int64_t expiry_s = 0;  // persistent: kept this long after the connection ends
+  // Start afresh (MQTT 5 clean start with a session expiry): a persistent session under the
+  // same client id is dropped, not resumed.
+  bool fresh = false;
 };
 
 class session : public std::enable_shared_from_this<session> {

@@ -16,6 +16,7 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "net/server.hpp"
+#include "protocol/mqtt/adapter.hpp"
 #include "protocol/native/close_codes.hpp"
 
 namespace wsagent::net {
@@ -128,19 +129,31 @@ connection::~connection() {
   if (registered_) server_.remove(this, std::string(ip()));
 }
 
-void connection::start() {
+void connection::start(bool mqtt) {
   registered_ = true;
   server_.add(shared_from_this());
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
-  // A client that never finishes its request is dropped after the auth timeout.
+  // A client that never finishes its request (or its CONNECT) is dropped after the auth
+  // timeout.
   auth_deadline_ms_ = common::steady_ms() + server_.settings().auth_timeout_ms;
+  if (!mqtt) {
+    arm_timer();
+    return read_request();
+  }
+  mode_ = mode::mqtt;
+  http_.reset();
+  socket_.non_blocking(true, ec);  // on_readable() reads without blocking
+  last_activity_ms_ = last_ping_ms_ = common::steady_ms();
+  adapter_ = std::make_unique<protocol::mqtt::adapter>(server_.adapter_ctx(), *this, remote_,
+                                                       server_.settings().max_message_size);
   arm_timer();
-  read_request();
+  read_frames();
 }
 
-void connection::reject() {
+void connection::reject(bool mqtt) {
   auto self = shared_from_this();
+  if (mqtt) return terminate();
   auto body = std::make_shared<std::string>(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
       "Connection: close\r\n\r\ntoo many connections\n");
@@ -351,7 +364,14 @@ void connection::on_data(std::uint8_t* data, std::size_t len, bool own) {
   last_activity_ms_ = common::steady_ms();
   std::size_t offset = 0;
   batching_ = true;
-  while (!terminated_) {
+  if (mode_ == mode::mqtt) {
+    offset = adapter_->on_stream(std::span<const std::uint8_t>(data, len));
+    if (auth_deadline_ms_ && adapter_->authenticated()) {
+      auth_deadline_ms_ = 0;
+      arm_timer();  // the keep alive the CONNECT asked for
+    }
+  }
+  while (!terminated_ && mode_ != mode::mqtt) {
     auto ev = reader_->next(std::span<std::uint8_t>(data + offset, len - offset));
     if (ev.what == ws::frame_reader::kind::need_more) break;
     offset += ev.consumed;
@@ -632,7 +652,7 @@ void connection::on_written(std::size_t items) {
   }
   if (full_since_ms_ && queued_messages_ < server_.settings().outbound_queue) full_since_ms_ = 0;
   if (queue_.empty() && close_sent_) {
-    if (close_received_) return terminate();  // handshake complete
+    if (close_received_ || mode_ == mode::mqtt) return terminate();  // nothing more to say
     // Our close is out: no more writes. Wait for the peer's close until the deadline.
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
@@ -657,8 +677,14 @@ void connection::close(std::uint16_t code, std::string_view reason) {
     }
   }
   std::string frame;
-  ws::append_close(frame, code, reason);
-  queue_.push_back(out_item{nullptr, nullptr, std::move(frame), false});
+  if (mode_ == mode::mqtt) {
+    // No closing handshake: MQTT 5 gets a DISCONNECT with a reason, then the stream ends.
+    frame = adapter_ ? adapter_->goodbye(code) : std::string();
+    if (frame.empty() && queue_.empty() && !writing_) return terminate();
+  } else {
+    ws::append_close(frame, code, reason);
+  }
+  if (!frame.empty()) queue_.push_back(out_item{nullptr, nullptr, std::move(frame), false});
   close_deadline_ms_ = common::steady_ms() + server_.settings().close_timeout_ms;
   arm_timer();
   write();
@@ -702,8 +728,8 @@ void connection::arm_timer() {
   if (auth_deadline_ms_) next = std::min(next, auth_deadline_ms_);
   if (full_since_ms_) next = std::min(next, full_since_ms_ + s.slow_consumer_timeout_ms);
   if (mode_ != mode::http && !close_sent_) {
-    next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
-    next = std::min(next, last_activity_ms_ + s.idle_timeout_ms);
+    if (mode_ != mode::mqtt) next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
+    next = std::min(next, last_activity_ms_ + idle_limit_ms());
     if (adapter_)
       if (auto due = adapter_->next_due()) next = std::min(next, *due);
   }
@@ -715,6 +741,13 @@ void connection::on_deadline(common::timer_wheel::entry& e) {
   auto& c = static_cast<connection&>(e);
   auto self = c.shared_from_this();  // whatever on_timer() closes, c outlives the call
   c.on_timer();
+}
+
+// Silence after which the client is gone: MQTT's 1.5 x keep alive, else the server's.
+std::int64_t connection::idle_limit_ms() const noexcept {
+  if (adapter_)
+    if (auto limit = adapter_->idle_timeout_ms()) return *limit;
+  return server_.settings().idle_timeout_ms;
 }
 
 void connection::on_timer() {
@@ -731,9 +764,9 @@ void connection::on_timer() {
     close_slow_consumer();
   } else if (mode_ != mode::http && !close_sent_) {
     if (adapter_) adapter_->on_timer(now);  // QoS 1 resends that fell due
-    if (now - last_activity_ms_ >= s.idle_timeout_ms) {
+    if (now - last_activity_ms_ >= idle_limit_ms()) {
       close(heartbeat_timeout, "Heartbeat timeout");
-    } else if (now - last_ping_ms_ >= s.ping_interval_ms) {
+    } else if (mode_ != mode::mqtt && now - last_ping_ms_ >= s.ping_interval_ms) {
       last_ping_ms_ = now;
       // Quiet since the last ping: give back what past bursts grew (an idle connection
       // should cost its socket and little more).

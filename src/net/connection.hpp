@@ -1,7 +1,9 @@
 #pragma once
 // One client connection: the HTTP request (Beast), then, on an upgrade, WebSocket frames
 // read and written by the project's own RFC 6455 layer (protocol/websocket), so that every
-// frame queued since the last write leaves in one gather write.
+// frame queued since the last write leaves in one gather write. A connection from the MQTT
+// listener skips HTTP and WebSocket: its bytes go to the MQTT adapter as they come, and its
+// packets leave through the same write queue.
 //
 // Lifecycle: created by the server for an accepted socket; kept alive by the shared_ptr
 // its pending operations hold; gone when the socket is closed and the last handler has
@@ -52,9 +54,11 @@ class connection final : public std::enable_shared_from_this<connection>,
   // The wheel's callback: this connection's next deadline is due (owner thread).
   static void on_deadline(common::timer_wheel::entry& e);
 
-  void start();
-  // Answers 503 without reading the request (a connection limit was reached).
-  void reject();
+  // `mqtt`: the socket speaks MQTT over TCP (from the MQTT listener), not HTTP/WebSocket.
+  void start(bool mqtt = false);
+  // Answers 503 without reading the request (a connection limit was reached); an MQTT
+  // socket is just closed.
+  void reject(bool mqtt = false);
 
   // transport_link (owner thread)
   void send_frame(std::string frame) override;
@@ -76,7 +80,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
-  enum class mode { http, native, echo };
+  enum class mode { http, native, echo, mqtt };
 
   struct out_item {
     core::message_ptr msg;                // keeps `shared` alive
@@ -119,7 +123,8 @@ class connection final : public std::enable_shared_from_this<connection>,
   struct http_state;
   std::unique_ptr<http_state> http_;
 
-  // WebSocket phase.
+  // WebSocket phase (and the MQTT stream: no frames, bytes to the adapter).
+  std::int64_t idle_limit_ms() const noexcept;
   std::optional<protocol::websocket::frame_reader> reader_;
   std::unique_ptr<protocol::client_adapter> adapter_;
   std::vector<std::uint8_t> rbuf_;

@@ -22,7 +22,9 @@ constexpr std::size_t wheel_slots = 1024;
 }  // namespace
 
 server::server(server_settings settings, protocol::native::adapter_context& ctx)
-    : settings_(std::move(settings)), ctx_(ctx), acceptor_([&]() -> asio::io_context& {
+    : settings_(std::move(settings)),
+      ctx_(ctx),
+      acceptor_([&]() -> asio::io_context& {
         int n = std::max(1, settings_.threads);
         for (int i = 0; i < n; ++i) {
           contexts_.push_back(std::make_unique<asio::io_context>(1));
@@ -31,7 +33,8 @@ server::server(server_settings settings, protocol::native::adapter_context& ctx)
           tickers_.push_back(std::make_unique<asio::steady_timer>(*contexts_.back()));
         }
         return *contexts_[0];
-      }()) {}
+      }()),
+      mqtt_acceptor_(*contexts_[0]) {}
 
 server::~server() {
   for (auto& c : contexts_)
@@ -42,70 +45,81 @@ server::~server() {
   stop_timer_.reset();
 }
 
-void server::listen() {
-  auto address =
-      asio::ip::make_address(settings_.host == "localhost" ? "127.0.0.1" : settings_.host);
-  tcp::endpoint ep(address, settings_.port);
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  bound_port_ = acceptor_.local_endpoint().port();
-  accept();
+namespace {
+
+std::uint16_t bind_and_listen(tcp::acceptor& a, const std::string& host, std::uint16_t port) {
+  auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host);
+  tcp::endpoint ep(address, port);
+  a.open(ep.protocol());
+  a.set_option(asio::socket_base::reuse_address(true));
+  a.bind(ep);
+  a.listen(asio::socket_base::max_listen_connections);
+  return a.local_endpoint().port();
 }
 
-void server::accept() {
+}  // namespace
+
+void server::listen() {
+  bound_port_ = bind_and_listen(acceptor_, settings_.host, settings_.port);
+  if (!settings_.mqtt_host.empty())
+    bound_mqtt_port_ = bind_and_listen(mqtt_acceptor_, settings_.mqtt_host, settings_.mqtt_port);
+  accept(acceptor_, false);
+  if (bound_mqtt_port_) accept(mqtt_acceptor_, true);
+}
+
+void server::accept(tcp::acceptor& acceptor, bool mqtt) {
   const std::size_t worker = next_context_;
   next_context_ = (next_context_ + 1) % contexts_.size();
-  acceptor_.async_accept(*contexts_[worker], [this, worker](boost::system::error_code ec,
-                                                            connection::socket_type socket) {
-    if (ec) {
-      if (ec == asio::error::operation_aborted || stopping_) return;
-      // Out of file descriptors and the like: say so (once per 10 s, with the count), and
-      // keep accepting after a pause.
-      ++accept_failures_;
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_accept_warning_ >= std::chrono::seconds(10)) {
-        spdlog::warn("accept failed {} time(s): {}{}", accept_failures_, ec.message(),
-                     ec == asio::error::no_descriptors
-                         ? " (the process file limit is reached: raise `ulimit -Hn` or lower "
-                           "limits.max_connections)"
-                         : "");
-        accept_failures_ = 0;
-        last_accept_warning_ = now;
-      }
-      auto timer = std::make_shared<asio::steady_timer>(acceptor_.get_executor(),
-                                                        std::chrono::milliseconds(100));
-      timer->async_wait([this, timer](boost::system::error_code) {
-        if (!stopping_) accept();
+  acceptor.async_accept(
+      *contexts_[worker], [this, worker, &acceptor, mqtt](boost::system::error_code ec,
+                                                          connection::socket_type socket) {
+        if (ec) {
+          if (ec == asio::error::operation_aborted || stopping_) return;
+          // Out of file descriptors and the like: say so (once per 10 s, with the count), and
+          // keep accepting after a pause.
+          ++accept_failures_;
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_accept_warning_ >= std::chrono::seconds(10)) {
+            spdlog::warn("accept failed {} time(s): {}{}", accept_failures_, ec.message(),
+                         ec == asio::error::no_descriptors
+                             ? " (the process file limit is reached: raise `ulimit -Hn` or lower "
+                               "limits.max_connections)"
+                             : "");
+            accept_failures_ = 0;
+            last_accept_warning_ = now;
+          }
+          auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
+                                                            std::chrono::milliseconds(100));
+          timer->async_wait([this, timer, &acceptor, mqtt](boost::system::error_code) {
+            if (!stopping_) accept(acceptor, mqtt);
+          });
+          return;
+        }
+        boost::system::error_code ep_ec;
+        auto ip = socket.remote_endpoint(ep_ec).address().to_string();
+        bool over = false;
+        {
+          std::lock_guard lock(mutex_);
+          int& n = per_ip_[ip];
+          if (total_ >= settings_.max_connections || n >= settings_.max_connections_per_ip) {
+            over = true;
+            if (n == 0) per_ip_.erase(ip);
+          } else {
+            ++n;
+            ++total_;
+          }
+        }
+        auto c = std::make_shared<connection>(*this, std::move(socket), ip, *wheels_[worker]);
+        if (over) {
+          probe.rejected.fetch_add(1, std::memory_order_relaxed);
+          spdlog::warn("connection from {} refused: connection limit reached", ip);
+          asio::post(c->executor(), [c, mqtt] { c->reject(mqtt); });
+        } else {
+          probe.accepted.fetch_add(1, std::memory_order_relaxed);
+          asio::post(c->executor(), [c, mqtt] { c->start(mqtt); });
+        }
+        if (!stopping_) accept(acceptor, mqtt);
       });
-      return;
-    }
-    boost::system::error_code ep_ec;
-    auto ip = socket.remote_endpoint(ep_ec).address().to_string();
-    bool over = false;
-    {
-      std::lock_guard lock(mutex_);
-      int& n = per_ip_[ip];
-      if (total_ >= settings_.max_connections || n >= settings_.max_connections_per_ip) {
-        over = true;
-        if (n == 0) per_ip_.erase(ip);
-      } else {
-        ++n;
-        ++total_;
-      }
-    }
-    auto c = std::make_shared<connection>(*this, std::move(socket), ip, *wheels_[worker]);
-    if (over) {
-      probe.rejected.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("connection from {} refused: connection limit reached", ip);
-      asio::post(c->executor(), [c] { c->reject(); });
-    } else {
-      probe.accepted.fetch_add(1, std::memory_order_relaxed);
-      asio::post(c->executor(), [c] { c->start(); });
-    }
-    if (!stopping_) accept();
-  });
 }
 
 void server::add(const std::shared_ptr<connection>& c) {
@@ -155,6 +169,7 @@ void server::stop(int timeout_ms) {
     stopping_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
+    mqtt_acceptor_.close(ec);
     std::vector<std::shared_ptr<connection>> live;
     {
       std::lock_guard lock(mutex_);

@@ -41,6 +41,9 @@ struct server_settings {
   int auth_timeout_ms = 10000;
   int close_timeout_ms = 3000;
   bool diagnostics = false;  // the /echo endpoint
+  // MQTT over TCP on a listener of its own (mqtt.listen); off when mqtt_host is empty.
+  std::string mqtt_host;
+  std::uint16_t mqtt_port = 1883;
 };
 
 // Counters for the metrics page; written by any thread.
@@ -63,9 +66,11 @@ class server {
   server(server_settings settings, protocol::native::adapter_context& ctx);
   ~server();
 
-  // Binds and listens; throws boost::system::system_error when it cannot.
+  // Binds and listens (the WebSocket port, and MQTT's when configured); throws
+  // boost::system::system_error when it cannot.
   void listen();
   std::uint16_t bound_port() const noexcept { return bound_port_; }
+  std::uint16_t bound_mqtt_port() const noexcept { return bound_mqtt_port_; }
 
   // Runs the I/O threads; returns when stop() has finished.
   void run();
@@ -85,7 +90,8 @@ class server {
   void remove(connection* c, const std::string& ip);
 
  private:
-  void accept();
+  // `mqtt`: connections accepted there speak MQTT over TCP.
+  void accept(boost::asio::ip::tcp::acceptor& acceptor, bool mqtt);
   void finish_stop();
   void poll_stop(std::chrono::steady_clock::time_point deadline);
   void tick(std::size_t worker);
@@ -107,10 +113,12 @@ class server {
   std::vector<std::unique_ptr<boost::asio::steady_timer>> tickers_;  // one per context
   std::vector<std::thread> threads_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::acceptor mqtt_acceptor_;
   std::size_t next_context_ = 0;
   std::uint64_t accept_failures_ = 0;
   std::chrono::steady_clock::time_point last_accept_warning_{};
   std::uint16_t bound_port_ = 0;
+  std::uint16_t bound_mqtt_port_ = 0;
   bool stopping_ = false;
   std::unique_ptr<boost::asio::steady_timer> stop_timer_;
 };

@@ -89,6 +89,9 @@ class client_adapter {
   // The silence after which the client is gone (MQTT: 1.5 x its keep alive); nullopt: the
   // server's heartbeat settings apply.
   virtual std::optional<std::int64_t> idle_timeout_ms() const noexcept { return std::nullopt; }
+  // A raw stream's last words when the agent ends the connection with `close_code` (MQTT 5:
+  // a DISCONNECT with the matching reason); empty: none.
+  virtual std::string goodbye(std::uint16_t /*close_code*/) const { return {}; }
 };
 
 }  // namespace wsagent::protocol

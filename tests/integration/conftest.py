@@ -25,6 +25,7 @@ BIN = os.environ.get("WSAGENT_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "dev", "src", "app", "wsagent")
 
 LISTEN_RE = re.compile(r"listening on ws://([^ ]+):(\d+)/ws")
+MQTT_RE = re.compile(r"MQTT .*listening on mqtt://([^ ]+):(\d+)")
 
 
 class Agent:
@@ -37,6 +38,8 @@ class Agent:
         cmd = [BIN, "serve", "--config", str(self.config_path)]
         if "--listen" not in args and "listen" not in config:
             cmd += ["--listen", "127.0.0.1:0"]
+        if "--mqtt.listen" not in args and "[mqtt]" not in config:
+            cmd += ["--mqtt.listen", "127.0.0.1:0"]  # a free port: tests run side by side
         # Each agent its own store (one agent per data directory); pass the same data_dir
         # to a later agent to restart on the same data.
         self.data_dir = data_dir or (tmp_path / "data")
@@ -53,6 +56,11 @@ class Agent:
         m = self.wait_log(LISTEN_RE, timeout=10)
         self.host, self.port = m.group(1), int(m.group(2))
         self.url = f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def mqtt_port(self):
+        """The MQTT over TCP port (logged right after the WebSocket one)."""
+        return int(self.wait_log(MQTT_RE).group(2))
 
     def _pump(self):
         for line in self.proc.stdout:

@@ -545,7 +545,7 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 36u);
+  EXPECT_EQ(keys.size(), 37u);
   for (const char* k : {"server.listen",
                         "server.threads",
                         "limits.max_connections",
@@ -565,7 +565,8 @@ TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
                         "history.tags",
                         "history.max_count",
                         "history.max_age_s",
-                        "history.max_tags"})
+                        "history.max_tags",
+                        "mqtt.listen"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   // Each environment variable reaches its key: setting it to garbage is an error for that key
   // (for auth.tokens_file: the file cannot be read).

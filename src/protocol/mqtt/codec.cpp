@@ -122,12 +122,17 @@ void encode_connect(std::string& out, const connect_options& o) {
   if (o.password) put_str(out, *o.password);
 }
 
-void encode_connack(std::string& out, version v, bool session_present, std::uint8_t code) {
+void encode_connack(std::string& out, version v, bool session_present, std::uint8_t code,
+                    std::span<const std::uint8_t> properties) {
   const bool v5 = v == version::v5;
-  put_header(out, packet_type::connack, 0, v5 ? 3 : 2);
+  const std::size_t props = properties.size();
+  put_header(out, packet_type::connack, 0, 2 + (v5 ? varint_size(props) + props : 0));
   out.push_back(session_present ? 1 : 0);
   out.push_back(static_cast<char>(code));
-  if (v5) out.push_back(0);
+  if (v5) {
+    put_varint(out, props);
+    out.append(reinterpret_cast<const char*>(properties.data()), props);
+  }
 }
 
 std::size_t publish_header_size(version v, std::string_view topic, std::size_t payload_size,
@@ -138,14 +143,20 @@ std::size_t publish_header_size(version v, std::string_view topic, std::size_t p
 
 void encode_publish_header(std::string& out, version v, const publish& p,
                            std::size_t payload_size) {
-  const std::size_t variable = 2 + p.topic.size() + (p.qos ? 2 : 0) + (v == version::v5 ? 1 : 0);
+  const bool v5 = v == version::v5;
+  const std::size_t props = p.properties.size();
+  const std::size_t variable =
+      2 + p.topic.size() + (p.qos ? 2 : 0) + (v5 ? varint_size(props) + props : 0);
   std::uint8_t flags = static_cast<std::uint8_t>(p.qos << 1);
   if (p.dup) flags |= 0x08;
   if (p.retain) flags |= 0x01;
   put_header(out, packet_type::publish, flags, variable + payload_size);
   put_str(out, p.topic);
   if (p.qos) put_u16(out, p.packet_id);
-  if (v == version::v5) out.push_back(0);
+  if (v5) {
+    put_varint(out, props);
+    out.append(reinterpret_cast<const char*>(p.properties.data()), props);
+  }
 }
 
 void encode_publish(std::string& out, version v, const publish& p) {

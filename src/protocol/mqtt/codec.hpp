@@ -171,7 +171,11 @@ struct disconnect {
 // --- encoders: each appends one whole packet to `out` -------------------------------------
 
 void encode_connect(std::string& out, const connect_options& o);
-void encode_connack(std::string& out, version v, bool session_present, std::uint8_t code);
+// 5.0: `properties` is a property block's body (without its length), as in the parsed
+// packets; empty by default.
+void encode_connack(std::string& out, version v, bool session_present, std::uint8_t code,
+                    std::span<const std::uint8_t> properties = {});
+// 5.0 writes `p.properties` (a block's body) as the packet's properties.
 void encode_publish(std::string& out, version v, const publish& p);
 // PUBACK, PUBREC, PUBREL (flags 0b0010), PUBCOMP. 5.0 writes the reason when it is not 0.
 void encode_ack(std::string& out, version v, packet_type t, std::uint16_t packet_id,
@@ -189,8 +193,9 @@ void encode_pingreq(std::string& out);
 void encode_pingresp(std::string& out);
 void encode_disconnect(std::string& out, version v, std::uint8_t reason = 0);
 
-// Bytes of a PUBLISH before its payload (fixed header, topic, packet id, 5.0's empty
-// properties): a sender can write that header and a shared payload without copying it.
+// Bytes of a PUBLISH with no properties before its payload (fixed header, topic, packet id,
+// 5.0's empty properties): a sender can write that header and a shared payload without
+// copying it.
 std::size_t publish_header_size(version v, std::string_view topic, std::size_t payload_size,
                                 std::uint8_t qos);
 // Appends only that header; the caller appends (or gathers) the payload.

@@ -270,6 +270,13 @@ result<properties> parse_properties(std::span<const std::uint8_t> raw, property_
 void encode_properties(std::string& out, const properties& p,
                        std::span<const std::pair<std::string_view, std::string_view>> user) {
   std::string body;
+  encode_property_body(body, p, user);
+  detail::put_varint(out, body.size());
+  out.append(body);
+}
+
+void encode_property_body(std::string& body, const properties& p,
+                          std::span<const std::pair<std::string_view, std::string_view>> user) {
   auto id = [&](property k) { body.push_back(static_cast<char>(k)); };
   auto byte = [&](property k, const std::optional<std::uint8_t>& v) {
     if (!v) return;
@@ -330,8 +337,6 @@ void encode_properties(std::string& out, const properties& p,
     detail::put_str(body, name);
     detail::put_str(body, value);
   }
-  detail::put_varint(out, body.size());
-  out.append(body);
 }
 
 }  // namespace wsagent::protocol::mqtt

@@ -111,6 +111,9 @@ void for_each_user_property(const properties& p, F&& f);
 // bytes (the caller's values come from parsed packets or the agent's own).
 void encode_properties(std::string& out, const properties& p,
                        std::span<const std::pair<std::string_view, std::string_view>> user = {});
+// The same without the length: a block's body, as the packet encoders take it.
+void encode_property_body(std::string& out, const properties& p,
+                          std::span<const std::pair<std::string_view, std::string_view>> user = {});
 
 // --- implementation of the template ---------------------------------------------------------
 

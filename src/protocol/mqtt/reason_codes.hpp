@@ -46,6 +46,12 @@ inline constexpr std::uint8_t quota_exceeded = 0x97;
 inline constexpr std::uint8_t payload_format_invalid = 0x99;
 inline constexpr std::uint8_t qos_not_supported = 0x9B;
 inline constexpr std::uint8_t keep_alive_timeout = 0x8D;
+inline constexpr std::uint8_t server_shutting_down = 0x8B;
+inline constexpr std::uint8_t bad_authentication_method = 0x8C;
+inline constexpr std::uint8_t topic_alias_invalid = 0x94;
+inline constexpr std::uint8_t shared_subscriptions_not_supported = 0x9E;
+inline constexpr std::uint8_t subscription_identifiers_not_supported = 0xA1;
+inline constexpr std::uint8_t disconnect_with_will = 0x04;
 }  // namespace reason
 
 }  // namespace wsagent::protocol::mqtt

@@ -12,7 +12,6 @@ namespace wsagent::protocol::native {
 
 namespace {
 
-const std::string empty_string;
 constexpr std::int64_t default_session_expiry_s = 3600;
 
 std::string generated_client_id() {
@@ -36,14 +35,10 @@ bool valid_client_id(std::string_view id) noexcept {
 }
 
 adapter::adapter(adapter_context& ctx, transport_link& link, upgrade_info info)
-    : ctx_(ctx), link_(link), wanted_(info.session), info_(std::move(info)) {}
+    : session_adapter(ctx, link), wanted_(info.session), info_(std::move(info)) {}
 
 adapter::~adapter() {
   on_closed();
-}
-
-const std::string& adapter::client_id() const noexcept {
-  return session_ ? session_->client_id() : empty_string;
 }
 
 void adapter::on_open() {
@@ -57,60 +52,11 @@ void adapter::on_open() {
 void adapter::finish_resume() {
   if (!pending_resume_ || !session_) return;
   pending_resume_ = false;
-  const auto now = common::steady_ms();
-  std::vector<core::delivery_window::entry> again;
-  rearm_ = true;
-  auto lock = session_->lock();
-  session_->window().take_all(now, again);
-  resend(again, now);
+  resume_window();
 }
 
 void adapter::on_closed(bool clean) {
-  if (!session_) return;
-  closing_ = true;
-  // Taken over by a new connection with the same client id: the client is back, so neither
-  // its will nor a 'disconnected' event would be true.
-  const bool registered = ctx_.router.detach(*session_);
-  if (session_->persistent()) {
-    // QoS 1 messages that reached this connection but were not handled wait for the client.
-    closed_persistent_ = session_;
-    link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
-      if (qos > 0) ctx_.router.redeliver(*session_, m, qos);
-    });
-  }
-  if (registered && !clean && will_) {
-    auto m = std::make_shared<core::message>();
-    m->tag = will_->tag;
-    m->payload = will_->payload;
-    m->msgid = core::make_msgid();
-    if (will_->qos > 0) {
-      m->qos = static_cast<std::uint8_t>(will_->qos);
-      m->seq = ctx_.router.next_seq();
-    }
-    m->from = session_->client_id();
-    m->timestamp_ms = common::now_ms();
-    ctx_.router.publish(*session_, m, {}, will_->retain);
-  }
-  if (registered && announced_) presence("disconnected", clean);
-  will_.reset();
-  session_.reset();
-}
-
-// $sys/clients/<id>/connected and .../disconnected, for dashboards that show who is online.
-void adapter::presence(std::string_view event, bool clean) {
-  auto m = std::make_shared<core::message>();
-  const auto& id = session_->client_id();
-  m->tag.append("$sys/clients/").append(id).append("/").append(event);
-  m->timestamp_ms = common::now_ms();
-  m->msgid = core::make_msgid();
-  common::json_writer w(m->payload);
-  w.begin_object().string("clientId", id);
-  if (event == "connected")
-    w.string("remote", info_.remote);
-  else
-    w.boolean("clean", clean);
-  w.integer("timestamp", m->timestamp_ms).end_object();
-  ctx_.router.publish_internal(m);
+  end_session(clean, info_.remote);
 }
 
 bool adapter::authenticate(std::string_view token, std::string_view requested_id,
@@ -156,7 +102,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
   if (session_ && ctx_.router.detach(*session_) && announced_)
-    presence("disconnected", true);  // renamed
+    presence("disconnected", true, info_.remote);  // renamed
   session_ =
       std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink(),
                                       options, ctx_.max_inflight, ctx_.max_queued_qos1);
@@ -164,7 +110,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   pending_resume_ = resumed_;
   // Presence is for clients with an id of their own, not for the agent's provisional ones.
   announced_ = !provisional_id_;
-  if (announced_) presence("connected", false);
+  if (announced_) presence("connected", false, info_.remote);
   ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), info_.remote,
                     who.user.empty() ? "anonymous" : who.user);
   if (took_over)
@@ -280,7 +226,8 @@ void adapter::set_will(const auth_request& r) {
     return reply_error(error_code::forbidden,
                        "will: not allowed to publish to '" + std::string(r.will->tag) + "'", r.id);
   }
-  will_ = will_message{std::string(r.will->tag), std::string(r.will->payload), r.will->qos,
+  will_ = will_message{std::string(r.will->tag), std::string(r.will->payload),
+                       core::payload_format::json, static_cast<std::uint8_t>(r.will->qos),
                        r.will->retain};
 }
 
@@ -574,42 +521,9 @@ const std::string& adapter::frame_for(const core::message& m, int qos) const {
                    [&](std::string& out) { encode_message_frame(m, out); });
 }
 
-// Past its own expiry, or waiting longer than limits.max_queued_age_s.
-bool adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
-  return m.expired_at(wall_ms) ||
-         (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms);
-}
-
-// Takes a message that will never be delivered out of the window (and the store).
-// The session's lock is held.
-void adapter::discard(std::uint64_t seq, std::int64_t now_ms) {
-  session_->window().discard(seq, now_ms);
-  ctx_.router.forget(*session_, seq);
-}
-
-void adapter::late_delivery(const core::message_ptr& m, std::uint8_t qos) {
-  if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m, qos);
-}
-
-void adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) {
-  if (!session_) return;
-  rearm_ = true;
-  auto lock = session_->lock();
-  std::vector<core::message_ptr> dropped;
-  if (session_->window().offer(m, now_ms, &dropped, qos)) link_.send_shared(m, frame_for(*m, qos));
-  lock.unlock();
-  ctx_.router.probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
-  for (const auto& d : dropped)
-    ctx_.router.forget(*session_, d->seq);
-}
-
 void adapter::on_ack(std::string_view, std::uint64_t seq) {
   if (closing_ || !require_auth()) return;
-  const auto now = common::steady_ms();
-  auto lock = session_->lock();
-  if (!session_->window().ack(seq, now)) return;  // a late duplicate ack: nothing to do
-  ctx_.router.forget(*session_, seq);
-  send_window_ready(now);
+  acknowledged(seq, false);  // a late duplicate ack: nothing to do
 }
 
 // QoS 2, the subscriber's side: the client has delivery `seq`, which is never sent again; the
@@ -633,79 +547,22 @@ void adapter::on_pubrec(std::string_view id, std::uint64_t seq) {
 
 void adapter::on_pubcomp(std::string_view, std::uint64_t seq) {
   if (closing_ || !require_auth()) return;
-  const auto now = common::steady_ms();
-  auto lock = session_->lock();
-  if (!session_->window().complete(seq, now)) return;  // late or twice: nothing to do
-  ctx_.router.forget(*session_, seq);
-  send_window_ready(now);
+  acknowledged(seq, true);  // late or twice: nothing to do
 }
 
-// One window entry going out: the message (this client's cached frame), or, for a released
-// QoS 2 delivery, its pubrel.
 void adapter::send_entry(const core::delivery_window::entry& e) {
   if (e.released) {
     std::string rel;
     encode_pubrel(rel, e.msg->seq);
     return link_.send_frame(std::move(rel));
   }
-  link_.send_shared(e.msg, frame_for(*e.msg, e.qos));
-}
-
-// Sends what acknowledgements let into flight; an expired message is taken out unsent
-// (which may let the next one in). The session's lock is held.
-void adapter::send_window_ready(std::int64_t now_ms) {
-  thread_local std::vector<core::delivery_window::entry> ready;
-  auto& window = session_->window();
-  const auto wall = common::now_ms();
-  while (true) {
-    ready.clear();
-    window.take_ready(ready);
-    if (ready.empty()) return;
-    for (const auto& e : ready) {
-      if (!e.released && too_old(*e.msg, wall))
-        discard(e.msg->seq, now_ms);
-      else
-        send_entry(e);
-    }
-  }
-}
-
-// Sends `due` again, flagged dup (this client's own bytes); expired ones leave the window.
-// The session's lock is held.
-void adapter::resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms) {
-  const auto wall = common::now_ms();
-  for (const auto& e : due) {
-    if (e.released) {  // the client has it: what is due is the pubrel
-      send_entry(e);
-      continue;
-    }
-    if (too_old(*e.msg, wall)) {  // expired: never delivered again
-      discard(e.msg->seq, now_ms);
-      continue;
-    }
-    std::string frame;
-    if (e.msg->format == core::payload_format::binary && info_.binary)
-      encode_binary_message_frame(*e.msg, frame, e.qos, true);
-    else
-      encode_message_frame(*e.msg, frame, e.qos, true);
-    link_.send_frame(std::move(frame));
-  }
-  send_window_ready(now_ms);
-}
-
-void adapter::on_timer(std::int64_t now_ms) {
-  if (closing_ || !session_) return;
-  thread_local std::vector<core::delivery_window::entry> due;
-  due.clear();
-  auto lock = session_->lock();
-  session_->window().take_due(now_ms, ctx_.retry_ms, due);
-  resend(due, now_ms);
-}
-
-std::optional<std::int64_t> adapter::next_due() const {
-  if (!session_) return std::nullopt;
-  auto lock = session_->lock();
-  return session_->window().next_due(ctx_.retry_ms);
+  if (!e.dup) return link_.send_shared(e.msg, frame_for(*e.msg, e.qos));
+  std::string frame;  // sent before: this client's own bytes, flagged dup
+  if (e.msg->format == core::payload_format::binary && info_.binary)
+    encode_binary_message_frame(*e.msg, frame, e.qos, true);
+  else
+    encode_message_frame(*e.msg, frame, e.qos, true);
+  link_.send_frame(std::move(frame));
 }
 
 }  // namespace wsagent::protocol::native

@@ -22,6 +22,8 @@
 #include "core/router.hpp"
 #include "core/session.hpp"
 #include "protocol/client_adapter.hpp"
+#include "protocol/session_adapter.hpp"
+
 #include "protocol/native/codec.hpp"
 
 namespace wsagent::protocol::native {
@@ -38,7 +40,7 @@ struct upgrade_info {
   std::string_view remote;  // "address:port", owned by the transport, which outlives the adapter
 };
 
-class adapter final : public client_adapter, private request_handler {
+class adapter final : public session_adapter, private request_handler {
  public:
   adapter(adapter_context& ctx, transport_link& link, upgrade_info info);
   ~adapter() override;
@@ -52,28 +54,11 @@ class adapter final : public client_adapter, private request_handler {
   // code 1000), so its will is not published.
   void on_closed(bool clean = false) override;
 
-  bool authenticated() const noexcept override { return session_ != nullptr; }
-  const std::string& client_id() const noexcept override;
   std::string_view remote() const noexcept { return info_.remote; }
 
   // The frame for `m` at `qos` (0, 1 or 2) in this client's format; cached in `m`, shared
   // with other recipients.
   const std::string& frame_for(const core::message& m, int qos = 0) const override;
-
-  // A QoS 1 or 2 delivery (steady clock `now_ms`): sent now through send_shared() when the
-  // window has room, else it waits for acknowledgements.
-  void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) override;
-  // A QoS 1 or 2 delivery that reached the connection after on_closed(): back to the
-  // persistent session it was for (a clean one is gone, and so is the message).
-  void late_delivery(const core::message_ptr& m, std::uint8_t qos) override;
-  bool too_old(const core::message& m, std::int64_t wall_ms) const;
-  void discard(std::uint64_t seq, std::int64_t now_ms);
-  // Resends what is due; returns when the next QoS 1 delivery falls due (or nullopt).
-  void on_timer(std::int64_t now_ms) override;
-  std::optional<std::int64_t> next_due() const override;
-  // True (once) when something went into flight, or was re-stamped, while a frame was
-  // handled: the connection re-arms its deadline for next_due().
-  bool take_rearm() noexcept override { return std::exchange(rearm_, false); }
 
  private:
   void on_auth(const auth_request& r) override;
@@ -88,11 +73,9 @@ class adapter final : public client_adapter, private request_handler {
   void on_error(error_code code, std::string_view message, std::string_view id) override;
 
   bool require_auth();
-  void send_window_ready(std::int64_t now_ms);
-  void send_entry(const core::delivery_window::entry& e);
-  void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms);
+  // The shared frame; resent, this client's own frame flagged dup; released, its pubrel.
+  void send_entry(const core::delivery_window::entry& e) override;
   void set_will(const auth_request& r);
-  void presence(std::string_view event, bool clean);
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
   void finish_resume();
@@ -112,24 +95,11 @@ class adapter final : public client_adapter, private request_handler {
                                                std::function<void()> failed = {});
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
-  adapter_context& ctx_;
-  transport_link& link_;
   core::session_options wanted_;  // what the client asked for its next session
   upgrade_info info_;
-  std::shared_ptr<core::session> session_;
-  std::shared_ptr<core::session> closed_persistent_;  // session_ after on_closed, if persistent
-  struct will_message {
-    std::string tag, payload;
-    int qos = 0;
-    bool retain = false;
-  };
-  std::optional<will_message> will_;
   bool provisional_id_ = false;  // the agent chose the id; the client may still name itself
-  bool announced_ = false;       // $sys/clients/<id>/connected was published for session_
   bool resumed_ = false;         // session_ resumed a persistent session
   bool pending_resume_ = false;  // its unacknowledged messages are still to be resent
-  bool closing_ = false;
-  bool rearm_ = false;
   int errors_ = 0;
 };
 

@@ -1,0 +1,648 @@
+#include "protocol/mqtt/adapter.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
+#include "common/utf8.hpp"
+#include "core/tag.hpp"
+#include "protocol/native/adapter.hpp"
+#include "protocol/native/close_codes.hpp"
+
+namespace wsagent::protocol::mqtt {
+
+namespace {
+
+// MQTT 3.1.1 sessions have no expiry of their own; a persistent one is kept this long after
+// its client leaves (Mosquitto's persistent_client_expiration is off by default: forever).
+constexpr std::int64_t v311_session_expiry_s = 7 * 24 * 3600;
+
+std::string_view text_of(std::span<const std::uint8_t> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+core::payload_format classify_payload(std::string_view payload) {
+  if (payload.empty() || !common::is_valid_utf8(payload)) return core::payload_format::binary;
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (!parser.parse(simdjson::padded_string(payload)).get(doc)) return core::payload_format::json;
+  return core::payload_format::text;
+}
+
+adapter::adapter(adapter_context& ctx, transport_link& link, std::string_view remote,
+                 std::size_t max_packet_size)
+    : session_adapter(ctx, link), remote_(remote), max_packet_size_(max_packet_size) {}
+
+adapter::~adapter() {
+  on_closed();
+}
+
+std::optional<std::int64_t> adapter::idle_timeout_ms() const noexcept {
+  if (!connected_) return std::nullopt;  // the CONNECT deadline applies
+  // 0: the client asked for no keep alive; the connection is never closed for silence.
+  return keep_alive_ms_ ? keep_alive_ms_ * 3 / 2 : INT64_MAX / 4;
+}
+
+// --- reading --------------------------------------------------------------------------------
+
+void adapter::on_text(const char*, std::size_t, std::size_t) {
+  violation(reason::malformed_packet, "MQTT over WebSocket uses binary frames");
+}
+
+void adapter::on_binary(std::span<const std::uint8_t> data) {
+  // A packet may span WebSocket messages, and a message may hold several packets.
+  if (pending_.empty()) {
+    const auto used = on_stream(data);
+    pending_.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
+    return;
+  }
+  pending_.insert(pending_.end(), data.begin(), data.end());
+  const auto used = on_stream(pending_);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+}
+
+std::size_t adapter::on_stream(std::span<const std::uint8_t> data) {
+  std::size_t used = 0;
+  while (!closing_) {
+    const auto r = split(data.subspan(used), max_packet_size_);
+    if (r.st == split_result::status::need_more) break;
+    if (r.st == split_result::status::error) {
+      violation(r.reason, r.error);
+      return data.size();
+    }
+    used += r.size;
+    if (!on_packet(r)) return data.size();
+  }
+  return closing_ ? data.size() : used;
+}
+
+bool adapter::on_packet(const split_result& r) {
+  if (!connected_) {
+    if (r.type != packet_type::connect) {
+      violation(reason::protocol_error, "the first packet must be CONNECT");
+      return false;
+    }
+    const auto c = parse_connect(r.flags, r.body);
+    if (!c.ok) {
+      // An unknown protocol level gets its CONNACK (3.1.1 section 3.1.2.2); the rest closes.
+      if (c.error.reason == reason::unsupported_protocol_version) {
+        refuse_connect(connack_v311::unacceptable_protocol_version,
+                       reason::unsupported_protocol_version, c.error.message);
+        return false;
+      }
+      violation(c.error.reason, c.error.message);
+      return false;
+    }
+    on_connect(c.value);
+    return !closing_;
+  }
+  switch (r.type) {
+    case packet_type::publish: {
+      const auto p = parse_publish(r.flags, r.body, ver_);
+      if (!p.ok) return violation(p.error.reason, p.error.message), false;
+      on_publish(p.value);
+      break;
+    }
+    case packet_type::puback:
+    case packet_type::pubrec:
+    case packet_type::pubrel:
+    case packet_type::pubcomp: {
+      const auto a = parse_ack(r.type, r.flags, r.body, ver_);
+      if (!a.ok) return violation(a.error.reason, a.error.message), false;
+      if (r.type == packet_type::pubrel)
+        on_pubrel(a.value.packet_id);
+      else
+        on_puback(r.type, a.value.packet_id);
+      break;
+    }
+    case packet_type::subscribe: {
+      const auto s = parse_subscribe(r.flags, r.body, ver_);
+      if (!s.ok) return violation(s.error.reason, s.error.message), false;
+      on_subscribe(s.value);
+      break;
+    }
+    case packet_type::unsubscribe: {
+      const auto u = parse_unsubscribe(r.flags, r.body, ver_);
+      if (!u.ok) return violation(u.error.reason, u.error.message), false;
+      on_unsubscribe(u.value);
+      break;
+    }
+    case packet_type::pingreq: {
+      if (!parse_empty(r.flags, r.body).ok)
+        return violation(reason::malformed_packet, "PINGREQ with a body"), false;
+      std::string pong;
+      encode_pingresp(pong);
+      send(std::move(pong));
+      break;
+    }
+    case packet_type::disconnect: {
+      const auto d = parse_disconnect(r.flags, r.body, ver_);
+      if (!d.ok) return violation(d.error.reason, d.error.message), false;
+      // 5.0's "disconnect with will message" (0x04) still publishes the will.
+      on_closed(d.value.reason != reason::disconnect_with_will);
+      closing_ = true;
+      link_.close(1000, {});  // the client's goodbye: nothing more is sent
+      return false;
+    }
+    case packet_type::connect:
+      violation(reason::protocol_error, "a second CONNECT");
+      return false;
+    default:  // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH: not for a server
+      violation(reason::protocol_error, "a packet a client does not send");
+      return false;
+  }
+  return !closing_;
+}
+
+// --- CONNECT --------------------------------------------------------------------------------
+
+bool adapter::refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why) {
+  std::string packet;
+  encode_connack(packet, ver_, false, ver_ == version::v5 ? v5_code : v311_code);
+  send(std::move(packet));
+  ctx_.audit.record(core::audit_event::auth_failure, {}, remote_, why);
+  closing_ = true;
+  link_.close(native::close_code::auth_failed, why);
+  return false;
+}
+
+void adapter::on_connect(const connect_request& c) {
+  connected_ = true;
+  ver_ = c.ver;
+  properties props;
+  if (ver_ == version::v5) {
+    auto p = parse_properties(c.properties, property_scope::connect);
+    if (!p.ok) return violation(p.error.reason, p.error.message);
+    props = p.value;
+    if (props.auth_method)
+      return void(refuse_connect(connack_v311::not_authorized, reason::bad_authentication_method,
+                                 "enhanced authentication is not offered"));
+    if (c.will) {
+      auto w = parse_properties(c.will->properties, property_scope::will);
+      if (!w.ok) return violation(w.error.reason, w.error.message);
+    }
+  }
+  std::string id(c.client_id);
+  bool assigned = false;
+  if (id.empty()) {
+    if (ver_ == version::v311 && !c.clean_start)
+      return void(refuse_connect(connack_v311::identifier_rejected,
+                                 reason::client_identifier_not_valid,
+                                 "an empty client id needs a clean session"));
+  } else if (!native::valid_client_id(id)) {
+    return void(refuse_connect(connack_v311::identifier_rejected,
+                               reason::client_identifier_not_valid, "invalid client id"));
+  }
+  // The token: the password, or else the user name (docs/protocol.md, "MQTT").
+  std::string_view token = c.password ? text_of(*c.password) : c.username.value_or("");
+  auto auth = ctx_.auth.get();
+  auto result = auth->authenticate(token);
+  if (!result.ok)
+    return void(refuse_connect(connack_v311::bad_username_or_password,
+                               reason::bad_user_name_or_password, result.reason));
+  const auto& who = result.who;
+  if (!who.client_id.empty()) {
+    if (!id.empty() && id != who.client_id)
+      return void(refuse_connect(connack_v311::identifier_rejected,
+                                 reason::client_identifier_not_valid,
+                                 "the token stands for another client id"));
+    if (id.empty()) assigned = ver_ == version::v5;
+    id = who.client_id;
+  } else if (id.empty()) {
+    id = "auto-" + core::make_msgid();
+    assigned = true;
+  } else if (auth->owned_client_id(id)) {
+    return void(refuse_connect(connack_v311::not_authorized, reason::not_authorized,
+                               "client id belongs to another token"));
+  }
+  core::session_options options;
+  if (ver_ == version::v311) {
+    options.persistent = !c.clean_start;
+    options.expiry_s = options.persistent ? v311_session_expiry_s : 0;
+  } else {
+    const std::uint32_t expiry = props.session_expiry.value_or(0);
+    options.persistent = expiry > 0;
+    options.expiry_s = expiry;
+    options.fresh = c.clean_start;
+  }
+  if (assigned && ver_ == version::v311) options.persistent = false;
+  core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
+                     : who.rights                        ? core::acl(*who.rights, id, who.user)
+                                                         : core::acl();
+  std::size_t inflight = ctx_.max_inflight;
+  if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
+  client_max_packet_ = props.maximum_packet_size.value_or(0);
+  keep_alive_ms_ = std::int64_t{c.keep_alive} * 1000;
+  session_ =
+      std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
+                                      inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
+  if (c.will) {
+    set_will(*c.will);
+    if (closing_) return;
+  }
+  bool resumed = false;
+  const bool took_over = ctx_.router.attach(session_, native::close_code::taken_over, &resumed);
+  std::string packet;
+  std::string body;
+  if (ver_ == version::v5) {
+    properties ack;
+    if (assigned) ack.assigned_client_id = session_->client_id();
+    ack.receive_maximum =
+        static_cast<std::uint16_t>(std::min<std::size_t>(ctx_.max_queued_qos1, 65535));
+    ack.maximum_packet_size = static_cast<std::uint32_t>(max_packet_size_);
+    ack.subscription_id_available = 0;
+    ack.shared_available = 0;
+
+    encode_property_body(body, ack);
+  }
+  encode_connack(packet, ver_, resumed, reason::success, bytes_of(body));
+  send(std::move(packet));
+  announced_ = !assigned;
+  if (announced_)
+    presence("connected", false, remote_, ver_ == version::v5 ? "mqtt5" : "mqtt3.1.1");
+  ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), remote_,
+                    who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)");
+  if (took_over)
+    ctx_.audit.record(core::audit_event::takeover, session_->client_id(), remote_,
+                      "an older connection with this client id was closed");
+  if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
+}
+
+void adapter::set_will(const mqtt::will_message& w) {
+  if (core::validate_tag(w.topic, ctx_.router.limits().tags) != core::tag_error::none) {
+    refuse_connect(connack_v311::not_authorized, reason::topic_name_invalid, "invalid will topic");
+    return;
+  }
+  if (!session_->rights().can_publish(w.topic)) {
+    ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
+                      "will " + std::string(w.topic));
+    refuse_connect(connack_v311::not_authorized, reason::not_authorized,
+                   "not allowed to publish the will");
+    return;
+  }
+  const auto payload = text_of(w.payload);
+  will_ = session_adapter::will_message{std::string(w.topic), std::string(payload),
+                                        classify_payload(payload), w.qos, w.retain};
+}
+
+void adapter::on_closed(bool clean) {
+  end_session(clean, remote_);
+}
+
+void adapter::violation(std::uint8_t reason_code, std::string_view why) {
+  if (closing_) return;
+  closing_ = true;
+  if (ver_ == version::v5 && connected_) {
+    std::string packet;
+    encode_disconnect(packet, ver_, reason_code);
+    send(std::move(packet));
+  }
+  ctx_.audit.record(core::audit_event::forbidden, client_id(), remote_,
+                    "MQTT protocol violation: " + std::string(why));
+  link_.close(native::close_code::protocol_abuse, why);
+}
+
+std::string adapter::goodbye(std::uint16_t close_code) const {
+  if (ver_ != version::v5 || !connected_) return {};
+  std::uint8_t code = 0;
+  switch (close_code) {
+    case native::close_code::taken_over:
+      code = reason::session_taken_over;
+      break;
+    case native::close_code::heartbeat_timeout:
+      code = reason::keep_alive_timeout;
+      break;
+    case native::close_code::slow_consumer:
+      code = reason::quota_exceeded;
+      break;
+    case 1001:
+      code = reason::server_shutting_down;
+      break;
+    default:  // the client's goodbye, or a close the adapter explained itself
+      return {};
+  }
+  std::string packet;
+  encode_disconnect(packet, ver_, code);
+  return packet;
+}
+
+// --- publishing in ----------------------------------------------------------------------------
+
+void adapter::send(std::string packet) {
+  link_.send_frame(std::move(packet));
+}
+
+std::function<void(bool)> adapter::when_durable(std::string packet, std::function<void()> failed) {
+  // Runs on the store's thread, maybe after this connection is gone: only the poster is
+  // touched there.
+  return [post = link_.owner_poster(), this, packet = std::move(packet),
+          failed = std::move(failed)](bool ok) mutable {
+    post([this, packet = std::move(packet), failed = std::move(failed), ok]() mutable {
+      if (ok) return send(std::move(packet));
+      if (failed) failed();
+      // Not acknowledged: the client sends it again (5.0: says why).
+      violation(reason::server_unavailable, "the agent could not store a message");
+    });
+  };
+}
+
+void adapter::on_publish(const publish& p) {
+  std::int64_t expiry_s = 0;
+  if (ver_ == version::v5) {
+    auto props = parse_properties(p.properties, property_scope::publish);
+    if (!props.ok) return violation(props.error.reason, props.error.message);
+    if (props.value.topic_alias)
+      return violation(reason::topic_alias_invalid, "topic aliases are not offered (maximum 0)");
+    if (props.value.subscription_id_count)
+      return violation(reason::protocol_error,
+                       "a PUBLISH to the server has no Subscription "
+                       "Identifier");
+    if (props.value.payload_format == 1 && !common::is_valid_utf8(text_of(p.payload))) {
+      if (p.qos == 0) return;
+      std::string refused;
+      encode_ack(refused, ver_, p.qos == 1 ? packet_type::puback : packet_type::pubrec, p.packet_id,
+                 reason::payload_format_invalid);
+      return send(std::move(refused));
+    }
+    expiry_s = props.value.message_expiry.value_or(0);
+  }
+  auto m = std::make_shared<core::message>();
+  m->tag = p.topic;
+  m->payload = text_of(p.payload);
+  m->format = classify_payload(m->payload);
+  m->msgid = core::make_msgid();
+  m->from = session_->client_id();
+  m->timestamp_ms = common::now_ms();
+  if (expiry_s > 0) m->expires_ms = m->timestamp_ms + expiry_s * 1000;
+  if (p.qos == 0) {
+    ctx_.router.publish(*session_, m, {}, p.retain);  // refusals are silent at QoS 0
+    return;
+  }
+  if (p.qos == 1) {
+    m->qos = 1;
+    m->seq = ctx_.router.next_seq();
+    return publish_acked(m, p.packet_id, p.retain);
+  }
+  // QoS 2: the packet id is the incoming record until PUBREL.
+  const std::string key = "mqtt:" + std::to_string(p.packet_id);
+  std::string rec;
+  encode_ack(rec, ver_, packet_type::pubrec, p.packet_id);
+  {
+    auto lock = session_->lock();
+    auto& incoming = session_->incoming();
+    if (incoming.contains(key)) {
+      lock.unlock();  // sent again: answered, not routed
+      return ctx_.router.persist(*session_, {}, when_durable(std::move(rec)));
+    }
+    if (incoming.size() >= ctx_.max_queued_qos1)
+      return violation(reason::receive_maximum_exceeded, "too many QoS 2 publishes unreleased");
+    incoming.insert(key);
+  }
+  m->qos = 2;
+  m->seq = ctx_.router.next_seq();
+  std::vector<core::store_op> with;
+  if (session_->persistent())
+    with.push_back(core::store_ops::put_incoming{session_->client_id(), key});
+  auto forget = [this, key] {
+    if (!session_) return;
+    auto lock = session_->lock();
+    session_->incoming().erase(key);
+  };
+  auto result =
+      ctx_.router.publish(*session_, m, {}, p.retain, when_durable(rec, forget), std::move(with));
+  if (!result.ok()) {
+    forget();
+    std::string refused;
+    encode_ack(refused, ver_, packet_type::pubrec, p.packet_id,
+               result.error == core::route_error::too_many_retained ? reason::quota_exceeded
+                                                                    : reason::not_authorized);
+    return send(std::move(refused));  // 3.1.1: a plain PUBREC, the message dropped
+  }
+  if (!result.pending_durable) send(std::move(rec));
+}
+
+void adapter::publish_acked(const std::shared_ptr<core::message>& m, std::uint16_t packet_id,
+                            bool retain) {
+  std::string ack;
+  encode_ack(ack, ver_, packet_type::puback, packet_id);
+  auto result = ctx_.router.publish(*session_, m, {}, retain, when_durable(ack));
+  if (!result.ok()) {
+    if (result.error == core::route_error::forbidden)
+      ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
+                        "publish " + m->tag);
+    std::string refused;  // 3.1.1 has no reason: a plain PUBACK, the message dropped
+    encode_ack(refused, ver_, packet_type::puback, packet_id,
+               result.error == core::route_error::too_many_retained ? reason::quota_exceeded
+               : result.error == core::route_error::invalid_tag     ? reason::topic_name_invalid
+                                                                    : reason::not_authorized);
+    return send(std::move(refused));
+  }
+  if (!result.pending_durable) send(std::move(ack));
+}
+
+void adapter::on_pubrel(std::uint16_t packet_id) {
+  const std::string key = "mqtt:" + std::to_string(packet_id);
+  bool known = false;
+  {
+    auto lock = session_->lock();
+    known = session_->incoming().erase(key) > 0;
+  }
+  std::string comp;
+  encode_ack(comp, ver_, packet_type::pubcomp, packet_id,
+             known ? reason::success : reason::packet_identifier_not_found);
+  std::vector<core::store_op> ops;
+  if (known) ops.push_back(core::store_ops::drop_incoming{session_->client_id(), key});
+  ctx_.router.persist(*session_, std::move(ops), when_durable(std::move(comp)));
+}
+
+// --- subscriptions ------------------------------------------------------------------------------
+
+void adapter::on_subscribe(const subscribe_request& r) {
+  if (ver_ == version::v5) {
+    auto props = parse_properties(r.properties, property_scope::subscribe);
+    if (!props.ok) return violation(props.error.reason, props.error.message);
+    if (props.value.subscription_id_count)
+      return violation(reason::subscription_identifiers_not_supported,
+                       "subscription identifiers are not offered");
+  }
+  std::vector<std::uint8_t> codes;
+  struct granted {
+    std::vector<core::message_ptr> retained;
+    std::uint8_t qos;
+  };
+  std::vector<granted> sends;
+  const bool v5 = ver_ == version::v5;
+  for_each_subscription(r, ver_, [&](const subscription& s) {
+    if (s.filter.starts_with("$share/")) {
+      codes.push_back(v5 ? reason::shared_subscriptions_not_supported : suback_failure);
+      return;
+    }
+    const bool existed = session_->subscriptions.contains(s.filter);
+    granted g{{}, s.qos};
+    auto res = ctx_.router.subscribe(
+        *session_, s.filter, s.qos,
+        s.retain_handling == 2 || (s.retain_handling == 1 && existed) ? nullptr : &g.retained);
+    switch (res.error) {
+      case core::route_error::none:
+        codes.push_back(s.qos);
+        sends.push_back(std::move(g));
+        return;
+      case core::route_error::invalid_tag:
+        codes.push_back(v5 ? reason::topic_filter_invalid : suback_failure);
+        return;
+      case core::route_error::too_many_subscriptions:
+        codes.push_back(v5 ? reason::quota_exceeded : suback_failure);
+        return;
+      default:
+        ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
+                          "subscribe " + std::string(s.filter));
+        codes.push_back(v5 ? reason::not_authorized : suback_failure);
+        return;
+    }
+  });
+  std::string ack;
+  encode_suback(ack, ver_, r.packet_id, codes);
+  send(std::move(ack));
+  // Then the retained messages, each tag once per filter, at the lower of the two QoS.
+  const auto now = common::now_ms();
+  const auto steady = common::steady_ms();
+  for (auto& g : sends) {
+    std::sort(
+        g.retained.begin(), g.retained.end(),
+        [](const core::message_ptr& a, const core::message_ptr& b) { return a->tag < b->tag; });
+    for (const auto& m : g.retained) {
+      if (m->expired_at(now)) continue;
+      const auto qos = std::min(m->qos, g.qos);
+      if (qos > 0)
+        deliver_acked(m, qos, steady);
+      else
+        link_.send_shared(m, frame_for(*m));
+    }
+  }
+}
+
+void adapter::on_unsubscribe(const subscribe_request& r) {
+  if (ver_ == version::v5) {
+    auto props = parse_properties(r.properties, property_scope::unsubscribe);
+    if (!props.ok) return violation(props.error.reason, props.error.message);
+  }
+  std::vector<std::uint8_t> codes;
+  for_each_filter(r, [&](std::string_view filter) {
+    const bool existed = session_->subscriptions.contains(filter);
+    auto res = ctx_.router.unsubscribe(*session_, filter);
+    codes.push_back(!res.ok() ? reason::topic_filter_invalid
+                    : existed ? reason::success
+                              : reason::no_subscription_existed);
+  });
+  std::string ack;
+  encode_unsuback(ack, ver_, r.packet_id, codes);
+  send(std::move(ack));
+}
+
+// --- deliveries out -----------------------------------------------------------------------------
+
+void adapter::encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
+                              std::uint16_t packet_id, bool dup) const {
+  publish p;
+  p.topic = m.tag;
+  p.payload = bytes_of(m.payload);
+  // A JSON payload (from a native client, as it wrote it) goes out as compact JSON text.
+  std::string compact;
+  if (m.format == core::payload_format::json) {
+    compact.resize(m.payload.size());
+    std::size_t n = 0;
+    if (!simdjson::minify(m.payload.data(), m.payload.size(), compact.data(), n)) {
+      compact.resize(n);
+      p.payload = bytes_of(compact);
+    }
+  }
+  p.qos = qos;
+  p.retain = m.retain;
+  p.dup = dup;
+  p.packet_id = packet_id;
+  std::string props;
+  if (ver_ == version::v5) {
+    properties pr;
+    if (m.format != core::payload_format::binary) pr.payload_format = 1;
+    if (m.expires_ms) {
+      const auto left = (m.expires_ms - common::now_ms() + 999) / 1000;
+      pr.message_expiry = static_cast<std::uint32_t>(std::max<std::int64_t>(left, 1));
+    }
+    encode_property_body(props, pr);
+    p.properties = bytes_of(props);
+  }
+  encode_publish(out, ver_, p);
+}
+
+const std::string& adapter::frame_for(const core::message& m, int) const {
+  // QoS 0: one packet per message and version, shared by every MQTT recipient.
+  const auto wire = ver_ == version::v5 ? core::wire_format::mqtt5 : core::wire_format::mqtt;
+  return m.encoded(wire, [&](std::string& out) { encode_delivery(out, m, 0, 0, false); });
+}
+
+std::uint16_t adapter::packet_id_for(std::uint64_t seq) {
+  if (auto it = seq_packet_.find(seq); it != seq_packet_.end()) return it->second;
+  // Derived from the seq, so that a resumed session resends a message with the id it had
+  // (when no other in flight took it first).
+  auto id = static_cast<std::uint16_t>(seq % 65535 + 1);
+  while (packet_seq_.contains(id))
+    id = static_cast<std::uint16_t>(id % 65535 + 1);
+  packet_seq_.emplace(id, seq);
+  seq_packet_.emplace(seq, id);
+  return id;
+}
+
+void adapter::release_packet_id(std::uint64_t seq) {
+  if (auto it = seq_packet_.find(seq); it != seq_packet_.end()) {
+    packet_seq_.erase(it->second);
+    seq_packet_.erase(it);
+  }
+}
+
+void adapter::send_publish(const core::message& m, std::uint8_t qos, bool dup) {
+  std::string packet;
+  encode_delivery(packet, m, qos, packet_id_for(m.seq), dup);
+  send(std::move(packet));
+}
+
+// One window entry going out: the PUBLISH, or, for a released QoS 2 delivery, its PUBREL.
+void adapter::send_entry(const core::delivery_window::entry& e) {
+  if (e.released) {
+    std::string rel;
+    encode_ack(rel, ver_, packet_type::pubrel, packet_id_for(e.msg->seq));
+    return send(std::move(rel));
+  }
+  send_publish(*e.msg, e.qos, e.dup);
+}
+
+void adapter::on_puback(packet_type t, std::uint16_t packet_id) {
+  const auto now = common::steady_ms();
+  auto it = packet_seq_.find(packet_id);
+  if (t == packet_type::pubrec) {
+    // The client has it: the PUBREL is sent once that state is durable (persistent).
+    bool fresh = false;
+    if (it != packet_seq_.end()) {
+      auto lock = session_->lock();
+      fresh = session_->window().release(it->second, now);
+    }
+    rearm_ = rearm_ || fresh;
+    std::string rel;
+    encode_ack(rel, ver_, packet_type::pubrel, packet_id,
+               it == packet_seq_.end() ? reason::packet_identifier_not_found : reason::success);
+    std::vector<core::store_op> ops;
+    if (fresh) ops.push_back(core::store_ops::mark_sent{session_->client_id(), it->second});
+    return ctx_.router.persist(*session_, std::move(ops), when_durable(std::move(rel)));
+  }
+  if (it == packet_seq_.end()) return;  // late or twice
+  acknowledged(it->second, t == packet_type::pubcomp);
+}
+
+}  // namespace wsagent::protocol::mqtt

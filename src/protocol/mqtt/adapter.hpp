@@ -1,0 +1,101 @@
+#pragma once
+// The MQTT adapter: one per MQTT connection. It turns a client's packets (3.1.1 or 5.0) into
+// core operations and core messages into packets, over the router, sessions, permissions and
+// delivery guarantees the native protocol uses, so MQTT and native clients share one tag
+// space (docs/protocol.md, "MQTT").
+//
+// What maps to what:
+//   CONNECT            authenticate (password, else username, is the token), attach a core
+//                      session: clean session / clean start and session expiry give a clean
+//                      or persistent one; the will; keep alive (silence of 1.5 x it closes)
+//   SUBSCRIBE          router subscriptions at the requested QoS, then retained messages
+//   PUBLISH (in)       router publish; QoS 1 PUBACK and QoS 2 PUBREC once routed (and on
+//                      disk for persistent recipients); a QoS 2 packet id is the session's
+//                      incoming record until PUBREL
+//   deliveries (out)   QoS 0: one PUBLISH per message and version, shared by all recipients;
+//                      QoS 1 and 2 through the session's window, each with a packet id of
+//                      this connection
+//
+// Threading: every member runs on the connection's I/O thread (see client_adapter.hpp).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "protocol/client_adapter.hpp"
+#include "protocol/session_adapter.hpp"
+
+#include "protocol/mqtt/codec.hpp"
+#include "protocol/mqtt/properties.hpp"
+
+namespace wsagent::protocol::mqtt {
+
+// How an MQTT payload is kept in a core message: valid UTF-8 JSON as JSON (native clients
+// get the value), other UTF-8 as text (a JSON string for them), anything else as bytes.
+core::payload_format classify_payload(std::string_view payload);
+
+class adapter final : public session_adapter {
+ public:
+  // `max_packet_size`: the largest packet the client may send (limits.max_message_size).
+  adapter(adapter_context& ctx, transport_link& link, std::string_view remote,
+          std::size_t max_packet_size);
+  ~adapter() override;
+
+  void on_open() override {}
+  void on_text(const char* data, std::size_t size, std::size_t capacity) override;
+  void on_binary(std::span<const std::uint8_t> data) override;
+  std::size_t on_stream(std::span<const std::uint8_t> data) override;
+  void on_closed(bool clean = false) override;
+  const std::string& frame_for(const core::message& m, int qos = 0) const override;
+  std::optional<std::int64_t> idle_timeout_ms() const noexcept override;
+
+  // MQTT 5's DISCONNECT for a connection the agent ends with `close_code` (a native close
+  // code: taken over, keep alive, slow consumer, shutdown); nothing for 3.1.1.
+  std::string goodbye(std::uint16_t close_code) const override;
+
+ private:
+  // False when the connection is ending.
+  bool on_packet(const split_result& r);
+  void on_connect(const connect_request& c);
+  bool refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why);
+  void on_publish(const publish& p);
+  void publish_acked(const std::shared_ptr<core::message>& m, std::uint16_t packet_id, bool retain);
+  void on_pubrel(std::uint16_t packet_id);
+  void on_puback(packet_type t, std::uint16_t packet_id);
+  void on_subscribe(const subscribe_request& r);
+  void on_unsubscribe(const subscribe_request& r);
+  void set_will(const mqtt::will_message& w);
+  // A protocol violation: 5.0 gets a DISCONNECT with `reason`; then the connection ends.
+  void violation(std::uint8_t reason, std::string_view why);
+  // A reply the client gets once what the store is writing is durable (on this thread).
+  std::function<void(bool)> when_durable(std::string packet, std::function<void()> failed = {});
+
+  void send(std::string packet);
+  std::uint16_t packet_id_for(std::uint64_t seq);
+  void release_packet_id(std::uint64_t seq);
+  void send_publish(const core::message& m, std::uint8_t qos, bool dup);
+  // PUBLISH (DUP when sent before), or PUBREL for a released QoS 2 delivery.
+  void send_entry(const core::delivery_window::entry& e) override;
+  void forgotten(std::uint64_t seq) override { release_packet_id(seq); }
+  void encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
+                       std::uint16_t packet_id, bool dup) const;
+
+  std::string_view remote_;  // owned by the transport, which outlives the adapter
+  std::size_t max_packet_size_;
+  version ver_ = version::v311;
+  bool connected_ = false;  // CONNECT handled (whatever its answer)
+  std::int64_t keep_alive_ms_ = 0;
+  std::size_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size; 0: no limit
+  // Outbound QoS 1 and 2: packet id <-> seq of the deliveries in flight on this connection.
+  std::unordered_map<std::uint16_t, std::uint64_t> packet_seq_;
+  std::unordered_map<std::uint64_t, std::uint16_t> seq_packet_;
+  std::vector<std::uint8_t> pending_;  // WebSocket: bytes of an unfinished packet
+};
+
+}  // namespace wsagent::protocol::mqtt

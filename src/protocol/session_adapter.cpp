@@ -1,0 +1,161 @@
+#include "protocol/session_adapter.hpp"
+
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
+
+namespace wsagent::protocol {
+
+namespace {
+const std::string empty_string;
+}  // namespace
+
+const std::string& session_adapter::client_id() const noexcept {
+  return session_ ? session_->client_id() : empty_string;
+}
+
+void session_adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos,
+                                    std::int64_t now_ms) {
+  if (!session_) return;
+  rearm_ = true;
+  auto lock = session_->lock();
+  std::vector<core::message_ptr> dropped;
+  if (session_->window().offer(m, now_ms, &dropped, qos))
+    send_entry({m, now_ms, false, qos, false});
+  lock.unlock();
+  ctx_.router.probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
+  for (const auto& d : dropped)
+    ctx_.router.forget(*session_, d->seq);
+}
+
+void session_adapter::late_delivery(const core::message_ptr& m, std::uint8_t qos) {
+  if (closed_persistent_) ctx_.router.redeliver(*closed_persistent_, m, qos);
+}
+
+bool session_adapter::acknowledged(std::uint64_t seq, bool completed) {
+  const auto now = common::steady_ms();
+  auto lock = session_->lock();
+  auto& window = session_->window();
+  if (!(completed ? window.complete(seq, now) : window.ack(seq, now))) return false;
+  forgotten(seq);
+  ctx_.router.forget(*session_, seq);
+  send_window_ready(now);
+  return true;
+}
+
+void session_adapter::resume_window() {
+  const auto now = common::steady_ms();
+  std::vector<core::delivery_window::entry> again;
+  rearm_ = true;
+  auto lock = session_->lock();
+  session_->window().take_all(now, again);
+  resend(again, now);
+}
+
+bool session_adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
+  return m.expired_at(wall_ms) ||
+         (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms);
+}
+
+void session_adapter::discard(std::uint64_t seq, std::int64_t now_ms) {
+  session_->window().discard(seq, now_ms);
+  forgotten(seq);
+  ctx_.router.forget(*session_, seq);
+}
+
+void session_adapter::send_window_ready(std::int64_t now_ms) {
+  thread_local std::vector<core::delivery_window::entry> ready;
+  auto& window = session_->window();
+  const auto wall = common::now_ms();
+  while (true) {
+    ready.clear();
+    window.take_ready(ready);
+    if (ready.empty()) return;
+    for (const auto& e : ready) {
+      if (!e.released && too_old(*e.msg, wall))
+        discard(e.msg->seq, now_ms);  // may let the next one in
+      else
+        send_entry(e);
+    }
+  }
+}
+
+void session_adapter::resend(const std::vector<core::delivery_window::entry>& due,
+                             std::int64_t now_ms) {
+  const auto wall = common::now_ms();
+  for (const auto& e : due) {
+    if (!e.released && too_old(*e.msg, wall))  // expired: never delivered again
+      discard(e.msg->seq, now_ms);
+    else
+      send_entry(e);  // flagged dup, or the release of a QoS 2 one the client has
+  }
+  send_window_ready(now_ms);
+}
+
+void session_adapter::on_timer(std::int64_t now_ms) {
+  if (closing_ || !session_) return;
+  thread_local std::vector<core::delivery_window::entry> due;
+  due.clear();
+  auto lock = session_->lock();
+  session_->window().take_due(now_ms, ctx_.retry_ms, due);
+  resend(due, now_ms);
+}
+
+std::optional<std::int64_t> session_adapter::next_due() const {
+  if (!session_) return std::nullopt;
+  auto lock = session_->lock();
+  return session_->window().next_due(ctx_.retry_ms);
+}
+
+void session_adapter::presence(std::string_view event, bool clean, std::string_view remote,
+                               std::string_view protocol) {
+  auto m = std::make_shared<core::message>();
+  const auto& id = session_->client_id();
+  m->tag.append("$sys/clients/").append(id).append("/").append(event);
+  m->timestamp_ms = common::now_ms();
+  m->msgid = core::make_msgid();
+  common::json_writer w(m->payload);
+  w.begin_object().string("clientId", id);
+  if (event == "connected") {
+    w.string("remote", remote);
+    if (!protocol.empty()) w.string("protocol", protocol);
+  } else {
+    w.boolean("clean", clean);
+  }
+  w.integer("timestamp", m->timestamp_ms).end_object();
+  ctx_.router.publish_internal(m);
+}
+
+void session_adapter::end_session(bool clean, std::string_view remote) {
+  if (!session_) return;
+  closing_ = true;
+  // Taken over by a new connection with the same client id: the client is back, so neither
+  // its will nor a 'disconnected' event would be true.
+  const bool registered = ctx_.router.detach(*session_);
+  if (session_->persistent()) {
+    // QoS 1 and 2 messages that reached this connection but were not handled wait for the
+    // client.
+    closed_persistent_ = session_;
+    link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
+      if (qos > 0) ctx_.router.redeliver(*session_, m, qos);
+    });
+  }
+  if (registered && !clean && will_) {
+    auto m = std::make_shared<core::message>();
+    m->tag = will_->tag;
+    m->payload = will_->payload;
+    m->format = will_->format;
+    m->msgid = core::make_msgid();
+    if (will_->qos > 0) {
+      m->qos = will_->qos;
+      m->seq = ctx_.router.next_seq();
+    }
+    m->from = session_->client_id();
+    m->timestamp_ms = common::now_ms();
+    ctx_.router.publish(*session_, m, {}, will_->retain);
+  }
+  if (registered && announced_) presence("disconnected", clean, remote);
+  will_.reset();
+  session_.reset();
+}
+
+}  // namespace wsagent::protocol

@@ -1,0 +1,82 @@
+#pragma once
+// What every protocol adapter does the same way once its client has a core session: QoS 1
+// and 2 deliveries through the session's window (offer, send what fits, resend what falls
+// due, take out what is acknowledged or expired), the end of the session (detach, keep a
+// persistent session's undelivered messages, the will, the presence event). The native and
+// MQTT adapters derive from it and say how one window entry goes out on their wire.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "protocol/client_adapter.hpp"
+
+namespace wsagent::protocol {
+
+class session_adapter : public client_adapter {
+ public:
+  session_adapter(adapter_context& ctx, transport_link& link) : ctx_(ctx), link_(link) {}
+
+  bool authenticated() const noexcept override { return session_ != nullptr; }
+  const std::string& client_id() const noexcept override;
+  // A QoS 1 or 2 delivery (steady clock `now_ms`): sent now when the window has room, else
+  // it waits for acknowledgements.
+  void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) override;
+  // After on_closed(): back to the persistent session it was for.
+  void late_delivery(const core::message_ptr& m, std::uint8_t qos) override;
+  void on_timer(std::int64_t now_ms) override;
+  std::optional<std::int64_t> next_due() const override;
+  bool take_rearm() noexcept override { return std::exchange(rearm_, false); }
+
+ protected:
+  // One window entry going out: a delivery (e.dup: sent before), or, for a released QoS 2
+  // delivery, its release. The session's lock is held.
+  virtual void send_entry(const core::delivery_window::entry& e) = 0;
+  // Delivery `seq` left the window for good. The session's lock is held.
+  virtual void forgotten(std::uint64_t /*seq*/) {}
+
+  // The client acknowledged QoS 1 delivery `seq` (`completed`: QoS 2's last step); false
+  // when nothing in flight had it.
+  bool acknowledged(std::uint64_t seq, bool completed);
+  // Resends a resumed session's unacknowledged deliveries (dup), then what waited.
+  void resume_window();
+  // Sends what acknowledgements let into flight. The session's lock is held.
+  void send_window_ready(std::int64_t now_ms);
+  // Sends `due` again; expired ones leave the window. The session's lock is held.
+  void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms);
+  // Takes a delivery that will never be made out of the window and the store. The
+  // session's lock is held.
+  void discard(std::uint64_t seq, std::int64_t now_ms);
+  // Past its own expiry, or waiting longer than limits.max_queued_age_s.
+  bool too_old(const core::message& m, std::int64_t wall_ms) const;
+
+  // The last will, published by end_session() unless the client said goodbye.
+  struct will_message {
+    std::string tag, payload;
+    core::payload_format format = core::payload_format::json;
+    std::uint8_t qos = 0;
+    bool retain = false;
+  };
+  // $sys/clients/<id>/<event>: "connected" (with the remote address and, when given,
+  // `protocol`) or "disconnected" (with `clean`).
+  void presence(std::string_view event, bool clean, std::string_view remote,
+                std::string_view protocol = {});
+  // The connection is ending: leave the router (a persistent session keeps what reached
+  // the connection undelivered), publish the will unless `clean`, say "disconnected".
+  void end_session(bool clean, std::string_view remote);
+
+  adapter_context& ctx_;
+  transport_link& link_;
+  std::shared_ptr<core::session> session_;
+  std::shared_ptr<core::session> closed_persistent_;  // session_ after it ended, if persistent
+  std::optional<will_message> will_;
+  bool announced_ = false;  // $sys/clients/<id>/connected was published for session_
+  bool closing_ = false;
+  bool rearm_ = false;
+};
+
+}  // namespace wsagent::protocol
