@@ -269,3 +269,25 @@ def test_a_silent_client_is_closed_after_one_and_a_half_keep_alives(agent):
     took = time.monotonic() - start
     assert data == b"\x20\x02\x00\x00"  # CONNACK, then nothing but the close
     assert 1.2 < took < 3.5, took
+
+
+def test_nothing_larger_than_a_v5_clients_maximum_packet_size_is_sent_to_it(agent):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = 200
+
+    async def go():
+        c = mqtt_client(agent, "small", paho.MQTTv5, properties=props)
+        subscribe_mqtt(c, "big/#", 1)
+        ws = await client(agent, "pub")
+        for qos in (0, 1):
+            await publish(ws, "big/x", "y" * 500, qos=qos)
+            await publish(ws, "big/x", f"small-{qos}", qos=qos)
+        got = [take(c).payload for _ in range(2)]
+        assert got == [b'"small-0"', b'"small-1"']
+        time.sleep(0.3)
+        assert c.inbox.empty()
+        stop(c)
+        await close_all()
+    run(go())

@@ -127,6 +127,7 @@ TEST(MqttProperties, Refusals) {
       {{0x26, 0, 1, 'a'}, property_scope::publish, reason::malformed_packet},   // half a pair
       {{0x12, 0, 1, 'x'}, property_scope::connect, reason::malformed_packet},   // CONNACK's
       {{0x18, 0, 0, 0, 5}, property_scope::connect, reason::malformed_packet},  // will's only
+      {{0x81, 0x00, 1}, property_scope::publish, reason::malformed_packet},     // 2-byte identifier
   };
   for (const auto& c : cases) {
     auto r = parse_properties(view(c.raw), c.where);

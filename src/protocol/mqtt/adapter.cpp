@@ -585,7 +585,11 @@ void adapter::encode_delivery(std::string& out, const core::message& m, std::uin
 const std::string& adapter::frame_for(const core::message& m, int) const {
   // QoS 0: one packet per message and version, shared by every MQTT recipient.
   const auto wire = ver_ == version::v5 ? core::wire_format::mqtt5 : core::wire_format::mqtt;
-  return m.encoded(wire, [&](std::string& out) { encode_delivery(out, m, 0, 0, false); });
+  const auto& packet =
+      m.encoded(wire, [&](std::string& out) { encode_delivery(out, m, 0, 0, false); });
+  // Larger than the client's 5.0 Maximum Packet Size: it may not be sent (nothing is).
+  static const std::string nothing;
+  return client_max_packet_ && packet.size() > client_max_packet_ ? nothing : packet;
 }
 
 std::uint16_t adapter::packet_id_for(std::uint64_t seq) {
@@ -610,6 +614,9 @@ void adapter::release_packet_id(std::uint64_t seq) {
 void adapter::send_publish(const core::message& m, std::uint8_t qos, bool dup) {
   std::string packet;
   encode_delivery(packet, m, qos, packet_id_for(m.seq), dup);
+  // Larger than the client's 5.0 Maximum Packet Size: never deliverable to it.
+  if (client_max_packet_ && packet.size() > client_max_packet_)
+    return discard(m.seq, common::steady_ms());
   send(std::move(packet));
 }
 

@@ -123,7 +123,9 @@ result<properties> parse_properties(std::span<const std::uint8_t> raw, property_
     return first;
   };
   while (c.ok() && !c.at_end()) {
-    const auto id = static_cast<std::uint8_t>(c.varint("truncated property identifier"));
+    // A variable byte integer in the specification, and every defined one is under 128: in
+    // its one-byte (minimal) encoding, the only one allowed (1.5.5).
+    const std::uint8_t id = c.u8("truncated property identifier");
     if (!c.ok()) break;
     const spec* s = find(id);
     if (!s || !(s->scopes & in(where)))
