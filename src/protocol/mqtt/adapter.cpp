@@ -27,6 +27,18 @@ std::span<const std::uint8_t> bytes_of(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
+// The 5.0 reason of a PUBACK or PUBREC for a publish the router refused.
+std::uint8_t refusal_reason(core::route_error e) {
+  switch (e) {
+    case core::route_error::too_many_retained:
+      return reason::quota_exceeded;
+    case core::route_error::invalid_tag:
+      return reason::topic_name_invalid;
+    default:
+      return reason::not_authorized;
+  }
+}
+
 }  // namespace
 
 core::payload_format classify_payload(std::string_view payload) {
@@ -421,9 +433,7 @@ void adapter::on_publish(const publish& p) {
   if (!result.ok()) {
     forget();
     std::string refused;
-    encode_ack(refused, ver_, packet_type::pubrec, p.packet_id,
-               result.error == core::route_error::too_many_retained ? reason::quota_exceeded
-                                                                    : reason::not_authorized);
+    encode_ack(refused, ver_, packet_type::pubrec, p.packet_id, refusal_reason(result.error));
     return send(std::move(refused));  // 3.1.1: a plain PUBREC, the message dropped
   }
   if (!result.pending_durable) send(std::move(rec));
@@ -439,10 +449,7 @@ void adapter::publish_acked(const std::shared_ptr<core::message>& m, std::uint16
       ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
                         "publish " + m->tag);
     std::string refused;  // 3.1.1 has no reason: a plain PUBACK, the message dropped
-    encode_ack(refused, ver_, packet_type::puback, packet_id,
-               result.error == core::route_error::too_many_retained ? reason::quota_exceeded
-               : result.error == core::route_error::invalid_tag     ? reason::topic_name_invalid
-                                                                    : reason::not_authorized);
+    encode_ack(refused, ver_, packet_type::puback, packet_id, refusal_reason(result.error));
     return send(std::move(refused));
   }
   if (!result.pending_durable) send(std::move(ack));
