@@ -229,6 +229,8 @@ void connection::on_request() {
   mode m;
   if (path == "/ws")
     m = mode::native;
+  else if (path == "/mqtt")
+    m = mode::mqtt_ws;
   else if (path == "/echo" && server_.settings().diagnostics)
     m = mode::echo;
   else
@@ -263,7 +265,28 @@ void connection::on_request() {
         seconds <= 365 * 24 * 3600)
       info.session.expiry_s = seconds;
   }
-  upgrade(m, std::move(info), accept_key(key));
+  // MQTT over WebSocket: the client offers the "mqtt" subprotocol (older ones
+  // "mqttv3.1"), and the answer names it.
+  std::string_view subprotocol;
+  if (m == mode::mqtt_ws) {
+    std::string_view offered = req[http::field::sec_websocket_protocol];
+    for (std::string_view want : {"mqtt", "mqttv3.1"}) {
+      std::string_view rest = offered;
+      while (!rest.empty() && subprotocol.empty()) {
+        auto comma = rest.find(',');
+        auto item = rest.substr(0, comma);
+        while (!item.empty() && item.front() == ' ')
+          item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ')
+          item.remove_suffix(1);
+        if (item == want) subprotocol = want;
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+    }
+    if (!offered.empty() && subprotocol.empty())
+      return http_reply(400, "/mqtt speaks the WebSocket subprotocol \"mqtt\"\n");
+  }
+  upgrade(m, std::move(info), accept_key(key), subprotocol);
 }
 
 void connection::http_reply(unsigned status, std::string body, const char* content_type) {
@@ -283,12 +306,16 @@ void connection::http_reply(unsigned status, std::string body, const char* conte
   });
 }
 
-void connection::upgrade(mode m, protocol::native::upgrade_info info, const std::string& key) {
+void connection::upgrade(mode m, protocol::native::upgrade_info info, const std::string& key,
+                         std::string_view subprotocol) {
   mode_ = m;
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +
-      key + "\r\n\r\n";
+      key + "\r\n";
+  if (!subprotocol.empty())
+    response.append("Sec-WebSocket-Protocol: ").append(subprotocol) += "\r\n";
+  response += "\r\n";
   // Bytes the client sent after its request (pipelined frames) are the first frames.
   auto leftover = http_->buffer.data();
   if (leftover.size() > 0) {
@@ -307,6 +334,9 @@ void connection::upgrade(mode m, protocol::native::upgrade_info info, const std:
     adapter_ =
         std::make_unique<protocol::native::adapter>(server_.adapter_ctx(), *this, std::move(info));
     adapter_->on_open();
+  } else if (m == mode::mqtt_ws) {
+    adapter_ = std::make_unique<protocol::mqtt::adapter>(server_.adapter_ctx(), *this, remote_,
+                                                         server_.settings().max_message_size, true);
   }
   if (m == mode::echo || (adapter_ && adapter_->authenticated())) auth_deadline_ms_ = 0;
   arm_timer();
@@ -427,7 +457,10 @@ bool connection::handle(const ws::frame_reader::event& ev) {
       } else {
         adapter_->on_binary(ev.payload);
       }
-      if (!close_sent_ && adapter_ && adapter_->authenticated()) auth_deadline_ms_ = 0;
+      if (auth_deadline_ms_ && !close_sent_ && adapter_ && adapter_->authenticated()) {
+        auth_deadline_ms_ = 0;
+        if (mode_ == mode::mqtt_ws) arm_timer();  // the keep alive the CONNECT asked for
+      }
       return true;
     }
     case kind::ping: {
@@ -445,8 +478,10 @@ bool connection::handle(const ws::frame_reader::event& ev) {
       if (!close_sent_) {
         // Echo the peer's code (RFC 6455 5.5.1), then end once it is written.
         close_sent_ = true;
-        // A close with 1000 is the client's clean goodbye: its will is not published.
-        if (adapter_) adapter_->on_closed(ev.code == ws::close_code::normal);
+        // A close with 1000 is the client's clean goodbye: its will is not published (MQTT
+        // says goodbye with DISCONNECT, not with the WebSocket close).
+        if (adapter_)
+          adapter_->on_closed(ev.code == ws::close_code::normal && mode_ != mode::mqtt_ws);
         std::string frame;
         if (ev.code == ws::close_code::no_status)
           ws::append_frame(frame, ws::opcode::close, {});
@@ -682,6 +717,9 @@ void connection::close(std::uint16_t code, std::string_view reason) {
     frame = adapter_ ? adapter_->goodbye(code) : std::string();
     if (frame.empty() && queue_.empty() && !writing_) return terminate();
   } else {
+    if (mode_ == mode::mqtt_ws && adapter_)  // MQTT 5's DISCONNECT, then the WebSocket close
+      if (auto bye = adapter_->goodbye(code); !bye.empty())
+        queue_.push_back(out_item{nullptr, nullptr, std::move(bye), false});
     ws::append_close(frame, code, reason);
   }
   if (!frame.empty()) queue_.push_back(out_item{nullptr, nullptr, std::move(frame), false});

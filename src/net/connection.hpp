@@ -1,7 +1,8 @@
 #pragma once
 // One client connection: the HTTP request (Beast), then, on an upgrade, WebSocket frames
 // read and written by the project's own RFC 6455 layer (protocol/websocket), so that every
-// frame queued since the last write leaves in one gather write. A connection from the MQTT
+// frame queued since the last write leaves in one gather write. Paths: /ws (the native
+// protocol), /mqtt (MQTT over WebSocket), /echo (diagnostics). A connection from the MQTT
 // listener skips HTTP and WebSocket: its bytes go to the MQTT adapter as they come, and its
 // packets leave through the same write queue.
 //
@@ -80,7 +81,8 @@ class connection final : public std::enable_shared_from_this<connection>,
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
-  enum class mode { http, native, echo, mqtt };
+  // mqtt: MQTT over TCP (no HTTP, no WebSocket); mqtt_ws: MQTT over WebSocket (/mqtt).
+  enum class mode { http, native, echo, mqtt, mqtt_ws };
 
   struct out_item {
     core::message_ptr msg;                // keeps `shared` alive
@@ -92,7 +94,8 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   void read_request();
   void on_request();
-  void upgrade(mode m, protocol::native::upgrade_info info, const std::string& accept_key);
+  void upgrade(mode m, protocol::native::upgrade_info info, const std::string& accept_key,
+               std::string_view subprotocol = {});
   void http_reply(unsigned status, std::string body, const char* content_type = "text/plain");
 
   void read_frames();

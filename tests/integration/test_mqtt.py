@@ -291,3 +291,54 @@ def test_nothing_larger_than_a_v5_clients_maximum_packet_size_is_sent_to_it(agen
         stop(c)
         await close_all()
     run(go())
+
+
+@pytest.mark.parametrize("version", [paho.MQTTv311, paho.MQTTv5])
+def test_mqtt_over_websocket_on_the_same_port(agent, version):
+    async def go():
+        ws = await client(agent, "native")
+        await sub(ws, "w/#", qos=1)
+        c = paho.Client(client_id="paho-ws", protocol=version, transport="websockets")
+        c.ws_set_options(path="/mqtt")
+        c.inbox = queue.Queue()
+        c.on_message = lambda cl, ud, m: c.inbox.put(m)
+        connected = queue.Queue()
+        c.on_connect = lambda *a: connected.put(a)
+        c.connect("127.0.0.1", agent.port, keepalive=30)
+        c.loop_start()
+        connected.get(timeout=5)
+        subscribe_mqtt(c, "w/#", 1)
+        c.publish("w/from-ws", '{"v": 1}', qos=1).wait_for_publish(5)
+        m = await recv_type(ws, "message")
+        assert m["payload"] == {"v": 1} and m["qos"] == 1
+        await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        got = take(c)
+        assert got.topic == "w/from-ws" and got.payload == b'{"v":1}'
+        await publish(ws, "w/from-native", "hello", qos=1)
+        await recv_type(ws, "ack")
+        assert take(c).payload == b'"hello"'
+        stop(c)
+        await close_all()
+    run(go())
+
+
+def test_websocket_frames_may_split_or_join_mqtt_packets(agent):
+    async def go():
+        ws = await connect(agent, path="/mqtt", subprotocols=["mqtt"])
+        OPEN.append(ws)
+        assert ws.subprotocol == "mqtt"
+        packet = connect_packet("framer")
+        await ws.send(packet[:5])  # a CONNECT in two frames
+        await ws.send(packet[5:])
+        assert await recv(ws) == b"\x20\x02\x00\x00"
+        subscribe = b"\x82\x08\x00\x01\x00\x03a/b\x01"
+        await ws.send(subscribe + b"\xc0\x00")  # SUBSCRIBE and PINGREQ in one frame
+        assert await recv(ws) == b"\x90\x03\x00\x01\x01"  # SUBACK, QoS 1 granted
+        assert await recv(ws) == b"\xd0\x00"  # PINGRESP
+        # MQTT over WebSocket is binary: a text frame is a violation that ends the connection.
+        await ws.send("hello")
+        code, _ = await closed_with(ws)
+        assert code == 4400
+        OPEN.remove(ws)
+        await close_all()
+    run(go())

@@ -10,6 +10,7 @@
 #include "core/tag.hpp"
 #include "protocol/native/adapter.hpp"
 #include "protocol/native/close_codes.hpp"
+#include "protocol/websocket/frame.hpp"
 
 namespace wsagent::protocol::mqtt {
 
@@ -50,8 +51,11 @@ core::payload_format classify_payload(std::string_view payload) {
 }
 
 adapter::adapter(adapter_context& ctx, transport_link& link, std::string_view remote,
-                 std::size_t max_packet_size)
-    : session_adapter(ctx, link), remote_(remote), max_packet_size_(max_packet_size) {}
+                 std::size_t max_packet_size, bool websocket)
+    : session_adapter(ctx, link),
+      remote_(remote),
+      max_packet_size_(max_packet_size),
+      websocket_(websocket) {}
 
 adapter::~adapter() {
   on_closed();
@@ -348,8 +352,16 @@ std::string adapter::goodbye(std::uint16_t close_code) const {
 
 // --- publishing in ----------------------------------------------------------------------------
 
+std::string adapter::framed(std::string packet) const {
+  if (!websocket_) return packet;
+  const auto h = websocket::make_header(websocket::opcode::binary, packet.size());
+  std::string frame(reinterpret_cast<const char*>(h.bytes.data()), h.size);
+  frame.append(packet);
+  return frame;
+}
+
 void adapter::send(std::string packet) {
-  link_.send_frame(std::move(packet));
+  link_.send_frame(framed(std::move(packet)));
 }
 
 std::function<void(bool)> adapter::when_durable(std::string packet, std::function<void()> failed) {
@@ -591,12 +603,21 @@ void adapter::encode_delivery(std::string& out, const core::message& m, std::uin
 
 const std::string& adapter::frame_for(const core::message& m, int) const {
   // QoS 0: one packet per message and version, shared by every MQTT recipient.
-  const auto wire = ver_ == version::v5 ? core::wire_format::mqtt5 : core::wire_format::mqtt;
-  const auto& packet =
-      m.encoded(wire, [&](std::string& out) { encode_delivery(out, m, 0, 0, false); });
+  const auto wire = ver_ == version::v5
+                        ? (websocket_ ? core::wire_format::mqtt5_ws : core::wire_format::mqtt5)
+                        : (websocket_ ? core::wire_format::mqtt_ws : core::wire_format::mqtt);
+  std::size_t size = 0;
+  const auto& bytes = m.encoded(wire, [&](std::string& out) {
+    std::string packet;
+    encode_delivery(packet, m, 0, 0, false);
+    out = framed(std::move(packet));
+  });
+  size = bytes.size();
+  if (websocket_)  // less the frame header: 2, 4 or 10 bytes by the packet's size
+    size -= size - 2 < 126 ? 2 : size - 4 < 65536 ? 4 : 10;
   // Larger than the client's 5.0 Maximum Packet Size: it may not be sent (nothing is).
   static const std::string nothing;
-  return client_max_packet_ && packet.size() > client_max_packet_ ? nothing : packet;
+  return client_max_packet_ && size > client_max_packet_ ? nothing : bytes;
 }
 
 std::uint16_t adapter::packet_id_for(std::uint64_t seq) {

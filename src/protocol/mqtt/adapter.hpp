@@ -43,8 +43,10 @@ core::payload_format classify_payload(std::string_view payload);
 class adapter final : public session_adapter {
  public:
   // `max_packet_size`: the largest packet the client may send (limits.max_message_size).
+  // `websocket`: the connection is MQTT over WebSocket (/mqtt): every packet goes out in a
+  // binary frame of its own.
   adapter(adapter_context& ctx, transport_link& link, std::string_view remote,
-          std::size_t max_packet_size);
+          std::size_t max_packet_size, bool websocket = false);
   ~adapter() override;
 
   void on_open() override {}
@@ -77,6 +79,8 @@ class adapter final : public session_adapter {
   std::function<void(bool)> when_durable(std::string packet, std::function<void()> failed = {});
 
   void send(std::string packet);
+  // A packet as it goes on this connection's wire (in a WebSocket frame, or as it is).
+  std::string framed(std::string packet) const;
   std::uint16_t packet_id_for(std::uint64_t seq);
   void release_packet_id(std::uint64_t seq);
   void send_publish(const core::message& m, std::uint8_t qos, bool dup);
@@ -89,6 +93,7 @@ class adapter final : public session_adapter {
   std::string_view remote_;  // owned by the transport, which outlives the adapter
   std::size_t max_packet_size_;
   version ver_ = version::v311;
+  bool websocket_ = false;
   bool connected_ = false;  // CONNECT handled (whatever its answer)
   std::int64_t keep_alive_ms_ = 0;
   std::size_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size; 0: no limit
