@@ -19,9 +19,27 @@ test_pkgs=(
 )
 
 want=("${build_pkgs[@]}")
+testing=""
 if [[ "${1:-}" == "--test" ]]; then
+  testing=1
   want+=("${test_pkgs[@]}")
+  # MQTT.js (tests/js) runs on Node: Debian's, unless a Node is already on PATH.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    want+=(nodejs npm)
+  fi
 fi
+
+# The JavaScript test clients, from the npm registry at the versions package-lock.json pins.
+js_deps() {
+  [[ -n $testing ]] || return 0
+  local dir
+  dir="$(dirname "$0")/../tests/js"
+  if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
+    echo "install-deps: npm ci in tests/js"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$dir/node_modules"
+  fi
+}
 
 missing=()
 for p in "${want[@]}"; do
@@ -32,6 +50,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#want[@]} packages present"
+  js_deps
   exit 0
 fi
 
@@ -51,3 +70,4 @@ if [[ ! -e $policy ]]; then
 fi
 trap 'if [[ -n $made_policy ]]; then $sudo rm -f "$policy"; fi' EXIT
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+js_deps
