@@ -342,3 +342,38 @@ def test_websocket_frames_may_split_or_join_mqtt_packets(agent):
         OPEN.remove(ws)
         await close_all()
     run(go())
+
+
+def test_a_persistent_mqtt_session_survives_an_agent_restart(agent_factory, tmp_path):
+    import signal
+    data = tmp_path / "data"
+    first = agent_factory(data_dir=data, name="first")
+
+    async def before():
+        c = mqtt_client(first, "meter-restart", paho.MQTTv5, clean=False,
+                        properties=session_props(3600))
+        subscribe_mqtt(c, "cmd/#", 1)
+        stop(c)
+        time.sleep(0.2)
+        ws = await client(first, "ctl")
+        for i in range(3):
+            await publish(ws, "cmd/set", i, qos=1)
+            await recv_type(ws, "ack")  # on disk: the session is persistent
+        first.proc.send_signal(signal.SIGKILL)
+        await close_all()
+    run(before())
+    first.proc.wait()
+    second = agent_factory(data_dir=data, name="second")
+    back = mqtt_client(second, "meter-restart", paho.MQTTv5, clean=False,
+                       properties=session_props(3600))
+    assert back.flags["session present"] == 1
+    assert [take(back).payload for _ in range(3)] == [b"0", b"1", b"2"]
+    stop(back)
+
+
+def session_props(expiry):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = expiry
+    return p
