@@ -766,7 +766,7 @@ void connection::arm_timer() {
   if (auth_deadline_ms_) next = std::min(next, auth_deadline_ms_);
   if (full_since_ms_) next = std::min(next, full_since_ms_ + s.slow_consumer_timeout_ms);
   if (mode_ != mode::http && !close_sent_) {
-    if (mode_ != mode::mqtt) next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
+    if (!is_mqtt()) next = std::min(next, last_ping_ms_ + s.ping_interval_ms);
     next = std::min(next, last_activity_ms_ + idle_limit_ms());
     if (adapter_)
       if (auto due = adapter_->next_due()) next = std::min(next, *due);
@@ -804,7 +804,7 @@ void connection::on_timer() {
     if (adapter_) adapter_->on_timer(now);  // QoS 1 resends that fell due
     if (now - last_activity_ms_ >= idle_limit_ms()) {
       close(heartbeat_timeout, "Heartbeat timeout");
-    } else if (mode_ != mode::mqtt && now - last_ping_ms_ >= s.ping_interval_ms) {
+    } else if (!is_mqtt() && now - last_ping_ms_ >= s.ping_interval_ms) {
       last_ping_ms_ = now;
       // Quiet since the last ping: give back what past bursts grew (an idle connection
       // should cost its socket and little more).

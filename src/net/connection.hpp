@@ -128,6 +128,9 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   // WebSocket phase (and the MQTT stream: no frames, bytes to the adapter).
   std::int64_t idle_limit_ms() const noexcept;
+  // MQTT keeps itself alive (PINGREQ within 1.5 x keep alive): no WebSocket pings, whose
+  // pongs would count as the client's activity.
+  bool is_mqtt() const noexcept { return mode_ == mode::mqtt || mode_ == mode::mqtt_ws; }
   std::optional<protocol::websocket::frame_reader> reader_;
   std::unique_ptr<protocol::client_adapter> adapter_;
   std::vector<std::uint8_t> rbuf_;

@@ -377,3 +377,33 @@ def session_props(expiry):
     p = Properties(PacketTypes.CONNECT)
     p.SessionExpiryInterval = expiry
     return p
+
+
+def test_over_websocket_the_will_goes_unless_disconnect_and_keep_alive_holds(agent):
+    async def go():
+        watch = await client(agent, "watch")
+        await sub(watch, "status/#", qos=0)
+        # CONNECT with a will (3.1.1), then the WebSocket closes cleanly without DISCONNECT:
+        # MQTT's goodbye is the DISCONNECT packet, so the will goes.
+        will_topic, will_msg = b"status/ws-1", b"gone"
+        body = (struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02 | 0x04 | 0x08]) +
+                struct.pack("!H", 1) + struct.pack("!H", 4) + b"ws-1" +
+                struct.pack("!H", len(will_topic)) + will_topic +
+                struct.pack("!H", len(will_msg)) + will_msg)
+        w = await connect(agent, path="/mqtt", subprotocols=["mqtt"])
+        await w.send(bytes([0x10, len(body)]) + body)
+        assert await recv(w) == b"\x20\x02\x00\x00"
+        await w.close()
+        m = await recv_type(watch, "message")
+        assert (m["tag"], m["payload"]) == ("status/ws-1", "gone")
+        # Keep alive 1 s, then silence: closed (WebSocket close 4001) after about 1.5 s.
+        k = await connect(agent, path="/mqtt", subprotocols=["mqtt"])
+        OPEN.append(k)
+        await k.send(connect_packet("ws-sleepy", keep_alive=1))
+        assert await recv(k) == b"\x20\x02\x00\x00"
+        start = time.monotonic()
+        code, _ = await closed_with(k, timeout=5)
+        assert code == 4001 and 1.2 < time.monotonic() - start < 3.5
+        OPEN.remove(k)
+        await close_all()
+    run(go())
