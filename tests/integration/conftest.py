@@ -193,11 +193,16 @@ async def auth(ws, token=None, client_id=None, **extra):
     return await recv_type(ws, "auth_response")
 
 
-async def subscribe(ws, *tags, id="s"):
-    await ws.send(json.dumps({"type": "subscribe", "id": id, "tags": list(tags)}))
+async def subscribe(ws, *tags, id="s", **fields):
+    """Subscribes to `tags` (with `fields` such as qos or since; None ones are left out);
+    returns the agent's `subscribed` answer."""
+    frame = {"type": "subscribe", "id": id, "tags": list(tags)}
+    frame.update({k: v for k, v in fields.items() if v is not None})
+    await ws.send(json.dumps(frame))
     r = await recv(ws)
     assert r.get("type") == "subscribed", r
     return r
+
 
 
 async def publish(ws, tag, payload, **extra):
@@ -260,9 +265,27 @@ async def close_all():
 
 async def sub(ws, *tags, qos):
     """Subscribes to `tags` at `qos`; returns when the agent said subscribed."""
-    await ws.send(json.dumps({"type": "subscribe", "id": "s", "tags": list(tags), "qos": qos}))
-    r = await recv(ws)
-    assert r["type"] == "subscribed", r
+    return await subscribe(ws, *tags, qos=qos)
+
+
+async def session(agent, name, persistent=True, expiry=None, query=""):
+    """A connection authenticated as `name`, with a persistent session unless told; returns
+    it and the auth_response. Closed by close_all() (or drop())."""
+    ws = await connect(agent, query=query)
+    OPEN.append(ws)
+    frame = {"type": "auth", "deviceId": name}
+    if persistent:
+        frame["session"] = "persistent"
+    if expiry:
+        frame["expiry"] = expiry
+    await ws.send(json.dumps(frame))
+    return ws, await recv_type(ws, "auth_response")
+
+
+async def drop(ws):
+    """Closes one of the OPEN connections now."""
+    await ws.close()
+    OPEN.remove(ws)
 
 
 # --- a raw WebSocket client, for byte-level cases no library will send ---

@@ -5,19 +5,10 @@ import json
 import signal
 import time
 
-from conftest import OPEN, client, close_all, publish, recv, recv_type, run, nothing_for
+from conftest import client, close_all, drop, nothing_for, publish, recv_type, run, subscribe
 
 HISTORY = ["--history.tags", "plant/#,$sys/#"]
 
-
-async def subscribe_since(ws, *tags, since=None, since_ms=None):
-    frame = {"type": "subscribe", "id": "h", "tags": list(tags)}
-    if since is not None:
-        frame["since"] = since
-    if since_ms is not None:
-        frame["since_ms"] = since_ms
-    await ws.send(json.dumps(frame))
-    return await recv_type(ws, "subscribed")
 
 
 async def messages(ws, n):
@@ -29,7 +20,7 @@ def test_every_message_on_a_history_tag_has_the_next_offset_of_its_tag(agent_fac
 
     async def go():
         s = await client(agent, "dash")
-        r = await subscribe_since(s, "plant/#", "other/#")
+        r = await subscribe(s, "plant/#", "other/#")
         assert "recovered" not in r  # nothing asked
         pub = await client(agent, "pub")
         for tag in ["plant/a", "plant/b", "plant/a", "other/x", "plant/a"]:
@@ -56,15 +47,14 @@ def test_a_client_back_with_since_gets_what_it_missed_then_live_with_no_gap_or_d
                     await asyncio.sleep(0.002)
 
         s = await client(agent, "dash")
-        await subscribe_since(s, "plant/+/temp")
+        await subscribe(s, "plant/+/temp")
         producing = asyncio.create_task(publisher())
         seen = await messages(s, 50)
         last = seen[-1]
-        await s.close()
-        OPEN.remove(s)
+        await drop(s)
         await asyncio.sleep(0.05)  # away while publishing goes on
         back = await client(agent, "dash")
-        r = await subscribe_since(back, "plant/+/temp",
+        r = await subscribe(back, "plant/+/temp",
                                   since={"plant/line1/temp": last["offset"]})
         assert r["recovered"] is True and "incomplete" not in r, r
         got = []
@@ -94,7 +84,7 @@ def test_since_ms_recovers_by_time_and_history_replaces_the_retained_message(age
             await publish(pub, "plant/p", i, retain=True, qos=1)
             await recv_type(pub, "ack")
         s = await client(agent, "by-time")
-        r = await subscribe_since(s, "plant/#", since_ms=mark)
+        r = await subscribe(s, "plant/#", since_ms=mark)
         assert r["recovered"] is True, r
         got = await messages(s, 3)
         assert [m["payload"] for m in got] == [3, 4, 5]
@@ -102,7 +92,7 @@ def test_since_ms_recovers_by_time_and_history_replaces_the_retained_message(age
         await nothing_for(s, 0.2)
         # Without a recovery request the retained message comes as usual.
         plain = await client(agent, "plain")
-        await subscribe_since(plain, "plant/#")
+        await subscribe(plain, "plant/#")
         m = await recv_type(plain, "message")
         assert m["retained"] is True and m["payload"] == 5 and m["offset"] == 6
         await close_all()
@@ -119,11 +109,11 @@ def test_recovery_says_what_it_could_not_recover(agent_factory):
         await publish(pub, "nohist/x", "x")
         s = await client(agent, "late")
         # Offsets 1 and 2 are gone (max_count 3): what is kept comes, flagged incomplete.
-        r = await subscribe_since(s, "plant/#", since={"plant/q": 0})
+        r = await subscribe(s, "plant/#", since={"plant/q": 0})
         assert r["recovered"] is False and r["incomplete"] == ["plant/q"], r
         assert [m["offset"] for m in await messages(s, 3)] == [3, 4, 5]
         # An offset this agent never gave (its history was lost), and a tag without history.
-        r = await subscribe_since(s, "plant/q", "nohist/#",
+        r = await subscribe(s, "plant/q", "nohist/#",
                                   since={"plant/q": 99, "nohist/x": 1})
         assert r["recovered"] is False and r["incomplete"] == ["nohist/x", "plant/q"], r
         await nothing_for(s, 0.2)
@@ -161,7 +151,7 @@ def test_history_survives_a_kill_9_and_its_numbering_goes_on(agent_factory, tmp_
 
     async def get():
         s = await client(second, "back")
-        r = await subscribe_since(s, "plant/k", since={"plant/k": 2})
+        r = await subscribe(s, "plant/k", since={"plant/k": 2})
         assert r["recovered"] is True, r
         got = await messages(s, 3)
         assert [(m["offset"], m["payload"]) for m in got] == [(3, 3), (4, 4), (5, 5)]
@@ -179,11 +169,10 @@ def test_presence_events_can_keep_a_history(agent_factory):
 
     async def go():
         dev = await client(agent, "sensor-9")
-        await dev.close()
-        OPEN.remove(dev)
+        await drop(dev)
         await asyncio.sleep(0.1)
         dash = await client(agent, "dash")
-        r = await subscribe_since(dash, "$sys/clients/sensor-9/#", since_ms=0)
+        r = await subscribe(dash, "$sys/clients/sensor-9/#", since_ms=0)
         assert r["recovered"] is True, r
         got = await messages(dash, 2)
         assert [m["tag"].rsplit("/", 1)[1] for m in got] == ["connected", "disconnected"]

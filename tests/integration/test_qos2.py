@@ -8,17 +8,9 @@ import random
 import signal
 import time
 
-from conftest import OPEN, client, close_all, connect, nothing_for, recv, recv_type, run, sub
+from conftest import (OPEN, client, close_all, drop, nothing_for, recv, recv_type, run, session,
+                      sub)
 
-
-async def session(agent, name, persistent=True):
-    ws = await connect(agent)
-    OPEN.append(ws)
-    frame = {"type": "auth", "deviceId": name}
-    if persistent:
-        frame["session"] = "persistent"
-    await ws.send(json.dumps(frame))
-    return ws, await recv_type(ws, "auth_response")
 
 
 async def publish2(ws, tag, payload, msgid, **extra):
@@ -111,8 +103,7 @@ def test_a_persistent_publisher_that_lost_its_pubrec_resends_without_a_duplicate
         await sub(s, "q/#", qos=2)
         pub, _ = await session(agent, "dev-pub")
         await publish2(pub, "q/a", "once", "m-7")
-        await pub.close()  # before reading the pubrec
-        OPEN.remove(pub)
+        await drop(pub)  # before reading the pubrec
         back, r = await session(agent, "dev-pub")
         assert r["resumed"] is True
         await publish2(back, "q/a", "once", "m-7")

@@ -4,24 +4,9 @@ import asyncio
 import json
 import time
 
-from conftest import OPEN, close_all, connect, nothing_for, publish, recv, recv_type, run, sub
+from conftest import (OPEN, close_all, connect, drop, nothing_for, publish, recv, recv_type, run,
+                      session, sub)
 
-
-async def session(agent, name, persistent=True, expiry=None, query=""):
-    ws = await connect(agent, query=query)
-    OPEN.append(ws)
-    frame = {"type": "auth", "deviceId": name}
-    if persistent:
-        frame["session"] = "persistent"
-    if expiry:
-        frame["expiry"] = expiry
-    await ws.send(json.dumps(frame))
-    return ws, await recv_type(ws, "auth_response")
-
-
-async def drop(ws):
-    await ws.close()
-    OPEN.remove(ws)
 
 
 async def publish_acked(pub, tag, payload):
