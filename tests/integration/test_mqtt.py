@@ -183,7 +183,7 @@ def test_a_native_client_and_an_mqtt_client_take_over_each_other(agent):
         OPEN.remove(ws)
         lost = queue.Queue()
         c.on_disconnect = lambda *a: lost.put(a)
-        back = await client(agent, "same-id")
+        await client(agent, "same-id")  # takes the id back
         lost.get(timeout=5)  # the MQTT connection was closed
         c.loop_stop()
         await close_all()
