@@ -394,18 +394,19 @@ void connection::on_data(std::uint8_t* data, std::size_t len, bool own) {
   last_activity_ms_ = common::steady_ms();
   std::size_t offset = 0;
   batching_ = true;
-  if (mode_ == mode::mqtt) {
+  if (mode_ == mode::mqtt) {  // a raw stream: the adapter takes whole packets
     offset = adapter_->on_stream(std::span<const std::uint8_t>(data, len));
     if (auth_deadline_ms_ && adapter_->authenticated()) {
       auth_deadline_ms_ = 0;
       arm_timer();  // the keep alive the CONNECT asked for
     }
-  }
-  while (!terminated_ && mode_ != mode::mqtt) {
-    auto ev = reader_->next(std::span<std::uint8_t>(data + offset, len - offset));
-    if (ev.what == ws::frame_reader::kind::need_more) break;
-    offset += ev.consumed;
-    if (!handle(ev)) break;
+  } else {
+    while (!terminated_) {
+      auto ev = reader_->next(std::span<std::uint8_t>(data + offset, len - offset));
+      if (ev.what == ws::frame_reader::kind::need_more) break;
+      offset += ev.consumed;
+      if (!handle(ev)) break;
+    }
   }
   batching_ = false;
   if (terminated_) return;

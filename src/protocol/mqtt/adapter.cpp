@@ -180,14 +180,13 @@ bool adapter::on_packet(const split_result& r) {
 
 // --- CONNECT --------------------------------------------------------------------------------
 
-bool adapter::refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why) {
+void adapter::refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why) {
   std::string packet;
   encode_connack(packet, ver_, false, ver_ == version::v5 ? v5_code : v311_code);
   send(std::move(packet));
   ctx_.audit.record(core::audit_event::auth_failure, {}, remote_, why);
   closing_ = true;
   link_.close(native::close_code::auth_failed, why);
-  return false;
 }
 
 void adapter::on_connect(const connect_request& c) {
@@ -199,8 +198,8 @@ void adapter::on_connect(const connect_request& c) {
     if (!p.ok) return violation(p.error.reason, p.error.message);
     props = p.value;
     if (props.auth_method)
-      return void(refuse_connect(connack_v311::not_authorized, reason::bad_authentication_method,
-                                 "enhanced authentication is not offered"));
+      return refuse_connect(connack_v311::not_authorized, reason::bad_authentication_method,
+                            "enhanced authentication is not offered");
     if (c.will) {
       auto w = parse_properties(c.will->properties, property_scope::will);
       if (!w.ok) return violation(w.error.reason, w.error.message);
@@ -210,34 +209,32 @@ void adapter::on_connect(const connect_request& c) {
   bool assigned = false;
   if (id.empty()) {
     if (ver_ == version::v311 && !c.clean_start)
-      return void(refuse_connect(connack_v311::identifier_rejected,
-                                 reason::client_identifier_not_valid,
-                                 "an empty client id needs a clean session"));
+      return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
+                            "an empty client id needs a clean session");
   } else if (!native::valid_client_id(id)) {
-    return void(refuse_connect(connack_v311::identifier_rejected,
-                               reason::client_identifier_not_valid, "invalid client id"));
+    return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
+                          "invalid client id");
   }
   // The token: the password, or else the user name (docs/protocol.md, "MQTT").
   std::string_view token = c.password ? text_of(*c.password) : c.username.value_or("");
   auto auth = ctx_.auth.get();
   auto result = auth->authenticate(token);
   if (!result.ok)
-    return void(refuse_connect(connack_v311::bad_username_or_password,
-                               reason::bad_user_name_or_password, result.reason));
+    return refuse_connect(connack_v311::bad_username_or_password, reason::bad_user_name_or_password,
+                          result.reason);
   const auto& who = result.who;
   if (!who.client_id.empty()) {
     if (!id.empty() && id != who.client_id)
-      return void(refuse_connect(connack_v311::identifier_rejected,
-                                 reason::client_identifier_not_valid,
-                                 "the token stands for another client id"));
+      return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
+                            "the token stands for another client id");
     if (id.empty()) assigned = ver_ == version::v5;
     id = who.client_id;
   } else if (id.empty()) {
     id = "auto-" + core::make_msgid();
     assigned = true;
   } else if (auth->owned_client_id(id)) {
-    return void(refuse_connect(connack_v311::not_authorized, reason::not_authorized,
-                               "client id belongs to another token"));
+    return refuse_connect(connack_v311::not_authorized, reason::not_authorized,
+                          "client id belongs to another token");
   }
   core::session_options options;
   if (ver_ == version::v311) {
@@ -249,7 +246,7 @@ void adapter::on_connect(const connect_request& c) {
     options.expiry_s = expiry;
     options.fresh = c.clean_start;
   }
-  if (assigned && ver_ == version::v311) options.persistent = false;
+
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
@@ -257,13 +254,11 @@ void adapter::on_connect(const connect_request& c) {
   if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
   client_max_packet_ = props.maximum_packet_size.value_or(0);
   keep_alive_ms_ = std::int64_t{c.keep_alive} * 1000;
+  if (c.will && !accept_will(*c.will, rights, id)) return;
   session_ =
       std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
                                       inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
-  if (c.will) {
-    set_will(*c.will);
-    if (closing_) return;
-  }
+
   bool resumed = false;
   const bool took_over = ctx_.router.attach(session_, native::close_code::taken_over, &resumed);
   std::string packet;
@@ -292,21 +287,22 @@ void adapter::on_connect(const connect_request& c) {
   if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
 }
 
-void adapter::set_will(const mqtt::will_message& w) {
+bool adapter::accept_will(const mqtt::will_message& w, const core::acl& rights,
+                          std::string_view id) {
   if (core::validate_tag(w.topic, ctx_.router.limits().tags) != core::tag_error::none) {
     refuse_connect(connack_v311::not_authorized, reason::topic_name_invalid, "invalid will topic");
-    return;
+    return false;
   }
-  if (!session_->rights().can_publish(w.topic)) {
-    ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
-                      "will " + std::string(w.topic));
+  if (!rights.can_publish(w.topic)) {
+    ctx_.audit.record(core::audit_event::forbidden, id, remote_, "will " + std::string(w.topic));
     refuse_connect(connack_v311::not_authorized, reason::not_authorized,
                    "not allowed to publish the will");
-    return;
+    return false;
   }
   const auto payload = text_of(w.payload);
   will_ = session_adapter::will_message{std::string(w.topic), std::string(payload),
                                         classify_payload(payload), w.qos, w.retain};
+  return true;
 }
 
 void adapter::on_closed(bool clean) {

@@ -65,14 +65,16 @@ class adapter final : public session_adapter {
   // False when the connection is ending.
   bool on_packet(const split_result& r);
   void on_connect(const connect_request& c);
-  bool refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why);
+  // A CONNACK refusing the connection (3.1.1's code or 5.0's), then the connection ends.
+  void refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why);
   void on_publish(const publish& p);
   void publish_acked(const std::shared_ptr<core::message>& m, std::uint16_t packet_id, bool retain);
   void on_pubrel(std::uint16_t packet_id);
   void on_puback(packet_type t, std::uint16_t packet_id);
   void on_subscribe(const subscribe_request& r);
   void on_unsubscribe(const subscribe_request& r);
-  void set_will(const mqtt::will_message& w);
+  // Keeps the CONNECT's will, or refuses the connection (an invalid or forbidden topic).
+  bool accept_will(const mqtt::will_message& w, const core::acl& rights, std::string_view id);
   // A protocol violation: 5.0 gets a DISCONNECT with `reason`; then the connection ends.
   void violation(std::uint8_t reason, std::string_view why);
   // A reply the client gets once what the store is writing is durable (on this thread).
