@@ -30,10 +30,11 @@ enum class wire_format : std::uint8_t {
   mqtt5 = 5,  // MQTT 5.0 PUBLISH at QoS 0
   native_json_qos2 = 6,
   native_binary_qos2 = 7,
-  mqtt_ws = 8,   // MQTT 3.1.1 PUBLISH at QoS 0 in a WebSocket binary frame
-  mqtt5_ws = 9,  // MQTT 5.0, the same
+  mqtt_ws = 8,        // MQTT 3.1.1 PUBLISH at QoS 0 in a WebSocket binary frame
+  mqtt5_ws = 9,       // MQTT 5.0, the same
+  mqtt_payload = 10,  // the payload as MQTT clients get it (JSON compacted)
 };
-inline constexpr std::size_t wire_format_count = 10;
+inline constexpr std::size_t wire_format_count = 11;
 
 class message {
  public:
