@@ -16,6 +16,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/text.hpp"
 #include "core/tag.hpp"
 
 namespace wsagent::app {
@@ -417,16 +418,8 @@ bool parse_text(const key_spec& k, std::string_view text, scalar& out, std::stri
     }
     case value_kind::list: {
       std::vector<std::string> items;
-      while (!text.empty()) {
-        auto comma = text.find(',');
-        std::string_view item = text.substr(0, comma);
-        while (!item.empty() && item.front() == ' ')
-          item.remove_prefix(1);
-        while (!item.empty() && item.back() == ' ')
-          item.remove_suffix(1);
-        if (!item.empty()) items.emplace_back(item);
-        text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-      }
+      common::for_each_list_item(text, ',',
+                                 [&](std::string_view item) { items.emplace_back(item); });
       out = std::move(items);
       return true;
     }

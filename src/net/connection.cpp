@@ -15,6 +15,7 @@
 #include "common/base64.hpp"
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
+#include "common/text.hpp"
 #include "net/server.hpp"
 #include "protocol/mqtt/adapter.hpp"
 #include "protocol/native/close_codes.hpp"
@@ -270,19 +271,12 @@ void connection::on_request() {
   std::string_view subprotocol;
   if (m == mode::mqtt_ws) {
     std::string_view offered = req[http::field::sec_websocket_protocol];
-    for (std::string_view want : {"mqtt", "mqttv3.1"}) {
-      std::string_view rest = offered;
-      while (!rest.empty() && subprotocol.empty()) {
-        auto comma = rest.find(',');
-        auto item = rest.substr(0, comma);
-        while (!item.empty() && item.front() == ' ')
-          item.remove_prefix(1);
-        while (!item.empty() && item.back() == ' ')
-          item.remove_suffix(1);
-        if (item == want) subprotocol = want;
-        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      }
-    }
+    common::for_each_list_item(offered, ',', [&](std::string_view item) {
+      if (item == "mqtt")
+        subprotocol = "mqtt";  // preferred
+      else if (item == "mqttv3.1" && subprotocol.empty())
+        subprotocol = "mqttv3.1";
+    });
     if (!offered.empty() && subprotocol.empty())
       return http_reply(400, "/mqtt speaks the WebSocket subprotocol \"mqtt\"\n");
   }
