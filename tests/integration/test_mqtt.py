@@ -407,3 +407,19 @@ def test_over_websocket_the_will_goes_unless_disconnect_and_keep_alive_holds(age
         OPEN.remove(k)
         await close_all()
     run(go())
+
+
+def test_the_mqtt_websocket_subprotocol_is_negotiated(agent):
+    import websockets
+
+    async def go():
+        old = await connect(agent, path="/mqtt", subprotocols=["mqttv3.1"])
+        assert old.subprotocol == "mqttv3.1"  # older clients' name
+        await old.close()
+        both = await connect(agent, path="/mqtt", subprotocols=["mqttv3.1", "mqtt"])
+        assert both.subprotocol == "mqtt"  # preferred
+        await both.close()
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
+            await connect(agent, path="/mqtt", subprotocols=["stomp"])
+        assert refused.value.status_code == 400
+    run(go())
