@@ -49,12 +49,12 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
     took_over = true;
   }
   const bool resume = s->persistent() && old->persistent() && !s->options().fresh;
-  for (auto& [filter, qos] : old->subscriptions) {
-    index_.remove(filter, old.get());
-    if (resume && s->rights().can_subscribe(filter) &&
+  for (auto& [filter, options] : old->subscriptions) {
+    unindex_locked(filter, *old);
+    if (resume && may_subscribe(*s, filter) &&
         s->subscriptions.size() < static_cast<std::size_t>(limits_.max_subscriptions)) {
-      s->subscriptions.emplace(filter, qos);
-      index_.add(filter, s.get(), qos);
+      s->subscriptions.emplace(filter, options);
+      index_locked(filter, *s, options);
     }
   }
   old->subscriptions.clear();
@@ -76,8 +76,8 @@ void router::save_session_locked(const session& s) {
   if (!store_ || !s.persistent()) return;
   stored_session rec{s.client_id(), s.options().expiry_s, s.disconnected_ms, {}};
   rec.subscriptions.reserve(s.subscriptions.size());
-  for (const auto& [filter, qos] : s.subscriptions)
-    rec.subscriptions.push_back({filter, qos});
+  for (const auto& [filter, options] : s.subscriptions)
+    rec.subscriptions.push_back({filter, options});
   store_->submit({store_ops::put_session{std::move(rec)}});
 }
 
@@ -91,8 +91,8 @@ void router::release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops) {
 }
 
 void router::unsubscribe_all_locked(session& s) {
-  for (auto& [filter, qos] : s.subscriptions)
-    index_.remove(filter, &s);
+  for (auto& [filter, options] : s.subscriptions)
+    unindex_locked(filter, s);
   s.subscriptions.clear();
 }
 
@@ -142,8 +142,8 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     // Connected when the agent stopped: away since now.
     s->disconnected_ms = rec.disconnected_ms ? rec.disconnected_ms : now_wall;
     for (const auto& sub : rec.subscriptions) {
-      s->subscriptions.emplace(sub.filter, sub.qos);
-      index_.add(sub.filter, s.get(), sub.qos);
+      s->subscriptions.emplace(sub.filter, sub.options);
+      index_locked(sub.filter, *s, sub.options);
     }
     by_id[rec.client_id] = s.get();
     sessions_[rec.client_id] = std::move(s);
@@ -229,24 +229,82 @@ void router::restore_retained(const std::vector<message_ptr>& retained) {
   }
 }
 
-route_result router::subscribe(session& s, std::string_view filter, std::uint8_t qos,
+route_result router::subscribe(session& s, std::string_view filter,
+                               const subscription_options& options,
                                std::vector<message_ptr>* retained, const recovery_request* request,
                                recovery_result* recovery) {
-  return subscribe(s, std::span<const std::string_view>(&filter, 1), qos, retained, request,
+  return subscribe(s, std::span<const std::string_view>(&filter, 1), options, retained, request,
                    recovery);
 }
 
+bool router::may_subscribe(const session& s, std::string_view filter) {
+  std::string_view group, inner;
+  return s.rights().can_subscribe(split_shared(filter, group, inner) ? inner : filter);
+}
+
+void router::index_locked(std::string_view filter, session& s, const subscription_options& o) {
+  std::string_view group, inner;
+  if (!split_shared(filter, group, inner)) {
+    index_.add(filter, &s, o.qos, o.no_local);
+    return;
+  }
+  auto& g = shared_.try_emplace(std::string(filter)).first->second;
+  g.filter = inner;
+  for (auto& m : g.members)
+    if (m.who == &s) {
+      m.qos = o.qos;
+      return;
+    }
+  g.members.push_back({&s, o.qos});
+}
+
+void router::unindex_locked(std::string_view filter, session& s) {
+  std::string_view group, inner;
+  if (!split_shared(filter, group, inner)) {
+    index_.remove(filter, &s);
+    return;
+  }
+  auto it = shared_.find(filter);
+  if (it == shared_.end()) return;
+  std::erase_if(it->second.members, [&](const subscriber& m) { return m.who == &s; });
+  if (it->second.members.empty()) shared_.erase(it);
+}
+
+// One member of each shared subscription group matching `tag`, appended to `out`: the
+// next in turn that is connected, else (nobody is) the next in turn if it can hold the
+// message offline (a persistent session, QoS >= 1). Returns how many were appended.
+std::size_t router::match_shared(const message& msg, std::vector<subscriber>& out) {
+  std::size_t added = 0;
+  for (auto& [key, g] : shared_) {
+    if (!filter_matches(g.filter, msg.tag)) continue;
+    const auto n = g.members.size();
+    const auto first = g.next.fetch_add(1, std::memory_order_relaxed) % n;
+    const subscriber* pick = nullptr;
+    for (std::size_t i = 0; i < n && !pick; ++i)
+      if (g.members[(first + i) % n].who->sink_) pick = &g.members[(first + i) % n];
+    if (!pick) {
+      const auto& m = g.members[first];
+      if (!m.who->persistent() || std::min(msg.qos, m.qos) == 0) continue;
+      pick = &m;
+    }
+    out.push_back(*pick);
+    ++added;
+  }
+  return added;
+}
+
 route_result router::subscribe(session& s, std::span<const std::string_view> filters,
-                               std::uint8_t qos, std::vector<message_ptr>* retained,
-                               const recovery_request* request, recovery_result* recovery) {
+                               const subscription_options& options,
+                               std::vector<message_ptr>* retained, const recovery_request* request,
+                               recovery_result* recovery) {
   route_result r;
   for (auto filter : filters) {
-    if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
+    if (auto e = validate_subscription(filter, limits_.tags); e != tag_error::none) {
       r.error = route_error::invalid_tag;
       r.tag = e;
       return r;
     }
-    if (!s.rights().can_subscribe(filter)) {
+    if (!may_subscribe(s, filter)) {
       r.error = route_error::forbidden;
       return r;
     }
@@ -261,35 +319,37 @@ route_result router::subscribe(session& s, std::span<const std::string_view> fil
   }
   for (auto filter : filters) {
     if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end())
-      it->second = qos;
+      it->second = options;
     else
-      s.subscriptions.emplace(std::string(filter), qos);
-    index_.add(filter, &s, qos);
+      s.subscriptions.emplace(std::string(filter), options);
+    index_locked(filter, s, options);
   }
   save_session_locked(s);
   // No publisher holds mutex_ now: what is retained or in a history is exactly what was
-  // published before the subscriptions, and everything after reaches them live.
+  // published before the subscriptions, and everything after reaches them live. A shared
+  // subscription gets neither (MQTT 5.0 section 4.8.2: no retained messages for it).
+  auto plain = [](std::string_view f) { return !f.starts_with("$share/"); };
   for (auto filter : filters)
-    if (retained) retained_.match(filter, *retained);
+    if (retained && plain(filter)) retained_.match(filter, *retained);
   if (request && recovery && request->wanted()) {
     std::lock_guard hlock(history_mutex_);
     const auto now = common::now_ms();
     for (auto filter : filters)
-      history_.recover(filter, *request, now, *recovery);
+      if (plain(filter)) history_.recover(filter, *request, now, *recovery);
   }
   return r;
 }
 
 route_result router::unsubscribe(session& s, std::string_view filter) {
   route_result r;
-  if (auto e = validate_filter(filter, limits_.tags); e != tag_error::none) {
+  if (auto e = validate_subscription(filter, limits_.tags); e != tag_error::none) {
     r.error = route_error::invalid_tag;
     r.tag = e;
     return r;
   }
   std::unique_lock lock(mutex_);
   if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end()) {
-    index_.remove(filter, &s);
+    unindex_locked(filter, s);
     s.subscriptions.erase(it);
     save_session_locked(s);
   }
@@ -464,6 +524,13 @@ std::size_t router::route_locked(const message_ptr& msg, std::string_view to,
   thread_local std::vector<subscriber> matches;
   matches.clear();
   std::size_t lists = index_.match(msg->tag, matches);
+  // Not to the publisher itself where it asked so (MQTT 5 no local), before the shared
+  // groups choose, so a member never takes its own message from the rest of its group.
+  if (index_.no_local_count())
+    std::erase_if(matches, [&](const subscriber& m) {
+      return m.no_local && m.who->client_id() == msg->from;
+    });
+  if (!shared_.empty()) lists += match_shared(*msg, matches);
   if (!to.empty()) {
     if (auto it = sessions_.find(to); it != sessions_.end()) {
       matches.push_back({it->second.get(), 2});  // direct: at the publish's QoS
@@ -591,7 +658,10 @@ std::size_t router::retained_count() const {
 
 std::size_t router::subscription_count() const {
   std::shared_lock lock(mutex_);
-  return index_.size();
+  std::size_t n = index_.size();
+  for (const auto& [key, g] : shared_)
+    n += g.members.size();
+  return n;
 }
 
 }  // namespace wsagent::core

@@ -103,13 +103,16 @@ class router {
   // With `recovery` (and a wanted request), appends to it the tag history the request asks
   // for, taken in that critical section too: the history then the live stream, with no gap
   // and no duplicate. (The adapter leaves out the retained messages of recovery->covered.)
-  route_result subscribe(session& s, std::string_view filter, std::uint8_t qos,
+  // A filter "$share/<group>/<filter>" is a shared subscription: each message to one
+  // member of the group (the next connected one in turn), never a retained message.
+  route_result subscribe(session& s, std::string_view filter, const subscription_options& options,
                          std::vector<message_ptr>* retained = nullptr,
                          const recovery_request* request = nullptr,
                          recovery_result* recovery = nullptr);
   // Several filters in one critical section (all or none: the first problem is returned):
   // a tag two of them match is recovered once, not once live and once from history.
-  route_result subscribe(session& s, std::span<const std::string_view> filters, std::uint8_t qos,
+  route_result subscribe(session& s, std::span<const std::string_view> filters,
+                         const subscription_options& options,
                          std::vector<message_ptr>* retained = nullptr,
                          const recovery_request* request = nullptr,
                          recovery_result* recovery = nullptr);
@@ -188,6 +191,13 @@ class router {
                              std::function<void(bool)>* on_durable, bool* pending,
                              message* retained_copy = nullptr,
                              std::vector<store_op>* with = nullptr, bool defer = false);
+  // A subscription into the index, or into its shared group; and out again. Under mutex_
+  // exclusive.
+  void index_locked(std::string_view filter, session& s, const subscription_options& o);
+  void unindex_locked(std::string_view filter, session& s);
+  std::size_t match_shared(const message& msg, std::vector<subscriber>& out);
+  // The rights of `s` allow `filter` (a shared one's inner filter).
+  static bool may_subscribe(const session& s, std::string_view filter);
   void deliver_locked(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t& now);
   void release_trimmed(const std::string& tag, const history::trimmed& t,
                        std::vector<store_op>& ops);
@@ -211,6 +221,14 @@ class router {
   std::unordered_map<std::uint64_t, std::uint32_t> refs_;
   mutable std::shared_mutex mutex_;
   tag_index index_;
+  // Shared subscriptions by their whole filter ("$share/g/f"); few, so a publish looks at
+  // each (while there are any). `next` turns under the shared lock, hence atomic.
+  struct shared_group {
+    std::string filter;  // f
+    std::vector<subscriber> members;
+    std::atomic<std::size_t> next{0};
+  };
+  std::unordered_map<std::string, shared_group, string_hash, std::equal_to<>> shared_;
   // Written by publishers holding mutex_ shared, so under its own lock as well; read by
   // subscribe() under mutex_ exclusive.
   mutable std::mutex retained_mutex_;

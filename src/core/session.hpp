@@ -43,6 +43,19 @@ struct string_hash {
   }
 };
 
+// What a subscription asks for besides its filter: MQTT 5's subscription options (the
+// native protocol sets the QoS only).
+struct subscription_options {
+  std::uint8_t qos = 0;
+  bool no_local = false;             // not the messages this session published itself
+  bool retain_as_published = false;  // live deliveries keep the publisher's retain flag
+  std::uint32_t id = 0;              // MQTT 5 Subscription Identifier; 0: none
+
+  subscription_options() = default;
+  subscription_options(std::uint8_t q) : qos(q) {}  // NOLINT: a plain subscription at QoS q
+  friend bool operator==(const subscription_options&, const subscription_options&) = default;
+};
+
 // How long a persistent session outlives its connection, and what the client asked for.
 struct session_options {
   bool persistent = false;
@@ -84,8 +97,9 @@ class session : public std::enable_shared_from_this<session> {
     return incoming_;
   }
 
-  // Guarded by the router's lock.
-  std::unordered_map<std::string, std::uint8_t, string_hash, std::equal_to<>> subscriptions;
+  // Filter (or "$share/<group>/<filter>") -> options. Changed under the router's exclusive
+  // lock, only by the router; the session's own connection thread may read it without.
+  std::unordered_map<std::string, subscription_options, string_hash, std::equal_to<>> subscriptions;
   std::int64_t disconnected_ms = 0;  // wall clock; 0 while connected
 
  private:

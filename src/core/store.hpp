@@ -26,12 +26,13 @@
 #include <vector>
 
 #include "core/message.hpp"
+#include "core/session.hpp"
 
 namespace wsagent::core {
 
 struct stored_subscription {
   std::string filter;
-  std::uint8_t qos = 0;
+  subscription_options options;
   friend bool operator==(const stored_subscription&, const stored_subscription&) = default;
 };
 

@@ -42,6 +42,8 @@ const char* to_string(tag_error e) noexcept {
       return "tag is not valid UTF-8";
     case tag_error::null_character:
       return "tag contains a NUL character";
+    case tag_error::bad_share:
+      return "a shared subscription is $share/<group>/<filter>, the group without '+' or '#'";
   }
   return "invalid tag";
 }
@@ -104,6 +106,16 @@ bool filter_covers(std::string_view pattern, std::string_view filter) noexcept {
     if (!fmore) return pmore && pattern == "#";  // "a/#" covers "a"
     if (!pmore) return false;
   }
+}
+
+tag_error validate_subscription(std::string_view filter, const tag_limits& limits) noexcept {
+  std::string_view group, inner;
+  if (!split_shared(filter, group, inner)) return validate_filter(filter, limits);
+  if (filter.size() > static_cast<std::size_t>(limits.max_length)) return tag_error::too_long;
+  if (group.empty() || group.find_first_of("+#") != std::string_view::npos ||
+      filter.size() == std::string_view("$share/").size() + group.size())
+    return tag_error::bad_share;
+  return validate_filter(inner, limits);
 }
 
 }  // namespace wsagent::core

@@ -26,6 +26,7 @@ enum class tag_error {
   bad_wildcard,     // '+' or '#' not alone in its level, '#' not last
   invalid_utf8,
   null_character,
+  bad_share,  // "$share/" without a group, or a group with '+', '#' or '/'
 };
 
 const char* to_string(tag_error e) noexcept;
@@ -35,6 +36,23 @@ tag_error validate_tag(std::string_view tag, const tag_limits& limits) noexcept;
 
 // A subscription filter.
 tag_error validate_filter(std::string_view filter, const tag_limits& limits) noexcept;
+
+// A subscription: a filter, or a shared subscription "$share/<group>/<filter>" (MQTT 5.0
+// section 4.8.2: each message to one member of the group). The group is one level without
+// '+' or '#'; the whole string is held to the limits.
+tag_error validate_subscription(std::string_view filter, const tag_limits& limits) noexcept;
+
+// Splits "$share/<group>/<filter>" into its group and filter; false for any other string.
+inline bool split_shared(std::string_view s, std::string_view& group,
+                         std::string_view& filter) noexcept {
+  constexpr std::string_view prefix = "$share/";
+  if (!s.starts_with(prefix)) return false;
+  s.remove_prefix(prefix.size());
+  const auto slash = s.find('/');
+  group = s.substr(0, slash);
+  filter = slash == std::string_view::npos ? std::string_view{} : s.substr(slash + 1);
+  return true;
+}
 
 // Does `filter` (valid) match `tag` (valid)?
 bool filter_matches(std::string_view filter, std::string_view tag) noexcept;

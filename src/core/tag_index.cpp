@@ -29,7 +29,7 @@ std::size_t append_all(const std::vector<subscriber>& from, std::vector<subscrib
 tag_index::tag_index() : root_(std::make_unique<node>()) {}
 tag_index::~tag_index() = default;
 
-bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos) {
+bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos, bool no_local) {
   node* n = root_.get();
   bool more = true;
   std::vector<subscriber>* list = nullptr;
@@ -52,12 +52,15 @@ bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos) {
   if (!list) list = &n->exact;
   for (auto& s : *list) {
     if (s.who == who) {
+      no_local_ += no_local - s.no_local;
       s.qos = qos;
+      s.no_local = no_local;
       return false;
     }
   }
-  list->push_back({who, qos});
+  list->push_back({who, qos, no_local});
   ++count_;
+  no_local_ += no_local;
   return true;
 }
 
@@ -91,6 +94,7 @@ bool tag_index::remove(std::string_view filter, session* who) {
   if (!list) list = &n->exact;
   auto it = std::find_if(list->begin(), list->end(), [&](auto& s) { return s.who == who; });
   if (it == list->end()) return false;
+  no_local_ -= it->no_local;
   *it = list->back();
   list->pop_back();
   --count_;

@@ -17,6 +17,7 @@ namespace wsagent::core {
 struct subscriber {
   session* who;
   std::uint8_t qos;
+  bool no_local = false;  // not the messages `who` published itself
 };
 
 class tag_index {
@@ -25,7 +26,7 @@ class tag_index {
   ~tag_index();
 
   // Adds or updates `who`'s subscription to `filter` (a valid filter). Returns true when new.
-  bool add(std::string_view filter, session* who, std::uint8_t qos);
+  bool add(std::string_view filter, session* who, std::uint8_t qos, bool no_local = false);
   // Returns true when the subscription existed.
   bool remove(std::string_view filter, session* who);
   // Appends every subscription matching `tag` (a valid tag); a session with several
@@ -35,11 +36,14 @@ class tag_index {
   std::size_t match(std::string_view tag, std::vector<subscriber>& out) const;
 
   std::size_t size() const noexcept { return count_; }
+  // Subscriptions with no_local set: none, and the router skips looking for them.
+  std::size_t no_local_count() const noexcept { return no_local_; }
 
  private:
   struct node;
   std::unique_ptr<node> root_;
   std::size_t count_ = 0;
+  std::size_t no_local_ = 0;
 };
 
 }  // namespace wsagent::core

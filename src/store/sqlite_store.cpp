@@ -13,6 +13,22 @@ namespace {
 
 constexpr int schema_version = 1;
 
+// A subscription's options in the `qos` column of `subscriptions`: bits 0-1 the QoS, bit 2
+// no local, bit 3 retain as published, bits 8-39 the MQTT 5 Subscription Identifier. A row
+// written before the options existed holds the QoS alone, and reads the same.
+std::int64_t pack_options(const core::subscription_options& o) {
+  return std::int64_t{o.qos} | (o.no_local ? 4 : 0) | (o.retain_as_published ? 8 : 0) |
+         (std::int64_t{o.id} << 8);
+}
+
+core::subscription_options unpack_options(std::int64_t v) {
+  core::subscription_options o(static_cast<std::uint8_t>(v & 3));
+  o.no_local = v & 4;
+  o.retain_as_published = v & 8;
+  o.id = static_cast<std::uint32_t>(v >> 8);
+  return o;
+}
+
 // The columns of a stored message after its key, in this order, in `messages` and
 // `retained` alike.
 constexpr const char* message_columns =
@@ -281,8 +297,7 @@ core::store_snapshot sqlite_store::load() {
              ++i;
            if (i == snap.sessions.size() || snap.sessions[i].client_id != client) return;
            snap.sessions[i].subscriptions.push_back(
-               {std::string(column_text(s, 1)),
-                static_cast<std::uint8_t>(sqlite3_column_int(s, 2))});
+               {std::string(column_text(s, 1)), unpack_options(sqlite3_column_int64(s, 2))});
          });
   }
   each("SELECT client_id, seq, message_id, qos, sent FROM queue ORDER BY client_id, seq",
@@ -358,7 +373,7 @@ void sqlite_store::apply(const core::store_op& op) {
             for (const auto& sub : o.s.subscriptions)
               check(st.put_subscription.bind(1, o.s.client_id)
                         .bind(2, sub.filter)
-                        .bind(3, static_cast<std::int64_t>(sub.qos))
+                        .bind(3, pack_options(sub.options))
                         .run());
           },
           [&](const ops::drop_session& o) {

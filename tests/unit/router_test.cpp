@@ -203,6 +203,96 @@ TEST(Router, LimitsAndValidation) {
   EXPECT_TRUE(r.subscribe(*s, "c", 0).ok());
 }
 
+TEST(RouterShared, EachMessageGoesToOneMemberInTurn) {
+  router r({});
+  std::vector<recording_sink> sinks(3);
+  recording_sink psink, other;
+  std::vector<std::shared_ptr<session>> members;
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    members.push_back(make_session("m" + std::to_string(i), sinks[i]));
+    r.attach(members.back(), 4409);
+    ASSERT_TRUE(r.subscribe(*members.back(), "$share/g/plant/+/temp", 0).ok());
+  }
+  auto plain = make_session("plain", other);  // a plain subscriber gets every message
+  r.attach(plain, 4409);
+  ASSERT_TRUE(r.subscribe(*plain, "plant/#", 0).ok());
+  auto p = make_session("pub", psink);
+  r.attach(p, 4409);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_EQ(r.publish(*p, make_message("plant/l1/temp")).delivered, 2u);
+  for (auto& sk : sinks)
+    EXPECT_EQ(sk.got.size(), 10u);  // round robin: an even spread
+  EXPECT_EQ(other.got.size(), 30u);
+  EXPECT_EQ(r.publish(*p, make_message("plant/l1/other")).delivered, 1u);  // only "plant/#"
+  EXPECT_EQ(r.subscription_count(), 4u);
+  // A member that leaves is not chosen; the group ends with its last member.
+  r.detach(*members[0]);
+  for (int i = 0; i < 10; ++i)
+    r.publish(*p, make_message("plant/l1/temp"));
+  EXPECT_EQ(sinks[0].got.size(), 10u);
+  EXPECT_EQ(sinks[1].got.size() + sinks[2].got.size(), 30u);
+  ASSERT_TRUE(r.unsubscribe(*members[1], "$share/g/plant/+/temp").ok());
+  ASSERT_TRUE(r.unsubscribe(*members[2], "$share/g/plant/+/temp").ok());
+  EXPECT_EQ(r.publish(*p, make_message("plant/l1/temp")).delivered, 1u);
+  EXPECT_EQ(r.subscription_count(), 1u);
+}
+
+TEST(RouterShared, TwoGroupsEachGetTheMessageAndNoRetained) {
+  router r({});
+  recording_sink a, b, psink;
+  auto sa = make_session("a", a), sb = make_session("b", b), p = make_session("p", psink);
+  r.attach(sa, 4409);
+  r.attach(sb, 4409);
+  r.attach(p, 4409);
+  ASSERT_TRUE(r.publish(*p, make_message("t"), {}, true).ok());  // retained
+  std::vector<message_ptr> retained;
+  ASSERT_TRUE(r.subscribe(*sa, "$share/one/t", 0, &retained).ok());
+  ASSERT_TRUE(r.subscribe(*sb, "$share/two/#", 0, &retained).ok());
+  EXPECT_TRUE(retained.empty());
+  EXPECT_EQ(r.publish(*p, make_message("t")).delivered, 2u);
+  EXPECT_EQ(a.got.size(), 1u);
+  EXPECT_EQ(b.got.size(), 1u);
+}
+
+TEST(RouterShared, ValidationAndRights) {
+  router r({});
+  recording_sink sink;
+  for (const char* bad :
+       {"$share/", "$share/g", "$share/g/", "$share//a", "$share/g+/a", "$share/g/a/#/b"}) {
+    auto s = make_session(std::string("c") + bad, sink);
+    auto res = r.subscribe(*s, bad, 0);
+    EXPECT_EQ(res.error, route_error::invalid_tag) << bad;
+  }
+  grants g;
+  g.subscribe = {"devices/%c/#"};
+  auto s = std::make_shared<session>("d1", "d1", acl(g, "d1", "d1"), &sink);
+  r.attach(s, 4409);
+  EXPECT_TRUE(r.subscribe(*s, "$share/g/devices/d1/x", 0).ok());  // the inner filter is checked
+  EXPECT_EQ(r.subscribe(*s, "$share/g/devices/+/x", 0).error, route_error::forbidden);
+}
+
+TEST(Router, NoLocalKeepsAPublishersOwnMessagesFromIt) {
+  router r({});
+  recording_sink me_sink, other_sink;
+  auto me = make_session("me", me_sink), other = make_session("other", other_sink);
+  r.attach(me, 4409);
+  r.attach(other, 4409);
+  subscription_options nl(1);
+  nl.no_local = true;
+  ASSERT_TRUE(r.subscribe(*me, "t/#", nl).ok());
+  ASSERT_TRUE(r.subscribe(*other, "t/#", nl).ok());
+  auto mine = std::make_shared<message>();
+  mine->tag = "t/x";
+  mine->from = "me";
+  EXPECT_EQ(r.publish(*me, mine).delivered, 1u);
+  EXPECT_TRUE(me_sink.got.empty());
+  EXPECT_EQ(other_sink.got.size(), 1u);
+  // Another filter without no local still brings it.
+  ASSERT_TRUE(r.subscribe(*me, "t/x", 0).ok());
+  EXPECT_EQ(r.publish(*me, mine).delivered, 2u);
+  EXPECT_EQ(me_sink.got.size(), 1u);
+}
+
 TEST(Message, EncodedOncePerFormat) {
   message m;
   int calls = 0;

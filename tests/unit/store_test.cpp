@@ -108,7 +108,11 @@ TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
 
 TEST_P(StoreContract, SessionsKeepTheirSubscriptionsAndDropTakesEverything) {
   core::stored_session a{"dev-a", 3600, 0, {{"x/#", 1}, {"y/+", 2}}};
-  core::stored_session b{"dev-b", 60, 1700000000000, {{"z", 0}}};
+  core::subscription_options mqtt5(2);  // MQTT 5's options survive too
+  mqtt5.no_local = true;
+  mqtt5.retain_as_published = true;
+  mqtt5.id = 268435455;  // the largest Subscription Identifier
+  core::stored_session b{"dev-b", 60, 1700000000000, {{"$share/g/q", 1}, {"z", mqtt5}}};
   write({ops::put_session{a}, ops::put_session{b}});
   a.subscriptions = {{"only/this", 1}};  // replaced whole
   a.disconnected_ms = 1700000001000;

@@ -236,7 +236,8 @@ void adapter::on_subscribe(const subscribe_request& r) {
   // All or nothing: check every filter before subscribing any.
   std::size_t fresh = 0;
   for (auto tag : r.tags) {
-    if (auto e = core::validate_filter(tag, ctx_.router.limits().tags); e != core::tag_error::none)
+    if (auto e = core::validate_subscription(tag, ctx_.router.limits().tags);
+        e != core::tag_error::none)
       return reply_error(error_code::invalid_tag,
                          std::string(core::to_string(e)) + ": '" + std::string(tag) + "'", r.id);
     if (r.unsubscribe) continue;
