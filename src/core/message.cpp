@@ -31,4 +31,52 @@ std::string make_msgid() {
   return std::string(p, buf + sizeof buf);
 }
 
+namespace {
+
+void put_string(std::string& out, std::string_view s) {
+  const auto n = static_cast<std::uint32_t>(s.size());
+  for (int i = 3; i >= 0; --i)
+    out.push_back(static_cast<char>((n >> (i * 8)) & 0xff));
+  out.append(s);
+}
+
+bool get_string(std::string_view& in, std::string& s) {
+  if (in.size() < 4) return false;
+  std::uint32_t n = 0;
+  for (int i = 0; i < 4; ++i)
+    n = (n << 8) | static_cast<std::uint8_t>(in[static_cast<std::size_t>(i)]);
+  in.remove_prefix(4);
+  if (in.size() < n) return false;
+  s.assign(in.substr(0, n));
+  in.remove_prefix(n);
+  return true;
+}
+
+}  // namespace
+
+std::string message_properties::serialize() const {
+  std::string out;
+  put_string(out, content_type);
+  put_string(out, response_tag);
+  put_string(out, correlation);
+  for (const auto& [k, v] : user) {
+    put_string(out, k);
+    put_string(out, v);
+  }
+  return out;
+}
+
+std::shared_ptr<const message_properties> message_properties::parse(std::string_view bytes) {
+  if (bytes.empty()) return nullptr;
+  auto p = std::make_shared<message_properties>();
+  if (!get_string(bytes, p->content_type) || !get_string(bytes, p->response_tag) ||
+      !get_string(bytes, p->correlation))
+    return nullptr;
+  while (!bytes.empty()) {
+    auto& [k, v] = p->user.emplace_back();
+    if (!get_string(bytes, k) || !get_string(bytes, v)) return nullptr;
+  }
+  return p;
+}
+
 }  // namespace wsagent::core

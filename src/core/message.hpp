@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace wsagent::core {
 
@@ -36,6 +39,24 @@ enum class wire_format : std::uint8_t {
 };
 inline constexpr std::size_t wire_format_count = 11;
 
+// Metadata a message carries across protocols: MQTT 5's request/response and descriptive
+// properties, which native clients read and write as fields of the message frame
+// (docs/protocol.md, "Message properties"). Most messages have none: message::props is null.
+struct message_properties {
+  std::string content_type;  // MQTT Content Type; native "content_type"
+  std::string response_tag;  // MQTT Response Topic; native "response_tag"
+  std::string correlation;   // MQTT Correlation Data (any bytes); native "correlation"
+  std::vector<std::pair<std::string, std::string>> user;  // MQTT User Properties, in order
+
+  bool empty() const noexcept {
+    return content_type.empty() && response_tag.empty() && correlation.empty() && user.empty();
+  }
+  // A compact byte form for the store: each string with a 32-bit length.
+  std::string serialize() const;
+  // Null for "" (no properties) and for bytes that are not a serialize() result.
+  static std::shared_ptr<const message_properties> parse(std::string_view bytes);
+};
+
 class message {
  public:
   std::string tag;
@@ -49,12 +70,15 @@ class message {
   bool typed = false;
   // Delivered as a retained message (sent because of a new subscription), not live.
   bool retain = false;
+  // The publisher set the retain flag (MQTT's Retain As Published shows it on live copies).
+  bool published_retain = false;
   std::uint8_t qos = 0;         // as published (0, 1 or 2)
   std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
   std::uint64_t seq = 0;        // QoS >= 1: agent-wide number, what subscribers acknowledge
   // Tag history (core/history.hpp): the message's number on its tag, set before it is
   // routed; 0: its tag keeps no history.
   std::uint64_t offset = 0;
+  std::shared_ptr<const message_properties> props;  // null: none
 
   // Past its expiry at wall time `now_ms` (never, without one).
   bool expired_at(std::int64_t now_ms) const noexcept { return expires_ms && expires_ms <= now_ms; }

@@ -411,7 +411,9 @@ bool router::retain_locked(const message_ptr& msg, std::shared_ptr<message>* cop
   kept->typed = msg->typed;
   kept->qos = msg->qos;
   kept->expires_ms = msg->expires_ms;
+  kept->props = msg->props;
   kept->retain = true;
+  kept->published_retain = true;
   // Its own number: delivered at QoS 1 or 2 to a new subscription, it is acknowledged apart
   // from the live message.
   if (kept->qos > 0) kept->seq = next_seq();

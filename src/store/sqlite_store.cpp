@@ -11,7 +11,8 @@ namespace ops = core::store_ops;
 
 namespace {
 
-constexpr int schema_version = 1;
+// 2: messages and retained gained `props` (message_properties::serialize()).
+constexpr int schema_version = 2;
 
 // A subscription's options in the `qos` column of `subscriptions`: bits 0-1 the QoS, bit 2
 // no local, bit 3 retain as published, bits 8-39 the MQTT 5 Subscription Identifier. A row
@@ -34,8 +35,9 @@ core::subscription_options unpack_options(std::int64_t v) {
 constexpr const char* message_columns =
     "payload BLOB NOT NULL, format INTEGER NOT NULL, typed INTEGER NOT NULL, "
     "retain INTEGER NOT NULL, qos INTEGER NOT NULL, sender TEXT NOT NULL, "
-    "msgid TEXT NOT NULL, timestamp_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL";
-constexpr int message_column_count = 9;
+    "msgid TEXT NOT NULL, timestamp_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, "
+    "props BLOB NOT NULL DEFAULT x''";
+constexpr int message_column_count = 10;
 
 template <class... F>
 struct overloaded : F... {
@@ -66,6 +68,11 @@ class statement {
     sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
     return *this;
   }
+  // A blob SQLite copies: `s` may go before the statement runs.
+  statement& bind_copy(int i, std::string_view s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
   statement& bind(int i, std::int64_t v) {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
@@ -93,12 +100,14 @@ void bind_message(statement& st, int first, const core::message& m) {
   st.bind_blob(first, m.payload)
       .bind(first + 1, static_cast<std::int64_t>(m.format))
       .bind(first + 2, static_cast<std::int64_t>(m.typed))
-      .bind(first + 3, static_cast<std::int64_t>(m.retain))
+      // bit 0: retained; bit 1: published with retain (Retain As Published)
+      .bind(first + 3, static_cast<std::int64_t>(m.retain) | (m.published_retain ? 2 : 0))
       .bind(first + 4, static_cast<std::int64_t>(m.qos))
       .bind(first + 5, m.from)
       .bind(first + 6, m.msgid)
       .bind(first + 7, m.timestamp_ms)
-      .bind(first + 8, m.expires_ms);
+      .bind(first + 8, m.expires_ms)
+      .bind_copy(first + 9, m.props ? m.props->serialize() : std::string());
 }
 
 // Reads a message whose tag is column `tag_col` and whose message_columns start at `first`.
@@ -117,12 +126,14 @@ std::shared_ptr<core::message> read_message(sqlite3_stmt* s, int tag_col, int fi
       m->format = core::payload_format::json;
   }
   m->typed = sqlite3_column_int(s, first + 2) != 0;
-  m->retain = sqlite3_column_int(s, first + 3) != 0;
+  m->retain = (sqlite3_column_int(s, first + 3) & 1) != 0;
+  m->published_retain = (sqlite3_column_int(s, first + 3) & 2) != 0;
   m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, first + 4));
   m->from = column_text(s, first + 5);
   m->msgid = column_text(s, first + 6);
   m->timestamp_ms = sqlite3_column_int64(s, first + 7);
   m->expires_ms = sqlite3_column_int64(s, first + 8);
+  m->props = core::message_properties::parse(column_text(s, first + 9));
   return m;
 }
 
@@ -203,6 +214,12 @@ void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
     fail("was written by a newer wsagent (schema " + std::to_string(version) + ", this one knows " +
          std::to_string(schema_version) + ")");
   const std::string mc = message_columns;
+  if (version == 1)  // before message properties
+    exec(
+        "BEGIN;"
+        "ALTER TABLE messages ADD COLUMN props BLOB NOT NULL DEFAULT x'';"
+        "ALTER TABLE retained ADD COLUMN props BLOB NOT NULL DEFAULT x'';"
+        "COMMIT;");
   exec(("BEGIN;"
         "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, tag TEXT NOT NULL, " +
         mc +

@@ -45,6 +45,14 @@ void expect_same(const core::message& a, const core::message& b) {
   EXPECT_EQ(a.format, b.format);
   EXPECT_EQ(a.typed, b.typed);
   EXPECT_EQ(a.retain, b.retain);
+  EXPECT_EQ(a.published_retain, b.published_retain);
+  ASSERT_EQ(!a.props, !b.props);
+  if (a.props) {
+    EXPECT_EQ(a.props->content_type, b.props->content_type);
+    EXPECT_EQ(a.props->response_tag, b.props->response_tag);
+    EXPECT_EQ(a.props->correlation, b.props->correlation);
+    EXPECT_EQ(a.props->user, b.props->user);
+  }
 }
 
 // A fresh temporary directory, removed at the end of the test.
@@ -91,6 +99,13 @@ TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
   bin->payload = std::string("\0\x01\xff", 3);
   bin->format = core::payload_format::binary;
   bin->retain = true;
+  bin->published_retain = true;
+  auto props = std::make_shared<core::message_properties>();  // MQTT 5 properties
+  props->content_type = "image/raw";
+  props->response_tag = "cam/1/reply";
+  props->correlation = std::string("\0\xfe", 2);
+  props->user = {{"k", "v1"}, {"k", "v2"}, {"", ""}};  // in order, keys repeat
+  bin->props = props;
   auto text = std::make_shared<core::message>();  // an MQTT payload that is not JSON
   text->tag = "txt/1";
   text->payload = "21.5 C";
@@ -246,6 +261,42 @@ TEST(SqliteStore, ADamagedFileIsReportedNotReplaced) {
     EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
   }
   EXPECT_EQ(std::filesystem::file_size(file), 4096u);  // left as it was
+}
+
+TEST(SqliteStore, ASchema1FileGainsMessageProperties) {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path);
+  {
+    // The file as wsagent wrote it before message properties (schema 1).
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path / "wsagent.db").c_str(), &db), SQLITE_OK);
+    const char* cols =
+        "payload BLOB NOT NULL, format INTEGER NOT NULL, typed INTEGER NOT NULL, retain INTEGER "
+        "NOT NULL, qos INTEGER NOT NULL, sender TEXT NOT NULL, msgid TEXT NOT NULL, timestamp_ms "
+        "INTEGER NOT NULL, expires_ms INTEGER NOT NULL";
+    const std::string sql = std::string(
+                                "CREATE TABLE messages (id INTEGER PRIMARY KEY, tag TEXT "
+                                "NOT NULL, ") +
+                            cols + "); CREATE TABLE retained (tag TEXT PRIMARY KEY, " + cols +
+                            ") WITHOUT ROWID; INSERT INTO retained VALUES ('old', '1', 0, 0, 1, "
+                            "0, 'dev', 'm-1', 5, 0); PRAGMA user_version = 1;";
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  store::sqlite_store s(dir.path.string());
+  auto snap = s.load();
+  ASSERT_EQ(snap.retained.size(), 1u);
+  EXPECT_EQ(snap.retained[0]->tag, "old");
+  EXPECT_FALSE(snap.retained[0]->props);
+  auto m = std::const_pointer_cast<core::message>(msg("new", "2"));
+  auto props = std::make_shared<core::message_properties>();
+  props->content_type = "text/plain";
+  m->props = props;
+  std::vector<core::store_op> batch{ops::put_retained{m}};
+  s.write(batch);
+  snap = s.load();
+  ASSERT_EQ(snap.retained.size(), 2u);
+  expect_same(*snap.retained[0], *m);
 }
 
 TEST(SqliteStore, AFailedBatchAppliesNothing) {
