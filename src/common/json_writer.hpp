@@ -34,6 +34,13 @@ class json_writer {
     first_ = true;
     return *this;
   }
+  // An array as an element of an array.
+  json_writer& begin_array() {
+    comma();
+    out_.push_back('[');
+    first_ = true;
+    return *this;
+  }
   json_writer& end_array() {
     out_.push_back(']');
     first_ = false;

@@ -32,6 +32,10 @@ router::router(router_limits limits)
 
 bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code, bool* resumed) {
   if (resumed) *resumed = false;
+  {
+    std::lock_guard wl(wills_mutex_);  // the client is back: its delayed will is not sent
+    wills_.erase(s->client_id());
+  }
   std::unique_lock lock(mutex_);
   auto [it, inserted] = sessions_.try_emplace(s->client_id(), s);
   if (inserted) {
@@ -183,6 +187,12 @@ bool router::detach(session& s) {
   auto it = sessions_.find(s.client_id());
   const bool registered = it != sessions_.end() && it->second.get() == &s;
   s.sink_ = nullptr;
+  if (registered && s.persistent() && s.options().expiry_s == 0) {
+    drop_session_locked(s);  // its expiry was set to 0 (MQTT 5 DISCONNECT): it ends now
+    sessions_.erase(it);
+    unsubscribe_all_locked(s);
+    return true;
+  }
   if (registered && s.persistent()) {
     s.disconnected_ms = common::now_ms();
     save_session_locked(s);
@@ -199,6 +209,7 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
            s.disconnected_ms + s.options().expiry_s * 1000 <= now_ms;
   };
   std::vector<std::string> gone;
+  publish_due_wills(now_ms);
   {
     // Looked for under the shared lock: the common case (nothing expired) never stops
     // publishers.
@@ -216,7 +227,56 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
     sessions_.erase(it);
     return false;
   });
+  lock.unlock();
+  // A session that ends sends its delayed will at once (MQTT 5.0 section 3.1.3.2.2).
+  std::vector<delayed_will> ended;
+  {
+    std::lock_guard wl(wills_mutex_);
+    for (const auto& id : gone)
+      if (auto w = wills_.find(id); w != wills_.end()) {
+        ended.push_back(std::move(w->second));
+        wills_.erase(w);
+      }
+  }
+  for (const auto& w : ended)
+    publish_will(w);
   return gone;
+}
+
+void router::set_session_expiry(session& s, std::int64_t expiry_s) {
+  std::unique_lock lock(mutex_);
+  s.options_.expiry_s = expiry_s;
+  save_session_locked(s);
+}
+
+void router::delay_will(const std::shared_ptr<session>& from, message_ptr will, bool retain,
+                        std::int64_t due_ms) {
+  std::lock_guard wl(wills_mutex_);
+  wills_[from->client_id()] = delayed_will{from, std::move(will), retain, due_ms};
+}
+
+void router::publish_due_wills(std::int64_t now_ms) {
+  std::vector<delayed_will> due;
+  {
+    std::lock_guard wl(wills_mutex_);
+    for (auto it = wills_.begin(); it != wills_.end();) {
+      if (it->second.due_ms > now_ms) {
+        ++it;
+        continue;
+      }
+      due.push_back(std::move(it->second));
+      it = wills_.erase(it);
+    }
+  }
+  for (const auto& w : due)
+    publish_will(w);
+}
+
+void router::publish_will(const delayed_will& w) {
+  auto m = std::const_pointer_cast<message>(w.will);
+  m->timestamp_ms = common::now_ms();
+  if (m->qos > 0) m->seq = next_seq();
+  publish(*w.from, m, {}, w.retain);
 }
 
 void router::restore_retained(const std::vector<message_ptr>& retained) {

@@ -94,8 +94,19 @@ class router {
   bool detach(session& s);
 
   // Drops the offline persistent sessions whose expiry has passed at wall time `now_ms`;
-  // returns their client ids.
+  // returns their client ids. A delayed will of a session that ends is published then.
   std::vector<std::string> expire_sessions(std::int64_t now_ms);
+
+  // A persistent session's expiry, changed while it is connected (MQTT 5 DISCONNECT): kept
+  // that long after it leaves; 0: dropped at the next sweep once offline.
+  void set_session_expiry(session& s, std::int64_t expiry_s);
+
+  // A will published at wall time `due_ms` (MQTT 5 Will Delay Interval) from `from`, unless
+  // a connection with `from`'s client id attaches first or the session ends (then at once).
+  void delay_will(const std::shared_ptr<session>& from, message_ptr will, bool retain,
+                  std::int64_t due_ms);
+  // Publishes the delayed wills due at `now_ms` (the sweep, every second).
+  void publish_due_wills(std::int64_t now_ms);
 
   // Subscribes and, when `retained` is given, appends the retained messages `filter`
   // matches (each flagged retain), taken in the same critical section as the subscription:
@@ -241,6 +252,15 @@ class router {
   mutable std::mutex history_mutex_;
   history history_;
   std::array<std::mutex, 16> order_;
+  struct delayed_will {
+    std::shared_ptr<session> from;
+    message_ptr will;
+    bool retain = false;
+    std::int64_t due_ms = 0;
+  };
+  std::mutex wills_mutex_;
+  std::unordered_map<std::string, delayed_will, string_hash, std::equal_to<>> wills_;
+  void publish_will(const delayed_will& w);
 };
 
 const char* to_string(route_error e) noexcept;

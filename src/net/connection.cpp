@@ -581,7 +581,9 @@ void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
     adapter_->deliver_acked(msg, qos, common::steady_ms());
     return;
   }
-  const std::string& bytes = adapter_->frame_for(*msg);
+  std::string own;
+  bool keep = false;
+  const std::string* bytes = adapter_->delivery_frame(*msg, own, keep);
   auto limit = server_.settings().outbound_queue;
   if (queued_messages_ >= limit) {
     // Full: drop the oldest queued QoS-0 message (never one being written).
@@ -600,7 +602,7 @@ void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
       return close_slow_consumer();
     }
   }
-  push(out_item{msg, &bytes, {}, true});
+  push(out_item{msg, bytes, std::move(own), !keep});
 }
 
 // Queues one frame. The write happens once the current handler is done with everything it

@@ -77,6 +77,14 @@ class client_adapter {
   virtual const std::string& client_id() const noexcept = 0;
   // The bytes of a QoS 0 delivery of `m`, cached in it and shared with other recipients.
   virtual const std::string& frame_for(const core::message& m, int qos = 0) const = 0;
+  // A QoS 0 delivery of `m` as this connection sends it: the shared frame_for() bytes, or
+  // (nullptr returned) bytes of this connection's only, written to `own` (an MQTT client
+  // with topic aliases or subscription identifiers). `keep`: set when the bytes must not be
+  // dropped from a full queue (they set up state the client needs for what follows).
+  virtual const std::string* delivery_frame(const core::message& m, std::string& /*own*/,
+                                            bool& /*keep*/) {
+    return &frame_for(m);
+  }
   // A QoS 1 or 2 delivery, through the session's window.
   virtual void deliver_acked(const core::message_ptr& m, std::uint8_t qos, std::int64_t now_ms) = 0;
   // A QoS 1 or 2 delivery that reached the connection after on_closed().

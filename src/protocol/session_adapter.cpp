@@ -1,5 +1,7 @@
 #include "protocol/session_adapter.hpp"
 
+#include <algorithm>
+
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 
@@ -151,7 +153,17 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
     }
     m->from = session_->client_id();
     m->timestamp_ms = common::now_ms();
-    ctx_.router.publish(*session_, m, {}, will_->retain);
+    m->published_retain = will_->retain;
+    m->props = will_->props;
+    // Delayed (MQTT 5) no longer than the session lives: a clean one ends now.
+    const auto delay_s = session_->persistent()
+                             ? std::min(will_->delay_s, session_->options().expiry_s)
+                             : std::int64_t{0};
+    if (will_->expiry_s > 0) m->expires_ms = m->timestamp_ms + (delay_s + will_->expiry_s) * 1000;
+    if (delay_s > 0)
+      ctx_.router.delay_will(session_, m, will_->retain, m->timestamp_ms + delay_s * 1000);
+    else
+      ctx_.router.publish(*session_, m, {}, will_->retain);
   }
   if (registered && announced_) presence("disconnected", clean, remote);
   will_.reset();

@@ -60,6 +60,9 @@ class session_adapter : public client_adapter {
     core::payload_format format = core::payload_format::json;
     std::uint8_t qos = 0;
     bool retain = false;
+    std::int64_t delay_s = 0;   // MQTT 5 Will Delay Interval
+    std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0: none
+    std::shared_ptr<const core::message_properties> props;
   };
   // $sys/clients/<id>/<event>: "connected" (with the remote address and, when given,
   // `protocol`) or "disconnected" (with `clean`).

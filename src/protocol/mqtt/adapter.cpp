@@ -8,6 +8,7 @@
 #include "common/json_writer.hpp"
 #include "common/utf8.hpp"
 #include "core/tag.hpp"
+#include "protocol/mqtt/wire.hpp"
 #include "protocol/native/adapter.hpp"
 #include "protocol/native/close_codes.hpp"
 #include "protocol/websocket/frame.hpp"
@@ -19,6 +20,9 @@ namespace {
 // MQTT 3.1.1 sessions have no expiry of their own; a persistent one is kept this long after
 // its client leaves (Mosquitto's persistent_client_expiration is off by default: forever).
 constexpr std::int64_t v311_session_expiry_s = 7 * 24 * 3600;
+
+// Topic aliases a 5.0 client may set up on its connection (CONNACK Topic Alias Maximum).
+constexpr std::uint16_t topic_alias_maximum = 64;
 
 std::string_view text_of(std::span<const std::uint8_t> b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
@@ -38,6 +42,27 @@ std::uint8_t refusal_reason(core::route_error e) {
     default:
       return reason::not_authorized;
   }
+}
+
+// A PUBLISH's (or will's) content type, response topic, correlation data and user
+// properties, as the core carries them; null when it has none.
+std::shared_ptr<const core::message_properties> message_props(const properties& p) {
+  if (!p.content_type && !p.response_topic && !p.correlation_data && !p.user_property_count)
+    return nullptr;
+  auto m = std::make_shared<core::message_properties>();
+  if (p.content_type) m->content_type = *p.content_type;
+  if (p.response_topic) m->response_tag = *p.response_topic;
+  if (p.correlation_data) m->correlation = text_of(*p.correlation_data);
+  m->user.reserve(p.user_property_count);
+  for_each_user_property(
+      p, [&](std::string_view k, std::string_view v) { m->user.emplace_back(k, v); });
+  return m;
+}
+
+// A Response Topic is a topic name: no wildcards (5.0 section 3.3.2.3.5).
+bool valid_response_topic(const properties& p, const core::tag_limits& limits) {
+  return !p.response_topic ||
+         core::validate_tag(*p.response_topic, limits) == core::tag_error::none;
 }
 
 }  // namespace
@@ -168,6 +193,17 @@ bool adapter::on_packet(const split_result& r) {
     case packet_type::disconnect: {
       const auto d = parse_disconnect(r.flags, r.body, ver_);
       if (!d.ok) return violation(d.error.reason, d.error.message), false;
+      if (ver_ == version::v5) {
+        auto props = parse_properties(d.value.properties, property_scope::disconnect);
+        if (!props.ok) return violation(props.error.reason, props.error.message), false;
+        if (const auto expiry = props.value.session_expiry) {
+          // 5.0 section 3.14.2.2.2: a session that had no expiry cannot be given one now.
+          if (connect_expiry_zero_ && *expiry)
+            return violation(reason::protocol_error, "a Session Expiry Interval after 0"), false;
+          if (session_ && session_->persistent())
+            ctx_.router.set_session_expiry(*session_, *expiry);
+        }
+      }
       // 5.0's "disconnect with will message" (0x04) still publishes the will.
       on_closed(d.value.reason != reason::disconnect_with_will);
       closing_ = true;
@@ -199,6 +235,7 @@ void adapter::on_connect(const connect_request& c) {
   connected_ = true;
   ver_ = c.ver;
   properties props;
+  properties will_props;
   if (ver_ == version::v5) {
     auto p = parse_properties(c.properties, property_scope::connect);
     if (!p.ok) return violation(p.error.reason, p.error.message);
@@ -209,6 +246,12 @@ void adapter::on_connect(const connect_request& c) {
     if (c.will) {
       auto w = parse_properties(c.will->properties, property_scope::will);
       if (!w.ok) return violation(w.error.reason, w.error.message);
+      will_props = w.value;
+      if (!valid_response_topic(will_props, ctx_.router.limits().tags))
+        return violation(reason::protocol_error, "a will's Response Topic may not be a filter");
+      if (will_props.payload_format == 1 && !common::is_valid_utf8(text_of(c.will->payload)))
+        return refuse_connect(connack_v311::not_authorized, reason::payload_format_invalid,
+                              "the will's payload is not the UTF-8 it says it is");
     }
   }
   std::string id(c.client_id);
@@ -251,6 +294,8 @@ void adapter::on_connect(const connect_request& c) {
     options.persistent = expiry > 0;
     options.expiry_s = expiry;
     options.fresh = c.clean_start;
+    connect_expiry_zero_ = expiry == 0;
+    alias_max_out_ = props.topic_alias_maximum.value_or(0);
   }
 
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
@@ -260,7 +305,7 @@ void adapter::on_connect(const connect_request& c) {
   if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
   client_max_packet_ = props.maximum_packet_size.value_or(0);
   keep_alive_ms_ = std::int64_t{c.keep_alive} * 1000;
-  if (c.will && !accept_will(*c.will, rights, id)) return;
+  if (c.will && !accept_will(*c.will, will_props, rights, id)) return;
   session_ =
       std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
                                       inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
@@ -275,8 +320,7 @@ void adapter::on_connect(const connect_request& c) {
     ack.receive_maximum =
         static_cast<std::uint16_t>(std::min<std::size_t>(ctx_.max_queued_qos1, 65535));
     ack.maximum_packet_size = static_cast<std::uint32_t>(max_packet_size_);
-    ack.subscription_id_available = 0;
-    ack.shared_available = 0;
+    ack.topic_alias_maximum = topic_alias_maximum;
 
     encode_property_body(body, ack);
   }
@@ -290,11 +334,12 @@ void adapter::on_connect(const connect_request& c) {
   if (took_over)
     ctx_.audit.record(core::audit_event::takeover, session_->client_id(), remote_,
                       "an older connection with this client id was closed");
+  review_subscriptions();        // a resumed session's may want identifiers
   if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
 }
 
-bool adapter::accept_will(const mqtt::will_message& w, const core::acl& rights,
-                          std::string_view id) {
+bool adapter::accept_will(const mqtt::will_message& w, const properties& props,
+                          const core::acl& rights, std::string_view id) {
   if (core::validate_tag(w.topic, ctx_.router.limits().tags) != core::tag_error::none) {
     refuse_connect(connack_v311::not_authorized, reason::topic_name_invalid, "invalid will topic");
     return false;
@@ -306,8 +351,15 @@ bool adapter::accept_will(const mqtt::will_message& w, const core::acl& rights,
     return false;
   }
   const auto payload = text_of(w.payload);
-  will_ = session_adapter::will_message{std::string(w.topic), std::string(payload),
-                                        classify_payload(payload), w.qos, w.retain};
+  will_.emplace();
+  will_->tag = w.topic;
+  will_->payload = payload;
+  will_->format = classify_payload(payload);
+  will_->qos = w.qos;
+  will_->retain = w.retain;
+  will_->delay_s = props.will_delay.value_or(0);
+  will_->expiry_s = props.message_expiry.value_or(0);
+  will_->props = message_props(props);
   return true;
 }
 
@@ -382,15 +434,32 @@ std::function<void(bool)> adapter::when_durable(std::string packet, std::functio
 
 void adapter::on_publish(const publish& p) {
   std::int64_t expiry_s = 0;
+  std::string_view topic = p.topic;
+  auto m = std::make_shared<core::message>();
   if (ver_ == version::v5) {
     auto props = parse_properties(p.properties, property_scope::publish);
     if (!props.ok) return violation(props.error.reason, props.error.message);
-    if (props.value.topic_alias)
-      return violation(reason::topic_alias_invalid, "topic aliases are not offered (maximum 0)");
     if (props.value.subscription_id_count)
       return violation(reason::protocol_error,
                        "a PUBLISH to the server has no Subscription "
                        "Identifier");
+    expiry_s = props.value.message_expiry.value_or(0);
+    if (!valid_response_topic(props.value, ctx_.router.limits().tags))
+      return violation(reason::protocol_error, "a Response Topic may not be a filter");
+    if (const auto alias = props.value.topic_alias) {
+      if (*alias == 0 || *alias > topic_alias_maximum)
+        return violation(reason::topic_alias_invalid, "topic alias out of range");
+      if (aliases_in_.size() < *alias) aliases_in_.resize(*alias);
+      auto& known = aliases_in_[*alias - 1];
+      if (!topic.empty())
+        known = topic;  // (re)defined
+      else if (known.empty())
+        return violation(reason::protocol_error, "a topic alias that was never set");
+      else
+        topic = known;
+    } else if (topic.empty()) {
+      return violation(reason::protocol_error, "an empty topic without a topic alias");
+    }
     if (props.value.payload_format == 1 && !common::is_valid_utf8(text_of(p.payload))) {
       if (p.qos == 0) return;
       std::string refused;
@@ -398,15 +467,15 @@ void adapter::on_publish(const publish& p) {
                  reason::payload_format_invalid);
       return send(std::move(refused));
     }
-    expiry_s = props.value.message_expiry.value_or(0);
+    m->props = message_props(props.value);
   }
-  auto m = std::make_shared<core::message>();
-  m->tag = p.topic;
+  m->tag = topic;
   m->payload = text_of(p.payload);
   m->format = classify_payload(m->payload);
   m->msgid = core::make_msgid();
   m->from = session_->client_id();
   m->timestamp_ms = common::now_ms();
+  m->published_retain = p.retain;
   if (expiry_s > 0) m->expires_ms = m->timestamp_ms + expiry_s * 1000;
   if (p.qos == 0) {
     ctx_.router.publish(*session_, m, {}, p.retain);  // refusals are silent at QoS 0
@@ -487,13 +556,19 @@ void adapter::on_pubrel(std::uint16_t packet_id) {
 // --- subscriptions ------------------------------------------------------------------------------
 
 void adapter::on_subscribe(const subscribe_request& r) {
+  std::uint32_t sub_id = 0;
   if (ver_ == version::v5) {
     auto props = parse_properties(r.properties, property_scope::subscribe);
     if (!props.ok) return violation(props.error.reason, props.error.message);
-    if (props.value.subscription_id_count)
-      return violation(reason::subscription_identifiers_not_supported,
-                       "subscription identifiers are not offered");
+    sub_id = props.value.subscription_id;  // 1 to 268,435,455 (the parser checks)
   }
+  // 5.0 section 3.8.3.1: no local on a shared subscription is a protocol error.
+  bool shared_no_local = false;
+  for_each_subscription(r, ver_, [&](const subscription& s) {
+    shared_no_local |= s.no_local && s.filter.starts_with("$share/");
+  });
+  if (shared_no_local)
+    return violation(reason::protocol_error, "no local on a shared subscription");
   std::vector<std::uint8_t> codes;
   struct granted {
     std::vector<core::message_ptr> retained;
@@ -502,14 +577,14 @@ void adapter::on_subscribe(const subscribe_request& r) {
   std::vector<granted> sends;
   const bool v5 = ver_ == version::v5;
   for_each_subscription(r, ver_, [&](const subscription& s) {
-    if (s.filter.starts_with("$share/")) {
-      codes.push_back(v5 ? reason::shared_subscriptions_not_supported : suback_failure);
-      return;
-    }
     const bool existed = session_->subscriptions.contains(s.filter);
     granted g{{}, s.qos};
+    core::subscription_options options(s.qos);
+    options.no_local = s.no_local;
+    options.retain_as_published = s.retain_as_published;
+    options.id = sub_id;
     auto res = ctx_.router.subscribe(
-        *session_, s.filter, s.qos,
+        *session_, s.filter, options,
         s.retain_handling == 2 || (s.retain_handling == 1 && existed) ? nullptr : &g.retained);
     switch (res.error) {
       case core::route_error::none:
@@ -529,6 +604,7 @@ void adapter::on_subscribe(const subscribe_request& r) {
         return;
     }
   });
+  review_subscriptions();
   std::string ack;
   encode_suback(ack, ver_, r.packet_id, codes);
   send(std::move(ack));
@@ -542,10 +618,16 @@ void adapter::on_subscribe(const subscribe_request& r) {
     for (const auto& m : g.retained) {
       if (m->expired_at(now)) continue;
       const auto qos = std::min(m->qos, g.qos);
-      if (qos > 0)
+      if (qos > 0) {
         deliver_acked(m, qos, steady);
-      else
-        link_.send_shared(m, frame_for(*m));
+      } else {
+        std::string own;
+        bool keep = false;
+        if (const auto* shared = delivery_frame(*m, own, keep))
+          link_.send_shared(m, *shared);
+        else
+          link_.send_frame(std::move(own));
+      }
     }
   }
 }
@@ -563,6 +645,7 @@ void adapter::on_unsubscribe(const subscribe_request& r) {
                     : existed ? reason::success
                               : reason::no_subscription_existed);
   });
+  review_subscriptions();
   std::string ack;
   encode_unsuback(ack, ver_, r.packet_id, codes);
   send(std::move(ack));
@@ -570,10 +653,49 @@ void adapter::on_unsubscribe(const subscribe_request& r) {
 
 // --- deliveries out -----------------------------------------------------------------------------
 
+void adapter::review_subscriptions() {
+  personal_ = false;
+  if (!session_ || ver_ != version::v5) return;
+  for (const auto& [filter, o] : session_->subscriptions)
+    personal_ |= o.id != 0 || o.retain_as_published;
+}
+
+const adapter::extras* adapter::extras_for(const core::message& m) {
+  if (!personal_ && !alias_max_out_) return nullptr;
+  extras_.ids.clear();
+  extras_.retain = false;
+  extras_.alias = 0;
+  extras_.new_alias = false;
+  if (personal_) {
+    // The subscriptions this message matched (few: clients that use identifiers have a
+    // handful), read on the session's own thread.
+    for (const auto& [filter, o] : session_->subscriptions) {
+      if (!o.id && !o.retain_as_published) continue;
+      std::string_view group, inner = filter;
+      core::split_shared(filter, group, inner);
+      if (!core::filter_matches(inner, m.tag)) continue;
+      if (o.id) extras_.ids.push_back(o.id);
+      extras_.retain |= o.retain_as_published && m.published_retain;
+    }
+    std::sort(extras_.ids.begin(), extras_.ids.end());
+    extras_.ids.erase(std::unique(extras_.ids.begin(), extras_.ids.end()), extras_.ids.end());
+  }
+  if (alias_max_out_) {
+    if (auto it = aliases_out_.find(m.tag); it != aliases_out_.end()) {
+      extras_.alias = it->second;
+    } else if (aliases_out_.size() < alias_max_out_) {
+      extras_.alias = static_cast<std::uint16_t>(aliases_out_.size() + 1);
+      extras_.new_alias = true;
+      aliases_out_.emplace(m.tag, extras_.alias);
+    }
+  }
+  return &extras_;
+}
+
 void adapter::encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
-                              std::uint16_t packet_id, bool dup) const {
+                              std::uint16_t packet_id, bool dup, const extras* x) const {
   publish p;
-  p.topic = m.tag;
+  p.topic = x && x->alias && !x->new_alias ? std::string_view() : std::string_view(m.tag);
   p.payload = bytes_of(m.payload);
   // A JSON payload (from a native client, as it wrote it) goes out as compact JSON text,
   // compacted once per message for all MQTT recipients and their resends.
@@ -587,7 +709,7 @@ void adapter::encode_delivery(std::string& out, const core::message& m, std::uin
         compact.resize(n);
     }));
   p.qos = qos;
-  p.retain = m.retain;
+  p.retain = m.retain || (x && x->retain);
   p.dup = dup;
   p.packet_id = packet_id;
   std::string props;
@@ -598,7 +720,24 @@ void adapter::encode_delivery(std::string& out, const core::message& m, std::uin
       const auto left = (m.expires_ms - common::now_ms() + 999) / 1000;
       pr.message_expiry = static_cast<std::uint32_t>(std::max<std::int64_t>(left, 1));
     }
-    encode_property_body(props, pr);
+    thread_local std::vector<std::pair<std::string_view, std::string_view>> user;
+    user.clear();
+    if (const auto* mp = m.props.get()) {
+      if (!mp->content_type.empty()) pr.content_type = mp->content_type;
+      if (!mp->response_tag.empty()) pr.response_topic = mp->response_tag;
+      if (!mp->correlation.empty()) pr.correlation_data = bytes_of(mp->correlation);
+      user.assign(mp->user.begin(), mp->user.end());
+    }
+    if (x) {
+      if (x->alias) pr.topic_alias = x->alias;
+      if (!x->ids.empty()) pr.subscription_id = x->ids.front();
+    }
+    encode_property_body(props, pr, user);
+    if (x)
+      for (std::size_t i = 1; i < x->ids.size(); ++i) {  // one property per identifier
+        props.push_back(static_cast<char>(property::subscription_id));
+        detail::put_varint(props, x->ids[i]);
+      }
     p.properties = bytes_of(props);
   }
   encode_publish(out, ver_, p);
@@ -623,6 +762,21 @@ const std::string& adapter::frame_for(const core::message& m, int) const {
   return client_max_packet_ && size > client_max_packet_ ? nothing : bytes;
 }
 
+const std::string* adapter::delivery_frame(const core::message& m, std::string& own, bool& keep) {
+  const auto* x = extras_for(m);
+  if (!x) return &frame_for(m);
+  std::string packet;
+  encode_delivery(packet, m, 0, 0, false, x);
+  if (client_max_packet_ && packet.size() > client_max_packet_) {
+    if (x->new_alias) aliases_out_.erase(m.tag);  // never sent: not set up
+    static const std::string nothing;
+    return &nothing;
+  }
+  keep = x->new_alias;  // dropped, the client would not know the alias
+  own = framed(std::move(packet));
+  return nullptr;
+}
+
 std::uint16_t adapter::packet_id_for(std::uint64_t seq) {
   if (auto it = seq_packet_.find(seq); it != seq_packet_.end()) return it->second;
   // Derived from the seq, so that a resumed session resends a message with the id it had
@@ -644,10 +798,13 @@ void adapter::release_packet_id(std::uint64_t seq) {
 
 void adapter::send_publish(const core::message& m, std::uint8_t qos, bool dup) {
   std::string packet;
-  encode_delivery(packet, m, qos, packet_id_for(m.seq), dup);
+  const auto* x = extras_for(m);
+  encode_delivery(packet, m, qos, packet_id_for(m.seq), dup, x);
   // Larger than the client's 5.0 Maximum Packet Size: never deliverable to it.
-  if (client_max_packet_ && packet.size() > client_max_packet_)
+  if (client_max_packet_ && packet.size() > client_max_packet_) {
+    if (x && x->new_alias) aliases_out_.erase(m.tag);
     return discard(m.seq, common::steady_ms());
+  }
   send(std::move(packet));
 }
 

@@ -55,6 +55,7 @@ class adapter final : public session_adapter {
   std::size_t on_stream(std::span<const std::uint8_t> data) override;
   void on_closed(bool clean = false) override;
   const std::string& frame_for(const core::message& m, int qos = 0) const override;
+  const std::string* delivery_frame(const core::message& m, std::string& own, bool& keep) override;
   std::optional<std::int64_t> idle_timeout_ms() const noexcept override;
 
   // MQTT 5's DISCONNECT for a connection the agent ends with `close_code` (a native close
@@ -74,7 +75,8 @@ class adapter final : public session_adapter {
   void on_subscribe(const subscribe_request& r);
   void on_unsubscribe(const subscribe_request& r);
   // Keeps the CONNECT's will, or refuses the connection (an invalid or forbidden topic).
-  bool accept_will(const mqtt::will_message& w, const core::acl& rights, std::string_view id);
+  bool accept_will(const mqtt::will_message& w, const properties& props, const core::acl& rights,
+                   std::string_view id);
   // A protocol violation: 5.0 gets a DISCONNECT with `reason`; then the connection ends.
   void violation(std::uint8_t reason, std::string_view why);
   // A reply the client gets once what the store is writing is durable (on this thread).
@@ -89,8 +91,20 @@ class adapter final : public session_adapter {
   // PUBLISH (DUP when sent before), or PUBREL for a released QoS 2 delivery.
   void send_entry(const core::delivery_window::entry& e) override;
   void forgotten(std::uint64_t seq) override { release_packet_id(seq); }
+  // What this connection adds to one delivery: the subscription identifiers and the retain
+  // flag of the subscriptions that matched, and a topic alias.
+  struct extras {
+    std::vector<std::uint32_t> ids;
+    bool retain = false;
+    std::uint16_t alias = 0;
+    bool new_alias = false;  // the packet sets the alias up: it carries the topic too
+  };
+  // Null when nothing is added (the shared packet will do).
+  const extras* extras_for(const core::message& m);
   void encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
-                       std::uint16_t packet_id, bool dup) const;
+                       std::uint16_t packet_id, bool dup, const extras* x = nullptr) const;
+  // After the subscriptions changed: whether any asks for something per delivery.
+  void review_subscriptions();
 
   std::string_view remote_;  // owned by the transport, which outlives the adapter
   std::size_t max_packet_size_;
@@ -103,6 +117,16 @@ class adapter final : public session_adapter {
   std::unordered_map<std::uint16_t, std::uint64_t> packet_seq_;
   std::unordered_map<std::uint64_t, std::uint16_t> seq_packet_;
   std::vector<std::uint8_t> pending_;  // WebSocket: bytes of an unfinished packet
+  // Topic aliases (5.0): the client's, alias - 1 -> topic; and the agent's, up to the
+  // client's Topic Alias Maximum, given to topics in the order they are first delivered.
+  std::vector<std::string> aliases_in_;
+  std::uint16_t alias_max_out_ = 0;
+  std::unordered_map<std::string, std::uint16_t, core::string_hash, std::equal_to<>> aliases_out_;
+  // A subscription has an identifier or retain as published: deliveries are looked at.
+  bool personal_ = false;
+  extras extras_;  // extras_for()'s result, reused
+  // The CONNECT's Session Expiry Interval was 0: a DISCONNECT may not set one (5.0).
+  bool connect_expiry_zero_ = true;
 };
 
 }  // namespace wsagent::protocol::mqtt

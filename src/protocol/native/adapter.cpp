@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/base64.hpp"
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "core/tag.hpp"
@@ -226,9 +227,11 @@ void adapter::set_will(const auth_request& r) {
     return reply_error(error_code::forbidden,
                        "will: not allowed to publish to '" + std::string(r.will->tag) + "'", r.id);
   }
-  will_ = will_message{std::string(r.will->tag), std::string(r.will->payload),
-                       core::payload_format::json, static_cast<std::uint8_t>(r.will->qos),
-                       r.will->retain};
+  will_.emplace();
+  will_->tag = r.will->tag;
+  will_->payload = r.will->payload;
+  will_->qos = static_cast<std::uint8_t>(r.will->qos);
+  will_->retain = r.will->retain;
 }
 
 void adapter::on_subscribe(const subscribe_request& r) {
@@ -328,6 +331,36 @@ void adapter::on_publish(const publish_request& r) {
   m->payload = r.payload;
   m->msgid = r.msgid.empty() ? core::make_msgid() : std::string(r.msgid);
   if (r.expiry_s > 0) m->expires_ms = common::now_ms() + r.expiry_s * 1000;
+  m->published_retain = r.retain;
+  if (!r.props.empty()) {
+    // MQTT 5 carries each in at most 65,535 bytes.
+    bool too_long = r.props.content_type.size() > 65535 || r.props.response_tag.size() > 65535 ||
+                    r.props.correlation.size() > 65535;
+    for (const auto& [k, v] : r.props.user)
+      too_long |= k.size() > 65535 || v.size() > 65535;
+    if (too_long)
+      return reply_error(error_code::bad_request, "a message property is over 65,535 bytes", r.id);
+    auto props = std::make_shared<core::message_properties>();
+    props->content_type = r.props.content_type;
+    if (!r.props.response_tag.empty()) {
+      if (auto e = core::validate_tag(r.props.response_tag, ctx_.router.limits().tags);
+          e != core::tag_error::none)
+        return reply_error(error_code::invalid_tag,
+                           std::string("response_tag: ") + core::to_string(e), r.id);
+      props->response_tag = r.props.response_tag;
+    }
+    if (r.props.correlation_base64) {
+      auto bytes = common::base64_decode(r.props.correlation);
+      if (!bytes)
+        return reply_error(error_code::bad_request, "field 'correlation' is not valid base64",
+                           r.id);
+      props->correlation = std::move(*bytes);
+    } else {
+      props->correlation = r.props.correlation;
+    }
+    props->user.assign(r.props.user.begin(), r.props.user.end());
+    m->props = std::move(props);
+  }
   if (r.qos == 0) {
     route(m, r.to, r.id, r.retain);
     return;

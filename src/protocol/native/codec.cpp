@@ -7,6 +7,7 @@
 
 #include "common/base64.hpp"
 #include "common/json_writer.hpp"
+#include "common/utf8.hpp"
 #include "protocol/websocket/frame.hpp"
 
 namespace wsagent::protocol::native {
@@ -177,6 +178,9 @@ struct fields {
   std::int64_t since_ms = -1;
   std::string_view messages;  // raw array of a batch
   bool has_messages = false;
+  publish_properties props;
+  std::string_view correlation_encoding;
+  std::vector<std::pair<std::string_view, std::string_view>> user_properties;
   std::string members;  // for typed messages
   bool collect_members = true;
 };
@@ -249,6 +253,30 @@ problem type_problem(std::string_view key, const char* expected) {
 
 problem read_string(od::value& v, std::string_view key, std::string_view& out) {
   if (v.get_string().get(out)) return type_problem(key, "a string");
+  return {};
+}
+
+// "user_properties": [["key","value"], ...]; `raw` gets its JSON text for a typed message.
+problem read_user_properties(od::value v, od::document& doc, fields& f, std::string_view& raw) {
+  const problem wrong{"field 'user_properties' must be an array of [\"key\", \"value\"] pairs"};
+  std::string_view token = v.raw_json_token();
+  od::array a;
+  if (v.get_array().get(a)) return wrong;
+  for (auto element : a) {
+    od::array pair;
+    if (element.get_array().get(pair)) return wrong;
+    std::string_view kv[2];
+    std::size_t n = 0;
+    for (auto item : pair) {
+      if (n == 2 || item.get_string().get(kv[n])) return wrong;
+      ++n;
+    }
+    if (n != 2) return wrong;
+    f.user_properties.emplace_back(kv[0], kv[1]);
+  }
+  const char* end;
+  if (auto e = doc.current_location().get(end)) return {json_error("invalid JSON: ", e)};
+  raw = trim_right(std::string_view(token.data(), static_cast<std::size_t>(end - token.data())));
   return {};
 }
 
@@ -397,6 +425,26 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         add_member(f, key, std::to_string(n));
         continue;
       }
+      if (key == "content_type" || key == "response_tag" || key == "correlation" ||
+          key == "correlation_encoding") {
+        std::string_view* to = key == "content_type"   ? &f.props.content_type
+                               : key == "response_tag" ? &f.props.response_tag
+                               : key == "correlation"  ? &f.props.correlation
+                                                       : &f.correlation_encoding;
+        if (auto r = read_string(v, key, *to); !r.ok()) return r;
+        if (f.collect_members) {
+          if (!f.members.empty()) f.members.push_back(',');
+          common::json_append_string(f.members, key);
+          f.members.push_back(':');
+          common::json_append_string(f.members, *to);
+        }
+        continue;
+      }
+      if (key == "user_properties") {
+        if (auto r = read_user_properties(v, doc, f, raw); !r.ok()) return r;
+        add_member(f, key, raw);
+        continue;
+      }
       if (key == "timestamp") f.has_timestamp = true;
       if (auto e = value_span(v, doc, raw))
         return {"invalid JSON in '" + std::string(key) + "': " + simdjson::error_message(e)};
@@ -487,8 +535,14 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
         return h.on_error(native::error_code::bad_request, "publish needs a 'tag'", f.id);
       if (!f.has_payload)
         return h.on_error(native::error_code::bad_request, "publish needs a 'payload'", f.id);
-      publish_request r{f.id,    f.tag, f.payload, f.msgid, f.to, f.retain, static_cast<int>(f.qos),
-                        f.expiry};
+      if (!f.correlation_encoding.empty() && f.correlation_encoding != "base64")
+        return h.on_error(native::error_code::bad_request,
+                          "field 'correlation_encoding' must be \"base64\"", f.id);
+      publish_request r{
+          f.id,     f.tag,  f.payload, f.msgid, f.to, f.retain, static_cast<int>(f.qos),
+          f.expiry, f.props};
+      r.props.correlation_base64 = !f.correlation_encoding.empty();
+      r.props.user = f.user_properties;
       return h.on_publish(r);
     }
     case word::subscribe:
@@ -687,6 +741,29 @@ void append_text_frame(std::string& out, Body&& body) {
 
 }  // namespace
 
+namespace {
+
+// A message's properties as fields of its frame; correlation data that is not UTF-8 in
+// base64. The names are publish's (docs/protocol.md, "Message properties").
+void write_properties(json_writer& w, const core::message_properties& p) {
+  if (!p.content_type.empty()) w.string("content_type", p.content_type);
+  if (!p.response_tag.empty()) w.string("response_tag", p.response_tag);
+  if (!p.correlation.empty()) {
+    if (common::is_valid_utf8(p.correlation))
+      w.string("correlation", p.correlation);
+    else
+      w.base64("correlation", p.correlation).string("correlation_encoding", "base64");
+  }
+  if (p.user.empty()) return;
+  w.begin_array("user_properties");
+  for (const auto& [k, v] : p.user) {
+    w.begin_array().string_value(k).string_value(v).end_array();
+  }
+  w.end_array();
+}
+
+}  // namespace
+
 void encode_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
   append_text_frame(out, [&](std::string& json) {
     if (m.typed) {  // typed messages are published at QoS 0 only
@@ -714,6 +791,7 @@ void encode_message_frame(const core::message& m, std::string& out, int qos, boo
     w.string("from", m.from).string("msgid", m.msgid).integer("timestamp", m.timestamp_ms);
     if (m.retain) w.boolean("retained", true);
     if (m.offset) w.integer("offset", static_cast<std::int64_t>(m.offset));
+    if (m.props) write_properties(w, *m.props);
     if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));
     if (dup) w.boolean("dup", true);
     w.end_object();

@@ -58,6 +58,19 @@ struct subscribe_request {
   std::int64_t since_ms = -1;
 };
 
+// Message properties a publish may carry (docs/protocol.md, "Message properties"): MQTT 5's,
+// so that MQTT clients get them.
+struct publish_properties {
+  std::string_view content_type;
+  std::string_view response_tag;
+  std::string_view correlation;
+  bool correlation_base64 = false;  // "correlation_encoding":"base64"
+  std::span<const std::pair<std::string_view, std::string_view>> user;  // "user_properties"
+  bool empty() const noexcept {
+    return content_type.empty() && response_tag.empty() && correlation.empty() && user.empty();
+  }
+};
+
 struct publish_request {
   std::string_view id;
   std::string_view tag;
@@ -67,6 +80,7 @@ struct publish_request {
   bool retain = false;
   int qos = 0;
   std::int64_t expiry_s = 0;  // "expiry": seconds to live; 0 = forever
+  publish_properties props;
 };
 
 // A frame whose type is not a protocol word: a device's status, event, command...
