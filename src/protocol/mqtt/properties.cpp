@@ -171,10 +171,10 @@ result<properties> parse_properties(std::span<const std::uint8_t> raw, property_
       }
       case kind::u16: {
         const std::uint16_t v = c.u16("truncated property");
-        if (c.ok() && v == 0 && prop != property::server_keep_alive &&
-            prop != property::topic_alias_maximum)
-          return failed<properties>(reason::protocol_error,
-                                    "a Receive Maximum or Topic Alias of 0");
+        if (c.ok() && v == 0 && prop == property::topic_alias)  // 5.0 section 3.3.2.3.4
+          return failed<properties>(reason::topic_alias_invalid, "a Topic Alias of 0");
+        if (c.ok() && v == 0 && prop == property::receive_maximum)
+          return failed<properties>(reason::protocol_error, "a Receive Maximum of 0");
         switch (prop) {
           case property::server_keep_alive:
             p.server_keep_alive = v;
