@@ -15,6 +15,7 @@ struct recorder : request_handler {
   std::vector<std::string> log;
   std::string last_members;
   std::string last_payload;
+  std::string last_props;
   void on_auth(const auth_request& r) override {
     std::string will;
     if (r.will)
@@ -34,6 +35,11 @@ struct recorder : request_handler {
   }
   void on_publish(const publish_request& r) override {
     last_payload = r.payload;
+    last_props =
+        "ct=" + std::string(r.props.content_type) + " rt=" + std::string(r.props.response_tag) +
+        " corr=" + std::string(r.props.correlation) + (r.props.correlation_base64 ? "(b64)" : "");
+    for (const auto& [k, v] : r.props.user)
+      last_props += " " + std::string(k) + "=" + std::string(v);
     log.push_back("publish " + std::string(r.tag) + " " + std::string(r.payload) +
                   (r.msgid.empty() ? "" : " msgid=" + std::string(r.msgid)));
   }
@@ -257,6 +263,54 @@ TEST(NativeParse, SubscribeWithRecovery) {
   std::string_view typed = R"({"type":"status","since":{"x":1},"since_ms":3})";
   p.parse(typed.data(), typed.size(), typed.size(), r, 10);
   EXPECT_EQ(r.last_members, R"("type":"status","since":{"x":1},"since_ms":3)");
+}
+
+TEST(NativeParse, MessageProperties) {
+  recorder r;
+  parser p;
+  std::string_view f =
+      R"({"type":"publish","tag":"a","payload":1,"content_type":"text/plain","response_tag":"r/1",)"
+      R"("correlation":"AAE=","correlation_encoding":"base64","user_properties":[["k","v"],["k","w\u00e9"]]})";
+  p.parse(f.data(), f.size(), f.size(), r, 10);
+  ASSERT_EQ(r.log.size(), 1u);
+  EXPECT_EQ(r.last_props, "ct=text/plain rt=r/1 corr=AAE=(b64) k=v k=w\xc3\xa9");
+  for (const char* bad :
+       {R"({"type":"publish","tag":"a","payload":1,"user_properties":{"k":"v"}})",
+        R"({"type":"publish","tag":"a","payload":1,"user_properties":[["k"]]})",
+        R"({"type":"publish","tag":"a","payload":1,"user_properties":[["k",1]]})",
+        R"({"type":"publish","tag":"a","payload":1,"content_type":3})",
+        R"({"type":"publish","tag":"a","payload":1,"correlation_encoding":"hex"})"})
+    EXPECT_EQ(one(bad).rfind("error bad_request", 0), 0u) << bad;
+  // A device message keeps them as its own fields.
+  std::string_view typed = R"({"type":"status","content_type":"x","user_properties":[["a","b"]]})";
+  p.parse(typed.data(), typed.size(), typed.size(), r, 10);
+  EXPECT_EQ(r.last_members, R"("type":"status","content_type":"x","user_properties":[["a","b"]])");
+}
+
+TEST(NativeEncode, MessageProperties) {
+  core::message m;
+  m.tag = "a";
+  m.payload = "1";
+  m.from = "d";
+  m.msgid = "m";
+  m.timestamp_ms = 5;
+  auto props = std::make_shared<core::message_properties>();
+  props->content_type = "application/json";
+  props->response_tag = "r/1";
+  props->correlation = std::string("\0\xff", 2);  // not UTF-8: base64
+  props->user = {{"k", "v"}, {"k", "\""}};
+  m.props = props;
+  std::string frame;
+  encode_message_frame(m, frame);
+  EXPECT_EQ(frame.substr(4),  // a frame of 126 bytes or more: a 4-byte header
+            R"({"type":"message","tag":"a","payload":1,"from":"d","msgid":"m","timestamp":5,)"
+            R"("content_type":"application/json","response_tag":"r/1","correlation":"AP8=",)"
+            R"("correlation_encoding":"base64","user_properties":[["k","v"],["k","\""]]})");
+  props->correlation = "req-1";  // UTF-8: as it is
+  props->user.clear();
+  frame.clear();
+  encode_message_frame(m, frame);
+  EXPECT_NE(frame.find(R"("correlation":"req-1"})"), std::string::npos) << frame;
 }
 
 TEST(NativeEncode, HistoryOffsets) {
