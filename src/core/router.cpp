@@ -416,6 +416,12 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
   return r;
 }
 
+std::vector<std::pair<std::string, subscription_options>> router::subscriptions_of(
+    const session& s) const {
+  std::shared_lock lock(mutex_);
+  return {s.subscriptions.begin(), s.subscriptions.end()};
+}
+
 route_result router::publish(const session& from, const message_ptr& msg, std::string_view to,
                              bool retain, std::function<void(bool)> on_durable,
                              std::vector<store_op> with) {

@@ -128,6 +128,9 @@ class router {
                          const recovery_request* request = nullptr,
                          recovery_result* recovery = nullptr);
   route_result unsubscribe(session& s, std::string_view filter);
+  // A copy of `s`'s subscriptions, taken under the lock (a takeover may clear them meanwhile).
+  std::vector<std::pair<std::string, subscription_options>> subscriptions_of(
+      const session& s) const;
 
   // Routes `msg` to every session with a matching subscription, each at most once, and to
   // the session with client id `to` if there is one. The caller has validated nothing:

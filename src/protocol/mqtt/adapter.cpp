@@ -654,23 +654,22 @@ void adapter::on_unsubscribe(const subscribe_request& r) {
 // --- deliveries out -----------------------------------------------------------------------------
 
 void adapter::review_subscriptions() {
-  personal_ = false;
+  personal_.clear();
   if (!session_ || ver_ != version::v5) return;
-  for (const auto& [filter, o] : session_->subscriptions)
-    personal_ |= o.id != 0 || o.retain_as_published;
+  for (auto& [filter, o] : ctx_.router.subscriptions_of(*session_))
+    if (o.id != 0 || o.retain_as_published) personal_.emplace_back(std::move(filter), o);
 }
 
 const adapter::extras* adapter::extras_for(const core::message& m) {
-  if (!personal_ && !alias_max_out_) return nullptr;
+  if (personal_.empty() && !alias_max_out_) return nullptr;
   extras_.ids.clear();
   extras_.retain = false;
   extras_.alias = 0;
   extras_.new_alias = false;
-  if (personal_) {
+  if (!personal_.empty()) {
     // The subscriptions this message matched (few: clients that use identifiers have a
-    // handful), read on the session's own thread.
-    for (const auto& [filter, o] : session_->subscriptions) {
-      if (!o.id && !o.retain_as_published) continue;
+    // handful).
+    for (const auto& [filter, o] : personal_) {
       std::string_view group, inner = filter;
       core::split_shared(filter, group, inner);
       if (!core::filter_matches(inner, m.tag)) continue;

@@ -122,8 +122,9 @@ class adapter final : public session_adapter {
   std::vector<std::string> aliases_in_;
   std::uint16_t alias_max_out_ = 0;
   std::unordered_map<std::string, std::uint16_t, core::string_hash, std::equal_to<>> aliases_out_;
-  // A subscription has an identifier or retain as published: deliveries are looked at.
-  bool personal_ = false;
+  // The subscriptions with an identifier or retain as published (the filter, its options):
+  // their deliveries are looked at. A copy: the session's set is the router's.
+  std::vector<std::pair<std::string, core::subscription_options>> personal_;
   extras extras_;  // extras_for()'s result, reused
   // The CONNECT's Session Expiry Interval was 0: a DISCONNECT may not set one (5.0).
   bool connect_expiry_zero_ = true;
