@@ -14,7 +14,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from conftest import client, close_all, nothing_for, publish, recv_type, run, still_serves, sub
-from test_mqtt import mqtt_client, read_until_closed, session_props, stop, take
+from test_mqtt import (mqtt_client, read_until_closed, session_props, stop, subscribe_mqtt,
+                       take)
 
 
 def subscribe5(c, topic, qos=0, sub_id=None, **options):
@@ -422,3 +423,21 @@ def test_disconnect_may_shorten_the_session_expiry_but_not_start_one(agent):
     s.sendall(packet(0xE0, b"\x00\x05\x11\x00\x00\x00\x3c"))
     assert read_until_closed(s).endswith(b"\xe0\x01\x82")
     run(still_serves(agent))
+
+
+def test_mqtt311_clients_may_share_a_subscription_too(agent):
+    async def go():
+        members = [mqtt_client(agent, f"v311-worker-{i}") for i in range(2)]
+        for m in members:
+            subscribe_mqtt(m, "$share/pool/w/#", 1)
+        boss = await client(agent, "v311-boss")
+        for n in range(10):
+            await publish(boss, "w/x", n, qos=1)
+            await recv_type(boss, "ack")
+        got = [sorted(int(x.payload) for x in drain(m)) for m in members]
+        assert sorted(got[0] + got[1]) == list(range(10))
+        assert len(got[0]) == len(got[1]) == 5, got
+        for m in members:
+            stop(m)
+        await close_all()
+    run(go())
