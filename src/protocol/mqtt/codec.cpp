@@ -378,8 +378,11 @@ result<subscribe_request> parse_entries(std::span<const std::uint8_t> body, vers
       if (o & reserved)
         return fail<subscribe_request>(reason::malformed_packet,
                                        "reserved subscription option bits set");
+      // 3.1.1 [MQTT-3-8.3-4]: malformed; 5.0 section 3.8.3.1: a Protocol Error.
       if ((o & 0x03) == 3)
-        return fail<subscribe_request>(reason::malformed_packet, "subscription QoS 3");
+        return fail<subscribe_request>(
+            v == version::v5 ? reason::protocol_error : reason::malformed_packet,
+            "subscription QoS 3");
       if (((o >> 4) & 0x03) == 3)
         return fail<subscribe_request>(reason::protocol_error, "retain handling 3");
     }
