@@ -263,6 +263,9 @@ result<properties> parse_properties(std::span<const std::uint8_t> raw, property_
     }
   }
   if (!c.ok()) return failed<properties>(c.error().reason, c.error().message);
+  // 3.1.2.11.10, 3.2.2.3.18, 3.15.2.2.3: Authentication Data needs an Authentication Method.
+  if (p.auth_data && !p.auth_method)
+    return failed<properties>(reason::protocol_error, "Authentication Data without a method");
   result<properties> r;
   r.ok = true;
   r.value = p;
