@@ -541,7 +541,7 @@ void human_report(std::ostream& os, const bench_options& o, const scenario_shape
 
 void add_bench_command(CLI::App& app, bench_options& o) {
   auto* cmd = app.add_subcommand(
-      "bench", "load generator: drive wsagent (native) or an MQTT broker and measure it");
+      "bench", "load generator: drive wsagent (native or MQTT) or an MQTT broker and measure it");
   cmd->add_option("--url", o.url,
                   "server: ws://host:port/path (native), mqtt://host:port (MQTT over TCP), "
                   "mqtt+ws://host:port/path (MQTT over WebSocket)")

@@ -1,7 +1,7 @@
 #pragma once
-// `wsagent bench`: the load generator. It drives wsagent on its native protocol and any
-// MQTT 3.1.1 broker (TCP or WebSocket) with the same scenarios, and reports throughput,
-// end-to-end latency and the server's CPU and memory (docs/benchmarks.md).
+// `wsagent bench`: the load generator. It drives wsagent (its native protocol, or MQTT 3.1.1
+// over TCP or WebSocket) and any MQTT 3.1.1 broker with the same scenarios, and reports
+// throughput, end-to-end latency and the server's CPU and memory (docs/benchmarks.md).
 
 #include <sys/types.h>
 #include <string>
