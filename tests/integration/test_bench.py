@@ -2,9 +2,10 @@
 
 The bench is a measuring instrument: these tests check that it counts right (every message
 it expects is one the server really routes, nothing is lost on a healthy run, a refused
-scenario is reported as such) on every wire format it speaks. The MQTT cases run against
-Debian's Mosquitto, an independent implementation, so they also check the project's MQTT
-codec from the other side. No timing is asserted here: figures live in docs/benchmarks.md.
+scenario is reported as such) on every wire format it speaks: the agent's native protocol, the
+agent's MQTT over TCP and over WebSocket (what bench/compare measures), and Debian's
+Mosquitto, an independent implementation, which also checks the project's MQTT codec from the
+other side. No timing is asserted here: figures live in docs/benchmarks.md.
 """
 
 import json
@@ -154,6 +155,109 @@ def test_bad_url_is_a_usage_error():
     rc, r, err = bench("--url", "http://127.0.0.1:1/", "--scenario", "pairs")
     assert rc == 2 and r is None
     assert "ws://" in err
+
+
+# --- against the agent's own MQTT: over TCP (mqtt.listen) and over WebSocket (/mqtt) ---
+
+def agent_mqtt(agent, via):
+    return (f"mqtt://127.0.0.1:{agent.mqtt_port}" if via == "tcp" else
+            f"mqtt+ws://127.0.0.1:{agent.port}/mqtt")
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_pairs_over_the_agents_mqtt(agent, via):
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "pairs", "--pairs", "5",
+                       "--server-pid", str(agent.proc.pid), *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert (r["proto"], r["transport"], r["qos"], r["connections"]) == ("mqtt", via, 0, 10)
+    assert r["expected"] == r["sent"]
+    assert r["open"] == 10 and r["failed"] == 0 and r["disconnected"] == 0, r
+    assert r["server"]["cpu_s"] > 0, r
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_fan_out_over_the_agents_mqtt(agent, via):
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "fan-out",
+                       "--subscribers", "20", *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert r["expected"] == 20 * r["sent"]
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_qos1_over_the_agents_mqtt_loses_nothing(agent, via):
+    # 5 pairs with 100 messages in flight per publisher: at most 500 in flight in all, never
+    # more than limits.max_queued (1000) for one subscriber, past which the agent drops the
+    # oldest QoS 1 messages by design (bench/compare raises it to 10,000).
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "qos1", "--pairs", "5",
+                       *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert r["qos"] == 1, r
+    # Every publish's PUBACK was timed, in publish order.
+    ack = r["ack_latency_us"]
+    assert 0 < ack["p50"] <= ack["p99"] <= ack["max"], ack
+    assert agent.health()["qos1_dropped"] == 0
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_qos1_over_the_agents_mqtt_with_persistent_sessions(agent, via):
+    # Clean session off: every message goes through the store before its PUBACK.
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "qos1", "--pairs", "2",
+                       "--persistent", *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert r["persistent"] is True and r["qos"] == 1, r
+    assert agent.health()["sessions"] == 2  # the subscribers' sessions stay, offline
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_wildcard_over_the_agents_mqtt(agent, via):
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "wildcard",
+                       "--subscribers", "30", "--tags", "100", "--publishers", "4", *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert r["expected"] > r["sent"]
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_connections_over_the_agents_mqtt(agent, via):
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "connections",
+                       "--connections", "300", "--duration", "0.5",
+                       "--server-pid", str(agent.proc.pid))
+    assert rc == 0, err
+    assert r["open"] == 300 and r["failed"] == 0, r
+    assert r["server"]["rss_per_conn_kb"] > 0, r
+    deadline = time.monotonic() + 10
+    while agent.health()["connections"] > 1:  # the health request's own
+        assert time.monotonic() < deadline, agent.health()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+def test_token_over_the_agents_mqtt(agent_factory, via):
+    # The token travels as the CONNECT's password: a known one runs the scenario, an unknown
+    # one is refused by CONNACK, which the bench reports as a scenario it cannot run (exit 1,
+    # supported false), not as lost messages.
+    agent = agent_factory(config="""
+[[auth.tokens]]
+token = "bench-secret"
+user = "bench"
+roles = ["bench"]
+
+[auth.roles.bench]
+publish = ["bench/#"]
+subscribe = ["bench/#"]
+""")
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "pairs", "--pairs", "2",
+                       "--token", "bench-secret", *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    rc, r, err = bench("--url", agent_mqtt(agent, via), "--scenario", "pairs", "--pairs", "2",
+                       "--token", "wrong", *short())
+    assert rc == 1, err
+    assert r["supported"] is False and "CONNACK refused" in r["error"], r
 
 
 # --- against a real MQTT broker (Debian's Mosquitto) ---
