@@ -31,13 +31,13 @@ bool delivery_window::offer(message_ptr m, std::int64_t now_ms, std::vector<mess
   return false;
 }
 
-std::deque<delivery_window::entry>::iterator delivery_window::find(std::uint64_t seq) {
+delivery_window::entries::iterator delivery_window::find(std::uint64_t seq) {
   return std::find_if(inflight_.begin(), inflight_.end(),
                       [&](const entry& e) { return e.msg->seq == seq; });
 }
 
 // Takes `it` out of flight and lets waiting messages in.
-bool delivery_window::take_out(std::deque<entry>::iterator it, std::int64_t now_ms) {
+bool delivery_window::take_out(entries::iterator it, std::int64_t now_ms) {
   inflight_.erase(it);
   while (inflight_.size() < max_inflight_ && !queue_.empty()) {
     queue_bytes_ -= queue_.front().msg->payload.size();

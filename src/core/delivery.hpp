@@ -18,9 +18,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <vector>
+
+#include <boost/container/deque.hpp>
 
 #include "core/message.hpp"
 
@@ -94,11 +95,15 @@ class delivery_window {
   std::size_t max_queued_;
   std::size_t max_queued_bytes_;
   std::size_t queue_bytes_ = 0;
-  bool take_out(std::deque<entry>::iterator it, std::int64_t now_ms);
-  std::deque<entry>::iterator find(std::uint64_t seq);
+  // boost's deque allocates nothing while empty (std::deque allocates a 512-byte block at
+  // construction): most sessions never hold a QoS 1 message, and an idle connection's
+  // session should cost no block.
+  using entries = boost::container::deque<entry>;
+  bool take_out(entries::iterator it, std::int64_t now_ms);
+  entries::iterator find(std::uint64_t seq);
 
-  std::deque<entry> inflight_;  // in send order; acks usually come in order
-  std::deque<entry> queue_;
+  entries inflight_;  // in send order; acks usually come in order
+  entries queue_;
   std::vector<entry> ready_;
   std::uint64_t dropped_ = 0;
 };
