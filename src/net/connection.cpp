@@ -528,6 +528,12 @@ void connection::send_shared(const core::message_ptr& m, const std::string& byte
   push(out_item{m, &bytes, {}, false});
 }
 
+void connection::send_with_tail(const core::message_ptr& m, std::string head,
+                                const std::string& tail) {
+  if (terminated_ || close_sent_) return;
+  push(out_item{m, &tail, std::move(head), false, true});
+}
+
 // Any thread, with the router's lock held: park the message in the inbox and post one
 // drain per batch, not one handler per message. The drain runs on the owner thread, outside
 // the router's lock, and ends with one write for everything it queued.
@@ -626,14 +632,22 @@ void connection::write() {
   std::size_t bytes = 0, n = 0, staged = 0, segments = 0;
   bool last_small = false;
   for (const auto& item : queue_) {
-    const std::size_t size = item.bytes().size();
+    const std::size_t size = item.size();
     if (n > 0 && bytes + size > max_gather_bytes) break;
-    const bool small = size <= copy_limit;
-    const std::size_t more = small && last_small ? 0 : 1;
+    // An item is one or two parts (a header of its own before shared bytes).
+    std::size_t more = 0, copied = 0;
+    bool small_end = last_small;
+    for (const auto part : {item.first(), item.second()}) {
+      if (part.empty()) continue;
+      const bool small = part.size() <= copy_limit;
+      more += small && small_end ? 0 : 1;
+      small_end = small;
+      copied += small ? part.size() : 0;
+    }
     if (segments + more > max_gather) break;
     segments += more;
-    last_small = small;
-    staged += small ? size : 0;
+    last_small = small_end;
+    staged += copied;
     bytes += size;
     ++n;
   }
@@ -643,19 +657,21 @@ void connection::write() {
   last_small = false;
   auto it = queue_.begin();
   for (std::size_t i = 0; i < n; ++i, ++it) {
-    const std::string& b = it->bytes();
-    if (b.size() <= copy_limit) {
-      const char* at = stage_.data() + stage_.size();
-      stage_.append(b);
-      if (last_small)
-        gather_.back() =
-            asio::const_buffer(gather_.back().data(), gather_.back().size() + b.size());
-      else
-        gather_.emplace_back(at, b.size());
-      last_small = true;
-    } else {
-      gather_.emplace_back(b.data(), b.size());
-      last_small = false;
+    for (const auto b : {it->first(), it->second()}) {
+      if (b.empty()) continue;
+      if (b.size() <= copy_limit) {
+        const char* at = stage_.data() + stage_.size();
+        stage_.append(b);
+        if (last_small)
+          gather_.back() =
+              asio::const_buffer(gather_.back().data(), gather_.back().size() + b.size());
+        else
+          gather_.emplace_back(at, b.size());
+        last_small = true;
+      } else {
+        gather_.emplace_back(b.data(), b.size());
+        last_small = false;
+      }
     }
     if (it->droppable) --queued_messages_;
   }

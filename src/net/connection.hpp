@@ -64,6 +64,8 @@ class connection final : public std::enable_shared_from_this<connection>,
   // transport_link (owner thread)
   void send_frame(std::string frame) override;
   void send_shared(const core::message_ptr& m, const std::string& bytes) override;
+  void send_with_tail(const core::message_ptr& m, std::string head,
+                      const std::string& tail) override;
   void drain_pending(
       const std::function<void(const core::message_ptr&, std::uint8_t)>& take) override;
   void close(std::uint16_t code, std::string_view reason) override;
@@ -89,7 +91,12 @@ class connection final : public std::enable_shared_from_this<connection>,
     const std::string* shared = nullptr;  // bytes shared with other recipients
     std::string own;                      // bytes of this connection only
     bool droppable = false;               // a QoS-0 message: may be dropped when full
-    const std::string& bytes() const { return shared ? *shared : own; }
+    bool tail = false;                    // `own`, then `*shared` (see send_with_tail)
+    std::string_view first() const { return tail || !shared ? own : *shared; }
+    std::string_view second() const {
+      return tail ? std::string_view(*shared) : std::string_view();
+    }
+    std::size_t size() const { return first().size() + second().size(); }
   };
 
   void read_request();

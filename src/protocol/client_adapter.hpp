@@ -30,6 +30,11 @@ class transport_link {
   virtual void send_frame(std::string frame) = 0;
   // Queues `bytes`, a frame cached in `m` and shared with other recipients; never dropped.
   virtual void send_shared(const core::message_ptr& m, const std::string& bytes) = 0;
+  // Queues one frame made of `head`, this connection's, then `tail`, bytes held by `m` and
+  // shared (an MQTT QoS 1 PUBLISH: the packet id is the connection's, the payload the
+  // message's, written from where it lies); never dropped.
+  virtual void send_with_tail(const core::message_ptr& m, std::string head,
+                              const std::string& tail) = 0;
   // WebSocket: sends a close frame with `code` and `reason`, then ends the connection. A raw
   // stream (MQTT over TCP) is ended once what is queued is written.
   virtual void close(std::uint16_t code, std::string_view reason) = 0;

@@ -131,6 +131,11 @@ def test_qos1_and_qos2_both_ways_with_paho(agent, version):
         assert [(g.payload, g.qos) for g in got] == [(b'{"n":1}', 1), (b"2", 2)]
         time.sleep(0.3)
         assert c.inbox.empty()  # each once
+        # A large one over TCP: its payload goes out from the message's shared bytes.
+        await publish(pub, "q/from-native", "z" * 5000, qos=1)
+        await recv_type(pub, "ack")
+        big = take(c)
+        assert big.qos == 1 and big.payload == b'"' + b"z" * 5000 + b'"'
         stop(c)
         await close_all()
     run(go())
@@ -317,6 +322,13 @@ def test_mqtt_over_websocket_on_the_same_port(agent, version):
         await publish(ws, "w/from-native", "hello", qos=1)
         await recv_type(ws, "ack")
         assert take(c).payload == b'"hello"'
+        # Larger QoS 1 deliveries: the header is the connection's, the payload written from
+        # the message's shared bytes (past the 1 KiB copy limit, and past a 64 KiB frame).
+        for size in (3000, 70000):
+            await publish(ws, "w/big", "x" * size, qos=1)
+            await recv_type(ws, "ack")
+            big = take(c)
+            assert big.qos == 1 and big.payload == b'"' + b"x" * size + b'"'
         stop(c)
         await close_all()
     run(go())

@@ -691,22 +691,25 @@ const adapter::extras* adapter::extras_for(const core::message& m) {
   return &extras_;
 }
 
-void adapter::encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
-                              std::uint16_t packet_id, bool dup, const extras* x) const {
+const std::string& adapter::encode_delivery(std::string& out, const core::message& m,
+                                            std::uint8_t qos, std::uint16_t packet_id, bool dup,
+                                            const extras* x, bool header_only) const {
   publish p;
   p.topic = x && x->alias && !x->new_alias ? std::string_view() : std::string_view(m.tag);
-  p.payload = bytes_of(m.payload);
   // A JSON payload (from a native client, as it wrote it) goes out as compact JSON text,
   // compacted once per message for all MQTT recipients and their resends.
-  if (m.format == core::payload_format::json)
-    p.payload = bytes_of(m.encoded(core::wire_format::mqtt_payload, [&](std::string& compact) {
-      compact.resize(m.payload.size());
-      std::size_t n = 0;
-      if (simdjson::minify(m.payload.data(), m.payload.size(), compact.data(), n))
-        compact = m.payload;  // not expected of a payload the agent accepted as JSON
-      else
-        compact.resize(n);
-    }));
+  const std::string& payload =
+      m.format != core::payload_format::json
+          ? m.payload
+          : m.encoded(core::wire_format::mqtt_payload, [&](std::string& compact) {
+              compact.resize(m.payload.size());
+              std::size_t n = 0;
+              if (simdjson::minify(m.payload.data(), m.payload.size(), compact.data(), n))
+                compact = m.payload;  // not expected of a payload the agent accepted as JSON
+              else
+                compact.resize(n);
+            });
+  p.payload = bytes_of(payload);
   p.qos = qos;
   p.retain = m.retain || (x && x->retain);
   p.dup = dup;
@@ -739,7 +742,11 @@ void adapter::encode_delivery(std::string& out, const core::message& m, std::uin
       }
     p.properties = bytes_of(props);
   }
-  encode_publish(out, ver_, p);
+  if (header_only)
+    encode_publish_header(out, ver_, p, payload.size());
+  else
+    encode_publish(out, ver_, p);
+  return payload;
 }
 
 const std::string& adapter::frame_for(const core::message& m, int) const {
@@ -795,16 +802,23 @@ void adapter::release_packet_id(std::uint64_t seq) {
   }
 }
 
-void adapter::send_publish(const core::message& m, std::uint8_t qos, bool dup) {
-  std::string packet;
-  const auto* x = extras_for(m);
-  encode_delivery(packet, m, qos, packet_id_for(m.seq), dup, x);
+void adapter::send_publish(const core::message_ptr& m, std::uint8_t qos, bool dup) {
+  // The packet id is this connection's, so the header is encoded for it; the payload goes
+  // out from the message's bytes, shared with every other recipient.
+  std::string head;
+  const auto* x = extras_for(*m);
+  const auto& payload = encode_delivery(head, *m, qos, packet_id_for(m->seq), dup, x, true);
+  const std::size_t size = head.size() + payload.size();
   // Larger than the client's 5.0 Maximum Packet Size: never deliverable to it.
-  if (client_max_packet_ && packet.size() > client_max_packet_) {
-    if (x && x->new_alias) aliases_out_.erase(m.tag);
-    return discard(m.seq, common::steady_ms());
+  if (client_max_packet_ && size > client_max_packet_) {
+    if (x && x->new_alias) aliases_out_.erase(m->tag);
+    return discard(m->seq, common::steady_ms());
   }
-  send(std::move(packet));
+  if (websocket_) {
+    const auto h = websocket::make_header(websocket::opcode::binary, size);
+    head.insert(0, reinterpret_cast<const char*>(h.bytes.data()), h.size);
+  }
+  link_.send_with_tail(m, std::move(head), payload);
 }
 
 // One window entry going out: the PUBLISH, or, for a released QoS 2 delivery, its PUBREL.
@@ -814,7 +828,7 @@ void adapter::send_entry(const core::delivery_window::entry& e) {
     encode_ack(rel, ver_, packet_type::pubrel, packet_id_for(e.msg->seq));
     return send(std::move(rel));
   }
-  send_publish(*e.msg, e.qos, e.dup);
+  send_publish(e.msg, e.qos, e.dup);
 }
 
 void adapter::on_puback(packet_type t, std::uint16_t packet_id) {

@@ -87,7 +87,7 @@ class adapter final : public session_adapter {
   std::string framed(std::string packet) const;
   std::uint16_t packet_id_for(std::uint64_t seq);
   void release_packet_id(std::uint64_t seq);
-  void send_publish(const core::message& m, std::uint8_t qos, bool dup);
+  void send_publish(const core::message_ptr& m, std::uint8_t qos, bool dup);
   // PUBLISH (DUP when sent before), or PUBREL for a released QoS 2 delivery.
   void send_entry(const core::delivery_window::entry& e) override;
   void forgotten(std::uint64_t seq) override { release_packet_id(seq); }
@@ -101,8 +101,11 @@ class adapter final : public session_adapter {
   };
   // Null when nothing is added (the shared packet will do).
   const extras* extras_for(const core::message& m);
-  void encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
-                       std::uint16_t packet_id, bool dup, const extras* x = nullptr) const;
+  // Appends the PUBLISH of `m` to `out` (with `header_only`, all of it but the payload);
+  // returns the payload as it goes out (the message's bytes, or its compacted JSON).
+  const std::string& encode_delivery(std::string& out, const core::message& m, std::uint8_t qos,
+                                     std::uint16_t packet_id, bool dup, const extras* x = nullptr,
+                                     bool header_only = false) const;
   // After the subscriptions changed: whether any asks for something per delivery.
   void review_subscriptions();
 
