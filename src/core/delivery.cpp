@@ -98,6 +98,13 @@ void delivery_window::all(std::vector<message_ptr>& out) const {
     out.push_back(e.msg);
 }
 
+void delivery_window::unacknowledged(std::vector<message_ptr>& out) const {
+  for (const auto& e : inflight_)
+    if (!e.released) out.push_back(e.msg);
+  for (const auto& e : queue_)
+    out.push_back(e.msg);
+}
+
 void delivery_window::take_all(std::int64_t now_ms, std::vector<entry>& out) {
   for (auto& e : inflight_) {
     e.sent_ms = now_ms;

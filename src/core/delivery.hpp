@@ -84,6 +84,9 @@ class delivery_window {
 
   // Every message held, in flight first (for a session that is dropped).
   void all(std::vector<message_ptr>& out) const;
+  // Every message held that the client does not have for sure (all but the released QoS 2
+  // ones), in order.
+  void unacknowledged(std::vector<message_ptr>& out) const;
 
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   std::size_t waiting() const noexcept { return queue_.size(); }

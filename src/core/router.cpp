@@ -416,6 +416,30 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
   return r;
 }
 
+std::size_t router::reshare(const session& leaving, std::span<const std::string> shared,
+                            std::span<const message_ptr> held) {
+  std::shared_lock lock(mutex_);
+  std::size_t passed = 0;
+  std::int64_t now = 0;
+  for (const auto& msg : held) {
+    for (const auto& filter : shared) {
+      auto it = shared_.find(filter);
+      if (it == shared_.end() || !filter_matches(it->second.filter, msg->tag)) continue;
+      auto& g = it->second;
+      const auto n = g.members.size();
+      const auto first = g.next.fetch_add(1, std::memory_order_relaxed) % n;
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto& m = g.members[(first + i) % n];
+        if (m.who == &leaving || !m.who->sink_ || std::min(msg->qos, m.qos) == 0) continue;
+        deliver_locked(*m.who, msg, std::min(msg->qos, m.qos), now);
+        ++passed;
+        break;
+      }
+    }
+  }
+  return passed;
+}
+
 std::vector<std::pair<std::string, subscription_options>> router::subscriptions_of(
     const session& s) const {
   std::shared_lock lock(mutex_);

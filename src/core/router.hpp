@@ -165,6 +165,13 @@ class router {
   // Drops tag history entries past history.max_age (a sweep, every second).
   void trim_history(std::int64_t now_ms);
 
+  // A clean session `leaving` (detached) held QoS 1 or 2 deliveries its client did not
+  // acknowledge: each that one of its shared subscriptions (`shared`, whole filters) matched
+  // goes to a connected member of that group instead (MQTT 5.0 section 4.8.2), so a worker
+  // that leaves does not take its unfinished jobs with it. Returns how many were passed on.
+  std::size_t reshare(const session& leaving, std::span<const std::string> shared,
+                      std::span<const message_ptr> held);
+
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 

@@ -132,7 +132,24 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
   closing_ = true;
   // Taken over by a new connection with the same client id: the client is back, so neither
   // its will nor a 'disconnected' event would be true.
+  // A clean session's shared subscriptions: what it did not acknowledge goes to the rest of
+  // their groups once it is gone.
+  std::vector<std::string> shared;
+  if (!session_->persistent())
+    for (auto& [filter, options] : ctx_.router.subscriptions_of(*session_))
+      if (filter.starts_with("$share/")) shared.push_back(std::move(filter));
   const bool registered = ctx_.router.detach(*session_);
+  if (!shared.empty()) {
+    std::vector<core::message_ptr> held;
+    {
+      auto lock = session_->lock();
+      session_->window().unacknowledged(held);
+    }
+    link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
+      if (qos > 0) held.push_back(m);
+    });
+    ctx_.router.reshare(*session_, shared, held);
+  }
   if (session_->persistent()) {
     // QoS 1 and 2 messages that reached this connection but were not handled wait for the
     // client.

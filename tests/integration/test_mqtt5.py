@@ -441,3 +441,24 @@ def test_mqtt311_clients_may_share_a_subscription_too(agent):
             stop(m)
         await close_all()
     run(go())
+
+
+def test_a_worker_that_leaves_passes_its_unacknowledged_jobs_to_its_group(agent):
+    async def go():
+        slacker = await client(agent, "slacker")  # receives, never acknowledges
+        await sub(slacker, "$share/crew/task/#", qos=1)
+        worker = mqtt_client(agent, "worker", paho.MQTTv5)  # acknowledges (paho does)
+        assert subscribe5(worker, "$share/crew/task/#", qos=1) == [1]
+        boss = await client(agent, "crew-boss")
+        for n in range(10):
+            await publish(boss, "task/x", n, qos=1)
+            await recv_type(boss, "ack")
+        kept = [(await recv_type(slacker, "message"))["payload"] for _ in range(5)]
+        done = [int(m.payload) for m in drain(worker)]
+        assert sorted(kept + done) == list(range(10)) and len(done) == 5
+        await slacker.close()  # leaves without acknowledging: its five go to the worker
+        again = sorted(int(m.payload) for m in drain(worker, settle=1.0))
+        assert again == sorted(kept)
+        stop(worker)
+        await close_all()
+    run(go())

@@ -271,6 +271,26 @@ TEST(RouterShared, ValidationAndRights) {
   EXPECT_EQ(r.subscribe(*s, "$share/g/devices/+/x", 0).error, route_error::forbidden);
 }
 
+TEST(RouterShared, ALeavingMembersUnacknowledgedMessagesGoToTheRest) {
+  router r({});
+  recording_sink a, b, c, psink;
+  auto sa = make_session("a", a), sb = make_session("b", b), sc = make_session("c", c);
+  auto p = make_session("p", psink);
+  for (auto* s : {&sa, &sb, &sc, &p})
+    r.attach(*s, 4409);
+  ASSERT_TRUE(r.subscribe(*sa, "$share/g/t/#", 1).ok());
+  ASSERT_TRUE(r.subscribe(*sb, "$share/g/t/#", 1).ok());
+  ASSERT_TRUE(r.subscribe(*sc, "$share/other/t/#", 0).ok());  // QoS 0: not a taker
+  std::vector<message_ptr> held{make_message("t/1", 1), make_message("u/1", 1)};
+  r.detach(*sa);
+  const std::string filters[] = {"$share/g/t/#"};
+  EXPECT_EQ(r.reshare(*sa, filters, held), 1u);  // u/1 is not the group's
+  ASSERT_EQ(b.got.size(), 1u);
+  EXPECT_EQ(b.got[0]->tag, "t/1");
+  EXPECT_TRUE(a.got.empty());
+  EXPECT_TRUE(c.got.empty());
+}
+
 TEST(Router, NoLocalKeepsAPublishersOwnMessagesFromIt) {
   router r({});
   recording_sink me_sink, other_sink;
