@@ -17,6 +17,19 @@
 
 namespace wsagent::protocol {
 
+// The last will a client left, published when its connection ends without goodbye. At
+// namespace scope, not nested: clang cannot default-construct a nested struct with member
+// initializers before its enclosing class is complete.
+struct session_will {
+  std::string tag, payload;
+  core::payload_format format = core::payload_format::json;
+  std::uint8_t qos = 0;
+  bool retain = false;
+  std::int64_t delay_s = 0;   // MQTT 5 Will Delay Interval
+  std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0: none
+  std::shared_ptr<const core::message_properties> props;
+};
+
 class session_adapter : public client_adapter {
  public:
   session_adapter(adapter_context& ctx, transport_link& link) : ctx_(ctx), link_(link) {}
@@ -55,15 +68,7 @@ class session_adapter : public client_adapter {
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
 
   // The last will, published by end_session() unless the client said goodbye.
-  struct will_message {
-    std::string tag, payload;
-    core::payload_format format = core::payload_format::json;
-    std::uint8_t qos = 0;
-    bool retain = false;
-    std::int64_t delay_s = 0;   // MQTT 5 Will Delay Interval
-    std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0: none
-    std::shared_ptr<const core::message_properties> props;
-  };
+  using will_message = session_will;
   // $sys/clients/<id>/<event>: "connected" (with the remote address and, when given,
   // `protocol`) or "disconnected" (with `clean`).
   void presence(std::string_view event, bool clean, std::string_view remote,
