@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -88,27 +89,32 @@ class delivery_window {
   // ones), in order.
   void unacknowledged(std::vector<message_ptr>& out) const;
 
-  std::size_t in_flight() const noexcept { return inflight_.size(); }
-  std::size_t waiting() const noexcept { return queue_.size(); }
-  std::size_t waiting_bytes() const noexcept { return queue_bytes_; }
+  std::size_t in_flight() const noexcept { return h_ ? h_->inflight.size() : 0; }
+  std::size_t waiting() const noexcept { return h_ ? h_->queue.size() : 0; }
+  std::size_t waiting_bytes() const noexcept { return h_ ? h_->queue_bytes : 0; }
   std::uint64_t dropped() const noexcept { return dropped_; }
 
  private:
-  std::size_t max_inflight_;
-  std::size_t max_queued_;
-  std::size_t max_queued_bytes_;
-  std::size_t queue_bytes_ = 0;
   // boost's deque allocates nothing while empty (std::deque allocates a 512-byte block at
-  // construction): most sessions never hold a QoS 1 message, and an idle connection's
-  // session should cost no block.
+  // construction).
   using entries = boost::container::deque<entry>;
+  struct held {
+    entries inflight;  // in send order; acks usually come in order
+    entries queue;
+    std::vector<entry> ready;
+    std::size_t queue_bytes = 0;
+  };
+  held& state();
   bool take_out(entries::iterator it, std::int64_t now_ms);
   entries::iterator find(std::uint64_t seq);
 
-  entries inflight_;  // in send order; acks usually come in order
-  entries queue_;
-  std::vector<entry> ready_;
+  std::size_t max_inflight_;
+  std::size_t max_queued_;
+  std::size_t max_queued_bytes_;
   std::uint64_t dropped_ = 0;
+  // Made at the first QoS 1 or 2 delivery: most sessions never hold one, and an idle
+  // connection's session should not carry the ~180 bytes of empty containers.
+  std::unique_ptr<held> h_;
 };
 
 }  // namespace wsagent::core

@@ -351,7 +351,7 @@ bool adapter::accept_will(const mqtt::will_message& w, const properties& props,
     return false;
   }
   const auto payload = text_of(w.payload);
-  will_.emplace();
+  will_ = std::make_unique<session_will>();
   will_->tag = w.topic;
   will_->payload = payload;
   will_->format = classify_payload(payload);

@@ -227,7 +227,7 @@ void adapter::set_will(const auth_request& r) {
     return reply_error(error_code::forbidden,
                        "will: not allowed to publish to '" + std::string(r.will->tag) + "'", r.id);
   }
-  will_.emplace();
+  will_ = std::make_unique<session_will>();
   will_->tag = r.will->tag;
   will_->payload = r.will->payload;
   will_->qos = static_cast<std::uint8_t>(r.will->qos);
