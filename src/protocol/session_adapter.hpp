@@ -81,7 +81,7 @@ class session_adapter : public client_adapter {
   transport_link& link_;
   std::shared_ptr<core::session> session_;
   std::shared_ptr<core::session> closed_persistent_;  // session_ after it ended, if persistent
-  std::unique_ptr<will_message> will_;  // on the heap: most clients leave none
+  std::unique_ptr<will_message> will_;                // on the heap: most clients leave none
   bool announced_ = false;  // $sys/clients/<id>/connected was published for session_
   bool closing_ = false;
   bool rearm_ = false;
