@@ -564,8 +564,8 @@ void connection::drain_inbox() {
   unlock_inbox();
   batching_ = true;
   bool qos1 = false;
-  for (const auto& d : batch) {
-    on_deliver(d.msg, d.qos);
+  for (auto& d : batch) {
+    on_deliver(std::move(d.msg), d.qos);  // the reference moves on into the queue
     qos1 |= d.qos > 0;
   }
   batching_ = false;
@@ -575,7 +575,7 @@ void connection::drain_inbox() {
   write();
 }
 
-void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
+void connection::on_deliver(core::message_ptr msg, std::uint8_t qos) {
   if (!adapter_) return;
   if (terminated_ || close_sent_) {
     // Closed while this batch was being handed out (a slow consumer, say): a persistent
@@ -608,7 +608,7 @@ void connection::on_deliver(const core::message_ptr& msg, std::uint8_t qos) {
       return close_slow_consumer();
     }
   }
-  push(out_item{msg, bytes, std::move(own), !keep});
+  push(out_item{std::move(msg), bytes, std::move(own), !keep});
 }
 
 // Queues one frame. The write happens once the current handler is done with everything it

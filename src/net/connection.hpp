@@ -111,7 +111,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   void on_data(std::uint8_t* data, std::size_t len, bool own);
   bool handle(const protocol::websocket::frame_reader::event& ev);
   void drain_inbox();
-  void on_deliver(const core::message_ptr& msg, std::uint8_t qos);
+  void on_deliver(core::message_ptr msg, std::uint8_t qos);
 
   void push(out_item item);
   void write();
