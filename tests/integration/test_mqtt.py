@@ -263,6 +263,12 @@ def test_protocol_violations_close_only_the_offender(agent):
     s = raw_mqtt(agent)
     s.sendall(bytes([0x10, 0x0A]) + struct.pack("!H", 4) + b"MQTT" + bytes([3, 2, 0, 30]))
     assert read_until_closed(s) == b"\x20\x02\x00\x01"  # unacceptable protocol version
+    s = raw_mqtt(agent)
+    s.sendall(connect_packet("v5-long-zero", level=5))
+    s.sendall(b"\xc0\x80\x00")  # PINGREQ with its length 0 in two bytes
+    data = read_until_closed(s)
+    assert data.startswith(b"\x20")  # CONNACK
+    assert data.endswith(b"\xe0\x01\x81")  # DISCONNECT, Malformed Packet
     run(still_serves(agent))
 
 

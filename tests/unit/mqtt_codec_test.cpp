@@ -251,6 +251,22 @@ TEST(MqttSplit, FiveByteLengthIsAnError) {
   EXPECT_EQ(r.reason, mqtt::reason::malformed_packet);
 }
 
+TEST(MqttSplit, ALengthNotInItsShortestFormIsAnError) {
+  // [MQTT-1.5.5-1]: 0 as 0x80 0x00, 5 as 0x85 0x00: malformed, whatever follows.
+  for (const auto& wire : {bytes({0xC0, 0x80, 0x00}), bytes({0x30, 0x85, 0x00, 0, 1, 't'}),
+                           bytes({0x30, 0x80, 0x80, 0x00})}) {
+    const auto r = mqtt::split(wire, 1 << 20);
+    EXPECT_EQ(r.st, status::error);
+    EXPECT_EQ(r.reason, mqtt::reason::malformed_packet);
+  }
+  // 128 takes two bytes, and the shortest form of 0 is one.
+  EXPECT_EQ(mqtt::split(bytes({0xC0, 0x00}), 1 << 20).st, status::packet);
+  std::string big(128, 'x');
+  auto wire = bytes({0x30, 0x80, 0x01});
+  wire.insert(wire.end(), big.begin(), big.end());
+  EXPECT_EQ(mqtt::split(wire, 1 << 20).st, status::packet);
+}
+
 TEST(MqttSplit, OneByteAtATime) {
   std::string wire;
   const std::uint8_t payload[] = {1, 2, 3, 4, 5};
@@ -947,6 +963,11 @@ TEST(MqttConnect, V5PropertyBlocksThatOverrunOrAreTooLong) {
   // A property length of five bytes.
   r = mqtt::parse_connect(0, head().raw(bytes({0x80, 0x80, 0x80, 0x80, 0x00})).str("c").get());
   EXPECT_EQ(r.error.reason, mqtt::reason::malformed_packet);
+  // An empty property block's length in two bytes.
+  r = mqtt::parse_connect(0, head().raw(bytes({0x80, 0x00})).str("c").get());
+  EXPECT_EQ(r.error.reason, mqtt::reason::malformed_packet);
+  EXPECT_TRUE(
+      mqtt::parse_connect(0, builder().str("MQTT").u8(5).u8(0x02).u16(10).u8(0).str("c").get()).ok);
   // Will properties longer than the packet.
   r = mqtt::parse_connect(0, head().u8(0).str("c").u8(30).str("t").str("x").get());
   EXPECT_EQ(r.error.reason, mqtt::reason::malformed_packet);

@@ -342,7 +342,8 @@ TEST(MqttProperties, ValueRanges) {
       {{0x0B, 0xFF, 0xFF, 0xFF, 0x7F}, property_scope::subscribe, true},  // 268,435,455
       {{0x0B, 0x00}, property_scope::publish, false},                     // 0 ([MQTT-3.8.2.1.2])
       {{0x0B, 0x80, 0x80, 0x80, 0x80, 0x01}, property_scope::publish, false},  // five bytes
-      {{0x23, 0xFF, 0xFF}, property_scope::publish, true},                     // Topic Alias 65,535
+      {{0x0B, 0x81, 0x00}, property_scope::subscribe, false},  // 1 in two bytes ([MQTT-1.5.5-1])
+      {{0x23, 0xFF, 0xFF}, property_scope::publish, true},     // Topic Alias 65,535
   };
   for (const auto& c : cases) {
     const auto r = parse_properties(view(c.raw), c.where);

@@ -75,6 +75,9 @@ split_result split(std::span<const std::uint8_t> input, std::size_t max_packet_s
   for (;; ++i) {
     if (i == 5) return error(reason::malformed_packet, "remaining length over four bytes");
     if (i >= input.size()) return r;  // need more
+    // [MQTT-1.5.5-1]: the fewest bytes; a last byte of 0 after a continuation is one too many.
+    if (i > 1 && input[i] == 0)
+      return error(reason::malformed_packet, "remaining length not in its shortest form");
     length += (input[i] & 0x7F) * mul;
     mul *= 128;
     if (!(input[i] & 0x80)) break;

@@ -86,7 +86,9 @@ class cursor {
     at_ += 4;
     return v;
   }
-  // A variable byte integer (1.5.5): at most four bytes.
+  static constexpr std::string_view not_shortest =
+      "a variable byte integer not in its shortest form";
+  // A variable byte integer (1.5.5): at most four bytes, the fewest that hold the value.
   std::uint32_t varint(std::string_view what) {
     std::uint32_t n = 0;
     std::uint32_t mul = 1;
@@ -94,6 +96,7 @@ class cursor {
       if (i == 4) return fail(reason::malformed_packet, what), 0;
       const std::uint8_t b = u8(what);
       if (!ok()) return 0;
+      if (i > 0 && b == 0) return fail(reason::malformed_packet, not_shortest), 0;  // 1.5.5-1
       n += (b & 0x7Fu) * mul;
       mul *= 128;
       if (!(b & 0x80)) return n;
@@ -124,6 +127,7 @@ class cursor {
       if (i == 4) return fail(reason::malformed_packet, "property length over four bytes"), bytes{};
       const std::uint8_t b = u8("truncated property length");
       if (!ok()) return {};
+      if (i > 0 && b == 0) return fail(reason::malformed_packet, not_shortest), bytes{};
       n += (b & 0x7F) * mul;
       mul *= 128;
       if (!(b & 0x80)) break;
