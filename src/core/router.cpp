@@ -308,8 +308,12 @@ void router::index_locked(std::string_view filter, session& s, const subscriptio
     index_.add(filter, &s, o.qos, o.no_local);
     return;
   }
-  auto& g = shared_.try_emplace(std::string(filter)).first->second;
-  g.filter = inner;
+  auto [it, fresh] = shared_.try_emplace(std::string(filter));
+  auto& g = it->second;
+  if (fresh) {
+    g.filter = inner;
+    shared_index_.add(g.filter, &g, 0);
+  }
   for (auto& m : g.members)
     if (m.who == &s) {
       m.qos = o.qos;
@@ -327,16 +331,22 @@ void router::unindex_locked(std::string_view filter, session& s) {
   auto it = shared_.find(filter);
   if (it == shared_.end()) return;
   std::erase_if(it->second.members, [&](const subscriber& m) { return m.who == &s; });
-  if (it->second.members.empty()) shared_.erase(it);
+  if (it->second.members.empty()) {
+    shared_index_.remove(it->second.filter, &it->second);
+    shared_.erase(it);
+  }
 }
 
 // One member of each shared subscription group matching `tag`, appended to `out`: the
 // next in turn that is connected, else (nobody is) the next in turn if it can hold the
 // message offline (a persistent session, QoS >= 1). Returns how many were appended.
 std::size_t router::match_shared(const message& msg, std::vector<subscriber>& out) {
+  thread_local std::vector<shared_index::entry> groups;
+  groups.clear();
+  shared_index_.match(msg.tag, groups);
   std::size_t added = 0;
-  for (auto& [key, g] : shared_) {
-    if (!filter_matches(g.filter, msg.tag)) continue;
+  for (const auto& e : groups) {
+    auto& g = *e.who;
     const auto n = g.members.size();
     const auto first = g.next.fetch_add(1, std::memory_order_relaxed) % n;
     const subscriber* pick = nullptr;

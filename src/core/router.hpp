@@ -68,6 +68,14 @@ struct router_probe {
 
 class store_writer;
 
+// The members of one shared subscription ("$share/<group>/<filter>"): each message matching
+// the filter goes to one of them. `next` turns under the router's shared lock, hence atomic.
+struct shared_group {
+  std::string filter;  // after "$share/<group>/"
+  std::vector<subscriber> members;
+  std::atomic<std::size_t> next{0};
+};
+
 class router {
  public:
   explicit router(router_limits limits);
@@ -242,14 +250,10 @@ class router {
   std::unordered_map<std::uint64_t, std::uint32_t> refs_;
   mutable std::shared_mutex mutex_;
   tag_index index_;
-  // Shared subscriptions by their whole filter ("$share/g/f"); few, so a publish looks at
-  // each (while there are any). `next` turns under the shared lock, hence atomic.
-  struct shared_group {
-    std::string filter;  // f
-    std::vector<subscriber> members;
-    std::atomic<std::size_t> next{0};
-  };
+  // Shared subscription groups by their whole filter ("$share/g/f"), and indexed by f for
+  // publishes (a group's address is stable: unordered_map nodes do not move).
   std::unordered_map<std::string, shared_group, string_hash, std::equal_to<>> shared_;
+  shared_index shared_index_;
   // Written by publishers holding mutex_ shared, so under its own lock as well; read by
   // subscribe() under mutex_ exclusive.
   mutable std::mutex retained_mutex_;

@@ -6,11 +6,12 @@
 
 namespace wsagent::core {
 
-struct tag_index::node {
+template <class Who>
+struct basic_tag_index<Who>::node {
   std::unordered_map<std::string, std::unique_ptr<node>, string_hash, std::equal_to<>> children;
   std::unique_ptr<node> plus;
-  std::vector<subscriber> exact;  // filters ending at this node
-  std::vector<subscriber> hash;   // filters "<this node>/#"
+  std::vector<entry> exact;  // filters ending at this node
+  std::vector<entry> hash;   // filters "<this node>/#"
 
   bool empty() const { return children.empty() && !plus && exact.empty() && hash.empty(); }
 };
@@ -18,7 +19,8 @@ struct tag_index::node {
 namespace {
 
 // Returns 1 when `from` contributed, for match()'s count.
-std::size_t append_all(const std::vector<subscriber>& from, std::vector<subscriber>& out) {
+template <class Entry>
+std::size_t append_all(const std::vector<Entry>& from, std::vector<Entry>& out) {
   if (from.empty()) return 0;
   out.insert(out.end(), from.begin(), from.end());
   return 1;
@@ -26,13 +28,16 @@ std::size_t append_all(const std::vector<subscriber>& from, std::vector<subscrib
 
 }  // namespace
 
-tag_index::tag_index() : root_(std::make_unique<node>()) {}
-tag_index::~tag_index() = default;
+template <class Who>
+basic_tag_index<Who>::basic_tag_index() : root_(std::make_unique<node>()) {}
+template <class Who>
+basic_tag_index<Who>::~basic_tag_index() = default;
 
-bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos, bool no_local) {
+template <class Who>
+bool basic_tag_index<Who>::add(std::string_view filter, Who* who, std::uint8_t qos, bool no_local) {
   node* n = root_.get();
   bool more = true;
-  std::vector<subscriber>* list = nullptr;
+  std::vector<entry>* list = nullptr;
   while (more) {
     auto level = next_level(filter, more);
     if (level == "#") {
@@ -64,7 +69,8 @@ bool tag_index::add(std::string_view filter, session* who, std::uint8_t qos, boo
   return true;
 }
 
-bool tag_index::remove(std::string_view filter, session* who) {
+template <class Who>
+bool basic_tag_index<Who>::remove(std::string_view filter, Who* who) {
   // Walk down remembering the path, so emptied nodes can be pruned on the way back.
   struct step {
     node* parent;
@@ -74,7 +80,7 @@ bool tag_index::remove(std::string_view filter, session* who) {
   std::vector<step> path;
   node* n = root_.get();
   bool more = true;
-  std::vector<subscriber>* list = nullptr;
+  std::vector<entry>* list = nullptr;
   while (more) {
     auto level = next_level(filter, more);
     if (level == "#") {
@@ -108,7 +114,8 @@ bool tag_index::remove(std::string_view filter, session* who) {
   return true;
 }
 
-std::size_t tag_index::match(std::string_view tag, std::vector<subscriber>& out) const {
+template <class Who>
+std::size_t basic_tag_index<Who>::match(std::string_view tag, std::vector<entry>& out) const {
   std::size_t lists = 0;
   // Iterative walk with an explicit stack of (node, rest of tag, more levels?).
   struct frame {
@@ -148,5 +155,8 @@ std::size_t tag_index::match(std::string_view tag, std::vector<subscriber>& out)
   }
   return lists;
 }
+
+template class basic_tag_index<session>;
+template class basic_tag_index<shared_group>;
 
 }  // namespace wsagent::core

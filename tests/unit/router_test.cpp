@@ -254,6 +254,37 @@ TEST(RouterShared, TwoGroupsEachGetTheMessageAndNoRetained) {
   EXPECT_EQ(b.got.size(), 1u);
 }
 
+TEST(RouterShared, ManyGroupsOnlyTheMatchingOnesGetTheMessage) {
+  // Groups are indexed by their filter: a publish reaches the groups whose filter matches,
+  // however many others there are, and a group that empties leaves the index.
+  router r({});
+  std::vector<recording_sink> sinks(100);
+  std::vector<std::shared_ptr<session>> members;
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    members.push_back(make_session("w" + std::to_string(i), sinks[i]));
+    r.attach(members.back(), 4409);
+    const auto filter = "$share/g" + std::to_string(i) + "/site/" + std::to_string(i) + "/#";
+    ASSERT_TRUE(r.subscribe(*members.back(), filter, 0).ok());
+  }
+  recording_sink wild_sink, psink;
+  auto wild = make_session("wild", wild_sink);
+  r.attach(wild, 4409);
+  ASSERT_TRUE(r.subscribe(*wild, "$share/all/site/+/x", 0).ok());
+  auto p = make_session("pub", psink);
+  r.attach(p, 4409);
+  EXPECT_EQ(r.publish(*p, make_message("site/7/x")).delivered, 2u);
+  EXPECT_EQ(r.publish(*p, make_message("site/42/y/z")).delivered, 1u);
+  EXPECT_EQ(r.publish(*p, make_message("other/7/x")).delivered, 0u);
+  for (std::size_t i = 0; i < sinks.size(); ++i)
+    EXPECT_EQ(sinks[i].got.size(), i == 7 || i == 42 ? 1u : 0u) << i;
+  EXPECT_EQ(wild_sink.got.size(), 1u);
+  ASSERT_TRUE(r.unsubscribe(*members[7], "$share/g7/site/7/#").ok());
+  EXPECT_EQ(r.publish(*p, make_message("site/7/x")).delivered, 1u);     // the "+" group only
+  ASSERT_TRUE(r.subscribe(*members[8], "$share/g7/site/7/#", 0).ok());  // the group anew
+  EXPECT_EQ(r.publish(*p, make_message("site/7/q")).delivered, 1u);
+  EXPECT_EQ(sinks[8].got.size(), 1u);
+}
+
 TEST(RouterShared, ValidationAndRights) {
   router r({});
   recording_sink sink;
