@@ -9,6 +9,7 @@ other side. No timing is asserted here: figures live in docs/benchmarks.md.
 """
 
 import json
+import os
 import resource
 import shutil
 import socket
@@ -121,6 +122,26 @@ def test_connections_reports_memory_per_connection(agent):
     while agent.health()["connections"] > 1:
         assert time.monotonic() < deadline, agent.health()
         time.sleep(0.1)
+
+
+def server_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_connections_cpu_is_this_runs_not_the_servers_lifetime(agent):
+    # A busy second first, then the connections run: its cpu_s counts only what accepting
+    # and holding its own connections cost.
+    rc, _, err = bench("--url", agent.url, "--scenario", "pairs", "--pairs", "20", "--duration", "1",
+                       "--warmup", "0")
+    assert rc == 0, err
+    earlier = server_cpu_s(agent.proc.pid)
+    assert earlier > 0.2, earlier
+    rc, r, err = bench("--url", agent.url, "--scenario", "connections", "--connections", "50",
+                       "--duration", "0.2", "--server-pid", str(agent.proc.pid))
+    assert rc == 0, err
+    assert 0 <= r["server"]["cpu_s"] < earlier / 2, (r["server"], earlier)
 
 
 def test_connections_over_several_processes(agent):

@@ -297,7 +297,9 @@ result run_connections(const bench_options& o, const scenario_shape& shape, cons
   result r;
   progress pg(!o.quiet && o.child_fd < 0);
   if (o.server_pid) {
-    if (auto s = read_proc(o.server_pid)) r.rss_base_kb = s->rss_kb;
+    // cpu_s: what the server spent accepting and holding this run's connections.
+    r.before = read_proc(o.server_pid);
+    if (r.before) r.rss_base_kb = r.before->rss_kb;
   }
   const std::size_t total = shape.p.conns.size();
   const int procs = std::max(1, o.processes);
