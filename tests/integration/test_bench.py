@@ -133,8 +133,8 @@ def server_cpu_s(pid):
 def test_connections_cpu_is_this_runs_not_the_servers_lifetime(agent):
     # A busy second first, then the connections run: its cpu_s counts only what accepting
     # and holding its own connections cost.
-    rc, _, err = bench("--url", agent.url, "--scenario", "pairs", "--pairs", "20", "--duration", "1",
-                       "--warmup", "0")
+    rc, _, err = bench("--url", agent.url, "--scenario", "pairs", "--pairs", "20",
+                       "--duration", "1", "--warmup", "0")
     assert rc == 0, err
     earlier = server_cpu_s(agent.proc.pid)
     assert earlier > 0.2, earlier
