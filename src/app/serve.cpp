@@ -174,13 +174,14 @@ int serve(const config& cfg, const std::string& config_path) {
                           static_cast<std::size_t>(cfg.limits.max_queued),
                           static_cast<std::size_t>(cfg.limits.max_queued_bytes));
   router.restore_retained(restored.retained);
+  router.restore_wills(restored.wills);
   if (!cfg.history.tags.empty()) {
     const auto h = router.history_count();
     spdlog::info("history: {} tag(s), {} message(s) kept", h.tags, h.entries);
   }
-  if (!restored.sessions.empty())
-    spdlog::info("store: {} persistent session(s), {} queued message(s)", restored.sessions.size(),
-                 restored.queue.size());
+  if (!restored.sessions.empty() || !restored.wills.empty())
+    spdlog::info("store: {} persistent session(s), {} queued message(s), {} delayed will(s)",
+                 restored.sessions.size(), restored.queue.size(), restored.wills.size());
   restored = {};
   protocol::native::adapter_context actx{router, auth_holder, audit,
                                          static_cast<std::size_t>(cfg.limits.max_batch),

@@ -9,6 +9,23 @@ message::~message() {
     delete slot.load(std::memory_order_relaxed);
 }
 
+std::shared_ptr<message> message::copy() const {
+  auto m = std::make_shared<message>();
+  m->tag = tag;
+  m->payload = payload;
+  m->from = from;
+  m->msgid = msgid;
+  m->timestamp_ms = timestamp_ms;
+  m->format = format;
+  m->typed = typed;
+  m->retain = retain;
+  m->published_retain = published_retain;
+  m->qos = qos;
+  m->expires_ms = expires_ms;
+  m->props = props;
+  return m;
+}
+
 std::string make_msgid() {
   static const std::uint32_t prefix = [] {
     std::random_device rd;

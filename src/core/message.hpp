@@ -88,6 +88,10 @@ class message {
   message& operator=(const message&) = delete;
   ~message();
 
+  // A new message with this one's content (everything but the encoded bytes; `seq` and
+  // `offset` not set): a retained copy, a will published again.
+  std::shared_ptr<message> copy() const;
+
   // The bytes of this message in `format`, computed by `encode(std::string&)` the first time.
   // Safe to call from several threads at once; every caller gets the same string.
   template <class Encoder>

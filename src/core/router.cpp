@@ -34,7 +34,8 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
   if (resumed) *resumed = false;
   {
     std::lock_guard wl(wills_mutex_);  // the client is back: its delayed will is not sent
-    wills_.erase(s->client_id());
+    if (wills_.erase(s->client_id()) && store_)
+      store_->submit({store_ops::drop_will{s->client_id()}});
   }
   std::unique_lock lock(mutex_);
   auto [it, inserted] = sessions_.try_emplace(s->client_id(), s);
@@ -236,6 +237,7 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
       if (auto w = wills_.find(id); w != wills_.end()) {
         ended.push_back(std::move(w->second));
         wills_.erase(w);
+        if (store_) store_->submit({store_ops::drop_will{id}});
       }
   }
   for (const auto& w : ended)
@@ -252,7 +254,22 @@ void router::set_session_expiry(session& s, std::int64_t expiry_s) {
 void router::delay_will(const std::shared_ptr<session>& from, message_ptr will, bool retain,
                         std::int64_t due_ms) {
   std::lock_guard wl(wills_mutex_);
+  if (store_ && from->persistent())  // under wills_mutex_: the store sees put and drop in order
+    store_->submit({store_ops::put_will{{from->client_id(), will, retain, due_ms}}});
   wills_[from->client_id()] = delayed_will{from, std::move(will), retain, due_ms};
+}
+
+void router::restore_wills(const std::vector<stored_will>& wills) {
+  const auto now = common::now_ms();
+  std::shared_lock lock(mutex_);
+  std::lock_guard wl(wills_mutex_);
+  for (const auto& w : wills) {
+    // Checked when the client connected; published under its client id. A will whose
+    // session did not outlive the restart is due at once.
+    auto from = std::make_shared<session>(w.client_id, std::string(), acl::allow_all(), nullptr);
+    const auto due = sessions_.contains(w.client_id) ? w.due_ms : std::min(w.due_ms, now);
+    wills_[w.client_id] = delayed_will{std::move(from), w.will, w.retain, due};
+  }
 }
 
 void router::publish_due_wills(std::int64_t now_ms) {
@@ -264,6 +281,7 @@ void router::publish_due_wills(std::int64_t now_ms) {
         ++it;
         continue;
       }
+      if (store_) store_->submit({store_ops::drop_will{it->first}});
       due.push_back(std::move(it->second));
       it = wills_.erase(it);
     }
@@ -273,7 +291,8 @@ void router::publish_due_wills(std::int64_t now_ms) {
 }
 
 void router::publish_will(const delayed_will& w) {
-  auto m = std::const_pointer_cast<message>(w.will);
+  // A copy: the stored will (put_will) may still be on its way to the store.
+  auto m = w.will->copy();
   m->timestamp_ms = common::now_ms();
   if (m->qos > 0) m->seq = next_seq();
   publish(*w.from, m, {}, w.retain);
@@ -501,17 +520,7 @@ bool router::retain_locked(const message_ptr& msg, std::shared_ptr<message>* cop
     if (retained_.clear(msg->tag) && store_) store_->submit({store_ops::clear_retained{msg->tag}});
     return true;
   }
-  auto kept = std::make_shared<message>();
-  kept->tag = msg->tag;
-  kept->payload = msg->payload;
-  kept->from = msg->from;
-  kept->msgid = msg->msgid;
-  kept->timestamp_ms = msg->timestamp_ms;
-  kept->format = msg->format;
-  kept->typed = msg->typed;
-  kept->qos = msg->qos;
-  kept->expires_ms = msg->expires_ms;
-  kept->props = msg->props;
+  auto kept = msg->copy();
   kept->retain = true;
   kept->published_retain = true;
   // Its own number: delivered at QoS 1 or 2 to a new subscription, it is acknowledged apart

@@ -85,6 +85,9 @@ class router {
   void set_store(store_writer* w) noexcept { store_ = w; }
   // Start-up, after restore_sessions(): the retained messages the store held.
   void restore_retained(const std::vector<message_ptr>& retained);
+  // Start-up, after restore_sessions(): the delayed wills the store held, each due at its
+  // time, or at once when its session did not survive.
+  void restore_wills(const std::vector<stored_will>& wills);
 
   const router_limits& limits() const noexcept { return limits_; }
 
@@ -111,6 +114,7 @@ class router {
 
   // A will published at wall time `due_ms` (MQTT 5 Will Delay Interval) from `from`, unless
   // a connection with `from`'s client id attaches first or the session ends (then at once).
+  // Written to the store (a persistent session's): it survives a restart of the agent.
   void delay_will(const std::shared_ptr<session>& from, message_ptr will, bool retain,
                   std::int64_t due_ms);
   // Publishes the delayed wills due at `now_ms` (the sweep, every second).

@@ -64,6 +64,15 @@ struct stored_message {
   message_ptr msg;
 };
 
+// An MQTT 5 will waiting for its delay (Will Delay Interval) after its persistent session's
+// connection ended: published at wall time `due_ms` unless the client comes back first.
+struct stored_will {
+  std::string client_id;
+  message_ptr will;
+  bool retain = false;
+  std::int64_t due_ms = 0;
+};
+
 namespace store_ops {
 struct put_message {
   stored_message m;
@@ -109,6 +118,12 @@ struct drop_incoming {
   std::string client_id;
   std::string msgid;
 };
+struct put_will {  // replaces the client's delayed will
+  stored_will w;
+};
+struct drop_will {
+  std::string client_id;
+};
 }  // namespace store_ops
 
 using store_op =
@@ -116,11 +131,11 @@ using store_op =
                  store_ops::clear_retained, store_ops::put_session, store_ops::drop_session,
                  store_ops::enqueue, store_ops::mark_sent, store_ops::dequeue,
                  store_ops::append_history, store_ops::trim_history, store_ops::put_incoming,
-                 store_ops::drop_incoming>;
+                 store_ops::drop_incoming, store_ops::put_will, store_ops::drop_will>;
 
 // Everything a store holds, as load() returns it. Each list is in a fixed order: retained
 // and sessions by tag and client id, the queue by client id then seq, the history by tag
-// then offset, messages by id, incoming by client id then msgid.
+// then offset, messages by id, incoming by client id then msgid, wills by client id.
 struct store_snapshot {
   std::vector<message_ptr> retained;
   std::vector<stored_session> sessions;
@@ -128,6 +143,7 @@ struct store_snapshot {
   std::vector<history_entry> history;
   std::vector<stored_message> messages;
   std::vector<std::pair<std::string, std::string>> incoming;  // client id, msgid
+  std::vector<stored_will> wills;                             // by client id
 };
 
 // A store that cannot be opened, read or written: the message names the file and the cause.

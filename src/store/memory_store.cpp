@@ -44,6 +44,8 @@ core::store_snapshot memory_store::load() {
     s.messages.push_back({id, m});
   for (const auto& i : incoming_)
     s.incoming.push_back(i);
+  for (const auto& [id, w] : wills_)
+    s.wills.push_back(w);
   return s;
 }
 
@@ -92,6 +94,10 @@ void memory_store::apply(const core::store_op& op) {
           },
           [&](const ops::drop_incoming& o) {
             incoming_.erase({o.client_id, o.msgid});
+          },
+          [&](const ops::put_will& o) { wills_[o.w.client_id] = o.w; },
+          [&](const ops::drop_will& o) {
+            if (auto it = wills_.find(o.client_id); it != wills_.end()) wills_.erase(it);
           },
       },
       op);

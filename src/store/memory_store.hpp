@@ -27,6 +27,7 @@ class memory_store final : public core::store {
   std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> history_;
   std::map<std::uint64_t, core::message_ptr> messages_;
   std::set<std::pair<std::string, std::string>> incoming_;
+  std::map<std::string, core::stored_will> wills_;
 };
 
 }  // namespace wsagent::store

@@ -12,7 +12,7 @@ namespace ops = core::store_ops;
 namespace {
 
 // 2: messages and retained gained `props` (message_properties::serialize()).
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;  // 2: message properties; 3: delayed wills
 
 // A subscription's options in the `qos` column of `subscriptions`: bits 0-1 the QoS, bit 2
 // no local, bit 3 retain as published, bits 8-39 the MQTT 5 Subscription Identifier. A row
@@ -149,7 +149,7 @@ std::string placeholders(int n) {
 struct sqlite_store::statements {
   statement put_message, drop_message, put_retained, clear_retained, put_session, drop_session,
       drop_subscriptions, put_subscription, drop_queue, drop_incoming_all, enqueue, mark_sent,
-      dequeue, append_history, trim_history, put_incoming, drop_incoming;
+      dequeue, append_history, trim_history, put_incoming, drop_incoming, put_will, drop_will;
 };
 
 sqlite_store::sqlite_store(const std::string& data_dir, sync_mode sync)
@@ -238,6 +238,10 @@ void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
         "message_id INTEGER NOT NULL, PRIMARY KEY (tag, offset)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS incoming (client_id TEXT NOT NULL, msgid TEXT NOT NULL, "
         "PRIMARY KEY (client_id, msgid)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS wills (client_id TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, "
+        "will_retain INTEGER NOT NULL, tag TEXT NOT NULL, " +
+        mc +
+        ") WITHOUT ROWID;"
         "PRAGMA user_version = " +
         std::to_string(schema_version) + ";COMMIT;")
            .c_str());
@@ -264,6 +268,8 @@ void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
   prep(st_->trim_history, "DELETE FROM history WHERE tag = ? AND offset < ?");
   prep(st_->put_incoming, "INSERT OR IGNORE INTO incoming VALUES (?,?)");
   prep(st_->drop_incoming, "DELETE FROM incoming WHERE client_id = ? AND msgid = ?");
+  prep(st_->put_will, "INSERT OR REPLACE INTO wills VALUES (?,?,?,?," + mp + ")");
+  prep(st_->drop_will, "DELETE FROM wills WHERE client_id = ?");
 }
 
 sqlite_store::~sqlite_store() {
@@ -340,6 +346,10 @@ core::store_snapshot sqlite_store::load() {
   });
   each("SELECT client_id, msgid FROM incoming ORDER BY client_id, msgid", [&](sqlite3_stmt* s) {
     snap.incoming.emplace_back(std::string(column_text(s, 0)), std::string(column_text(s, 1)));
+  });
+  each("SELECT * FROM wills ORDER BY client_id", [&](sqlite3_stmt* s) {
+    snap.wills.push_back({std::string(column_text(s, 0)), read_message(s, 3, 4),
+                          sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 1)});
   });
   return snap;
 }
@@ -428,6 +438,15 @@ void sqlite_store::apply(const core::store_op& op) {
           [&](const ops::drop_incoming& o) {
             check(st.drop_incoming.bind(1, o.client_id).bind(2, o.msgid).run());
           },
+          [&](const ops::put_will& o) {
+            st.put_will.bind(1, o.w.client_id)
+                .bind(2, o.w.due_ms)
+                .bind(3, std::int64_t{o.w.retain})
+                .bind(4, o.w.will->tag);
+            bind_message(st.put_will, 5, *o.w.will);
+            check(st.put_will.run());
+          },
+          [&](const ops::drop_will& o) { check(st.drop_will.bind(1, o.client_id).run()); },
       },
       op);
 }

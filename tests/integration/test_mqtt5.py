@@ -401,6 +401,55 @@ def test_a_delayed_will_waits_and_is_cancelled_by_a_return(agent, comes_back):
     run(go())
 
 
+@pytest.mark.parametrize("comes_back", [False, True])
+def test_a_delayed_will_survives_a_crash_of_the_agent(agent_factory, tmp_path, comes_back):
+    # The will waits on disk with its persistent session: killed (-9) and started again, the
+    # agent sends it when it falls due, unless the client is back first.
+    import signal
+    data = tmp_path / "data"
+    first = agent_factory(data_dir=data, name="first")
+    c = paho.Client(client_id="crash-will", protocol=paho.MQTTv5)
+    c.will_set("wills/crash", b"offline", qos=1, properties=will_props(4))
+    c.connect("127.0.0.1", first.mqtt_port, keepalive=30, clean_start=True,
+              properties=session_props(60))
+    c.loop_start()
+    time.sleep(0.3)
+    c.loop_stop()
+    c.socket().close()  # dropped without DISCONNECT: the will waits 4 s
+    dropped = time.monotonic()
+    time.sleep(0.5)  # its record committed
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    second = agent_factory(data_dir=data, name="second")
+
+    async def go():
+        watch = await client(second, "will-watch")
+        await sub(watch, "wills/#", qos=1)
+        if comes_back:
+            back = mqtt_client(second, "crash-will", paho.MQTTv5, clean=False,
+                               properties=session_props(60))
+            await nothing_for(watch, 5.0)  # the return cancelled it, on disk too
+            stop(back)
+        else:
+            m = await recv_type(watch, "message", timeout=8)
+            assert m["tag"] == "wills/crash" and m["payload"] == "offline"
+            assert m["user_properties"] == [["why", "gone"]]
+            assert time.monotonic() - dropped >= 3.5
+        await close_all()
+    run(go())
+    if comes_back:  # and a third start finds no will left to send
+        second.proc.send_signal(signal.SIGKILL)
+        second.proc.wait()
+        third = agent_factory(data_dir=data, name="third")
+
+        async def after():
+            watch = await client(third, "will-watch-3")
+            await sub(watch, "wills/#", qos=1)
+            await nothing_for(watch, 1.5)
+            await close_all()
+        run(after())
+
+
 def test_disconnect_may_shorten_the_session_expiry_but_not_start_one(agent):
     # Expiry 60 at CONNECT, 0 at DISCONNECT: the session ends with the connection.
     s, _ = connect5(agent, "shortened", expiry=60)

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "core/store_writer.hpp"
 #include "store/memory_store.hpp"
 
@@ -435,6 +436,71 @@ TEST(RouterQoS2, APersistentPublishersQoS2MessageIsDeliveredOnlyOnceDurable) {
   ASSERT_EQ(sub_sink.got.size(), 2u);  // delivered before the publisher's completion ran
   EXPECT_EQ(sub_sink.got[1], m2);
   EXPECT_EQ(sub_sink.qos_got[1], 2);
+}
+
+TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
+  wsagent::store::memory_store st;
+  auto will = std::make_shared<message>();
+  will->tag = "wills/dev";
+  will->payload = "\"offline\"";
+  will->from = "dev";
+  const auto due = wsagent::common::now_ms() + 60'000;
+  {
+    store_writer writer(st);
+    router r(router_limits{});
+    r.set_store(&writer);
+    recording_sink sink;
+    auto dev =
+        std::make_shared<session>("dev", "", acl::allow_all(), &sink, session_options{true, 3600});
+    r.attach(dev, 4409);
+    r.detach(*dev);
+    r.delay_will(dev, will, true, due);
+    writer.flush();
+  }
+  auto snap = st.load();
+  ASSERT_EQ(snap.wills.size(), 1u);
+  EXPECT_EQ(snap.wills[0].client_id, "dev");
+  EXPECT_EQ(snap.wills[0].due_ms, due);
+  EXPECT_TRUE(snap.wills[0].retain);
+  // A later start: the will waits for its time, then goes (published as its client, whose
+  // restored session holds no rights of its own), retained, and leaves the store.
+  {
+    store_writer writer(st);
+    router r(router_limits{});
+    r.set_store(&writer);
+    r.restore_sessions(snap, 32, 1000);
+    r.restore_wills(snap.wills);
+    recording_sink watch_sink;
+    auto watch = make_session("watch", watch_sink);
+    r.attach(watch, 4409);
+    ASSERT_TRUE(r.subscribe(*watch, "wills/#", 0).ok());
+    r.publish_due_wills(due - 1);
+    EXPECT_TRUE(watch_sink.got.empty());
+    r.publish_due_wills(due);
+    ASSERT_EQ(watch_sink.got.size(), 1u);
+    EXPECT_EQ(watch_sink.got[0]->payload, "\"offline\"");
+    EXPECT_EQ(r.retained_count(), 1u);
+    writer.flush();
+    EXPECT_TRUE(st.load().wills.empty());
+  }
+  // Stored again, then the client is back before its time: cancelled, on disk too.
+  std::vector<store_op> again{store_ops::put_will{snap.wills[0]}};
+  st.write(again);
+  snap = st.load();
+  ASSERT_EQ(snap.wills.size(), 1u);
+  {
+    store_writer writer(st);
+    router r(router_limits{});
+    r.set_store(&writer);
+    r.restore_sessions(snap, 32, 1000);
+    r.restore_wills(snap.wills);
+    recording_sink sink;
+    auto back =
+        std::make_shared<session>("dev", "", acl::allow_all(), &sink, session_options{true, 3600});
+    r.attach(back, 4409);
+    writer.flush();
+    EXPECT_TRUE(st.load().wills.empty());
+  }
 }
 
 }  // namespace

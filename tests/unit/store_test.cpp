@@ -91,6 +91,7 @@ TEST_P(StoreContract, StartsEmpty) {
   EXPECT_TRUE(s.history.empty());
   EXPECT_TRUE(s.messages.empty());
   EXPECT_TRUE(s.incoming.empty());
+  EXPECT_TRUE(s.wills.empty());
 }
 
 TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
@@ -203,6 +204,24 @@ TEST_P(StoreContract, IncomingQos2IdsAreASet) {
   EXPECT_EQ(s.incoming[0].second, "2");
 }
 
+TEST_P(StoreContract, DelayedWillsAreReplacedAndDroppedPerClient) {
+  auto first = std::const_pointer_cast<core::message>(msg("wills/a", "1"));
+  auto second = std::const_pointer_cast<core::message>(msg("wills/a", "2"));
+  second->qos = 1;
+  auto props = std::make_shared<core::message_properties>();
+  props->user.emplace_back("why", "gone");
+  second->props = props;
+  write({ops::put_will{{"a", first, false, 1000}},
+         ops::put_will{{"b", msg("wills/b", "3"), true, 5}}});
+  write({ops::put_will{{"a", second, true, 2000}}, ops::drop_will{"b"}, ops::drop_will{"nope"}});
+  auto s = store->load();
+  ASSERT_EQ(s.wills.size(), 1u);
+  EXPECT_EQ(s.wills[0].client_id, "a");
+  EXPECT_TRUE(s.wills[0].retain);
+  EXPECT_EQ(s.wills[0].due_ms, 2000);
+  expect_same(*s.wills[0].will, *second);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreContract,
     ::testing::Values(store_kind{"memory",
@@ -263,7 +282,7 @@ TEST(SqliteStore, ADamagedFileIsReportedNotReplaced) {
   EXPECT_EQ(std::filesystem::file_size(file), 4096u);  // left as it was
 }
 
-TEST(SqliteStore, ASchema1FileGainsMessageProperties) {
+TEST(SqliteStore, ASchema1FileGainsMessagePropertiesAndWills) {
   temp_dir dir;
   std::filesystem::create_directories(dir.path);
   {
@@ -292,11 +311,13 @@ TEST(SqliteStore, ASchema1FileGainsMessageProperties) {
   auto props = std::make_shared<core::message_properties>();
   props->content_type = "text/plain";
   m->props = props;
-  std::vector<core::store_op> batch{ops::put_retained{m}};
+  std::vector<core::store_op> batch{ops::put_retained{m}, ops::put_will{{"dev", m, false, 7}}};
   s.write(batch);
   snap = s.load();
   ASSERT_EQ(snap.retained.size(), 2u);
   expect_same(*snap.retained[0], *m);
+  ASSERT_EQ(snap.wills.size(), 1u);  // and delayed wills (schema 3)
+  expect_same(*snap.wills[0].will, *m);
 }
 
 TEST(SqliteStore, AFailedBatchAppliesNothing) {
