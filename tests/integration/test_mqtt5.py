@@ -371,19 +371,25 @@ def will_props(delay):
     return p
 
 
+def drop_with_a_delayed_will(agent, client_id, delay):
+    """A 5.0 client with a 60 s session and a will "offline" on wills/<client_id> delayed by
+    `delay` s, whose connection then drops without DISCONNECT."""
+    c = paho.Client(client_id=client_id, protocol=paho.MQTTv5)
+    c.will_set(f"wills/{client_id}", b"offline", qos=1, properties=will_props(delay))
+    c.connect("127.0.0.1", agent.mqtt_port, keepalive=30, clean_start=True,
+              properties=session_props(60))
+    c.loop_start()
+    time.sleep(0.3)
+    c.loop_stop()
+    c.socket().close()
+
+
 @pytest.mark.parametrize("comes_back", [False, True])
 def test_a_delayed_will_waits_and_is_cancelled_by_a_return(agent, comes_back):
     async def go():
         watch = await client(agent, "will-watch")
         await sub(watch, "wills/#", qos=1)
-        c = paho.Client(client_id="delayed", protocol=paho.MQTTv5)
-        c.will_set("wills/delayed", b"offline", qos=1, properties=will_props(2))
-        c.connect("127.0.0.1", agent.mqtt_port, keepalive=30, clean_start=True,
-                  properties=session_props(60))
-        c.loop_start()
-        time.sleep(0.3)
-        c.loop_stop()
-        c.socket().close()  # dropped without DISCONNECT
+        drop_with_a_delayed_will(agent, "delayed", delay=2)
         start = time.monotonic()
         await nothing_for(watch, 1.0)
         if comes_back:
@@ -408,14 +414,7 @@ def test_a_delayed_will_survives_a_crash_of_the_agent(agent_factory, tmp_path, c
     import signal
     data = tmp_path / "data"
     first = agent_factory(data_dir=data, name="first")
-    c = paho.Client(client_id="crash-will", protocol=paho.MQTTv5)
-    c.will_set("wills/crash", b"offline", qos=1, properties=will_props(4))
-    c.connect("127.0.0.1", first.mqtt_port, keepalive=30, clean_start=True,
-              properties=session_props(60))
-    c.loop_start()
-    time.sleep(0.3)
-    c.loop_stop()
-    c.socket().close()  # dropped without DISCONNECT: the will waits 4 s
+    drop_with_a_delayed_will(first, "crash", delay=4)
     dropped = time.monotonic()
     time.sleep(0.5)  # its record committed
     first.proc.send_signal(signal.SIGKILL)
@@ -426,7 +425,7 @@ def test_a_delayed_will_survives_a_crash_of_the_agent(agent_factory, tmp_path, c
         watch = await client(second, "will-watch")
         await sub(watch, "wills/#", qos=1)
         if comes_back:
-            back = mqtt_client(second, "crash-will", paho.MQTTv5, clean=False,
+            back = mqtt_client(second, "crash", paho.MQTTv5, clean=False,
                                properties=session_props(60))
             await nothing_for(watch, 5.0)  # the return cancelled it, on disk too
             stop(back)
