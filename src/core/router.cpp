@@ -417,14 +417,13 @@ route_result router::subscribe(session& s, std::span<const std::string_view> fil
   // No publisher holds mutex_ now: what is retained or in a history is exactly what was
   // published before the subscriptions, and everything after reaches them live. A shared
   // subscription gets neither (MQTT 5.0 section 4.8.2: no retained messages for it).
-  auto plain = [](std::string_view f) { return !f.starts_with("$share/"); };
   for (auto filter : filters)
-    if (retained && plain(filter)) retained_.match(filter, *retained);
+    if (retained && !is_shared(filter)) retained_.match(filter, *retained);
   if (request && recovery && request->wanted()) {
     std::lock_guard hlock(history_mutex_);
     const auto now = common::now_ms();
     for (auto filter : filters)
-      if (plain(filter)) history_.recover(filter, *request, now, *recovery);
+      if (!is_shared(filter)) history_.recover(filter, *request, now, *recovery);
   }
   return r;
 }

@@ -113,7 +113,7 @@ tag_error validate_subscription(std::string_view filter, const tag_limits& limit
   if (!split_shared(filter, group, inner)) return validate_filter(filter, limits);
   if (filter.size() > static_cast<std::size_t>(limits.max_length)) return tag_error::too_long;
   if (group.empty() || group.find_first_of("+#") != std::string_view::npos ||
-      filter.size() == std::string_view("$share/").size() + group.size())
+      filter.size() == shared_prefix.size() + group.size())
     return tag_error::bad_share;
   return validate_filter(inner, limits);
 }

@@ -42,12 +42,18 @@ tag_error validate_filter(std::string_view filter, const tag_limits& limits) noe
 // '+' or '#'; the whole string is held to the limits.
 tag_error validate_subscription(std::string_view filter, const tag_limits& limits) noexcept;
 
+inline constexpr std::string_view shared_prefix = "$share/";
+
+// A shared subscription's filter ("$share/..."; valid or not).
+inline bool is_shared(std::string_view filter) noexcept {
+  return filter.starts_with(shared_prefix);
+}
+
 // Splits "$share/<group>/<filter>" into its group and filter; false for any other string.
 inline bool split_shared(std::string_view s, std::string_view& group,
                          std::string_view& filter) noexcept {
-  constexpr std::string_view prefix = "$share/";
-  if (!s.starts_with(prefix)) return false;
-  s.remove_prefix(prefix.size());
+  if (!is_shared(s)) return false;
+  s.remove_prefix(shared_prefix.size());
   const auto slash = s.find('/');
   group = s.substr(0, slash);
   filter = slash == std::string_view::npos ? std::string_view{} : s.substr(slash + 1);

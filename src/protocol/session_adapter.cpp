@@ -4,6 +4,7 @@
 
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
+#include "core/tag.hpp"
 
 namespace wsagent::protocol {
 
@@ -137,7 +138,7 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
   std::vector<std::string> shared;
   if (!session_->persistent())
     for (auto& [filter, options] : ctx_.router.subscriptions_of(*session_))
-      if (filter.starts_with("$share/")) shared.push_back(std::move(filter));
+      if (core::is_shared(filter)) shared.push_back(std::move(filter));
   const bool registered = ctx_.router.detach(*session_);
   if (!shared.empty()) {
     std::vector<core::message_ptr> held;

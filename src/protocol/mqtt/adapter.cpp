@@ -565,7 +565,7 @@ void adapter::on_subscribe(const subscribe_request& r) {
   // 5.0 section 3.8.3.1: no local on a shared subscription is a protocol error.
   bool shared_no_local = false;
   for_each_subscription(r, ver_, [&](const subscription& s) {
-    shared_no_local |= s.no_local && s.filter.starts_with("$share/");
+    shared_no_local |= s.no_local && core::is_shared(s.filter);
   });
   if (shared_no_local)
     return violation(reason::protocol_error, "no local on a shared subscription");
