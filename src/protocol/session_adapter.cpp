@@ -131,14 +131,14 @@ void session_adapter::presence(std::string_view event, bool clean, std::string_v
 void session_adapter::end_session(bool clean, std::string_view remote) {
   if (!session_) return;
   closing_ = true;
-  // Taken over by a new connection with the same client id: the client is back, so neither
-  // its will nor a 'disconnected' event would be true.
   // A clean session's shared subscriptions: what it did not acknowledge goes to the rest of
   // their groups once it is gone.
   std::vector<std::string> shared;
   if (!session_->persistent())
     for (auto& [filter, options] : ctx_.router.subscriptions_of(*session_))
       if (core::is_shared(filter)) shared.push_back(std::move(filter));
+  // Taken over by a new connection with the same client id: the client is back, so neither
+  // its will nor a 'disconnected' event would be true.
   const bool registered = ctx_.router.detach(*session_);
   if (!shared.empty()) {
     std::vector<core::message_ptr> held;

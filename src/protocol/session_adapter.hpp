@@ -67,8 +67,6 @@ class session_adapter : public client_adapter {
   // Past its own expiry, or waiting longer than limits.max_queued_age_s.
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
 
-  // The last will, published by end_session() unless the client said goodbye.
-  using will_message = session_will;
   // $sys/clients/<id>/<event>: "connected" (with the remote address and, when given,
   // `protocol`) or "disconnected" (with `clean`).
   void presence(std::string_view event, bool clean, std::string_view remote,
@@ -81,7 +79,9 @@ class session_adapter : public client_adapter {
   transport_link& link_;
   std::shared_ptr<core::session> session_;
   std::shared_ptr<core::session> closed_persistent_;  // session_ after it ended, if persistent
-  std::unique_ptr<will_message> will_;                // on the heap: most clients leave none
+  // The last will, published by end_session() unless the client said goodbye; on the heap:
+  // most clients leave none.
+  std::unique_ptr<session_will> will_;
   bool announced_ = false;  // $sys/clients/<id>/connected was published for session_
   bool closing_ = false;
   bool rearm_ = false;
