@@ -86,22 +86,26 @@ class cursor {
     at_ += 4;
     return v;
   }
-  static constexpr std::string_view not_shortest =
-      "a variable byte integer not in its shortest form";
-  // A variable byte integer (1.5.5): at most four bytes, the fewest that hold the value.
-  std::uint32_t varint(std::string_view what) {
+  // A variable byte integer (1.5.5): at most four bytes, the fewest that hold the value
+  // ([MQTT-1.5.5-1]). `truncated`: the error when the input ends inside it; `too_long`: when
+  // it runs past four bytes.
+  std::uint32_t varint(std::string_view truncated, std::string_view too_long) {
     std::uint32_t n = 0;
     std::uint32_t mul = 1;
     for (int i = 0;; ++i) {
-      if (i == 4) return fail(reason::malformed_packet, what), 0;
-      const std::uint8_t b = u8(what);
+      if (i == 4) return fail(reason::malformed_packet, too_long), 0;
+      const std::uint8_t b = u8(truncated);
       if (!ok()) return 0;
-      if (i > 0 && b == 0) return fail(reason::malformed_packet, not_shortest), 0;  // 1.5.5-1
+      if (i > 0 && b == 0) {  // a last byte of 0: one byte more than the value needs
+        fail(reason::malformed_packet, "a variable byte integer not in its shortest form");
+        return 0;
+      }
       n += (b & 0x7Fu) * mul;
       mul *= 128;
       if (!(b & 0x80)) return n;
     }
   }
+  std::uint32_t varint(std::string_view what) { return varint(what, what); }
   bytes binary(std::string_view what) {
     const std::size_t n = u16(what);
     if (!ok()) return {};
@@ -121,17 +125,8 @@ class cursor {
   }
   // 5.0 properties: a variable byte integer length, then that many bytes.
   bytes properties() {
-    std::size_t n = 0;
-    std::size_t mul = 1;
-    for (int i = 0;; ++i) {
-      if (i == 4) return fail(reason::malformed_packet, "property length over four bytes"), bytes{};
-      const std::uint8_t b = u8("truncated property length");
-      if (!ok()) return {};
-      if (i > 0 && b == 0) return fail(reason::malformed_packet, not_shortest), bytes{};
-      n += (b & 0x7F) * mul;
-      mul *= 128;
-      if (!(b & 0x80)) break;
-    }
+    const std::size_t n = varint("truncated property length", "property length over four bytes");
+    if (!ok()) return {};
     if (left() < n)
       return fail(reason::malformed_packet, "properties longer than the packet"), bytes{};
     const bytes b = in_.subspan(at_, n);
