@@ -387,8 +387,7 @@ def drop_with_a_delayed_will(agent, client_id, delay):
 @pytest.mark.parametrize("comes_back", [False, True])
 def test_a_delayed_will_waits_and_is_cancelled_by_a_return(agent, comes_back):
     async def go():
-        watch = await client(agent, "will-watch")
-        await sub(watch, "wills/#", qos=1)
+        watch = await will_watcher(agent, "will-watch")
         drop_with_a_delayed_will(agent, "delayed", delay=2)
         start = time.monotonic()
         await nothing_for(watch, 1.0)
@@ -407,23 +406,32 @@ def test_a_delayed_will_waits_and_is_cancelled_by_a_return(agent, comes_back):
     run(go())
 
 
+def killed_and_started_again(agent, agent_factory, data, name):
+    import signal
+    agent.proc.send_signal(signal.SIGKILL)
+    agent.proc.wait()
+    return agent_factory(data_dir=data, name=name)
+
+
+async def will_watcher(agent, name):
+    watch = await client(agent, name)
+    await sub(watch, "wills/#", qos=1)
+    return watch
+
+
 @pytest.mark.parametrize("comes_back", [False, True])
 def test_a_delayed_will_survives_a_crash_of_the_agent(agent_factory, tmp_path, comes_back):
     # The will waits on disk with its persistent session: killed (-9) and started again, the
     # agent sends it when it falls due, unless the client is back first.
-    import signal
     data = tmp_path / "data"
     first = agent_factory(data_dir=data, name="first")
     drop_with_a_delayed_will(first, "crash", delay=4)
     dropped = time.monotonic()
     time.sleep(0.5)  # its record committed
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait()
-    second = agent_factory(data_dir=data, name="second")
+    second = killed_and_started_again(first, agent_factory, data, "second")
 
     async def go():
-        watch = await client(second, "will-watch")
-        await sub(watch, "wills/#", qos=1)
+        watch = await will_watcher(second, "will-watch")
         if comes_back:
             back = mqtt_client(second, "crash", paho.MQTTv5, clean=False,
                                properties=session_props(60))
@@ -437,13 +445,10 @@ def test_a_delayed_will_survives_a_crash_of_the_agent(agent_factory, tmp_path, c
         await close_all()
     run(go())
     if comes_back:  # and a third start finds no will left to send
-        second.proc.send_signal(signal.SIGKILL)
-        second.proc.wait()
-        third = agent_factory(data_dir=data, name="third")
+        third = killed_and_started_again(second, agent_factory, data, "third")
 
         async def after():
-            watch = await client(third, "will-watch-3")
-            await sub(watch, "wills/#", qos=1)
+            watch = await will_watcher(third, "will-watch-3")
             await nothing_for(watch, 1.5)
             await close_all()
         run(after())

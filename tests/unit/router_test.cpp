@@ -438,6 +438,17 @@ TEST(RouterQoS2, APersistentPublishersQoS2MessageIsDeliveredOnlyOnceDurable) {
   EXPECT_EQ(sub_sink.qos_got[1], 2);
 }
 
+// One start of the agent over `st`: a router with its store writer, restored from `snap`.
+struct agent_start {
+  store_writer writer;
+  router r{router_limits{}};
+  agent_start(store& st, const store_snapshot& snap) : writer(st) {
+    r.set_store(&writer);
+    r.restore_sessions(snap, 32, 1000);
+    r.restore_wills(snap.wills);
+  }
+};
+
 TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   wsagent::store::memory_store st;
   auto will = std::make_shared<message>();
@@ -445,17 +456,18 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   will->payload = "\"offline\"";
   will->from = "dev";
   const auto due = wsagent::common::now_ms() + 60'000;
+  recording_sink dev_sink;
+  auto dev = [&] {
+    return std::make_shared<session>("dev", "", acl::allow_all(), &dev_sink,
+                                     session_options{true, 3600});
+  };
   {
-    store_writer writer(st);
-    router r(router_limits{});
-    r.set_store(&writer);
-    recording_sink sink;
-    auto dev =
-        std::make_shared<session>("dev", "", acl::allow_all(), &sink, session_options{true, 3600});
-    r.attach(dev, 4409);
-    r.detach(*dev);
-    r.delay_will(dev, will, true, due);
-    writer.flush();
+    agent_start a(st, {});
+    auto s = dev();
+    a.r.attach(s, 4409);
+    a.r.detach(*s);
+    a.r.delay_will(s, will, true, due);
+    a.writer.flush();
   }
   auto snap = st.load();
   ASSERT_EQ(snap.wills.size(), 1u);
@@ -465,22 +477,18 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   // A later start: the will waits for its time, then goes (published as its client, whose
   // restored session holds no rights of its own), retained, and leaves the store.
   {
-    store_writer writer(st);
-    router r(router_limits{});
-    r.set_store(&writer);
-    r.restore_sessions(snap, 32, 1000);
-    r.restore_wills(snap.wills);
+    agent_start a(st, snap);
     recording_sink watch_sink;
     auto watch = make_session("watch", watch_sink);
-    r.attach(watch, 4409);
-    ASSERT_TRUE(r.subscribe(*watch, "wills/#", 0).ok());
-    r.publish_due_wills(due - 1);
+    a.r.attach(watch, 4409);
+    ASSERT_TRUE(a.r.subscribe(*watch, "wills/#", 0).ok());
+    a.r.publish_due_wills(due - 1);
     EXPECT_TRUE(watch_sink.got.empty());
-    r.publish_due_wills(due);
+    a.r.publish_due_wills(due);
     ASSERT_EQ(watch_sink.got.size(), 1u);
     EXPECT_EQ(watch_sink.got[0]->payload, "\"offline\"");
-    EXPECT_EQ(r.retained_count(), 1u);
-    writer.flush();
+    EXPECT_EQ(a.r.retained_count(), 1u);
+    a.writer.flush();
     EXPECT_TRUE(st.load().wills.empty());
   }
   // Stored again, then the client is back before its time: cancelled, on disk too.
@@ -489,16 +497,9 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   snap = st.load();
   ASSERT_EQ(snap.wills.size(), 1u);
   {
-    store_writer writer(st);
-    router r(router_limits{});
-    r.set_store(&writer);
-    r.restore_sessions(snap, 32, 1000);
-    r.restore_wills(snap.wills);
-    recording_sink sink;
-    auto back =
-        std::make_shared<session>("dev", "", acl::allow_all(), &sink, session_options{true, 3600});
-    r.attach(back, 4409);
-    writer.flush();
+    agent_start a(st, snap);
+    a.r.attach(dev(), 4409);
+    a.writer.flush();
     EXPECT_TRUE(st.load().wills.empty());
   }
 }
