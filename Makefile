@@ -1,13 +1,13 @@
 # The two commands of the README:
 #   make run    install what is missing, build a release build, start the agent
 #   make test   install what is missing (test clients too), build, run every test
-# Other targets: build, build-asan, test-asan, fuzz, format, format-check, clean.
+# Other targets: build, build-asan, test-asan, test-tsan, fuzz, format, format-check, clean.
 
 PRESET ?= dev
 JOBS   ?= $(shell nproc)
 ARGS   ?=
 
-.PHONY: run test deps deps-test build build-release build-asan test-asan fuzz format format-check clean
+.PHONY: run test deps deps-test build build-release build-asan test-asan test-tsan fuzz format format-check clean
 
 deps:
 	@scripts/install-deps.sh
@@ -34,6 +34,10 @@ build-asan:
 
 test-asan:
 	$(MAKE) test PRESET=asan
+
+# ThreadSanitizer (GCC, -Wno-tsan for Asio's fences): every test, the takeover storm included.
+test-tsan:
+	$(MAKE) test PRESET=tsan
 
 # libFuzzer targets for the frame reader and the native parser, FUZZ_SECONDS each (20).
 fuzz: deps-test

@@ -54,15 +54,15 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
     took_over = true;
   }
   const bool resume = s->persistent() && old->persistent() && !s->options().fresh;
-  for (auto& [filter, options] : old->subscriptions) {
+  for (auto& [filter, options] : old->subscriptions_) {
     unindex_locked(filter, *old);
     if (resume && may_subscribe(*s, filter) &&
-        s->subscriptions.size() < static_cast<std::size_t>(limits_.max_subscriptions)) {
-      s->subscriptions.emplace(filter, options);
+        s->subscriptions_.size() < static_cast<std::size_t>(limits_.max_subscriptions)) {
+      s->subscriptions_.emplace(filter, options);
       index_locked(filter, *s, options);
     }
   }
-  old->subscriptions.clear();
+  old->subscriptions_.clear();
   if (resume) {
     std::scoped_lock both(old->mutex_, s->mutex_);
     s->window_.absorb(old->window_);
@@ -80,8 +80,8 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
 void router::save_session_locked(const session& s) {
   if (!store_ || !s.persistent()) return;
   stored_session rec{s.client_id(), s.options().expiry_s, s.disconnected_ms, {}};
-  rec.subscriptions.reserve(s.subscriptions.size());
-  for (const auto& [filter, options] : s.subscriptions)
+  rec.subscriptions.reserve(s.subscriptions_.size());
+  for (const auto& [filter, options] : s.subscriptions_)
     rec.subscriptions.push_back({filter, options});
   store_->submit({store_ops::put_session{std::move(rec)}});
 }
@@ -96,9 +96,9 @@ void router::release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops) {
 }
 
 void router::unsubscribe_all_locked(session& s) {
-  for (auto& [filter, options] : s.subscriptions)
+  for (auto& [filter, options] : s.subscriptions_)
     unindex_locked(filter, s);
-  s.subscriptions.clear();
+  s.subscriptions_.clear();
 }
 
 void router::drop_session_locked(session& s) {
@@ -147,7 +147,7 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     // Connected when the agent stopped: away since now.
     s->disconnected_ms = rec.disconnected_ms ? rec.disconnected_ms : now_wall;
     for (const auto& sub : rec.subscriptions) {
-      s->subscriptions.emplace(sub.filter, sub.options);
+      s->subscriptions_.emplace(sub.filter, sub.options);
       index_locked(sub.filter, *s, sub.options);
     }
     by_id[rec.client_id] = s.get();
@@ -311,9 +311,9 @@ void router::restore_retained(const std::vector<message_ptr>& retained) {
 route_result router::subscribe(session& s, std::string_view filter,
                                const subscription_options& options,
                                std::vector<message_ptr>* retained, const recovery_request* request,
-                               recovery_result* recovery) {
+                               recovery_result* recovery, bool retained_if_new) {
   return subscribe(s, std::span<const std::string_view>(&filter, 1), options, retained, request,
-                   recovery);
+                   recovery, retained_if_new);
 }
 
 bool router::may_subscribe(const session& s, std::string_view filter) {
@@ -385,7 +385,7 @@ std::size_t router::match_shared(const message& msg, std::vector<subscriber>& ou
 route_result router::subscribe(session& s, std::span<const std::string_view> filters,
                                const subscription_options& options,
                                std::vector<message_ptr>* retained, const recovery_request* request,
-                               recovery_result* recovery) {
+                               recovery_result* recovery, bool retained_if_new) {
   route_result r;
   for (auto filter : filters) {
     if (auto e = validate_subscription(filter, limits_.tags); e != tag_error::none) {
@@ -401,22 +401,24 @@ route_result router::subscribe(session& s, std::span<const std::string_view> fil
   std::unique_lock lock(mutex_);
   std::size_t fresh = 0;
   for (auto filter : filters)
-    if (!s.subscriptions.contains(filter)) ++fresh;
-  if (s.subscriptions.size() + fresh > static_cast<std::size_t>(limits_.max_subscriptions)) {
+    if (!s.subscriptions_.contains(filter)) ++fresh;
+  r.existed = fresh == 0;
+  if (s.subscriptions_.size() + fresh > static_cast<std::size_t>(limits_.max_subscriptions)) {
     r.error = route_error::too_many_subscriptions;
     return r;
   }
   for (auto filter : filters) {
-    if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end())
+    if (auto it = s.subscriptions_.find(filter); it != s.subscriptions_.end())
       it->second = options;
     else
-      s.subscriptions.emplace(std::string(filter), options);
+      s.subscriptions_.emplace(std::string(filter), options);
     index_locked(filter, s, options);
   }
   save_session_locked(s);
   // No publisher holds mutex_ now: what is retained or in a history is exactly what was
   // published before the subscriptions, and everything after reaches them live. A shared
   // subscription gets neither (MQTT 5.0 section 4.8.2: no retained messages for it).
+  if (retained_if_new && r.existed) retained = nullptr;  // MQTT 5 retain handling 1
   for (auto filter : filters)
     if (retained && !is_shared(filter)) retained_.match(filter, *retained);
   if (request && recovery && request->wanted()) {
@@ -436,9 +438,10 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
     return r;
   }
   std::unique_lock lock(mutex_);
-  if (auto it = s.subscriptions.find(filter); it != s.subscriptions.end()) {
+  if (auto it = s.subscriptions_.find(filter); it != s.subscriptions_.end()) {
+    r.existed = true;
     unindex_locked(filter, s);
-    s.subscriptions.erase(it);
+    s.subscriptions_.erase(it);
     save_session_locked(s);
   }
   return r;
@@ -468,10 +471,15 @@ std::size_t router::reshare(const session& leaving, std::span<const std::string>
   return passed;
 }
 
+std::size_t router::subscription_count_of(const session& s) const {
+  std::shared_lock lock(mutex_);
+  return s.subscriptions_.size();
+}
+
 std::vector<std::pair<std::string, subscription_options>> router::subscriptions_of(
     const session& s) const {
   std::shared_lock lock(mutex_);
-  return {s.subscriptions.begin(), s.subscriptions.end()};
+  return {s.subscriptions_.begin(), s.subscriptions_.end()};
 }
 
 route_result router::publish(const session& from, const message_ptr& msg, std::string_view to,
@@ -740,7 +748,7 @@ void router::persist(const session& s, std::vector<store_op> ops, std::function<
 void router::offer_offline(session& s, const message_ptr& msg, std::uint8_t qos,
                            std::int64_t now_ms) {
   std::unique_lock lock(s.mutex_);
-  if (auto next = s.successor_.lock()) {
+  if (auto next = s.successor_) {
     lock.unlock();
     if (auto* sink = next->sink_)
       sink->deliver(msg, qos);

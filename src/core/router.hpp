@@ -44,6 +44,9 @@ struct route_result {
   route_error error = route_error::none;
   tag_error tag = tag_error::none;
   std::size_t delivered = 0;  // for publish: recipients reached
+  // Subscribe: every filter was subscribed already (its options are updated); unsubscribe:
+  // the filter was subscribed. Decided in the same critical section as the change.
+  bool existed = false;
   // For a QoS 1 publish with persistent recipients: the store is writing it, and the
   // publish's `on_durable` runs once it is on disk (else it was not called).
   bool pending_durable = false;
@@ -128,19 +131,23 @@ class router {
   // and no duplicate. (The adapter leaves out the retained messages of recovery->covered.)
   // A filter "$share/<group>/<filter>" is a shared subscription: each message to one
   // member of the group (the next connected one in turn), never a retained message.
+  // `retained_if_new`: retained messages only when the subscription is new (MQTT 5 retain
+  // handling 1).
   route_result subscribe(session& s, std::string_view filter, const subscription_options& options,
                          std::vector<message_ptr>* retained = nullptr,
                          const recovery_request* request = nullptr,
-                         recovery_result* recovery = nullptr);
+                         recovery_result* recovery = nullptr, bool retained_if_new = false);
   // Several filters in one critical section (all or none: the first problem is returned):
   // a tag two of them match is recovered once, not once live and once from history.
   route_result subscribe(session& s, std::span<const std::string_view> filters,
                          const subscription_options& options,
                          std::vector<message_ptr>* retained = nullptr,
                          const recovery_request* request = nullptr,
-                         recovery_result* recovery = nullptr);
+                         recovery_result* recovery = nullptr, bool retained_if_new = false);
   route_result unsubscribe(session& s, std::string_view filter);
-  // A copy of `s`'s subscriptions, taken under the lock (a takeover may clear them meanwhile).
+  // How many subscriptions `s` holds, and a copy of them, taken under the lock (a takeover
+  // may clear them meanwhile: no other thread reads a session's set without it).
+  std::size_t subscription_count_of(const session& s) const;
   std::vector<std::pair<std::string, subscription_options>> subscriptions_of(
       const session& s) const;
 

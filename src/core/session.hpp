@@ -96,14 +96,19 @@ class session : public std::enable_shared_from_this<session> {
   std::unordered_set<std::string, string_hash, std::equal_to<>>& incoming() noexcept {
     return incoming_;
   }
+  // A newer session took this one's place (its window moved there): a delivery that reaches
+  // this one now belongs to the successor (router::redeliver). Under lock().
+  bool superseded() const noexcept { return successor_ != nullptr; }
 
-  // Filter (or "$share/<group>/<filter>") -> options. Changed under the router's exclusive
-  // lock, only by the router; the session's own connection thread may read it without.
-  std::unordered_map<std::string, subscription_options, string_hash, std::equal_to<>> subscriptions;
-  std::int64_t disconnected_ms = 0;  // wall clock; 0 while connected
+  std::int64_t disconnected_ms = 0;  // wall clock; 0 while connected. Under the router's lock.
 
  private:
   friend class router;
+  // Filter (or "$share/<group>/<filter>") -> options. Read and written only by the router,
+  // under its lock (exclusive to change): a takeover changes it from another connection's
+  // thread, so not even the owner connection reads it without (router::subscriptions_of).
+  std::unordered_map<std::string, subscription_options, string_hash, std::equal_to<>>
+      subscriptions_;
   std::string client_id_;
   std::string user_;
   core::acl acl_;
@@ -114,7 +119,9 @@ class session : public std::enable_shared_from_this<session> {
   std::unordered_set<std::string, string_hash, std::equal_to<>> incoming_;  // guarded by mutex_
   // Set by the router when a newer session took this one's place (takeover or resume):
   // QoS 1 and 2 deliveries still on their way to this one go to the successor. Under mutex_.
-  std::weak_ptr<session> successor_;
+  // Held, not weak: a chain A -> B -> C must not break when B's connection is gone first
+  // while A's still hands deliveries back (it lives no longer than A's connection).
+  std::shared_ptr<session> successor_;
 };
 
 }  // namespace wsagent::core

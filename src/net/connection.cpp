@@ -485,7 +485,8 @@ bool connection::handle(const ws::frame_reader::event& ev) {
         push(out_item{nullptr, nullptr, std::move(frame), false});
       }
       close_deadline_ms_ = common::steady_ms() + server_.settings().close_timeout_ms;
-      if (!writing_ && queue_.empty()) terminate();
+      if (!writing_ && queue_.empty()) return terminate(), false;
+      arm_timer();  // the close deadline: a peer that stops reading is cut off in time
       return false;
     }
     case kind::error:

@@ -21,6 +21,11 @@ void session_adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos
   if (!session_) return;
   rearm_ = true;
   auto lock = session_->lock();
+  if (session_->superseded()) {
+    // Taken over while this delivery was on its way: the window moved to the new session.
+    lock.unlock();
+    return ctx_.router.redeliver(*session_, m, qos);
+  }
   std::vector<core::message_ptr> dropped;
   if (session_->window().offer(m, now_ms, &dropped, qos))
     send_entry({m, now_ms, false, qos, false});

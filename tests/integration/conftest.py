@@ -26,6 +26,8 @@ BIN = os.environ.get("WSAGENT_BIN") or os.path.join(
 
 LISTEN_RE = re.compile(r"listening on ws://([^ ]+):(\d+)/ws")
 MQTT_RE = re.compile(r"MQTT .*listening on mqtt://([^ ]+):(\d+)")
+SANITIZER_RE = re.compile(r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|"
+                          r"ERROR: LeakSanitizer|runtime error: ")
 
 
 class Agent:
@@ -136,6 +138,13 @@ def agent_factory(tmp_path):
     yield make
     for a in agents:
         a.stop()
+    # A sanitizer build (asan, tsan presets) reports in the agent's log and goes on: a test
+    # whose agent reported anything fails, whatever it asserted.
+    for a in agents:
+        m = SANITIZER_RE.search(a.log())
+        if m:
+            start = max(0, m.start() - 200)
+            pytest.fail("the agent reported a sanitizer error:\n" + a.log()[start:start + 6000])
 
 
 @pytest.fixture

@@ -169,6 +169,37 @@ TEST(Router, TakeoverKicksTheOldSession) {
   EXPECT_EQ(r.subscription_count(), 0u);
 }
 
+// Takeovers in a chain (A by B, B by C): a QoS 1 delivery that reaches A's connection late is
+// handed back to A's session and must reach C, even when B is already gone.
+TEST(RouterSessions, ALateDeliveryFollowsAChainOfTakeovers) {
+  router r({});
+  recording_sink sa, sb, sc;
+  auto persistent = [](const std::string& id, recording_sink& sink) {
+    return std::make_shared<session>(id, id, acl::allow_all(), &sink, session_options{true, 3600});
+  };
+  auto a = persistent("dev", sa);
+  r.attach(a, 4409);
+  ASSERT_TRUE(r.subscribe(*a, "t", 1).ok());
+  auto b = persistent("dev", sb);
+  bool resumed = false;
+  r.attach(b, 4409, &resumed);
+  EXPECT_TRUE(resumed);
+  EXPECT_TRUE(a->superseded());
+  auto c = persistent("dev", sc);
+  r.attach(c, 4409, &resumed);
+  EXPECT_TRUE(resumed);
+  r.detach(*b);
+  b.reset();  // B's connection is gone first
+  auto m = make_message("t", 1);
+  const_cast<message&>(*m).seq = r.next_seq();
+  r.redeliver(*a, m, 1);  // what reached A's connection after it was taken over
+  ASSERT_EQ(sc.got.size(), 1u);
+  EXPECT_EQ(sc.got[0], m);
+  EXPECT_TRUE(sa.got.empty());
+  EXPECT_EQ(r.subscription_count_of(*c), 1u);
+  EXPECT_EQ(r.subscription_count_of(*a), 0u);
+}
+
 TEST(Router, RefusesWhatTheAclForbids) {
   router r({});
   recording_sink sink;

@@ -577,15 +577,14 @@ void adapter::on_subscribe(const subscribe_request& r) {
   std::vector<granted> sends;
   const bool v5 = ver_ == version::v5;
   for_each_subscription(r, ver_, [&](const subscription& s) {
-    const bool existed = session_->subscriptions.contains(s.filter);
     granted g{{}, s.qos};
     core::subscription_options options(s.qos);
     options.no_local = s.no_local;
     options.retain_as_published = s.retain_as_published;
     options.id = sub_id;
-    auto res = ctx_.router.subscribe(
-        *session_, s.filter, options,
-        s.retain_handling == 2 || (s.retain_handling == 1 && existed) ? nullptr : &g.retained);
+    auto res = ctx_.router.subscribe(*session_, s.filter, options,
+                                     s.retain_handling == 2 ? nullptr : &g.retained, nullptr,
+                                     nullptr, s.retain_handling == 1);
     switch (res.error) {
       case core::route_error::none:
         codes.push_back(s.qos);
@@ -639,11 +638,10 @@ void adapter::on_unsubscribe(const subscribe_request& r) {
   }
   std::vector<std::uint8_t> codes;
   for_each_filter(r, [&](std::string_view filter) {
-    const bool existed = session_->subscriptions.contains(filter);
     auto res = ctx_.router.unsubscribe(*session_, filter);
-    codes.push_back(!res.ok() ? reason::topic_filter_invalid
-                    : existed ? reason::success
-                              : reason::no_subscription_existed);
+    codes.push_back(!res.ok()     ? reason::topic_filter_invalid
+                    : res.existed ? reason::success
+                                  : reason::no_subscription_existed);
   });
   review_subscriptions();
   std::string ack;

@@ -195,7 +195,7 @@ void adapter::on_auth(const auth_request& r) {
     if (rename && !provisional_id_)
       return reply_error(error_code::bad_request,
                          "the client id is already set for this connection", r.id);
-    if (!session_->subscriptions.empty())
+    if (ctx_.router.subscription_count_of(*session_) != 0)
       return reply_error(error_code::bad_request,
                          rename ? "name the client before subscribing: it already has subscriptions"
                                 : "ask for a persistent session before subscribing",
@@ -236,8 +236,8 @@ void adapter::set_will(const auth_request& r) {
 
 void adapter::on_subscribe(const subscribe_request& r) {
   if (closing_ || !require_auth()) return;
-  // All or nothing: check every filter before subscribing any.
-  std::size_t fresh = 0;
+  // All or nothing: check every filter before subscribing any (the router checks the
+  // subscription limit in the same critical section as the change).
   for (auto tag : r.tags) {
     if (auto e = core::validate_subscription(tag, ctx_.router.limits().tags);
         e != core::tag_error::none)
@@ -250,14 +250,7 @@ void adapter::on_subscribe(const subscribe_request& r) {
       return reply_error(error_code::forbidden,
                          "not allowed to subscribe to '" + std::string(tag) + "'", r.id);
     }
-    if (!session_->subscriptions.contains(tag)) ++fresh;
   }
-  if (!r.unsubscribe && session_->subscriptions.size() + fresh >
-                            static_cast<std::size_t>(ctx_.router.limits().max_subscriptions))
-    return reply_error(error_code::limit_exceeded,
-                       "at most " + std::to_string(ctx_.router.limits().max_subscriptions) +
-                           " subscriptions per client",
-                       r.id);
   if (r.unsubscribe) {
     for (auto tag : r.tags)
       ctx_.router.unsubscribe(*session_, tag);
@@ -281,8 +274,13 @@ void adapter::on_subscribe(const subscribe_request& r) {
   std::vector<core::message_ptr> retained;
   const core::recovery_request request{r.since, r.since_ms};
   core::recovery_result recovery;
-  ctx_.router.subscribe(*session_, r.tags, static_cast<std::uint8_t>(r.qos), &retained, &request,
-                        &recovery);
+  const auto result = ctx_.router.subscribe(*session_, r.tags, static_cast<std::uint8_t>(r.qos),
+                                            &retained, &request, &recovery);
+  if (result.error == core::route_error::too_many_subscriptions)
+    return reply_error(error_code::limit_exceeded,
+                       "at most " + std::to_string(ctx_.router.limits().max_subscriptions) +
+                           " subscriptions per client",
+                       r.id);
   auto& incomplete = recovery.incomplete;
   std::sort(incomplete.begin(), incomplete.end());
   incomplete.erase(std::unique(incomplete.begin(), incomplete.end()), incomplete.end());
