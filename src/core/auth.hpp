@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "core/acl.hpp"
 
 namespace wsagent::core {
@@ -83,18 +84,18 @@ std::string sha256_hex(std::string_view data);
 class auth_holder {
  public:
   explicit auth_holder(std::shared_ptr<const authenticator> a) : current_(std::move(a)) {}
-  std::shared_ptr<const authenticator> get() const {
-    std::lock_guard lock(mutex_);
+  std::shared_ptr<const authenticator> get() const EXCLUDES(mutex_) {
+    common::lock lock(mutex_);
     return current_;
   }
-  void set(std::shared_ptr<const authenticator> a) {
-    std::lock_guard lock(mutex_);
+  void set(std::shared_ptr<const authenticator> a) EXCLUDES(mutex_) {
+    common::lock lock(mutex_);
     current_ = std::move(a);
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::shared_ptr<const authenticator> current_;
+  mutable common::mutex mutex_;
+  std::shared_ptr<const authenticator> current_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wsagent::core

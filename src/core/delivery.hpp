@@ -13,8 +13,9 @@
 // client that never acknowledges costs a bounded amount.
 // A message unacknowledged for `retry_ms` is due again, flagged duplicate.
 //
-// Pure and single-threaded: its owner (the connection's protocol adapter) calls it on its
-// I/O thread. Time is passed in (milliseconds, any monotonic clock).
+// Not thread-safe: it belongs to a core::session, whose mutex guards it (the owner
+// connection's thread uses it while the client is online, publishers' threads while a
+// persistent session is offline). Time is passed in (milliseconds, any monotonic clock).
 
 #include <cstddef>
 #include <cstdint>

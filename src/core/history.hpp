@@ -8,7 +8,7 @@
 // with a history by max_tags (a message to a new tag past it gets no offset and is not kept).
 // A tag whose entries have all gone keeps its last offset, so numbering never starts again.
 //
-// Not thread-safe: the router guards it (see router.hpp). Time is wall-clock milliseconds,
+// Not thread-safe: history_log guards it. Time is wall-clock milliseconds,
 // passed in.
 
 #include <cstddef>

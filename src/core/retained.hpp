@@ -3,7 +3,7 @@
 // that a new subscription finds the messages its filter matches by walking the filter
 // ('+' visits every child, '#' a whole subtree), not by testing every retained tag.
 //
-// Not thread-safe: the router guards it (see router.hpp).
+// Not thread-safe: retained_store guards it.
 
 #include <cstddef>
 #include <memory>

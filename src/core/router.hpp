@@ -1,34 +1,41 @@
 #pragma once
-// The router: sessions by client id, subscriptions by filter, and publish -> match ->
-// deliver. Protocol adapters call it from their I/O threads; it never blocks on I/O.
+// The router: publish -> match -> deliver, and the life of sessions, over its parts:
 //
-// Locking: one std::shared_mutex guards the tag index, the client-id registry and every
-// session's subscription set (and, with retained_mutex_ inside it, the retained messages).
-// publish() and lookups take it shared; subscribe, unsubscribe, attach and detach take it
-// exclusive. session_sink::deliver() and kick() are called with the lock held (shared or
-// exclusive), so they must only hand work to another thread and return: they may not call back into
-// the router.
+//   session_registry    sessions by client id (takeover, resume, expiry)
+//   subscription_index  who receives what (the routing lock; every session's sink)
+//   retained_store      the retained message of each tag
+//   history_log         tag history: offsets, recovery, the order stripes
+//   message_refs        stored entries per stored message
+//   will_schedule       MQTT 5 wills waiting for their delay
+//
+// Protocol adapters call it from their I/O threads; it never blocks on I/O. Each part has its
+// own lock; the order in which they nest is written once, in docs/architecture.md ("Locks"),
+// and checked by clang's thread-safety analysis where it can be. session_sink::deliver() and
+// kick() are called with the routing lock held (shared or exclusive), so they may only hand
+// work to another thread and return: they may not call back into the router.
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
-#include "core/history.hpp"
+#include "core/history_log.hpp"
 #include "core/message.hpp"
-#include "core/retained.hpp"
+#include "core/message_refs.hpp"
+#include "core/retained_store.hpp"
 #include "core/session.hpp"
+#include "core/session_registry.hpp"
 #include "core/store.hpp"
+#include "core/subscription_index.hpp"
 #include "core/tag.hpp"
-#include "core/tag_index.hpp"
+#include "core/will_schedule.hpp"
 
 namespace wsagent::core {
 
@@ -44,12 +51,12 @@ struct route_result {
   route_error error = route_error::none;
   tag_error tag = tag_error::none;
   std::size_t delivered = 0;  // for publish: recipients reached
-  // Subscribe: every filter was subscribed already (its options are updated); unsubscribe:
-  // the filter was subscribed. Decided in the same critical section as the change.
-  bool existed = false;
   // For a QoS 1 publish with persistent recipients: the store is writing it, and the
   // publish's `on_durable` runs once it is on disk (else it was not called).
   bool pending_durable = false;
+  // Subscribe: every filter was subscribed already (its options are updated); unsubscribe:
+  // the filter was subscribed. Decided in the same critical section as the change.
+  bool existed = false;
   bool ok() const noexcept { return error == route_error::none; }
 };
 
@@ -69,50 +76,66 @@ struct router_probe {
   std::atomic<std::uint64_t> qos1_dropped{0};
 };
 
-class store_writer;
-
-// The members of one shared subscription ("$share/<group>/<filter>"): each message matching
-// the filter goes to one of them. `next` turns under the router's shared lock, hence atomic.
-struct shared_group {
-  std::string filter;  // after "$share/<group>/"
-  std::vector<subscriber> members;
-  std::atomic<std::size_t> next{0};
+// What a publish asks for besides its message.
+struct publish_options {
+  std::string_view to;  // also deliver to the session with this client id
+  // The message becomes its tag's retained message (a copy flagged retain, before it is
+  // routed; live recipients get it unflagged, as in MQTT), or, with `clears_retained`, the
+  // tag's retained message is cleared: the adapter decides which payloads clear (MQTT: an
+  // empty one).
+  bool retain = false;
+  bool clears_retained = false;
+  // A QoS 1/2 message for persistent recipients, or a retained one, is written to the store;
+  // `on_durable` then runs on the store's thread when those writes are durable, and the
+  // result says pending_durable.
+  std::function<void(bool)> on_durable;
+  // Store operations written in the same batch (a QoS 2 publish's incoming record).
+  std::vector<store_op> with;
 };
+
+class store_writer;
 
 class router {
  public:
   explicit router(router_limits limits);
 
-  // Retained changes are written through `w` (may be null: kept in memory only). Set once,
-  // before serving.
-  void set_store(store_writer* w) noexcept { store_ = w; }
-  // Start-up, after restore_sessions(): the retained messages the store held.
+  // Changes are written through `w` (may be null: kept in memory only). Set once, before
+  // serving.
+  void set_store(store_writer* w) noexcept;
+  // Who owns client ids across nodes (null: this node alone, the default). Set once, before
+  // serving.
+  void set_ownership(client_ownership* o) noexcept { ownership_ = o ? o : &local_; }
+
+  // Start-up, in this order: the persistent sessions the store held, offline, with their
+  // subscriptions and queued messages (the message numbering goes on after the highest
+  // stored); the retained messages; the delayed wills, each due at its time, or at once when
+  // its session did not survive.
+  void restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
+                        std::size_t max_queued, std::size_t max_queued_bytes = 0);
   void restore_retained(const std::vector<message_ptr>& retained);
-  // Start-up, after restore_sessions(): the delayed wills the store held, each due at its
-  // time, or at once when its session did not survive.
   void restore_wills(const std::vector<stored_will>& wills);
 
   const router_limits& limits() const noexcept { return limits_; }
 
+  // --- sessions (router_sessions.cpp) ---
+
   // Registers `s` under its client id. A session already registered under that id is
   // replaced: its connection, if it has one, is kicked with `takeover_code` (then attach
   // returns true). When both are persistent, `s` resumes the old one (`*resumed` set): it
-  // takes over its subscriptions (those `s`'s rights still allow) and its QoS 1 window; else
-  // the old one's subscriptions are dropped.
+  // takes over its subscriptions (those `s`'s rights still allow) and its QoS 1/2 window;
+  // else the old one's subscriptions are dropped.
   bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code,
               bool* resumed = nullptr);
   // The connection of `s` is ending; after it returns, `s`'s sink is not used. A clean
   // session is unregistered and unsubscribed; a persistent one stays, offline, collecting
-  // QoS 1 messages in its window until resumed or expired. Returns false when `s` was no
+  // QoS 1/2 messages in its window until resumed or expired. Returns false when `s` was no
   // longer registered (another session took its client id).
   bool detach(session& s);
-
   // Drops the offline persistent sessions whose expiry has passed at wall time `now_ms`;
   // returns their client ids. A delayed will of a session that ends is published then.
   std::vector<std::string> expire_sessions(std::int64_t now_ms);
-
   // A persistent session's expiry, changed while it is connected (MQTT 5 DISCONNECT): kept
-  // that long after it leaves; 0: dropped at the next sweep once offline.
+  // that long after it leaves; 0: dropped when its connection ends.
   void set_session_expiry(session& s, std::int64_t expiry_s);
 
   // A will published at wall time `due_ms` (MQTT 5 Will Delay Interval) from `from`, unless
@@ -122,6 +145,8 @@ class router {
                   std::int64_t due_ms);
   // Publishes the delayed wills due at `now_ms` (the sweep, every second).
   void publish_due_wills(std::int64_t now_ms);
+
+  // --- subscriptions ---
 
   // Subscribes and, when `retained` is given, appends the retained messages `filter`
   // matches (each flagged retain), taken in the same critical section as the subscription:
@@ -145,45 +170,33 @@ class router {
                          const recovery_request* request = nullptr,
                          recovery_result* recovery = nullptr, bool retained_if_new = false);
   route_result unsubscribe(session& s, std::string_view filter);
-  // How many subscriptions `s` holds, and a copy of them, taken under the lock (a takeover
-  // may clear them meanwhile: no other thread reads a session's set without it).
+  // How many subscriptions `s` holds, and a copy of them, taken under the routing lock (a
+  // takeover may clear them meanwhile: no thread reads a session's set without it).
   std::size_t subscription_count_of(const session& s) const;
-  std::vector<std::pair<std::string, subscription_options>> subscriptions_of(
-      const session& s) const;
+  filter_list subscriptions_of(const session& s) const;
+
+  // --- publishing (router.cpp) ---
 
   // Routes `msg` to every session with a matching subscription, each at most once, and to
-  // the session with client id `to` if there is one. The caller has validated nothing:
-  // tag rules and the publisher's rights are checked here. With `retain`, `msg` also
-  // becomes its tag's retained message (a copy flagged retain; an empty payload clears it)
-  // before it is routed; live recipients get it unflagged, as in MQTT.
-  // A QoS 1 message for persistent recipients is written to the store (once, with one queue
-  // entry per recipient), and a retained one as its tag's retained message; `on_durable`
-  // then runs on the store's thread when those writes are durable, and the result says
-  // pending_durable.
-  // `with`: store operations written in the same batch (a QoS 2 publish's incoming record).
-  // A QoS 2 message from a persistent session, with a store, reaches its recipients only
-  // once that batch is durable (so a client never sees a message whose record a crash could
-  // take back: exactly once across a kill -9), then `on_durable` runs.
-  route_result publish(const session& from, const message_ptr& msg, std::string_view to = {},
-                       bool retain = false, std::function<void(bool)> on_durable = {},
-                       std::vector<store_op> with = {});
+  // the session with client id `opts.to` if there is one. The caller has validated nothing:
+  // tag rules and the publisher's rights are checked here. A QoS 2 message from a
+  // persistent session, with a store, reaches its recipients only once its batch is durable
+  // (so a client never sees a message whose record a crash could take back: exactly once
+  // across a kill -9), then `on_durable` runs.
+  route_result publish(const session& from, const message_ptr& msg, publish_options opts = {});
+  // Routes a message from the agent itself ($sys/... tags); no ACL.
+  std::size_t publish_internal(const message_ptr& msg);
 
   // Writes `ops` for persistent session `s` and runs `done` when they are durable (on the
   // store's thread); for a clean session, or without a store, runs `done(true)` at once.
   void persist(const session& s, std::vector<store_op> ops, std::function<void(bool)> done);
-
-  // A persistent session's QoS 1 message left its window (acknowledged, expired or
+  // A persistent session's QoS 1/2 message left its window (acknowledged, expired or
   // dropped): its queue entry goes from the store, and the message when nobody holds it.
   void forget(const session& s, std::uint64_t seq);
-
-  // Start-up: the persistent sessions the store held, offline, with their subscriptions
-  // and queued messages; the message numbering goes on after the highest stored.
-  void restore_sessions(const store_snapshot& snap, std::size_t max_inflight,
-                        std::size_t max_queued, std::size_t max_queued_bytes = 0);
-
-  // Drops tag history entries past history.max_age (a sweep, every second).
-  void trim_history(std::int64_t now_ms);
-
+  // A QoS 1/2 delivery that reached `s`'s connection as it was ending (after detach), or
+  // after `s` was superseded: into its window to wait for a resume, or to its successor.
+  // Any thread.
+  void redeliver(session& s, const message_ptr& msg, std::uint8_t qos);
   // A clean session `leaving` (detached) held QoS 1 or 2 deliveries its client did not
   // acknowledge: each that one of its shared subscriptions (`shared`, whole filters) matched
   // goes to a connected member of that group instead (MQTT 5.0 section 4.8.2), so a worker
@@ -191,15 +204,8 @@ class router {
   std::size_t reshare(const session& leaving, std::span<const std::string> shared,
                       std::span<const message_ptr> held);
 
-  // Routes a message from the agent itself ($sys/... tags); no ACL.
-  std::size_t publish_internal(const message_ptr& msg);
-
-  // A QoS 1 delivery that reached `s`'s connection as it was ending (after detach): into
-  // its window to wait for a resume, or to its successor. Any thread.
-  void redeliver(session& s, const message_ptr& msg, std::uint8_t qos) {
-    std::shared_lock lock(mutex_);
-    offer_offline(s, msg, qos, common::steady_ms());
-  }
+  // Drops tag history entries past history.max_age (a sweep, every second).
+  void trim_history(std::int64_t now_ms);
 
   // A fresh agent-wide number for a QoS >= 1 message (message::seq). Numbers start from the
   // wall clock (ms x 1000) or after the highest stored, whichever is higher, so they do not
@@ -209,83 +215,42 @@ class router {
 
   std::size_t session_count() const;
   std::size_t subscription_count() const;
-  std::size_t retained_count() const;
-  struct history_stats {
-    std::size_t tags = 0, entries = 0;
-    std::uint64_t refused = 0;  // messages to new tags past history.max_tags
-  };
-  history_stats history_count() const;
+  std::size_t retained_count() const { return retained_.size(); }
+  using history_stats = history_log::stats;
+  history_stats history_count() const { return history_.count(); }
 
   router_probe probe;
 
  private:
-  // `ops`: store operations that go in the same batch as the message's own (they may
-  // have stored it already: `stored`).
-  // `defer`: deliver once the store batch is durable (see publish()).
-  std::size_t route_locked(const message_ptr& msg, std::string_view to,
-                           std::function<void(bool)>* on_durable = nullptr, bool* pending = nullptr,
-                           std::vector<store_op>* ops = nullptr, bool stored = false,
-                           bool defer = false);
-  // publish() and publish_internal() past the checks, under mutex_ shared.
-  std::size_t route_recorded(const message_ptr& msg, std::string_view to,
-                             std::function<void(bool)>* on_durable, bool* pending,
-                             message* retained_copy = nullptr,
-                             std::vector<store_op>* with = nullptr, bool defer = false);
-  // A subscription into the index, or into its shared group; and out again. Under mutex_
-  // exclusive.
-  void index_locked(std::string_view filter, session& s, const subscription_options& o);
-  void unindex_locked(std::string_view filter, session& s);
-  std::size_t match_shared(const message& msg, std::vector<subscriber>& out);
-  // The rights of `s` allow `filter` (a shared one's inner filter).
+  // A message on its way to its recipients (router.cpp).
+  struct route_state;
+  route_result route(const session* from, const message_ptr& msg, publish_options& opts);
+  bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
+  route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
+  std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
+  void persist_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
+  void deliver(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t& now)
+      REQUIRES_SHARED(index_.mutex(), core::routing);
+  void offer_offline(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t now_ms)
+      REQUIRES_SHARED(index_.mutex(), core::routing);
+
+  // Sessions (router_sessions.cpp).
   static bool may_subscribe(const session& s, std::string_view filter);
-  void deliver_locked(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t& now);
-  void release_trimmed(const std::string& tag, const history::trimmed& t,
-                       std::vector<store_op>& ops);
-  void restore_history(const store_snapshot& snap,
-                       const std::unordered_map<std::uint64_t, message_ptr>& messages,
-                       std::vector<store_op>& cleanup);
-  void save_session_locked(const session& s);
-  void drop_session_locked(session& s);
-  void unsubscribe_all_locked(session& s);
-  void release_ref_locked(std::uint64_t seq, std::vector<store_op>& ops);
-  // `copy` receives the retained copy (for its offset, given after).
-  bool retain_locked(const message_ptr& msg, std::shared_ptr<message>* copy);
-  void offer_offline(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t now_ms);
+  void save_session(const session& s) REQUIRES_SHARED(index_.mutex());
+  void drop_session(session& s);
+  void publish_will(const delayed_will& w);
 
   router_limits limits_;
   store_writer* store_ = nullptr;
+  local_ownership local_;
+  client_ownership* ownership_ = &local_;
   std::atomic<std::uint64_t> seq_;
-  // Persistent sessions' queue entries per stored message (seq), to drop a message from the
-  // store with its last entry.
-  std::mutex refs_mutex_;
-  std::unordered_map<std::uint64_t, std::uint32_t> refs_;
-  mutable std::shared_mutex mutex_;
-  tag_index index_;
-  // Shared subscription groups by their whole filter ("$share/g/f"), and indexed by f for
-  // publishes (a group's address is stable: unordered_map nodes do not move).
-  std::unordered_map<std::string, shared_group, string_hash, std::equal_to<>> shared_;
-  shared_index shared_index_;
-  // Written by publishers holding mutex_ shared, so under its own lock as well; read by
-  // subscribe() under mutex_ exclusive.
-  mutable std::mutex retained_mutex_;
-  retained_tree retained_;
-  std::unordered_map<std::string, std::shared_ptr<session>, string_hash, std::equal_to<>> sessions_;
-  // Tag history. A message to a history tag is numbered, recorded and routed under its
-  // tag's order_ stripe, so that every subscriber gets a tag's messages in offset order;
-  // history_mutex_ (taken briefly, inside a stripe or under mutex_ exclusive) guards the
-  // entries themselves.
-  mutable std::mutex history_mutex_;
-  history history_;
-  std::array<std::mutex, 16> order_;
-  struct delayed_will {
-    std::shared_ptr<session> from;
-    message_ptr will;
-    bool retain = false;
-    std::int64_t due_ms = 0;
-  };
-  std::mutex wills_mutex_;
-  std::unordered_map<std::string, delayed_will, string_hash, std::equal_to<>> wills_;
-  void publish_will(const delayed_will& w);
+  session_registry sessions_;
+  subscription_index index_;
+  retained_store retained_;
+  history_log history_;
+  message_refs refs_;
+  will_schedule wills_;
 };
 
 const char* to_string(route_error e) noexcept;

@@ -7,17 +7,18 @@
 // detach() returns no thread calls the sink again. A clean session ends there. A persistent
 // one stays registered, subscribed and collecting QoS 1 messages until a new connection
 // with its client id resumes it (attach moves its state into the new session object) or
-// its expiry passes. The subscription set and the sink are guarded by the router's lock
-// (see router.hpp), the QoS 1 window by the session's own mutex; the rest is read-only.
+// its expiry passes. Each field says what guards it; its subscriptions are the router's
+// (subscription_index), not the session's.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/mutex.hpp"
 #include "core/acl.hpp"
 #include "core/delivery.hpp"
 #include "core/message.hpp"
@@ -65,6 +66,12 @@ struct session_options {
   bool fresh = false;
 };
 
+// A role, not a lock: whoever holds a router's routing lock (subscription_index::mutex())
+// holds it, shared or exclusive alike. What every session's sink and the router's delivery
+// path read is guarded by it, so clang's analysis can check the rule across objects.
+class CAPABILITY("role") routing_role {};
+extern routing_role routing;
+
 class session : public std::enable_shared_from_this<session> {
  public:
   session(std::string client_id, std::string user, core::acl rights, session_sink* sink,
@@ -74,54 +81,65 @@ class session : public std::enable_shared_from_this<session> {
         user_(std::move(user)),
         acl_(std::move(rights)),
         options_(options),
+        expiry_s_(options.expiry_s),
         sink_(sink),
         window_(max_inflight, max_queued, max_queued_bytes) {}
 
+  // Read-only after construction: any thread.
   const std::string& client_id() const noexcept { return client_id_; }
   const std::string& user() const noexcept { return user_; }
   const core::acl& rights() const noexcept { return acl_; }
   const session_options& options() const noexcept { return options_; }
   bool persistent() const noexcept { return options_.persistent; }
 
-  // The connection's sink; null while a persistent session has no connection. Changed only
-  // under the router's exclusive lock; read under its shared lock.
-  session_sink* sink() const noexcept { return sink_; }
+  // A persistent session's expiry, seconds after its connection ends. Changed while it is
+  // connected (MQTT 5 DISCONNECT, router::set_session_expiry); atomic: any thread reads it.
+  std::int64_t expiry_s() const noexcept { return expiry_s_.load(std::memory_order_relaxed); }
+  // Wall clock of the end of its last connection; 0 while connected. Written by the router
+  // under the session registry's lock; atomic: any thread reads it.
+  std::int64_t disconnected_ms() const noexcept {
+    return disconnected_ms_.load(std::memory_order_relaxed);
+  }
 
-  // The QoS 1 window (in flight and waiting). Its owner connection's thread uses it while
-  // the session is online, the router's threads while it is offline: always under lock().
-  std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
-  delivery_window& window() noexcept { return window_; }
+  // The connection's sink; null while a persistent session has no connection. Changed only
+  // with the routing lock held exclusive (attach, detach), read with it held: after
+  // router::detach() returns, no thread calls the old sink again.
+  session_sink* sink() const noexcept REQUIRES_SHARED(routing) { return sink_; }
+
+  // The session's own lock. Guards what follows: the QoS 1/2 window (its owner connection's
+  // thread uses it while the session is online, publishers' threads while a persistent
+  // session is offline), the QoS 2 incoming set and the successor. Taken after the routing
+  // lock, never before it (docs/architecture.md, "Locks").
+  common::mutex& mutex() const RETURN_CAPABILITY(mutex_) { return mutex_; }
+  delivery_window& window() REQUIRES(mutex_) { return window_; }
   // QoS 2 publishes received from the client and not yet released by its `rel`: their
-  // msgids. A publish whose msgid is here is not routed again. Under lock().
-  std::unordered_set<std::string, string_hash, std::equal_to<>>& incoming() noexcept {
+  // msgids. A publish whose msgid is here is not routed again.
+  std::unordered_set<std::string, string_hash, std::equal_to<>>& incoming() REQUIRES(mutex_) {
     return incoming_;
   }
   // A newer session took this one's place (its window moved there): a delivery that reaches
-  // this one now belongs to the successor (router::redeliver). Under lock().
-  bool superseded() const noexcept { return successor_ != nullptr; }
-
-  std::int64_t disconnected_ms = 0;  // wall clock; 0 while connected. Under the router's lock.
+  // this one now belongs to the successor (router::redeliver).
+  bool superseded() const REQUIRES(mutex_) { return successor_ != nullptr; }
+  const std::shared_ptr<session>& successor() const REQUIRES(mutex_) { return successor_; }
 
  private:
   friend class router;
-  // Filter (or "$share/<group>/<filter>") -> options. Read and written only by the router,
-  // under its lock (exclusive to change): a takeover changes it from another connection's
-  // thread, so not even the owner connection reads it without (router::subscriptions_of).
-  std::unordered_map<std::string, subscription_options, string_hash, std::equal_to<>>
-      subscriptions_;
+  friend class subscription_index;
+  friend class session_registry;
   std::string client_id_;
   std::string user_;
   core::acl acl_;
   session_options options_;
-  session_sink* sink_;
-  mutable std::mutex mutex_;
-  delivery_window window_;                                                  // guarded by mutex_
-  std::unordered_set<std::string, string_hash, std::equal_to<>> incoming_;  // guarded by mutex_
-  // Set by the router when a newer session took this one's place (takeover or resume):
-  // QoS 1 and 2 deliveries still on their way to this one go to the successor. Under mutex_.
+  std::atomic<std::int64_t> expiry_s_;
+  std::atomic<std::int64_t> disconnected_ms_{0};
+  session_sink* sink_ GUARDED_BY(routing);
+  mutable common::mutex mutex_;
+  delivery_window window_ GUARDED_BY(mutex_);
+  std::unordered_set<std::string, string_hash, std::equal_to<>> incoming_ GUARDED_BY(mutex_);
+  // Set by the router when a newer session took this one's place (takeover or resume).
   // Held, not weak: a chain A -> B -> C must not break when B's connection is gone first
   // while A's still hands deliveries back (it lives no longer than A's connection).
-  std::shared_ptr<session> successor_;
+  std::shared_ptr<session> successor_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wsagent::core

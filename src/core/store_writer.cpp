@@ -11,7 +11,7 @@ store_writer::~store_writer() {
 
 void store_writer::submit(std::vector<store_op> ops, completion done) {
   {
-    std::lock_guard lock(mutex_);
+    common::lock lock(mutex_);
     if (!stopping_) {
       ++submitted_;
       if (pending_.empty())
@@ -28,14 +28,15 @@ void store_writer::submit(std::vector<store_op> ops, completion done) {
 }
 
 void store_writer::flush() {
-  std::unique_lock lock(mutex_);
+  common::unique_lock lock(mutex_);
   const std::uint64_t target = submitted_;
-  written_.wait(lock, [&] { return durable_ >= target; });
+  while (durable_ < target)
+    written_.wait(lock);
 }
 
 void store_writer::stop() {
   {
-    std::lock_guard lock(mutex_);
+    common::lock lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     wake_.notify_one();
@@ -44,16 +45,17 @@ void store_writer::stop() {
 }
 
 store_writer_stats store_writer::stats() const {
-  std::lock_guard lock(mutex_);
+  common::lock lock(mutex_);
   return stats_;
 }
 
 void store_writer::run() {
   std::vector<store_op> batch;
   std::vector<completion> done;
-  std::unique_lock lock(mutex_);
+  common::unique_lock lock(mutex_);
   while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !pending_done_.empty(); });
+    while (!stopping_ && pending_done_.empty())
+      wake_.wait(lock);
     if (pending_done_.empty()) break;  // stopping, nothing left
     batch.swap(pending_);
     done.swap(pending_done_);

@@ -13,12 +13,14 @@
 // batch: a QoS 1 publisher then gets an error instead of an acknowledgement.
 
 #include <condition_variable>
+
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+#include "common/mutex.hpp"
 
 #include "core/store.hpp"
 
@@ -43,28 +45,30 @@ class store_writer {
   // Any thread: queue `ops` (applied after everything submitted before); `done` runs on
   // the writer thread once they are durable (or failed). Empty `ops` with a `done`: done
   // runs once everything submitted before is durable.
-  void submit(std::vector<store_op> ops, completion done = {});
+  void submit(std::vector<store_op> ops, completion done = {}) EXCLUDES(mutex_);
   // Blocks until everything submitted before the call is durable (or failed).
-  void flush();
+  void flush() EXCLUDES(mutex_);
   // Writes what is queued and ends the thread. Later submits fail at once.
-  void stop();
+  void stop() EXCLUDES(mutex_);
 
-  store_writer_stats stats() const;
+  store_writer_stats stats() const EXCLUDES(mutex_);
 
  private:
-  void run();
+  void run() EXCLUDES(mutex_);
 
-  store& store_;
+  store& store_;  // used by the writer thread only (after start-up)
   error_handler on_error_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable written_;
-  std::vector<store_op> pending_;
-  std::vector<completion> pending_done_;
-  std::uint64_t submitted_ = 0;  // submit() calls, numbered
-  std::uint64_t durable_ = 0;    // submit() calls whose batch was written
-  bool stopping_ = false;
-  store_writer_stats stats_;
+  // The last lock of the agent's order: submit() is called with any other held, and the
+  // writer thread runs completions (which take the routing lock) without it.
+  mutable common::mutex mutex_;
+  std::condition_variable_any wake_;
+  std::condition_variable_any written_;
+  std::vector<store_op> pending_ GUARDED_BY(mutex_);
+  std::vector<completion> pending_done_ GUARDED_BY(mutex_);
+  std::uint64_t submitted_ GUARDED_BY(mutex_) = 0;  // submit() calls, numbered
+  std::uint64_t durable_ GUARDED_BY(mutex_) = 0;    // submit() calls whose batch was written
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  store_writer_stats stats_ GUARDED_BY(mutex_);
   std::thread thread_;
 };
 

@@ -1,7 +1,7 @@
 #pragma once
 // The subscription index: a trie over tag levels, with a '+' child and a '#' list per node,
 // so matching a tag costs one walk over its levels (plus the '+' branches) whatever the
-// number of subscriptions. Not thread-safe: the router guards it.
+// number of subscriptions. Not thread-safe: subscription_index guards it.
 
 #include <cstdint>
 #include <memory>

@@ -20,7 +20,7 @@ void session_adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos
                                     std::int64_t now_ms) {
   if (!session_) return;
   rearm_ = true;
-  auto lock = session_->lock();
+  common::unique_lock lock(session_->mutex());
   if (session_->superseded()) {
     // Taken over while this delivery was on its way: the window moved to the new session.
     lock.unlock();
@@ -41,7 +41,7 @@ void session_adapter::late_delivery(const core::message_ptr& m, std::uint8_t qos
 
 bool session_adapter::acknowledged(std::uint64_t seq, bool completed) {
   const auto now = common::steady_ms();
-  auto lock = session_->lock();
+  common::unique_lock lock(session_->mutex());
   auto& window = session_->window();
   if (!(completed ? window.complete(seq, now) : window.ack(seq, now))) return false;
   forgotten(seq);
@@ -54,7 +54,7 @@ void session_adapter::resume_window() {
   const auto now = common::steady_ms();
   std::vector<core::delivery_window::entry> again;
   rearm_ = true;
-  auto lock = session_->lock();
+  common::unique_lock lock(session_->mutex());
   session_->window().take_all(now, again);
   resend(again, now);
 }
@@ -103,14 +103,14 @@ void session_adapter::on_timer(std::int64_t now_ms) {
   if (closing_ || !session_) return;
   thread_local std::vector<core::delivery_window::entry> due;
   due.clear();
-  auto lock = session_->lock();
+  common::unique_lock lock(session_->mutex());
   session_->window().take_due(now_ms, ctx_.retry_ms, due);
   resend(due, now_ms);
 }
 
 std::optional<std::int64_t> session_adapter::next_due() const {
   if (!session_) return std::nullopt;
-  auto lock = session_->lock();
+  common::unique_lock lock(session_->mutex());
   return session_->window().next_due(ctx_.retry_ms);
 }
 
@@ -148,7 +148,7 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
   if (!shared.empty()) {
     std::vector<core::message_ptr> held;
     {
-      auto lock = session_->lock();
+      common::unique_lock lock(session_->mutex());
       session_->window().unacknowledged(held);
     }
     link_.drain_pending([&](const core::message_ptr& m, std::uint8_t qos) {
@@ -186,7 +186,7 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
     if (delay_s > 0)
       ctx_.router.delay_will(session_, m, will_->retain, m->timestamp_ms + delay_s * 1000);
     else
-      ctx_.router.publish(*session_, m, {}, will_->retain);
+      ctx_.router.publish(*session_, m, retain_options(*m, will_->retain));
   }
   if (registered && announced_) presence("disconnected", clean, remote);
   will_.reset();

@@ -48,9 +48,19 @@ class session_adapter : public client_adapter {
  protected:
   // One window entry going out: a delivery (e.dup: sent before), or, for a released QoS 2
   // delivery, its release. The session's lock is held.
-  virtual void send_entry(const core::delivery_window::entry& e) = 0;
+  virtual void send_entry(const core::delivery_window::entry& e) REQUIRES(session_->mutex()) = 0;
   // Delivery `seq` left the window for good. The session's lock is held.
-  virtual void forgotten(std::uint64_t /*seq*/) {}
+  virtual void forgotten(std::uint64_t /*seq*/) REQUIRES(session_->mutex()) {}
+  // Whether a retained publish of `m` clears its tag's retained message instead of setting
+  // it: each protocol's rule (MQTT: an empty payload).
+  virtual bool clears_retained(const core::message& m) const { return m.payload.empty(); }
+  // Publish options for `m` with the client's retain flag.
+  core::publish_options retain_options(const core::message& m, bool retain) const {
+    core::publish_options o;
+    o.retain = retain;
+    o.clears_retained = retain && clears_retained(m);
+    return o;
+  }
 
   // The client acknowledged QoS 1 delivery `seq` (`completed`: QoS 2's last step); false
   // when nothing in flight had it.
@@ -58,12 +68,13 @@ class session_adapter : public client_adapter {
   // Resends a resumed session's unacknowledged deliveries (dup), then what waited.
   void resume_window();
   // Sends what acknowledgements let into flight. The session's lock is held.
-  void send_window_ready(std::int64_t now_ms);
+  void send_window_ready(std::int64_t now_ms) REQUIRES(session_->mutex());
   // Sends `due` again; expired ones leave the window. The session's lock is held.
-  void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms);
+  void resend(const std::vector<core::delivery_window::entry>& due, std::int64_t now_ms)
+      REQUIRES(session_->mutex());
   // Takes a delivery that will never be made out of the window and the store. The
   // session's lock is held.
-  void discard(std::uint64_t seq, std::int64_t now_ms);
+  void discard(std::uint64_t seq, std::int64_t now_ms) REQUIRES(session_->mutex());
   // Past its own expiry, or waiting longer than limits.max_queued_age_s.
   bool too_old(const core::message& m, std::int64_t wall_ms) const;
 

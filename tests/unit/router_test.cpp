@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -29,6 +30,22 @@ struct recording_sink : session_sink {
 
 std::shared_ptr<session> make_session(const std::string& id, recording_sink& sink) {
   return std::make_shared<session>(id, id, acl::allow_all(), &sink);
+}
+
+publish_options to(std::string_view id) {
+  publish_options o;
+  o.to = id;
+  return o;
+}
+publish_options retained() {
+  publish_options o;
+  o.retain = true;
+  return o;
+}
+publish_options when_durable(std::function<void(bool)> done) {
+  publish_options o;
+  o.on_durable = std::move(done);
+  return o;
 }
 
 message_ptr make_message(const std::string& tag, std::uint8_t qos = 0) {
@@ -135,7 +152,7 @@ TEST(Router, ToAndOneSubscriptionDeliverOnce) {
   r.attach(dev, 4409);
   r.attach(p, 4409);
   ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
-  auto res = r.publish(*p, make_message("devices/sensor-001/control"), "sensor-001");
+  auto res = r.publish(*p, make_message("devices/sensor-001/control"), to("sensor-001"));
   EXPECT_EQ(res.delivered, 1u);
   EXPECT_EQ(dev_sink.got.size(), 1u);
 }
@@ -149,7 +166,7 @@ TEST(Router, DirectDeliveryWithTo) {
   r.attach(dash, 4409);
   ASSERT_TRUE(r.subscribe(*dash, "devices/#", 0).ok());
   ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
-  auto res = r.publish(*dash, make_message("devices/sensor-001/control"), "sensor-001");
+  auto res = r.publish(*dash, make_message("devices/sensor-001/control"), to("sensor-001"));
   EXPECT_EQ(res.delivered, 2u);  // dashboard (its own subscription) and the device, once
   EXPECT_EQ(dev_sink.got.size(), 1u);
 }
@@ -276,7 +293,7 @@ TEST(RouterShared, TwoGroupsEachGetTheMessageAndNoRetained) {
   r.attach(sa, 4409);
   r.attach(sb, 4409);
   r.attach(p, 4409);
-  ASSERT_TRUE(r.publish(*p, make_message("t"), {}, true).ok());  // retained
+  ASSERT_TRUE(r.publish(*p, make_message("t"), retained()).ok());  // retained
   std::vector<message_ptr> retained;
   ASSERT_TRUE(r.subscribe(*sa, "$share/one/t", 0, &retained).ok());
   ASSERT_TRUE(r.subscribe(*sb, "$share/two/#", 0, &retained).ok());
@@ -448,15 +465,17 @@ TEST(RouterQoS2, APersistentPublishersQoS2MessageIsDeliveredOnlyOnceDurable) {
   m2->qos = 2;
   m2->seq = r.next_seq();
   std::atomic<bool> durable{false};
-  auto res = r.publish(*pub, m2, {}, false, [&](bool ok) { durable = ok; },
-                       {store_ops::put_incoming{"pub", "m-1"}});
+  publish_options o2;
+  o2.on_durable = [&](bool ok) { durable = ok; };
+  o2.with.push_back(store_ops::put_incoming{"pub", "m-1"});
+  auto res = r.publish(*pub, m2, std::move(o2));
   EXPECT_TRUE(res.pending_durable);
   // A QoS 1 message is not held back (no persistent recipient: acked once routed).
   auto m1 = std::make_shared<message>();
   m1->tag = "t";
   m1->qos = 1;
   m1->seq = r.next_seq();
-  EXPECT_FALSE(r.publish(*pub, m1, {}, false, [](bool) {}).pending_durable);
+  EXPECT_FALSE(r.publish(*pub, m1, when_durable([](bool) {})).pending_durable);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_EQ(sub_sink.got.size(), 1u);  // only the QoS 1 one: the QoS 2 one waits for the disk
   EXPECT_EQ(sub_sink.got[0], m1);

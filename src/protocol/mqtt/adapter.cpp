@@ -478,7 +478,8 @@ void adapter::on_publish(const publish& p) {
   m->published_retain = p.retain;
   if (expiry_s > 0) m->expires_ms = m->timestamp_ms + expiry_s * 1000;
   if (p.qos == 0) {
-    ctx_.router.publish(*session_, m, {}, p.retain);  // refusals are silent at QoS 0
+    ctx_.router.publish(*session_, m,
+                        retain_options(*m, p.retain));  // refusals are silent at QoS 0
     return;
   }
   if (p.qos == 1) {
@@ -491,7 +492,7 @@ void adapter::on_publish(const publish& p) {
   std::string rec;
   encode_ack(rec, ver_, packet_type::pubrec, p.packet_id);
   {
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     auto& incoming = session_->incoming();
     if (incoming.contains(key)) {
       lock.unlock();  // sent again: answered, not routed
@@ -508,11 +509,13 @@ void adapter::on_publish(const publish& p) {
     with.push_back(core::store_ops::put_incoming{session_->client_id(), key});
   auto forget = [this, key] {
     if (!session_) return;
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     session_->incoming().erase(key);
   };
-  auto result =
-      ctx_.router.publish(*session_, m, {}, p.retain, when_durable(rec, forget), std::move(with));
+  auto opts = retain_options(*m, p.retain);
+  opts.on_durable = when_durable(rec, forget);
+  opts.with = std::move(with);
+  auto result = ctx_.router.publish(*session_, m, std::move(opts));
   if (!result.ok()) {
     forget();
     std::string refused;
@@ -526,7 +529,9 @@ void adapter::publish_acked(const std::shared_ptr<core::message>& m, std::uint16
                             bool retain) {
   std::string ack;
   encode_ack(ack, ver_, packet_type::puback, packet_id);
-  auto result = ctx_.router.publish(*session_, m, {}, retain, when_durable(ack));
+  auto opts = retain_options(*m, retain);
+  opts.on_durable = when_durable(ack);
+  auto result = ctx_.router.publish(*session_, m, std::move(opts));
   if (!result.ok()) {
     if (result.error == core::route_error::forbidden)
       ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), remote_,
@@ -542,7 +547,7 @@ void adapter::on_pubrel(std::uint16_t packet_id) {
   const std::string key = "mqtt:" + std::to_string(packet_id);
   bool known = false;
   {
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     known = session_->incoming().erase(key) > 0;
   }
   std::string comp;
@@ -836,7 +841,7 @@ void adapter::on_puback(packet_type t, std::uint16_t packet_id) {
     // The client has it: the PUBREL is sent once that state is durable (persistent).
     bool fresh = false;
     if (it != packet_seq_.end()) {
-      auto lock = session_->lock();
+      common::unique_lock lock(session_->mutex());
       fresh = session_->window().release(it->second, now);
     }
     rearm_ = rearm_ || fresh;

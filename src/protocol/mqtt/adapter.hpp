@@ -87,10 +87,11 @@ class adapter final : public session_adapter {
   std::string framed(std::string packet) const;
   std::uint16_t packet_id_for(std::uint64_t seq);
   void release_packet_id(std::uint64_t seq);
-  void send_publish(const core::message_ptr& m, std::uint8_t qos, bool dup);
+  void send_publish(const core::message_ptr& m, std::uint8_t qos, bool dup)
+      REQUIRES(session_->mutex());
   // PUBLISH (DUP when sent before), or PUBREL for a released QoS 2 delivery.
-  void send_entry(const core::delivery_window::entry& e) override;
-  void forgotten(std::uint64_t seq) override { release_packet_id(seq); }
+  void send_entry(const core::delivery_window::entry& e) override REQUIRES(session_->mutex());
+  void forgotten(std::uint64_t seq) override REQUIRES(session_->mutex()) { release_packet_id(seq); }
   // What this connection adds to one delivery: the subscription identifiers and the retain
   // flag of the subscriptions that matched, and a topic alias.
   struct extras {

@@ -405,7 +405,7 @@ void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::string_
   std::string rec;
   encode_publish_ack(rec, m->msgid, id, "pubrec");
   {
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     auto& incoming = session_->incoming();
     if (incoming.contains(m->msgid)) {
       lock.unlock();
@@ -426,7 +426,7 @@ void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::string_
     with.push_back(core::store_ops::put_incoming{session_->client_id(), m->msgid});
   auto forget = [this, msgid = m->msgid] {
     if (!session_) return;
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     session_->incoming().erase(msgid);
   };
   bool pending = false;
@@ -440,7 +440,7 @@ void adapter::on_pubrel(std::string_view id, std::string_view msgid) {
   if (closing_ || !require_auth()) return;
   bool known = false;
   {
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     if (auto it = session_->incoming().find(msgid); it != session_->incoming().end()) {
       session_->incoming().erase(it);
       known = true;
@@ -477,13 +477,22 @@ void adapter::on_typed(const typed_request& r) {
   route(m, r.to, r.id);
 }
 
+// No payload at all, JSON "" or null: a retained publish of it clears the tag's.
+bool adapter::clears_retained(const core::message& m) const {
+  return m.payload.empty() ||
+         (m.format == core::payload_format::json && (m.payload == "\"\"" || m.payload == "null"));
+}
+
 bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain, std::function<void(bool)> on_durable,
                     bool* pending, std::vector<core::store_op> with) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
-  auto result =
-      ctx_.router.publish(*session_, m, to, retain, std::move(on_durable), std::move(with));
+  auto opts = retain_options(*m, retain);
+  opts.to = to;
+  opts.on_durable = std::move(on_durable);
+  opts.with = std::move(with);
+  auto result = ctx_.router.publish(*session_, m, std::move(opts));
   if (pending) *pending = result.pending_durable;
   switch (result.error) {
     case core::route_error::none:
@@ -565,7 +574,7 @@ void adapter::on_pubrec(std::string_view id, std::uint64_t seq) {
   if (closing_ || !require_auth()) return;
   bool fresh = false;
   {
-    auto lock = session_->lock();
+    common::unique_lock lock(session_->mutex());
     fresh = session_->window().release(seq, common::steady_ms());
   }
   rearm_ = rearm_ || fresh;  // the pubrel's own resend deadline

@@ -74,7 +74,8 @@ class adapter final : public session_adapter, private request_handler {
 
   bool require_auth();
   // The shared frame; resent, this client's own frame flagged dup; released, its pubrel.
-  void send_entry(const core::delivery_window::entry& e) override;
+  void send_entry(const core::delivery_window::entry& e) override REQUIRES(session_->mutex());
+  bool clears_retained(const core::message& m) const override;
   void set_will(const auth_request& r);
   bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
   void establish(const core::identity& who, std::string_view requested_id);
