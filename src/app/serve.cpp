@@ -15,6 +15,7 @@
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
 #include "net/server.hpp"
+#include "protocol/wire_formats.hpp"
 #include "store/memory_store.hpp"
 #include "store/sqlite_store.hpp"
 
@@ -132,6 +133,10 @@ int serve(const config& cfg, const std::string& config_path) {
   }
 
   check_file_limit(cfg);
+
+  // Encoding slots and message flags, in their documented order, before any message exists
+  // (the store's messages carry the flags).
+  protocol::reserve_wire_formats();
 
   // The store: opened and read before anything listens, so that a damaged or busy data
   // file stops the agent with its path and cause instead of serving without its data.

@@ -1,8 +1,42 @@
 #include "core/message.hpp"
 
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace wsagent::core {
+
+wire_registry& wire_registry::global() {
+  static wire_registry r;
+  return r;
+}
+
+std::size_t wire_registry::reserve_slot(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i] == name) return i;
+  if (slots_.size() == max_slots)
+    throw std::length_error("wire_registry: no encoding slot left for '" + std::string(name) +
+                            "' (max_slots)");
+  slots_.emplace_back(name);
+  return slots_.size() - 1;
+}
+
+std::uint8_t wire_registry::reserve_flag(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < flags_.size(); ++i)
+    if (flags_[i] == name) return static_cast<std::uint8_t>(1u << i);
+  if (flags_.size() == max_flags)
+    throw std::length_error("wire_registry: no message flag left for '" + std::string(name) + "'");
+  flags_.emplace_back(name);
+  return static_cast<std::uint8_t>(1u << (flags_.size() - 1));
+}
+
+std::size_t wire_registry::slots_in_use() const {
+  std::lock_guard lock(mutex_);
+  return slots_.size();
+}
 
 message::~message() {
   for (auto& slot : cache_)
@@ -17,7 +51,7 @@ std::shared_ptr<message> message::copy() const {
   m->msgid = msgid;
   m->timestamp_ms = timestamp_ms;
   m->format = format;
-  m->typed = typed;
+  m->flags = flags;
   m->retain = retain;
   m->published_retain = published_retain;
   m->qos = qos;

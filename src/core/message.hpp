@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,28 +17,41 @@
 
 namespace wsagent::core {
 
+// What the publisher said its payload is. Protocols render it for their readers: MQTT sends
+// the Payload Format Indicator for json and text (and nothing else), the native protocol
+// writes json as it is, text as a JSON string, binary in base64 (or a binary frame), and
+// looks at an `unspecified` payload when one of its readers first needs it.
 enum class payload_format : std::uint8_t {
-  json,    // `payload` is JSON text (any JSON value), compact and valid
-  binary,  // `payload` is opaque bytes
-  text,    // `payload` is UTF-8 text (an MQTT payload that is not JSON); native clients get
-           // it as a JSON string, MQTT clients as it is
+  json = 0,         // JSON text (any JSON value), compact and valid: a native publish
+  binary = 1,       // opaque bytes the publisher said are binary (a native binary frame)
+  text = 2,         // UTF-8 text the publisher vouched for (MQTT 5 Payload Format Indicator 1)
+  unspecified = 3,  // bytes nobody described (MQTT with no format indicator)
 };
 
-// Cache slots, one per wire format. The core only reserves the numbers; adapters own them.
-enum class wire_format : std::uint8_t {
-  native_json = 0,
-  native_binary = 1,
-  native_json_qos1 = 2,  // with "qos":1 and "seq": a delivery the client acknowledges
-  native_binary_qos1 = 3,
-  mqtt = 4,   // MQTT 3.1.1 PUBLISH at QoS 0
-  mqtt5 = 5,  // MQTT 5.0 PUBLISH at QoS 0
-  native_json_qos2 = 6,
-  native_binary_qos2 = 7,
-  mqtt_ws = 8,        // MQTT 3.1.1 PUBLISH at QoS 0 in a WebSocket binary frame
-  mqtt5_ws = 9,       // MQTT 5.0, the same
-  mqtt_payload = 10,  // the payload as MQTT clients get it (JSON compacted)
+// The cache slots of message::encoded() and the bits of message::flags are the adapters':
+// each reserves what it needs by name, once, at start-up (before any message is encoded),
+// and the core only counts them. A name reserved twice gets the same slot.
+class wire_registry {
+ public:
+  static constexpr std::size_t max_slots = 12;
+  static constexpr std::size_t max_flags = 8;
+  // The process's: every message's slots and flags are its.
+  static wire_registry& global();
+
+  // A slot for one wire format ("native.json", "mqtt.v5"); throws std::length_error past
+  // max_slots (a later protocol raises it).
+  std::size_t reserve_slot(std::string_view name);
+  // A bit of message::flags ("native.device"). The bits are stored with messages, so they
+  // are reserved in a fixed order (protocol::reserve_wire_formats): new names go at the end.
+  std::uint8_t reserve_flag(std::string_view name);
+  std::size_t slots_in_use() const;
+
+ private:
+  // Reserved at start-up, read when a protocol looks its slots up (once, into statics).
+  mutable std::mutex mutex_;
+  std::vector<std::string> slots_;
+  std::vector<std::string> flags_;
 };
-inline constexpr std::size_t wire_format_count = 11;
 
 // Metadata a message carries across protocols: MQTT 5's request/response and descriptive
 // properties, which native clients read and write as fields of the message frame
@@ -65,9 +79,9 @@ class message {
   std::string msgid;  // unique per publisher; the agent assigns one if the client did not
   std::int64_t timestamp_ms = 0;
   payload_format format = payload_format::json;
-  // The payload is a whole native application object ({"type":"status",...}) that is
-  // delivered as it is, rather than wrapped in a {"type":"message"} envelope.
-  bool typed = false;
+  // Bits the adapters reserve (wire_registry::reserve_flag) to tell their own readers how
+  // the message was made; the core and the stores carry them and never read them.
+  std::uint8_t flags = 0;
   // Delivered as a retained message (sent because of a new subscription), not live.
   bool retain = false;
   // The publisher set the retain flag (MQTT's Retain As Published shows it on live copies).
@@ -92,11 +106,12 @@ class message {
   // `offset` not set): a retained copy, a will published again.
   std::shared_ptr<message> copy() const;
 
-  // The bytes of this message in `format`, computed by `encode(std::string&)` the first time.
-  // Safe to call from several threads at once; every caller gets the same string.
+  // The bytes of this message in the wire format of `slot` (wire_registry::reserve_slot),
+  // computed by `encode(std::string&)` the first time. Safe to call from several threads at
+  // once; every caller gets the same string.
   template <class Encoder>
-  const std::string& encoded(wire_format wire, Encoder&& encode) const {
-    auto& slot = cache_[static_cast<std::size_t>(wire)];
+  const std::string& encoded(std::size_t slot_index, Encoder&& encode) const {
+    auto& slot = cache_[slot_index];
     if (const std::string* s = slot.load(std::memory_order_acquire)) return *s;
     auto fresh = std::make_unique<std::string>();
     encode(*fresh);
@@ -107,7 +122,7 @@ class message {
   }
 
  private:
-  mutable std::array<std::atomic<const std::string*>, wire_format_count> cache_{};
+  mutable std::array<std::atomic<const std::string*>, wire_registry::max_slots> cache_{};
 };
 
 using message_ptr = std::shared_ptr<const message>;

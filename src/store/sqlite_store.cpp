@@ -99,7 +99,7 @@ std::string_view column_text(sqlite3_stmt* s, int i) {
 void bind_message(statement& st, int first, const core::message& m) {
   st.bind_blob(first, m.payload)
       .bind(first + 1, static_cast<std::int64_t>(m.format))
-      .bind(first + 2, static_cast<std::int64_t>(m.typed))
+      .bind(first + 2, static_cast<std::int64_t>(m.flags))  // the column named `typed` before
       // bit 0: retained; bit 1: published with retain (Retain As Published)
       .bind(first + 3, static_cast<std::int64_t>(m.retain) | (m.published_retain ? 2 : 0))
       .bind(first + 4, static_cast<std::int64_t>(m.qos))
@@ -122,10 +122,15 @@ std::shared_ptr<core::message> read_message(sqlite3_stmt* s, int tag_col, int fi
     case 2:
       m->format = core::payload_format::text;
       break;
+    case 3:
+      m->format = core::payload_format::unspecified;
+      break;
     default:
       m->format = core::payload_format::json;
   }
-  m->typed = sqlite3_column_int(s, first + 2) != 0;
+  // Schemas 1 to 3 wrote 0 or 1 (a native device message): bit 0, native.device, the only flag
+  // reserved first.
+  m->flags = static_cast<std::uint8_t>(sqlite3_column_int(s, first + 2));
   m->retain = (sqlite3_column_int(s, first + 3) & 1) != 0;
   m->published_retain = (sqlite3_column_int(s, first + 3) & 2) != 0;
   m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, first + 4));

@@ -515,3 +515,34 @@ def test_a_worker_that_leaves_passes_its_unacknowledged_jobs_to_its_group(agent)
         stop(worker)
         await close_all()
     run(go())
+
+
+def test_the_payload_format_indicator_is_passed_on_unaltered(agent):
+    """5.0 section 3.3.2.3.2: the indicator reaches subscribers as its publisher set it, an
+    empty payload included; native readers get JSON as a value, other text as a string."""
+    async def go():
+        native = await client(agent, "pf-native")
+        await sub(native, "pf/#", qos=0)
+        s, _ = connect5(agent, "pf-sub")
+        s.sendall(packet(0x82, struct.pack("!H", 1) + b"\x00" + utf8("pf/#") + b"\x00"))
+        assert read_packet(s)[0] == 0x90
+        p, _ = connect5(agent, "pf-pub")
+        cases = [("pf/empty", b"", b"\x01\x01", 1, ""),
+                 ("pf/text", b"21.5 C", b"", None, "21.5 C"),
+                 ("pf/json", b'{"a": 1}', b"", None, {"a": 1}),
+                 ("pf/declared", b'{"a": 2}', b"\x01\x01", 1, {"a": 2})]
+        for topic, payload, props, _, _ in cases:
+            p.sendall(publish5(topic, payload, props))
+        for topic, payload, _, indicator, native_payload in cases:
+            got_topic, got_props, got_payload = parse_publish(*read_packet(s))
+            assert (got_topic, got_payload) == (topic, payload)
+            assert got_props.get(0x01, [None])[0] == indicator, (topic, got_props)
+            m = await recv_type(native, "message")
+            assert (m["tag"], m["payload"]) == (topic, native_payload)
+        await publish(native, "pf/from-native", {"b": 3})  # JSON is text: indicator 1
+        got_topic, got_props, got_payload = parse_publish(*read_packet(s))
+        assert got_props[0x01] == [1] and got_payload == b'{"b":3}'
+        s.close()
+        p.close()
+        await close_all()
+    run(go())

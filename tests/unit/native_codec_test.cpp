@@ -288,33 +288,31 @@ TEST(NativeParse, MessageProperties) {
 }
 
 TEST(NativeEncode, MessageProperties) {
-  core::message m;
+  outgoing_message m;
   m.tag = "a";
   m.payload = "1";
   m.from = "d";
   m.msgid = "m";
   m.timestamp_ms = 5;
-  auto props = std::make_shared<core::message_properties>();
-  props->content_type = "application/json";
-  props->response_tag = "r/1";
-  props->correlation = std::string("\0\xff", 2);  // not UTF-8: base64
-  props->user = {{"k", "v"}, {"k", "\""}};
-  m.props = props;
+  const std::string correlation("\0\xff", 2);  // not UTF-8: base64
+  std::vector<std::pair<std::string, std::string>> user{{"k", "v"}, {"k", "\""}};
+  outgoing_properties props{"application/json", "r/1", correlation, user};
+  m.props = &props;
   std::string frame;
   encode_message_frame(m, frame);
   EXPECT_EQ(frame.substr(4),  // a frame of 126 bytes or more: a 4-byte header
             R"({"type":"message","tag":"a","payload":1,"from":"d","msgid":"m","timestamp":5,)"
             R"("content_type":"application/json","response_tag":"r/1","correlation":"AP8=",)"
             R"("correlation_encoding":"base64","user_properties":[["k","v"],["k","\""]]})");
-  props->correlation = "req-1";  // UTF-8: as it is
-  props->user.clear();
+  props.correlation = "req-1";  // UTF-8: as it is
+  props.user = {};
   frame.clear();
   encode_message_frame(m, frame);
   EXPECT_NE(frame.find(R"("correlation":"req-1"})"), std::string::npos) << frame;
 }
 
 TEST(NativeEncode, HistoryOffsets) {
-  core::message m;
+  outgoing_message m;
   m.tag = "a";
   m.payload = "1";
   m.from = "d";
@@ -327,14 +325,14 @@ TEST(NativeEncode, HistoryOffsets) {
   EXPECT_EQ(
       frame.substr(2),
       R"({"type":"message","tag":"a","payload":1,"from":"d","msgid":"m","timestamp":5,"offset":42,"qos":1,"seq":7})");
-  core::message typed;
-  typed.typed = true;
-  typed.payload = R"({"type":"status","tag":"a"})";
-  typed.offset = 3;
+  outgoing_message device;
+  device.device = true;
+  device.payload = R"({"type":"status","tag":"a"})";
+  device.offset = 3;
   frame.clear();
-  encode_message_frame(typed, frame);
+  encode_message_frame(device, frame);
   EXPECT_EQ(frame.substr(2), R"({"type":"status","tag":"a","offset":3})");
-  m.format = core::payload_format::binary;
+  m.kind = payload_kind::bytes;
   frame.clear();
   encode_binary_message_frame(m, frame, 2, true);
   std::string why;
@@ -345,6 +343,18 @@ TEST(NativeEncode, HistoryOffsets) {
   EXPECT_EQ(v->seq, 7u);
   EXPECT_EQ(v->offset, 42u);
   EXPECT_EQ(v->payload, "1");
+}
+
+// A device message delivered at QoS 1 or 2 carries the delivery's qos, seq and dup inside
+// its own object, so the device acknowledges it like any message.
+TEST(NativeEncode, DeviceMessagesAtQoS) {
+  outgoing_message device;
+  device.device = true;
+  device.payload = R"({"type":"control","msgid":"c-1"})";
+  device.seq = 9;
+  std::string frame;
+  encode_message_frame(device, frame, 1, true);
+  EXPECT_EQ(frame.substr(2), R"({"type":"control","msgid":"c-1","qos":1,"seq":9,"dup":true})");
 }
 
 TEST(NativeEncode, QoS2Replies) {
@@ -369,7 +379,7 @@ TEST(NativeEncode, SubscribedWithRecovery) {
 }
 
 TEST(NativeEncode, MessageFrame) {
-  core::message m;
+  outgoing_message m;
   m.tag = "a/b";
   m.payload = R"({"t":1})";
   m.from = "dev";
@@ -382,17 +392,18 @@ TEST(NativeEncode, MessageFrame) {
   EXPECT_EQ(
       frame.substr(2),
       R"({"type":"message","tag":"a/b","payload":{"t":1},"from":"dev","msgid":"m1","timestamp":5})");
-  core::message b;
+  outgoing_message b;
   b.tag = "bin";
-  b.payload = std::string("\x00\x01\xff", 3);
-  b.format = core::payload_format::binary;
+  const std::string bytes("\x00\x01\xff", 3);
+  b.payload = bytes;
+  b.kind = payload_kind::bytes;
   std::string bframe;
   encode_message_frame(b, bframe);
   EXPECT_NE(bframe.find(R"("payload":"AAH/","encoding":"base64")"), std::string::npos) << bframe;
-  core::message t;  // UTF-8 text from MQTT: a JSON string for native clients
+  outgoing_message t;  // UTF-8 text from MQTT: a JSON string for native clients
   t.tag = "txt";
   t.payload = "21.5 \"C\"";
-  t.format = core::payload_format::text;
+  t.kind = payload_kind::text;
   std::string tframe;
   encode_message_frame(t, tframe);
   EXPECT_NE(tframe.find(R"("payload":"21.5 \"C\"")"), std::string::npos) << tframe;
@@ -450,13 +461,13 @@ TEST(NativeBinary, PublishRoundTrip) {
 }
 
 TEST(NativeBinary, MessageRoundTrip) {
-  core::message m;
+  outgoing_message m;
   m.tag = "t";
   m.from = "f";
   m.msgid = "id";
   m.timestamp_ms = 1700000000123;
   m.payload = "bytes";
-  m.format = core::payload_format::binary;
+  m.kind = payload_kind::bytes;
   std::string frame;
   encode_binary_message_frame(m, frame);
   EXPECT_EQ(static_cast<unsigned char>(frame[0]), 0x82);  // FIN + binary

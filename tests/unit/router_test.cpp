@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -394,18 +395,36 @@ TEST(Router, NoLocalKeepsAPublishersOwnMessagesFromIt) {
 }
 
 TEST(Message, EncodedOncePerFormat) {
+  wire_registry reg;
+  const auto one = reg.reserve_slot("test.one");
+  const auto two = reg.reserve_slot("test.two");
+  EXPECT_NE(one, two);
+  EXPECT_EQ(reg.reserve_slot("test.one"), one);  // a name keeps its slot
   message m;
   int calls = 0;
   auto enc = [&](std::string& out) {
     ++calls;
     out = "frame";
   };
-  const std::string& a = m.encoded(wire_format::native_json, enc);
-  const std::string& b = m.encoded(wire_format::native_json, enc);
+  const std::string& a = m.encoded(one, enc);
+  const std::string& b = m.encoded(one, enc);
   EXPECT_EQ(&a, &b);
   EXPECT_EQ(calls, 1);
-  m.encoded(wire_format::native_binary, enc);
+  m.encoded(two, enc);
   EXPECT_EQ(calls, 2);
+}
+
+TEST(Message, SlotsAndFlagsAreBounded) {
+  // Slots past the capacity are refused with a message naming the format (at start-up).
+  wire_registry reg;
+  for (std::size_t i = 0; i < wire_registry::max_slots; ++i)
+    EXPECT_EQ(reg.reserve_slot("test.fill." + std::to_string(i)), i);
+  EXPECT_THROW(reg.reserve_slot("one.too.many"), std::length_error);
+  const auto f1 = reg.reserve_flag("test.flag.a");
+  const auto f2 = reg.reserve_flag("test.flag.b");
+  EXPECT_EQ(f1, 1);  // in the order reserved: the stored bits depend on it
+  EXPECT_EQ(f2, 2);
+  EXPECT_EQ(reg.reserve_flag("test.flag.a"), f1);
 }
 
 TEST(Message, MsgidsAreUnique) {

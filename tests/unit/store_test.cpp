@@ -43,7 +43,7 @@ void expect_same(const core::message& a, const core::message& b) {
   EXPECT_EQ(a.expires_ms, b.expires_ms);
   EXPECT_EQ(a.qos, b.qos);
   EXPECT_EQ(a.format, b.format);
-  EXPECT_EQ(a.typed, b.typed);
+  EXPECT_EQ(a.flags, b.flags);
   EXPECT_EQ(a.retain, b.retain);
   EXPECT_EQ(a.published_retain, b.published_retain);
   ASSERT_EQ(!a.props, !b.props);

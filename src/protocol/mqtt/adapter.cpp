@@ -67,18 +67,17 @@ bool valid_response_topic(const properties& p, const core::tag_limits& limits) {
 
 }  // namespace
 
-core::payload_format classify_payload(std::string_view payload) {
-  if (payload.empty()) return core::payload_format::binary;
-  // simdjson checks the UTF-8 as it parses: JSON (the common case) costs one pass. The
-  // copy goes to a buffer of this thread's with simdjson's padding, allocated once.
-  thread_local simdjson::dom::parser parser;
-  thread_local std::string padded;
-  padded.reserve(payload.size() + simdjson::SIMDJSON_PADDING);
-  padded.assign(payload);
-  simdjson::dom::element doc;
-  if (!parser.parse(padded.data(), padded.size(), false).get(doc))
-    return core::payload_format::json;
-  return common::is_valid_utf8(payload) ? core::payload_format::text : core::payload_format::binary;
+const adapter::wire_slots& adapter::wire() {
+  static const wire_slots w = [] {
+    wire_slots x{};
+    x.v311 = core::wire_registry::global().reserve_slot("mqtt.v311");
+    x.v5 = core::wire_registry::global().reserve_slot("mqtt.v5");
+    x.v311_ws = core::wire_registry::global().reserve_slot("mqtt.v311.ws");
+    x.v5_ws = core::wire_registry::global().reserve_slot("mqtt.v5.ws");
+    x.payload = core::wire_registry::global().reserve_slot("mqtt.payload");
+    return x;
+  }();
+  return w;
 }
 
 adapter::adapter(adapter_context& ctx, transport_link& link, std::string_view remote,
@@ -354,7 +353,9 @@ bool adapter::accept_will(const mqtt::will_message& w, const properties& props,
   will_ = std::make_unique<session_will>();
   will_->tag = w.topic;
   will_->payload = payload;
-  will_->format = classify_payload(payload);
+  // Described by its Payload Format Indicator, or not at all (0: unspecified bytes).
+  will_->format =
+      props.payload_format == 1 ? core::payload_format::text : core::payload_format::unspecified;
   will_->qos = w.qos;
   will_->retain = w.retain;
   will_->delay_s = props.will_delay.value_or(0);
@@ -434,6 +435,7 @@ std::function<void(bool)> adapter::when_durable(std::string packet, std::functio
 
 void adapter::on_publish(const publish& p) {
   std::int64_t expiry_s = 0;
+  std::uint8_t payload_format = 0;
   std::string_view topic = p.topic;
   auto m = std::make_shared<core::message>();
   if (ver_ == version::v5) {
@@ -460,7 +462,8 @@ void adapter::on_publish(const publish& p) {
     } else if (topic.empty()) {
       return violation(reason::protocol_error, "an empty topic without a topic alias");
     }
-    if (props.value.payload_format == 1 && !common::is_valid_utf8(text_of(p.payload))) {
+    payload_format = props.value.payload_format.value_or(0);
+    if (payload_format == 1 && !common::is_valid_utf8(text_of(p.payload))) {
       if (p.qos == 0) return;
       std::string refused;
       encode_ack(refused, ver_, p.qos == 1 ? packet_type::puback : packet_type::pubrec, p.packet_id,
@@ -471,7 +474,9 @@ void adapter::on_publish(const publish& p) {
   }
   m->tag = topic;
   m->payload = text_of(p.payload);
-  m->format = classify_payload(m->payload);
+  // What the publisher said (5.0: its Payload Format Indicator, passed on unaltered); a
+  // native reader looks at an unspecified payload when it first needs to.
+  m->format = payload_format == 1 ? core::payload_format::text : core::payload_format::unspecified;
   m->msgid = core::make_msgid();
   m->from = session_->client_id();
   m->timestamp_ms = common::now_ms();
@@ -704,7 +709,7 @@ const std::string& adapter::encode_delivery(std::string& out, const core::messag
   const std::string& payload =
       m.format != core::payload_format::json
           ? m.payload
-          : m.encoded(core::wire_format::mqtt_payload, [&](std::string& compact) {
+          : m.encoded(wire().payload, [&](std::string& compact) {
               compact.resize(m.payload.size());
               std::size_t n = 0;
               if (simdjson::minify(m.payload.data(), m.payload.size(), compact.data(), n))
@@ -720,7 +725,9 @@ const std::string& adapter::encode_delivery(std::string& out, const core::messag
   std::string props;
   if (ver_ == version::v5) {
     properties pr;
-    if (m.format != core::payload_format::binary) pr.payload_format = 1;
+    // 1 for what its publisher described as text (JSON included), as MQTT passes it on.
+    if (m.format == core::payload_format::json || m.format == core::payload_format::text)
+      pr.payload_format = 1;
     if (m.expires_ms) {
       const auto left = (m.expires_ms - common::now_ms() + 999) / 1000;
       pr.message_expiry = static_cast<std::uint32_t>(std::max<std::int64_t>(left, 1));
@@ -754,11 +761,11 @@ const std::string& adapter::encode_delivery(std::string& out, const core::messag
 
 const std::string& adapter::frame_for(const core::message& m, int) const {
   // QoS 0: one packet per message and version, shared by every MQTT recipient.
-  const auto wire = ver_ == version::v5
-                        ? (websocket_ ? core::wire_format::mqtt5_ws : core::wire_format::mqtt5)
-                        : (websocket_ ? core::wire_format::mqtt_ws : core::wire_format::mqtt);
+  const auto& w = wire();
+  const auto slot =
+      ver_ == version::v5 ? (websocket_ ? w.v5_ws : w.v5) : (websocket_ ? w.v311_ws : w.v311);
   std::size_t size = 0;
-  const auto& bytes = m.encoded(wire, [&](std::string& out) {
+  const auto& bytes = m.encoded(slot, [&](std::string& out) {
     std::string packet;
     encode_delivery(packet, m, 0, 0, false);
     out = framed(std::move(packet));

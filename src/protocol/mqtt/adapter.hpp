@@ -36,10 +36,6 @@
 
 namespace wsagent::protocol::mqtt {
 
-// How an MQTT payload is kept in a core message: valid UTF-8 JSON as JSON (native clients
-// get the value), other UTF-8 as text (a JSON string for them), anything else as bytes.
-core::payload_format classify_payload(std::string_view payload);
-
 class adapter final : public session_adapter {
  public:
   // `max_packet_size`: the largest packet the client may send (limits.max_message_size).
@@ -57,6 +53,14 @@ class adapter final : public session_adapter {
   const std::string& frame_for(const core::message& m, int qos = 0) const override;
   const std::string* delivery_frame(const core::message& m, std::string& own, bool& keep) override;
   std::optional<std::int64_t> idle_timeout_ms() const noexcept override;
+
+  // The encoding slots this protocol reserves (wire_registry), made on first use; app
+  // reserves them at start-up, in the documented order.
+  struct wire_slots {
+    std::size_t v311, v5, v311_ws, v5_ws;  // a QoS 0 PUBLISH, as it goes on each wire
+    std::size_t payload;                   // a JSON payload as MQTT readers get it (compacted)
+  };
+  static const wire_slots& wire();
 
   // MQTT 5's DISCONNECT for a connection the agent ends with `close_code` (a native close
   // code: taken over, keep alive, slow consumer, shutdown); nothing for 3.1.1.

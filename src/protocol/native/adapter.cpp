@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include <simdjson.h>
+
 #include "common/base64.hpp"
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
+#include "common/utf8.hpp"
 #include "core/tag.hpp"
 #include "protocol/native/binary.hpp"
 #include "protocol/native/close_codes.hpp"
@@ -23,7 +26,56 @@ bool valid_segment(std::string_view s) {
   return !s.empty() && s.find_first_of("/+#") == std::string_view::npos;
 }
 
+// What a native reader makes of a payload nobody described as JSON: a JSON value when it is
+// valid JSON, a string when it is UTF-8 (or vouched for as text), else base64.
+payload_kind classify(std::string_view payload, bool text) {
+  if (payload.empty()) return text ? payload_kind::text : payload_kind::bytes;
+  // simdjson checks the UTF-8 as it parses: JSON (the common case) costs one pass. The copy
+  // goes to a buffer of this thread's with simdjson's padding, allocated once.
+  thread_local simdjson::dom::parser parser;
+  thread_local std::string padded;
+  padded.reserve(payload.size() + simdjson::SIMDJSON_PADDING);
+  padded.assign(payload);
+  simdjson::dom::element doc;
+  if (!parser.parse(padded.data(), padded.size(), false).get(doc)) return payload_kind::json;
+  return text || common::is_valid_utf8(payload) ? payload_kind::text : payload_kind::bytes;
+}
+
 }  // namespace
+
+const adapter::wire_slots& adapter::wire() {
+  static const wire_slots w = [] {
+    wire_slots x{};
+    x.json[0] = core::wire_registry::global().reserve_slot("native.json");
+    x.json[1] = core::wire_registry::global().reserve_slot("native.json.qos1");
+    x.json[2] = core::wire_registry::global().reserve_slot("native.json.qos2");
+    x.binary[0] = core::wire_registry::global().reserve_slot("native.binary");
+    x.binary[1] = core::wire_registry::global().reserve_slot("native.binary.qos1");
+    x.binary[2] = core::wire_registry::global().reserve_slot("native.binary.qos2");
+    x.kind = core::wire_registry::global().reserve_slot("native.payload_kind");
+    x.device = core::wire_registry::global().reserve_flag("native.device");
+    return x;
+  }();
+  return w;
+}
+
+payload_kind adapter::kind_of(const core::message& m) {
+  switch (m.format) {
+    case core::payload_format::json:
+      return payload_kind::json;
+    case core::payload_format::binary:
+      return payload_kind::bytes;
+    case core::payload_format::text:
+    case core::payload_format::unspecified:
+      break;
+  }
+  // Looked at once per message, when a native reader first needs it (MQTT publishes are
+  // not classified for nobody).
+  const auto& k = m.encoded(wire().kind, [&](std::string& out) {
+    out.push_back(static_cast<char>(classify(m.payload, m.format == core::payload_format::text)));
+  });
+  return static_cast<payload_kind>(k[0]);
+}
 
 bool valid_client_id(std::string_view id) noexcept {
   if (id.empty() || id.size() > 128) return false;
@@ -473,7 +525,7 @@ void adapter::on_typed(const typed_request& r) {
   m->timestamp_ms = common::now_ms();
   m->payload = build_typed_payload(r, tag, session_->client_id(), m->msgid, m->timestamp_ms);
   m->tag = std::move(tag);
-  m->typed = true;
+  m->flags |= wire().device;
   route(m, r.to, r.id);
 }
 
@@ -540,26 +592,37 @@ void adapter::reply_error(error_code code, std::string_view message, std::string
 }
 
 const std::string& adapter::frame_for(const core::message& m, int qos) const {
-  const bool binary = m.format == core::payload_format::binary && info_.binary;
-  if (qos == 2) {
-    if (binary)
-      return m.encoded(core::wire_format::native_binary_qos2,
-                       [&](std::string& out) { encode_binary_message_frame(m, out, 2); });
-    return m.encoded(core::wire_format::native_json_qos2,
-                     [&](std::string& out) { encode_message_frame(m, out, 2); });
-  }
-  if (qos == 1) {
-    if (binary)
-      return m.encoded(core::wire_format::native_binary_qos1,
-                       [&](std::string& out) { encode_binary_message_frame(m, out, 1); });
-    return m.encoded(core::wire_format::native_json_qos1,
-                     [&](std::string& out) { encode_message_frame(m, out, 1); });
+  const auto& w = wire();
+  const bool binary = info_.binary && kind_of(m) == payload_kind::bytes;
+  const auto q = static_cast<std::size_t>(std::clamp(qos, 0, 2));
+  return m.encoded(binary ? w.binary[q] : w.json[q],
+                   [&](std::string& out) { encode(m, out, binary, qos, false); });
+}
+
+void adapter::encode(const core::message& m, std::string& out, bool binary, int qos, bool dup) {
+  outgoing_properties props;
+  outgoing_message v;
+  v.tag = m.tag;
+  v.payload = m.payload;
+  v.from = m.from;
+  v.msgid = m.msgid;
+  v.kind = kind_of(m);
+  v.device = (m.flags & wire().device) != 0;
+  v.retained = m.retain;
+  v.timestamp_ms = m.timestamp_ms;
+  v.seq = m.seq;
+  v.offset = m.offset;
+  if (const auto* p = m.props.get()) {
+    props.content_type = p->content_type;
+    props.response_tag = p->response_tag;
+    props.correlation = p->correlation;
+    props.user = p->user;
+    v.props = &props;
   }
   if (binary)
-    return m.encoded(core::wire_format::native_binary,
-                     [&](std::string& out) { encode_binary_message_frame(m, out); });
-  return m.encoded(core::wire_format::native_json,
-                   [&](std::string& out) { encode_message_frame(m, out); });
+    encode_binary_message_frame(v, out, qos, dup);
+  else
+    encode_message_frame(v, out, qos, dup);
 }
 
 void adapter::on_ack(std::string_view, std::uint64_t seq) {
@@ -599,10 +662,7 @@ void adapter::send_entry(const core::delivery_window::entry& e) {
   }
   if (!e.dup) return link_.send_shared(e.msg, frame_for(*e.msg, e.qos));
   std::string frame;  // sent before: this client's own bytes, flagged dup
-  if (e.msg->format == core::payload_format::binary && info_.binary)
-    encode_binary_message_frame(*e.msg, frame, e.qos, true);
-  else
-    encode_message_frame(*e.msg, frame, e.qos, true);
+  encode(*e.msg, frame, info_.binary && kind_of(*e.msg) == payload_kind::bytes, e.qos, true);
   link_.send_frame(std::move(frame));
 }
 

@@ -60,6 +60,19 @@ class adapter final : public session_adapter, private request_handler {
   // with other recipients.
   const std::string& frame_for(const core::message& m, int qos = 0) const override;
 
+  // The encoding slots and the message flag this protocol reserves (wire_registry), made
+  // on first use; app reserves them at start-up, in the documented order.
+  struct wire_slots {
+    std::size_t json[3], binary[3];  // by QoS
+    std::size_t kind;                // what a native reader makes of an undescribed payload
+    std::uint8_t device;             // message::flags: a device message (on_typed)
+  };
+  static const wire_slots& wire();
+  // How the native protocol writes `m`'s payload (looked at once per message for MQTT's).
+  static payload_kind kind_of(const core::message& m);
+  // Appends `m`'s frame: a message envelope (binary or JSON), at `qos`, flagged dup or not.
+  static void encode(const core::message& m, std::string& out, bool binary, int qos, bool dup);
+
  private:
   void on_auth(const auth_request& r) override;
   void on_subscribe(const subscribe_request& r) override;

@@ -90,7 +90,7 @@ void encode_binary_publish(std::string& out, std::string_view tag, std::string_v
   out.append(payload);
 }
 
-void encode_binary_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
+void encode_binary_message_frame(const outgoing_message& m, std::string& out, int qos, bool dup) {
   std::size_t from_len = std::min<std::size_t>(m.from.size(), 255);
   std::size_t msgid_len = std::min<std::size_t>(m.msgid.size(), 255);
   std::size_t size = 2 + 2 + m.tag.size() + 1 + from_len + 1 + msgid_len + 8 + (qos > 0 ? 8 : 0) +
@@ -99,14 +99,14 @@ void encode_binary_message_frame(const core::message& m, std::string& out, int q
   out.reserve(out.size() + header.size + size);
   out.append(reinterpret_cast<const char*>(header.bytes.data()), header.size);
   out.push_back(static_cast<char>(binary_message));
-  out.push_back(static_cast<char>((m.retain ? 1 : 0) | (qos == 1 ? 2 : 0) | (dup ? 4 : 0) |
+  out.push_back(static_cast<char>((m.retained ? 1 : 0) | (qos == 1 ? 2 : 0) | (dup ? 4 : 0) |
                                   (qos == 2 ? 8 : 0) | (m.offset ? 16 : 0)));
   put_u16(out, m.tag.size());
   out.append(m.tag);
   out.push_back(static_cast<char>(from_len));
-  out.append(m.from, 0, from_len);
+  out.append(m.from.substr(0, from_len));
   out.push_back(static_cast<char>(msgid_len));
-  out.append(m.msgid, 0, msgid_len);
+  out.append(m.msgid.substr(0, msgid_len));
   put_u64(out, static_cast<std::uint64_t>(m.timestamp_ms));
   if (qos > 0) put_u64(out, m.seq);
   if (m.offset) put_u64(out, m.offset);

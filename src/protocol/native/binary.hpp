@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/message.hpp"
+#include "protocol/native/codec.hpp"
 
 namespace wsagent::protocol::native {
 
@@ -49,7 +49,7 @@ void encode_binary_publish(std::string& out, std::string_view tag, std::string_v
 // Appends a whole WebSocket binary frame holding a message envelope for `m` (binary payload);
 // `qos` 1 sets flag bit 1 (2: bit 3) and adds the u64 seq after the timestamp, `dup` sets
 // bit 2; a message with an offset sets bit 4 and adds it after that.
-void encode_binary_message_frame(const core::message& m, std::string& out, int qos = 0,
+void encode_binary_message_frame(const outgoing_message& m, std::string& out, int qos = 0,
                                  bool dup = false);
 
 struct binary_message_view {

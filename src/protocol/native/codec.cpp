@@ -745,7 +745,7 @@ namespace {
 
 // A message's properties as fields of its frame; correlation data that is not UTF-8 in
 // base64. The names are publish's (docs/protocol.md, "Message properties").
-void write_properties(json_writer& w, const core::message_properties& p) {
+void write_properties(json_writer& w, const outgoing_properties& p) {
   if (!p.content_type.empty()) w.string("content_type", p.content_type);
   if (!p.response_tag.empty()) w.string("response_tag", p.response_tag);
   if (!p.correlation.empty()) {
@@ -762,34 +762,38 @@ void write_properties(json_writer& w, const core::message_properties& p) {
   w.end_array();
 }
 
+// The delivery's own fields of a device message: inside its object, before its '}'.
+void write_device(std::string& json, const outgoing_message& m, int qos, bool dup) {
+  if (!m.offset && qos == 0 && !dup) {
+    json.append(m.payload);
+    return;
+  }
+  json.append(m.payload.substr(0, m.payload.size() - 1));  // an object with members: '}' last
+  json.push_back(',');
+  json_writer w(json);  // starts without a comma
+  if (m.offset) w.integer("offset", static_cast<std::int64_t>(m.offset));
+  if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));
+  if (dup) w.boolean("dup", true);
+  json.push_back('}');
+}
+
 }  // namespace
 
-void encode_message_frame(const core::message& m, std::string& out, int qos, bool dup) {
+void encode_message_frame(const outgoing_message& m, std::string& out, int qos, bool dup) {
   append_text_frame(out, [&](std::string& json) {
-    if (m.typed) {  // typed messages are published at QoS 0 only
-      if (!m.offset) {
-        json.append(m.payload);
-        return;
-      }
-      json.append(m.payload, 0, m.payload.size() - 1);  // an object with members: '}' last
-      json.push_back(',');
-      json_writer(json).integer("offset", static_cast<std::int64_t>(m.offset));
-      json.push_back('}');
-      return;
-    }
-    json.reserve(m.payload.size() * (m.format == core::payload_format::binary ? 2 : 1) +
-                 m.tag.size() + 128);
+    if (m.device) return write_device(json, m, qos, dup);
+    json.reserve(m.payload.size() * (m.kind == payload_kind::bytes ? 2 : 1) + m.tag.size() + 128);
     json_writer w(json);
     w.begin_object().string("type", "message").string("tag", m.tag);
-    if (m.format == core::payload_format::json) {
+    if (m.kind == payload_kind::json) {
       w.raw("payload", m.payload);
-    } else if (m.format == core::payload_format::text) {
+    } else if (m.kind == payload_kind::text) {
       w.string("payload", m.payload);
     } else {
       w.base64("payload", m.payload).string("encoding", "base64");
     }
     w.string("from", m.from).string("msgid", m.msgid).integer("timestamp", m.timestamp_ms);
-    if (m.retain) w.boolean("retained", true);
+    if (m.retained) w.boolean("retained", true);
     if (m.offset) w.integer("offset", static_cast<std::int64_t>(m.offset));
     if (m.props) write_properties(w, *m.props);
     if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));

@@ -15,8 +15,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/message.hpp"
-
 namespace wsagent::protocol::native {
 
 // Error codes of {"type":"error"} frames; the table in docs/protocol.md lists them.
@@ -139,10 +137,37 @@ class parser {
 
 // --- outgoing: each function appends a whole WebSocket text frame (header included) ---
 
-// {"type":"message",...} for a message; a typed message's payload object is sent as is.
-// With `qos` 1 or 2 the frame also carries "qos" and "seq" (the client acknowledges it), and
-// with `dup` "dup":true (sent before).
-void encode_message_frame(const core::message& m, std::string& out, int qos = 0, bool dup = false);
+// How a delivered payload is written: as the JSON value it is, as a JSON string, or in
+// base64 (with "encoding":"base64").
+enum class payload_kind : std::uint8_t { json, text, bytes };
+
+// A message's properties as they go out (docs/protocol.md, "Message properties").
+struct outgoing_properties {
+  std::string_view content_type;
+  std::string_view response_tag;
+  std::string_view correlation;  // any bytes; base64 when not UTF-8
+  std::span<const std::pair<std::string, std::string>> user;
+};
+
+// A message as the native protocol delivers it; the adapter fills it from the core's.
+struct outgoing_message {
+  std::string_view tag, payload, from, msgid;
+  payload_kind kind = payload_kind::json;
+  // The payload is a whole device message object (build_typed_payload): sent as it is, with
+  // the delivery's own fields (offset, qos, seq, dup) added to it.
+  bool device = false;
+  bool retained = false;
+  std::int64_t timestamp_ms = 0;
+  std::uint64_t seq = 0;  // a QoS 1/2 delivery's
+  std::uint64_t offset = 0;
+  const outgoing_properties* props = nullptr;
+};
+
+// {"type":"message",...} for a message; a device message's object is sent as it is. With
+// `qos` 1 or 2 the frame also carries "qos" and "seq" (the client acknowledges it), and with
+// `dup` "dup":true (sent before).
+void encode_message_frame(const outgoing_message& m, std::string& out, int qos = 0,
+                          bool dup = false);
 // {"type":"ack","msgid":...}: the agent has a QoS 1 publish; with `type` "pubrec" it has a
 // QoS 2 publish, with "pubcomp" the publish is released.
 void encode_publish_ack(std::string& out, std::string_view msgid, std::string_view id,
