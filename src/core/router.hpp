@@ -120,12 +120,11 @@ class router {
   // --- sessions (router_sessions.cpp) ---
 
   // Registers `s` under its client id. A session already registered under that id is
-  // replaced: its connection, if it has one, is kicked with `takeover_code` (then attach
+  // replaced: its connection, if it has one, is kicked (close_reason::taken_over; then attach
   // returns true). When both are persistent, `s` resumes the old one (`*resumed` set): it
   // takes over its subscriptions (those `s`'s rights still allow) and its QoS 1/2 window;
   // else the old one's subscriptions are dropped.
-  bool attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code,
-              bool* resumed = nullptr);
+  bool attach(const std::shared_ptr<session>& s, bool* resumed = nullptr);
   // The connection of `s` is ending; after it returns, `s`'s sink is not used. A clean
   // session is unregistered and unsubscribed; a persistent one stays, offline, collecting
   // QoS 1/2 messages in its window until resumed or expired. Returns false when `s` was no

@@ -14,7 +14,7 @@ bool router::may_subscribe(const session& s, std::string_view filter) {
   return s.rights().can_subscribe(split_shared(filter, group, inner) ? inner : filter);
 }
 
-bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_code, bool* resumed) {
+bool router::attach(const std::shared_ptr<session>& s, bool* resumed) {
   if (resumed) *resumed = false;
   wills_.cancel(s->client_id());  // the client is back: its delayed will is not sent
   ownership_->claimed(s->client_id());
@@ -29,7 +29,7 @@ bool router::attach(const std::shared_ptr<session>& s, std::uint16_t takeover_co
   bool took_over = false;
   if (auto* sink = old->sink()) {
     // Its connection is told to close; its later detach finds another session registered.
-    sink->kick(takeover_code, "Session taken over");
+    sink->kick(close_reason::taken_over, "Session taken over");
     index_.set_sink(*old, nullptr);
     probe.takeovers.fetch_add(1, std::memory_order_relaxed);
     took_over = true;

@@ -20,6 +20,7 @@
 
 #include "common/mutex.hpp"
 #include "core/acl.hpp"
+#include "core/close_reason.hpp"
 #include "core/delivery.hpp"
 #include "core/message.hpp"
 
@@ -33,8 +34,9 @@ class session_sink {
   // `qos`: what this recipient gets it at, the lower of the publish's and the
   // subscription's (the higher subscription's when several filters matched).
   virtual void deliver(message_ptr msg, std::uint8_t qos) = 0;
-  // Another connection took over this client id, or the agent wants the client gone.
-  virtual void kick(std::uint16_t close_code, std::string_view reason) = 0;
+  // Another connection took over this client id, or the agent wants the client gone: the
+  // connection closes, saying why in its protocol's words.
+  virtual void kick(close_reason why, std::string_view text) = 0;
 };
 
 struct string_hash {

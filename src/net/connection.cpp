@@ -17,8 +17,8 @@
 #include "common/json_writer.hpp"
 #include "common/text.hpp"
 #include "net/server.hpp"
+#include "protocol/close_codes.hpp"
 #include "protocol/mqtt/adapter.hpp"
-#include "protocol/native/close_codes.hpp"
 
 namespace wsagent::net {
 
@@ -27,8 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ws = protocol::websocket;
 using tcp = asio::ip::tcp;
-using protocol::native::close_code::heartbeat_timeout;
-using protocol::native::close_code::slow_consumer;
+using core::close_reason;
 
 namespace {
 
@@ -490,7 +489,7 @@ bool connection::handle(const ws::frame_reader::event& ev) {
       return false;
     }
     case kind::error:
-      close(ev.code, ev.reason);
+      close_with(ev.code, ev.reason, close_reason::protocol_error);
       close_received_ = true;  // stop reading: the stream is unusable
       return false;
   }
@@ -712,7 +711,12 @@ void connection::on_written(std::size_t items) {
 
 // --- closing ---
 
-void connection::close(std::uint16_t code, std::string_view reason) {
+void connection::close(close_reason why, std::string_view text) {
+  close_with(protocol::websocket_close_code(why), text, why);
+}
+
+// `code`: the WebSocket close code (a frame error's own, or `why`'s).
+void connection::close_with(std::uint16_t code, std::string_view reason, close_reason why) {
   if (terminated_ || close_sent_) return;
   close_sent_ = true;
   if (adapter_) adapter_->on_closed();
@@ -728,11 +732,11 @@ void connection::close(std::uint16_t code, std::string_view reason) {
   std::string frame;
   if (mode_ == mode::mqtt) {
     // No closing handshake: MQTT 5 gets a DISCONNECT with a reason, then the stream ends.
-    frame = adapter_ ? adapter_->goodbye(code) : std::string();
+    frame = adapter_ ? adapter_->goodbye(why) : std::string();
     if (frame.empty() && queue_.empty() && !writing_) return terminate();
   } else {
     if (mode_ == mode::mqtt_ws && adapter_)  // MQTT 5's DISCONNECT, then the WebSocket close
-      if (auto bye = adapter_->goodbye(code); !bye.empty())
+      if (auto bye = adapter_->goodbye(why); !bye.empty())
         queue_.push_back(out_item{nullptr, nullptr, std::move(bye), false});
     ws::append_close(frame, code, reason);
   }
@@ -747,14 +751,14 @@ void connection::close_slow_consumer() {
   spdlog::info("closing slow consumer {} ({}): its queue stayed full for {} ms", remote_,
                adapter_ ? adapter_->client_id() : std::string(),
                server_.settings().slow_consumer_timeout_ms);
-  close(slow_consumer, "Slow consumer");
+  close(close_reason::slow_consumer, "Slow consumer");
 }
 
-void connection::kick(std::uint16_t code, std::string_view reason) {
-  shutdown(code, std::string(reason));
+void connection::kick(close_reason why, std::string_view text) {
+  shutdown(why, std::string(text));
 }
 
-void connection::shutdown(std::uint16_t code, std::string reason) {
+void connection::shutdown(close_reason code, std::string reason) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
     if (self->mode_ == mode::http) return self->terminate();
     self->close(code, reason);
@@ -810,14 +814,14 @@ void connection::on_timer() {
   if (auth_deadline_ms_ && now >= auth_deadline_ms_) {
     auth_deadline_ms_ = 0;
     if (mode_ == mode::http) return terminate();
-    close(protocol::native::close_code::auth_required, "Authentication timeout");
+    close(close_reason::auth_required, "Authentication timeout");
   } else if (full_since_ms_ && now - full_since_ms_ >= s.slow_consumer_timeout_ms &&
              queued_messages_ >= s.outbound_queue) {
     close_slow_consumer();
   } else if (mode_ != mode::http && !close_sent_) {
     if (adapter_) adapter_->on_timer(now);  // QoS 1 resends that fell due
     if (now - last_activity_ms_ >= idle_limit_ms()) {
-      close(heartbeat_timeout, "Heartbeat timeout");
+      close(close_reason::heartbeat_timeout, "Heartbeat timeout");
     } else if (!is_mqtt() && now - last_ping_ms_ >= s.ping_interval_ms) {
       last_ping_ms_ = now;
       // Quiet since the last ping: give back what past bursts grew (an idle connection

@@ -68,16 +68,16 @@ class connection final : public std::enable_shared_from_this<connection>,
                       const std::string& tail) override;
   void drain_pending(
       const std::function<void(const core::message_ptr&, std::uint8_t)>& take) override;
-  void close(std::uint16_t code, std::string_view reason) override;
+  void close(core::close_reason why, std::string_view text) override;
   core::session_sink& sink() override { return *this; }
   poster owner_poster() override;
 
   // session_sink (any thread)
   void deliver(core::message_ptr msg, std::uint8_t qos) override;
-  void kick(std::uint16_t code, std::string_view reason) override;
+  void kick(core::close_reason why, std::string_view text) override;
 
-  // Any thread: close with `code` (1001 at shutdown).
-  void shutdown(std::uint16_t code, std::string reason);
+  // Any thread: close for `why` (going_away at shutdown).
+  void shutdown(core::close_reason why, std::string text);
 
   std::string_view ip() const noexcept { return std::string_view(remote_).substr(0, ip_size_); }
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
@@ -121,6 +121,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   void on_timer();
   void terminate();
   void close_slow_consumer();
+  void close_with(std::uint16_t code, std::string_view reason, core::close_reason why);
 
   server& server_;
   common::timer_wheel& wheel_;  // holds this connection's next deadline (see arm_timer())

@@ -178,7 +178,7 @@ void server::stop(int timeout_ms) {
     }
     spdlog::info("shutting down: closing {} connection(s)", live.size());
     for (auto& c : live)
-      c->shutdown(protocol::websocket::close_code::going_away, "Server shutting down");
+      c->shutdown(core::close_reason::going_away, "Server shutting down");
     stop_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
     poll_stop(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms));
   });

@@ -15,6 +15,7 @@
 
 #include "core/audit.hpp"
 #include "core/auth.hpp"
+#include "core/close_reason.hpp"
 #include "core/message.hpp"
 #include "core/router.hpp"
 #include "core/session.hpp"
@@ -35,9 +36,10 @@ class transport_link {
   // message's, written from where it lies); never dropped.
   virtual void send_with_tail(const core::message_ptr& m, std::string head,
                               const std::string& tail) = 0;
-  // WebSocket: sends a close frame with `code` and `reason`, then ends the connection. A raw
-  // stream (MQTT over TCP) is ended once what is queued is written.
-  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+  // Ends the connection for `why`: over WebSocket a close frame with its code
+  // (protocol/close_codes.hpp) and `text`; a raw stream (MQTT over TCP) once what is queued
+  // is written. Either way after the adapter's goodbye(), if it has one.
+  virtual void close(core::close_reason why, std::string_view text) = 0;
   // Hands over the deliveries that reached the connection and were not yet handled (the
   // connection is ending), so that a persistent session keeps its QoS 1 messages.
   virtual void drain_pending(
@@ -102,9 +104,10 @@ class client_adapter {
   // The silence after which the client is gone (MQTT: 1.5 x its keep alive); nullopt: the
   // server's heartbeat settings apply.
   virtual std::optional<std::int64_t> idle_timeout_ms() const noexcept { return std::nullopt; }
-  // A raw stream's last words when the agent ends the connection with `close_code` (MQTT 5:
-  // a DISCONNECT with the matching reason); empty: none.
-  virtual std::string goodbye(std::uint16_t /*close_code*/) const { return {}; }
+  // The protocol's last words when the agent ends the connection for `why` (MQTT 5: a
+  // DISCONNECT with the matching reason code), sent before the transport's close; empty:
+  // none.
+  virtual std::string goodbye(core::close_reason /*why*/) const { return {}; }
 };
 
 }  // namespace wsagent::protocol

@@ -21,7 +21,7 @@ namespace {
 struct counting_sink : session_sink {
   std::vector<message_ptr> got;
   void deliver(message_ptr m, std::uint8_t) override { got.push_back(std::move(m)); }
-  void kick(std::uint16_t, std::string_view) override {}
+  void kick(close_reason, std::string_view) override {}
 };
 
 std::shared_ptr<session> make(const std::string& id, session_sink* sink, bool persistent = false,

@@ -21,12 +21,12 @@ namespace {
 struct recording_sink : session_sink {
   std::vector<message_ptr> got;
   std::vector<std::uint8_t> qos_got;
-  std::vector<std::uint16_t> kicks;
+  std::vector<close_reason> kicks;
   void deliver(message_ptr m, std::uint8_t qos) override {
     got.push_back(std::move(m));
     qos_got.push_back(qos);
   }
-  void kick(std::uint16_t code, std::string_view) override { kicks.push_back(code); }
+  void kick(close_reason why, std::string_view) override { kicks.push_back(why); }
 };
 
 std::shared_ptr<session> make_session(const std::string& id, recording_sink& sink) {
@@ -114,8 +114,8 @@ TEST(Router, OverlappingSubscriptionsDeliverOnce) {
   recording_sink sink, psink;
   auto s = make_session("sub", sink);
   auto p = make_session("pub", psink);
-  r.attach(s, 4409);
-  r.attach(p, 4409);
+  r.attach(s);
+  r.attach(p);
   ASSERT_TRUE(r.subscribe(*s, "a/+/c", 0).ok());
   ASSERT_TRUE(r.subscribe(*s, "a/#", 0).ok());
   ASSERT_TRUE(r.subscribe(*s, "#", 0).ok());
@@ -133,11 +133,11 @@ TEST(Router, OneFilterFanOutReachesEachSubscriberOnce) {
   std::vector<std::shared_ptr<session>> subs;
   for (std::size_t i = 0; i < sinks.size(); ++i) {
     subs.push_back(make_session("s" + std::to_string(i), sinks[i]));
-    r.attach(subs.back(), 4409);
+    r.attach(subs.back());
     ASSERT_TRUE(r.subscribe(*subs.back(), "plant/line", 0).ok());
   }
   auto p = make_session("pub", psink);
-  r.attach(p, 4409);
+  r.attach(p);
   auto res = r.publish(*p, make_message("plant/line"));
   EXPECT_EQ(res.delivered, 3u);
   for (auto& sk : sinks)
@@ -150,8 +150,8 @@ TEST(Router, ToAndOneSubscriptionDeliverOnce) {
   recording_sink dev_sink, psink;
   auto dev = make_session("sensor-001", dev_sink);
   auto p = make_session("ctl", psink);
-  r.attach(dev, 4409);
-  r.attach(p, 4409);
+  r.attach(dev);
+  r.attach(p);
   ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
   auto res = r.publish(*p, make_message("devices/sensor-001/control"), to("sensor-001"));
   EXPECT_EQ(res.delivered, 1u);
@@ -163,8 +163,8 @@ TEST(Router, DirectDeliveryWithTo) {
   recording_sink dev_sink, dash_sink;
   auto dev = make_session("sensor-001", dev_sink);
   auto dash = make_session("dash", dash_sink);
-  r.attach(dev, 4409);
-  r.attach(dash, 4409);
+  r.attach(dev);
+  r.attach(dash);
   ASSERT_TRUE(r.subscribe(*dash, "devices/#", 0).ok());
   ASSERT_TRUE(r.subscribe(*dev, "devices/sensor-001/control", 0).ok());
   auto res = r.publish(*dash, make_message("devices/sensor-001/control"), to("sensor-001"));
@@ -177,11 +177,11 @@ TEST(Router, TakeoverKicksTheOldSession) {
   recording_sink old_sink, new_sink;
   auto old_s = make_session("dev", old_sink);
   auto new_s = make_session("dev", new_sink);
-  EXPECT_FALSE(r.attach(old_s, 4409));
+  EXPECT_FALSE(r.attach(old_s));
   ASSERT_TRUE(r.subscribe(*old_s, "t", 0).ok());
-  EXPECT_TRUE(r.attach(new_s, 4409));
+  EXPECT_TRUE(r.attach(new_s));
   ASSERT_EQ(old_sink.kicks.size(), 1u);
-  EXPECT_EQ(old_sink.kicks[0], 4409);
+  EXPECT_EQ(old_sink.kicks[0], close_reason::taken_over);
   r.detach(*old_s);  // the old connection goes; the new one stays registered
   EXPECT_EQ(r.session_count(), 1u);
   EXPECT_EQ(r.subscription_count(), 0u);
@@ -196,15 +196,15 @@ TEST(RouterSessions, ALateDeliveryFollowsAChainOfTakeovers) {
     return std::make_shared<session>(id, id, acl::allow_all(), &sink, session_options{true, 3600});
   };
   auto a = persistent("dev", sa);
-  r.attach(a, 4409);
+  r.attach(a);
   ASSERT_TRUE(r.subscribe(*a, "t", 1).ok());
   auto b = persistent("dev", sb);
   bool resumed = false;
-  r.attach(b, 4409, &resumed);
+  r.attach(b, &resumed);
   EXPECT_TRUE(resumed);
   EXPECT_TRUE(a->superseded());
   auto c = persistent("dev", sc);
-  r.attach(c, 4409, &resumed);
+  r.attach(c, &resumed);
   EXPECT_TRUE(resumed);
   r.detach(*b);
   b.reset();  // B's connection is gone first
@@ -225,7 +225,7 @@ TEST(Router, RefusesWhatTheAclForbids) {
   g.publish = {"devices/%c/#"};
   g.subscribe = {"devices/%c/control"};
   auto s = std::make_shared<session>("d1", "d1", acl(g, "d1", "d1"), &sink);
-  r.attach(s, 4409);
+  r.attach(s);
   EXPECT_EQ(r.subscribe(*s, "devices/+/control", 0).error, route_error::forbidden);
   EXPECT_TRUE(r.subscribe(*s, "devices/d1/control", 0).ok());
   EXPECT_EQ(r.publish(*s, make_message("devices/d2/status")).error, route_error::forbidden);
@@ -240,7 +240,7 @@ TEST(Router, LimitsAndValidation) {
   router r(limits);
   recording_sink sink;
   auto s = make_session("c", sink);
-  r.attach(s, 4409);
+  r.attach(s);
   EXPECT_TRUE(r.subscribe(*s, "a", 0).ok());
   EXPECT_TRUE(r.subscribe(*s, "b", 0).ok());
   EXPECT_TRUE(r.subscribe(*s, "b", 0).ok());  // again: not a new one
@@ -260,14 +260,14 @@ TEST(RouterShared, EachMessageGoesToOneMemberInTurn) {
   std::vector<std::shared_ptr<session>> members;
   for (std::size_t i = 0; i < sinks.size(); ++i) {
     members.push_back(make_session("m" + std::to_string(i), sinks[i]));
-    r.attach(members.back(), 4409);
+    r.attach(members.back());
     ASSERT_TRUE(r.subscribe(*members.back(), "$share/g/plant/+/temp", 0).ok());
   }
   auto plain = make_session("plain", other);  // a plain subscriber gets every message
-  r.attach(plain, 4409);
+  r.attach(plain);
   ASSERT_TRUE(r.subscribe(*plain, "plant/#", 0).ok());
   auto p = make_session("pub", psink);
-  r.attach(p, 4409);
+  r.attach(p);
   for (int i = 0; i < 30; ++i)
     ASSERT_EQ(r.publish(*p, make_message("plant/l1/temp")).delivered, 2u);
   for (auto& sk : sinks)
@@ -291,9 +291,9 @@ TEST(RouterShared, TwoGroupsEachGetTheMessageAndNoRetained) {
   router r({});
   recording_sink a, b, psink;
   auto sa = make_session("a", a), sb = make_session("b", b), p = make_session("p", psink);
-  r.attach(sa, 4409);
-  r.attach(sb, 4409);
-  r.attach(p, 4409);
+  r.attach(sa);
+  r.attach(sb);
+  r.attach(p);
   ASSERT_TRUE(r.publish(*p, make_message("t"), retained()).ok());  // retained
   std::vector<message_ptr> retained;
   ASSERT_TRUE(r.subscribe(*sa, "$share/one/t", 0, &retained).ok());
@@ -312,16 +312,16 @@ TEST(RouterShared, ManyGroupsOnlyTheMatchingOnesGetTheMessage) {
   std::vector<std::shared_ptr<session>> members;
   for (std::size_t i = 0; i < sinks.size(); ++i) {
     members.push_back(make_session("w" + std::to_string(i), sinks[i]));
-    r.attach(members.back(), 4409);
+    r.attach(members.back());
     const auto filter = "$share/g" + std::to_string(i) + "/site/" + std::to_string(i) + "/#";
     ASSERT_TRUE(r.subscribe(*members.back(), filter, 0).ok());
   }
   recording_sink wild_sink, psink;
   auto wild = make_session("wild", wild_sink);
-  r.attach(wild, 4409);
+  r.attach(wild);
   ASSERT_TRUE(r.subscribe(*wild, "$share/all/site/+/x", 0).ok());
   auto p = make_session("pub", psink);
-  r.attach(p, 4409);
+  r.attach(p);
   EXPECT_EQ(r.publish(*p, make_message("site/7/x")).delivered, 2u);
   EXPECT_EQ(r.publish(*p, make_message("site/42/y/z")).delivered, 1u);
   EXPECT_EQ(r.publish(*p, make_message("other/7/x")).delivered, 0u);
@@ -347,7 +347,7 @@ TEST(RouterShared, ValidationAndRights) {
   grants g;
   g.subscribe = {"devices/%c/#"};
   auto s = std::make_shared<session>("d1", "d1", acl(g, "d1", "d1"), &sink);
-  r.attach(s, 4409);
+  r.attach(s);
   EXPECT_TRUE(r.subscribe(*s, "$share/g/devices/d1/x", 0).ok());  // the inner filter is checked
   EXPECT_EQ(r.subscribe(*s, "$share/g/devices/+/x", 0).error, route_error::forbidden);
 }
@@ -358,7 +358,7 @@ TEST(RouterShared, ALeavingMembersUnacknowledgedMessagesGoToTheRest) {
   auto sa = make_session("a", a), sb = make_session("b", b), sc = make_session("c", c);
   auto p = make_session("p", psink);
   for (auto* s : {&sa, &sb, &sc, &p})
-    r.attach(*s, 4409);
+    r.attach(*s);
   ASSERT_TRUE(r.subscribe(*sa, "$share/g/t/#", 1).ok());
   ASSERT_TRUE(r.subscribe(*sb, "$share/g/t/#", 1).ok());
   ASSERT_TRUE(r.subscribe(*sc, "$share/other/t/#", 0).ok());  // QoS 0: not a taker
@@ -376,8 +376,8 @@ TEST(Router, NoLocalKeepsAPublishersOwnMessagesFromIt) {
   router r({});
   recording_sink me_sink, other_sink;
   auto me = make_session("me", me_sink), other = make_session("other", other_sink);
-  r.attach(me, 4409);
-  r.attach(other, 4409);
+  r.attach(me);
+  r.attach(other);
   subscription_options nl(1);
   nl.no_local = true;
   ASSERT_TRUE(r.subscribe(*me, "t/#", nl).ok());
@@ -439,7 +439,7 @@ TEST(Router, DeliversAtTheLowerQosAndTheHighestOfOverlappingFilters) {
   auto a = make_session("low", low), b = make_session("high", high);
   auto c = make_session("both", both), p = make_session("pub", pub_sink);
   for (const auto& s : {a, b, c, p})
-    ASSERT_FALSE(r.attach(s, 4000));
+    ASSERT_FALSE(r.attach(s));
   ASSERT_TRUE(r.subscribe(*a, "q/#", 0).ok());
   ASSERT_TRUE(r.subscribe(*b, "q/#", 2).ok());
   ASSERT_TRUE(r.subscribe(*c, "q/+", 0).ok());
@@ -473,11 +473,11 @@ TEST(RouterQoS2, APersistentPublishersQoS2MessageIsDeliveredOnlyOnceDurable) {
   r.set_store(&writer);
   recording_sink sub_sink, pub_sink;
   auto sub = make_session("sub", sub_sink);
-  r.attach(sub, 4000);
+  r.attach(sub);
   ASSERT_TRUE(r.subscribe(*sub, "t", 2).ok());
   auto pub = std::make_shared<session>("pub", "pub", acl::allow_all(), &pub_sink,
                                        session_options{true, 60});
-  r.attach(pub, 4000);
+  r.attach(pub);
   std::unique_lock gate(st.gate);  // nothing becomes durable
   auto m2 = std::make_shared<message>();
   m2->tag = "t";
@@ -533,7 +533,7 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   {
     agent_start a(st, {});
     auto s = dev();
-    a.r.attach(s, 4409);
+    a.r.attach(s);
     a.r.detach(*s);
     a.r.delay_will(s, will, true, due);
     a.writer.flush();
@@ -549,7 +549,7 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
     agent_start a(st, snap);
     recording_sink watch_sink;
     auto watch = make_session("watch", watch_sink);
-    a.r.attach(watch, 4409);
+    a.r.attach(watch);
     ASSERT_TRUE(a.r.subscribe(*watch, "wills/#", 0).ok());
     a.r.publish_due_wills(due - 1);
     EXPECT_TRUE(watch_sink.got.empty());
@@ -567,7 +567,7 @@ TEST(RouterWills, ADelayedWillIsStoredRestoredAndDroppedWhenTheClientReturns) {
   ASSERT_EQ(snap.wills.size(), 1u);
   {
     agent_start a(st, snap);
-    a.r.attach(dev(), 4409);
+    a.r.attach(dev());
     a.writer.flush();
     EXPECT_TRUE(st.load().wills.empty());
   }

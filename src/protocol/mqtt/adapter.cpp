@@ -7,10 +7,9 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/utf8.hpp"
+#include "core/client_id.hpp"
 #include "core/tag.hpp"
 #include "protocol/mqtt/wire.hpp"
-#include "protocol/native/adapter.hpp"
-#include "protocol/native/close_codes.hpp"
 #include "protocol/websocket/frame.hpp"
 
 namespace wsagent::protocol::mqtt {
@@ -206,7 +205,7 @@ bool adapter::on_packet(const split_result& r) {
       // 5.0's "disconnect with will message" (0x04) still publishes the will.
       on_closed(d.value.reason != reason::disconnect_with_will);
       closing_ = true;
-      link_.close(1000, {});  // the client's goodbye: nothing more is sent
+      link_.close(core::close_reason::normal, {});  // the client's goodbye: nothing more is sent
       return false;
     }
     case packet_type::connect:
@@ -227,7 +226,7 @@ void adapter::refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::
   send(std::move(packet));
   ctx_.audit.record(core::audit_event::auth_failure, {}, remote_, why);
   closing_ = true;
-  link_.close(native::close_code::auth_failed, why);
+  link_.close(core::close_reason::auth_failed, why);
 }
 
 void adapter::on_connect(const connect_request& c) {
@@ -259,7 +258,7 @@ void adapter::on_connect(const connect_request& c) {
     if (ver_ == version::v311 && !c.clean_start)
       return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
                             "an empty client id needs a clean session");
-  } else if (!native::valid_client_id(id)) {
+  } else if (!core::valid_client_id(id)) {
     return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
                           "invalid client id");
   }
@@ -310,7 +309,7 @@ void adapter::on_connect(const connect_request& c) {
                                       inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
 
   bool resumed = false;
-  const bool took_over = ctx_.router.attach(session_, native::close_code::taken_over, &resumed);
+  const bool took_over = ctx_.router.attach(session_, &resumed);
   std::string packet;
   std::string body;
   if (ver_ == version::v5) {
@@ -378,23 +377,23 @@ void adapter::violation(std::uint8_t reason_code, std::string_view why) {
   }
   ctx_.audit.record(core::audit_event::forbidden, client_id(), remote_,
                     "MQTT protocol violation: " + std::string(why));
-  link_.close(native::close_code::protocol_abuse, why);
+  link_.close(core::close_reason::protocol_error, why);
 }
 
-std::string adapter::goodbye(std::uint16_t close_code) const {
+std::string adapter::goodbye(core::close_reason why) const {
   if (ver_ != version::v5 || !connected_) return {};
   std::uint8_t code = 0;
-  switch (close_code) {
-    case native::close_code::taken_over:
+  switch (why) {
+    case core::close_reason::taken_over:
       code = reason::session_taken_over;
       break;
-    case native::close_code::heartbeat_timeout:
+    case core::close_reason::heartbeat_timeout:
       code = reason::keep_alive_timeout;
       break;
-    case native::close_code::slow_consumer:
+    case core::close_reason::slow_consumer:
       code = reason::quota_exceeded;
       break;
-    case 1001:
+    case core::close_reason::going_away:
       code = reason::server_shutting_down;
       break;
     default:  // the client's goodbye, or a close the adapter explained itself

@@ -62,9 +62,9 @@ class adapter final : public session_adapter {
   };
   static const wire_slots& wire();
 
-  // MQTT 5's DISCONNECT for a connection the agent ends with `close_code` (a native close
-  // code: taken over, keep alive, slow consumer, shutdown); nothing for 3.1.1.
-  std::string goodbye(std::uint16_t close_code) const override;
+  // MQTT 5's DISCONNECT for a connection the agent ends for `why` (taken over, keep alive,
+  // slow consumer, shutdown); nothing for 3.1.1.
+  std::string goodbye(core::close_reason why) const override;
 
  private:
   // False when the connection is ending.

@@ -8,9 +8,9 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/utf8.hpp"
+#include "core/client_id.hpp"
 #include "core/tag.hpp"
 #include "protocol/native/binary.hpp"
-#include "protocol/native/close_codes.hpp"
 
 namespace wsagent::protocol::native {
 
@@ -77,16 +77,6 @@ payload_kind adapter::kind_of(const core::message& m) {
   return static_cast<payload_kind>(k[0]);
 }
 
-bool valid_client_id(std::string_view id) noexcept {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f || c == '/' || c == '+' || c == '#') return false;
-  }
-  core::tag_limits lim{256, 1};
-  return core::validate_tag(id, lim) == core::tag_error::none;  // checks UTF-8
-}
-
 adapter::adapter(adapter_context& ctx, transport_link& link, upgrade_info info)
     : session_adapter(ctx, link), wanted_(info.session), info_(std::move(info)) {}
 
@@ -114,7 +104,7 @@ void adapter::on_closed(bool clean) {
 
 bool adapter::authenticate(std::string_view token, std::string_view requested_id,
                            std::string_view id) {
-  if (!requested_id.empty() && !valid_client_id(requested_id)) {
+  if (!requested_id.empty() && !core::valid_client_id(requested_id)) {
     reply_error(error_code::bad_request,
                 "invalid client id: 1 to 128 bytes, no '/', '+', '#' or control characters", id);
     return false;
@@ -124,7 +114,7 @@ bool adapter::authenticate(std::string_view token, std::string_view requested_id
   if (!result.ok) {
     ctx_.audit.record(core::audit_event::auth_failure, requested_id, info_.remote, result.reason);
     closing_ = true;
-    link_.close(close_code::auth_failed, "Authentication failed");
+    link_.close(core::close_reason::auth_failed, "Authentication failed");
     return false;
   }
   if (result.who.client_id.empty() && !requested_id.empty() &&
@@ -159,7 +149,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   session_ =
       std::make_shared<core::session>(std::move(id), who.user, std::move(rights), &link_.sink(),
                                       options, ctx_.max_inflight, ctx_.max_queued_qos1);
-  bool took_over = ctx_.router.attach(session_, close_code::taken_over, &resumed_);
+  bool took_over = ctx_.router.attach(session_, &resumed_);
   pending_resume_ = resumed_;
   // Presence is for clients with an id of their own, not for the agent's provisional ones.
   announced_ = !provisional_id_;
@@ -175,7 +165,7 @@ bool adapter::require_auth() {
   if (session_) return true;
   if (!closing_) {
     closing_ = true;
-    link_.close(close_code::auth_required, "Authentication required");
+    link_.close(core::close_reason::auth_required, "Authentication required");
   }
   return false;
 }
@@ -237,7 +227,7 @@ void adapter::on_auth(const auth_request& r) {
       ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
                         result.reason);
       closing_ = true;
-      return link_.close(close_code::auth_failed, "Authentication failed");
+      return link_.close(core::close_reason::auth_failed, "Authentication failed");
     }
   }
   info_.binary = info_.binary || r.binary;
@@ -587,7 +577,7 @@ void adapter::reply_error(error_code code, std::string_view message, std::string
   link_.send_frame(std::move(frame));
   if (++errors_ > ctx_.max_protocol_errors) {
     closing_ = true;
-    link_.close(close_code::protocol_abuse, "Too many protocol errors");
+    link_.close(core::close_reason::protocol_error, "Too many protocol errors");
   }
 }
 

@@ -117,8 +117,4 @@ class adapter final : public session_adapter, private request_handler {
   int errors_ = 0;
 };
 
-// A client id the agent accepts: 1 to 128 bytes of UTF-8 with no '/', '+', '#' or control
-// characters (it is substituted into tags and ACL patterns).
-bool valid_client_id(std::string_view id) noexcept;
-
 }  // namespace wsagent::protocol::native
