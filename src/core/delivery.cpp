@@ -10,10 +10,11 @@ delivery_window::held& delivery_window::state() {
 }
 
 bool delivery_window::offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped,
-                            std::uint8_t qos, bool released) {
+                            std::uint8_t qos, bool released, origin from) {
   auto& h = state();
-  entry e{std::move(m), now_ms, false, qos, released};
+  entry e{std::move(m), now_ms, false, qos, released, released || from == origin::restored};
   if (h.inflight.size() < max_inflight_ && h.queue.empty()) {
+    e.sent = e.sent || from == origin::live;
     h.inflight.push_back(std::move(e));
     return true;
   }
@@ -52,7 +53,8 @@ bool delivery_window::take_out(entries::iterator it, std::int64_t now_ms) {
     h.inflight.push_back(std::move(h.queue.front()));
     h.queue.pop_front();
     h.inflight.back().sent_ms = now_ms;
-    h.ready.push_back(h.inflight.back());
+    h.ready.push_back(h.inflight.back());  // its owner sends it now (the first time)
+    h.inflight.back().sent = true;
   }
   return true;
 }
@@ -100,7 +102,8 @@ void delivery_window::take_due(std::int64_t now_ms, std::int64_t retry_ms,
   for (auto& e : h_->inflight) {
     if (now_ms - e.sent_ms < retry_ms) continue;
     e.sent_ms = now_ms;
-    e.dup = true;
+    e.dup = e.sent;
+    e.sent = true;
     out.push_back(e);
   }
 }
@@ -125,7 +128,8 @@ void delivery_window::take_all(std::int64_t now_ms, std::vector<entry>& out) {
   if (!h_) return;
   for (auto& e : h_->inflight) {
     e.sent_ms = now_ms;
-    e.dup = true;
+    e.dup = e.sent;  // a re-delivery, or the first time for what came while it was away
+    e.sent = true;
     out.push_back(e);
   }
 }

@@ -37,6 +37,10 @@ class delivery_window {
     bool dup = false;          // sent before: the client may have it already
     std::uint8_t qos = 1;      // this delivery's: 1 or 2
     bool released = false;     // QoS 2: the client has it; what is due is `rel`, not the message
+    // Handed out at least once (or maybe: restored from the store), so that its next sending
+    // is a re-delivery, flagged dup (MQTT's DUP, 3.3.1.1). One that waited for an offline
+    // session goes out the first time unflagged.
+    bool sent = false;
   };
 
   // `max_queued_bytes`: payload bytes waiting, 0 = no limit.
@@ -49,9 +53,15 @@ class delivery_window {
   // A QoS 1 delivery (m->seq set). Returns true when it may be sent now; otherwise it
   // waits (and the oldest waiting message may have been dropped: see dropped()).
   // `dropped`, when given, receives the messages dropped to make room (count or bytes).
-  // `released`: a QoS 2 delivery restored in that state.
+  // `released`: a QoS 2 delivery restored in that state. `from`: who offers it (see
+  // origin), which says whether its next sending is a re-delivery.
+  enum class origin : std::uint8_t {
+    live,      // an online client's: the caller sends it now when it fits
+    offline,   // an offline session's: sent on resume, the first time
+    restored,  // from the store after a restart: it may have gone out before the crash
+  };
   bool offer(message_ptr m, std::int64_t now_ms, std::vector<message_ptr>* dropped = nullptr,
-             std::uint8_t qos = 1, bool released = false);
+             std::uint8_t qos = 1, bool released = false, origin from = origin::live);
 
   // The client acknowledged QoS 1 delivery `seq`; false when no QoS 1 message in flight has
   // it (a duplicate or stray acknowledgement, harmless). Waiting messages that now fit are
@@ -74,8 +84,9 @@ class delivery_window {
   // flagged dup, appended to `out` in order (released ones: their `rel` is due).
   void take_due(std::int64_t now_ms, std::int64_t retry_ms, std::vector<entry>& out);
 
-  // Every in-flight message, re-stamped and flagged dup: a client resuming its session gets
-  // again what it had not acknowledged.
+  // Every in-flight message, re-stamped, flagged dup when it was sent before: a client
+  // resuming its session gets again what it had not acknowledged, and for the first time
+  // what reached the session while it was away.
   void take_all(std::int64_t now_ms, std::vector<entry>& out);
 
   // Appends `other`'s in-flight and waiting messages (a resumed session's) after ours.

@@ -237,7 +237,8 @@ void router::offer_offline(session& s, const message_ptr& msg, std::uint8_t qos,
     common::lock lock(s.mutex());
     next = s.successor();
     // Not sent: it goes out when the client is back (a first delivery, not a resend).
-    if (!next) s.window().offer(msg, now_ms, &dropped, qos);
+    if (!next)
+      s.window().offer(msg, now_ms, &dropped, qos, false, delivery_window::origin::offline);
   }
   if (next) {
     if (auto* sink = next->sink())

@@ -121,9 +121,9 @@ class router {
 
   // Registers `s` under its client id. A session already registered under that id is
   // replaced: its connection, if it has one, is kicked (close_reason::taken_over; then attach
-  // returns true). When both are persistent, `s` resumes the old one (`*resumed` set): it
-  // takes over its subscriptions (those `s`'s rights still allow) and its QoS 1/2 window;
-  // else the old one's subscriptions are dropped.
+  // returns true). When both are persistent (or `s` asks to resume: session_options::resume),
+  // `s` resumes the old one (`*resumed` set): it takes over its subscriptions (those `s`'s
+  // rights still allow) and its QoS 1/2 window; else the old one's subscriptions are dropped.
   bool attach(const std::shared_ptr<session>& s, bool* resumed = nullptr);
   // The connection of `s` is ending; after it returns, `s`'s sink is not used. A clean
   // session is unregistered and unsubscribed; a persistent one stays, offline, collecting

@@ -34,8 +34,12 @@ bool router::attach(const std::shared_ptr<session>& s, bool* resumed) {
     probe.takeovers.fetch_add(1, std::memory_order_relaxed);
     took_over = true;
   }
-  const bool resume = s->persistent() && old->persistent() && !s->options().fresh;
+  const bool resume =
+      old->persistent() && !s->options().fresh && (s->persistent() || s->options().resume);
   auto moved = index_.take_all(*old);
+  // Resumed by a session that ends with its connection: the stored one is gone (its queue
+  // entries released before the window moves).
+  if (resume && !s->persistent()) drop_session(*old);
   if (resume) {
     for (const auto& [filter, options] : moved)
       if (may_subscribe(*s, filter) && index_.count_of(*s) < index_.max_subscriptions())
@@ -217,8 +221,10 @@ void router::restore_sessions(const store_snapshot& snap, std::size_t max_inflig
     std::vector<message_ptr> dropped;
     {
       common::lock slock(sit->second->mutex());
-      // Resent (dup) on resume; a released QoS 2 one as its `rel`.
-      sit->second->window().offer(mit->second, now, &dropped, q.qos, q.qos == 2 && q.sent);
+      // Resent on resume, flagged dup (it may have gone out before the restart); a released
+      // QoS 2 one as its `rel`.
+      sit->second->window().offer(mit->second, now, &dropped, q.qos, q.qos == 2 && q.sent,
+                                  delivery_window::origin::restored);
     }
     refs_.add(q.message_id);
     probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);

@@ -66,6 +66,11 @@ struct session_options {
   // Start afresh (MQTT 5 clean start with a session expiry): a persistent session under the
   // same client id is dropped, not resumed.
   bool fresh = false;
+  // Resume a persistent session under the same client id even though this one does not
+  // outlive its connection (MQTT 5 Clean Start 0 with no Session Expiry Interval, 5.0
+  // section 3.1.2.4): its subscriptions and QoS 1/2 messages are taken over, and the session
+  // ends with this connection.
+  bool resume = false;
 };
 
 // A role, not a lock: whoever holds a router's routing lock (subscription_index::mutex())

@@ -28,7 +28,7 @@ void session_adapter::deliver_acked(const core::message_ptr& m, std::uint8_t qos
   }
   std::vector<core::message_ptr> dropped;
   if (session_->window().offer(m, now_ms, &dropped, qos))
-    send_entry({m, now_ms, false, qos, false});
+    send_entry({m, now_ms, false, qos, false, true});
   lock.unlock();
   ctx_.router.probe.qos1_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
   for (const auto& d : dropped)

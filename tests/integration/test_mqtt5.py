@@ -546,3 +546,41 @@ def test_the_payload_format_indicator_is_passed_on_unaltered(agent):
         p.close()
         await close_all()
     run(go())
+
+
+def test_clean_start_0_resumes_a_stored_session_whatever_its_expiry(agent):
+    """5.0 sections 3.1.2.4 and 3.1.2.11: Clean Start 0 resumes the stored session even when
+    the new CONNECT has no Session Expiry Interval (Session Present 1, the queued messages and
+    the subscriptions are there); the session then ends with that connection."""
+    async def go():
+        s, _, present = connect5(agent, "resumer", expiry=3600, clean=False, with_present=True)
+        assert present == 0
+        s.sendall(packet(0x82, struct.pack("!H", 1) + b"\x00" + utf8("rs/#") + b"\x01"))
+        assert read_packet(s)[0] == 0x90
+        s.sendall(b"\xe0\x00")  # DISCONNECT: the session stays, for an hour
+        s.close()
+        native = await client(agent, "rs-pub")
+        for n in range(3):
+            await publish(native, "rs/x", n, qos=1)
+            await recv_type(native, "ack")
+        s, _, present = connect5(agent, "resumer", clean=False, with_present=True)  # no expiry
+        assert present == 1
+        got = []
+        for _ in range(3):
+            first, body = read_packet(s)
+            topic, props, payload = parse_publish(first, body)
+            assert first & 0x08 == 0  # queued while away: a first delivery, DUP 0 (3.3.1.1)
+            got.append(payload)
+            pid = struct.unpack("!H", body[2 + len(topic):4 + len(topic)])[0]
+            s.sendall(packet(0x40, struct.pack("!H", pid)))
+        assert got == [b"0", b"1", b"2"]
+        await publish(native, "rs/x", "live")  # still subscribed, with no SUBSCRIBE
+        assert parse_publish(*read_packet(s))[2] == b'"live"'
+        s.sendall(b"\xe0\x00")
+        s.close()
+        # It ended with that connection: nothing to resume any more.
+        s, _, present = connect5(agent, "resumer", expiry=60, clean=False, with_present=True)
+        assert present == 0
+        s.close()
+        await close_all()
+    run(go())

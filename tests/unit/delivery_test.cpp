@@ -176,4 +176,30 @@ TEST(DeliveryWindowQoS2, ARestoredReleasedDeliveryWaitsAndComesOutReleased) {
   EXPECT_EQ(w.in_flight(), 0u);
 }
 
+// MQTT 3.3.1.1: DUP only on a re-delivery. What waited for an offline session goes out the
+// first time unflagged; what was sent (or may have been: restored) comes again flagged.
+TEST(DeliveryWindow, DupOnlyOnARedelivery) {
+  using o = delivery_window::origin;
+  delivery_window w(3, 10);
+  w.offer(msg(1), 0);                                 // sent to the client, then it left
+  w.offer(msg(2), 0, nullptr, 1, false, o::offline);  // arrived while it was away
+  w.offer(msg(3), 0, nullptr, 1, false, o::restored);
+  w.offer(msg(4), 0, nullptr, 1, false, o::offline);  // waits: the window holds 3
+  std::vector<delivery_window::entry> out;
+  w.take_all(10, out);
+  ASSERT_EQ(seqs(out), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_TRUE(out[0].dup);
+  EXPECT_FALSE(out[1].dup);
+  EXPECT_TRUE(out[2].dup);
+  EXPECT_TRUE(w.ack(1, 20));
+  out.clear();
+  w.take_ready(out);
+  ASSERT_EQ(seqs(out), (std::vector<std::uint64_t>{4}));
+  EXPECT_FALSE(out[0].dup);  // in flight for the first time
+  out.clear();
+  w.take_all(30, out);  // a second resume: now everything was sent once
+  for (const auto& e : out)
+    EXPECT_TRUE(e.dup) << e.msg->seq;
+}
+
 }  // namespace

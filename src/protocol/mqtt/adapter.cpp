@@ -292,6 +292,9 @@ void adapter::on_connect(const connect_request& c) {
     options.persistent = expiry > 0;
     options.expiry_s = expiry;
     options.fresh = c.clean_start;
+    // Clean Start 0 resumes a stored session whatever this CONNECT's expiry (5.0 section
+    // 3.1.2.4); with 0 it then ends with this connection (section 3.1.2.11).
+    options.resume = !c.clean_start;
     connect_expiry_zero_ = expiry == 0;
     alias_max_out_ = props.topic_alias_maximum.value_or(0);
   }
