@@ -213,6 +213,12 @@ const std::vector<key_spec>& schema() {
           "address and port of the MQTT over TCP listener (\"\" = none); MQTT over "
           "WebSocket shares server.listen",
           {}, check_listen_or_off, "HOST:PORT"),
+      int_key(
+          "mqtt.max_keepalive", [](config& c) -> int& { return c.mqtt.max_keepalive; },
+          "the longest keep alive an MQTT client may ask for (s): a 5.0 client asking more, or "
+          "0, is told this one (Server Keep Alive) and held to it; a 3.1.1 client is refused "
+          "(CONNACK 2), as Mosquitto does; 0 = no ceiling",
+          0, 65535),
       // [history]
       list_key(
           "history.tags", [](config& c) -> std::vector<std::string>& { return c.history.tags; },

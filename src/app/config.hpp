@@ -73,6 +73,7 @@ struct config {
 
   struct mqtt_section {
     std::string listen = "127.0.0.1:1883";  // MQTT over TCP; "" = off
+    int max_keepalive = 0;                  // seconds; 0 = no ceiling
   } mqtt;
 
   struct history_section {

@@ -196,6 +196,7 @@ int serve(const config& cfg, const std::string& config_path) {
   actx.max_queued_bytes = static_cast<std::size_t>(cfg.limits.max_queued_bytes);
   actx.max_queued_age_ms = std::int64_t{cfg.limits.max_queued_age_s} * 1000;
   actx.retry_ms = cfg.delivery.retry_ms;
+  actx.max_keepalive_s = static_cast<std::uint16_t>(cfg.mqtt.max_keepalive);
 
   net::server_settings s;
   s.host = host;

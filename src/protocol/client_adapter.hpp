@@ -64,6 +64,9 @@ struct adapter_context {
   std::size_t max_queued_bytes = 0;    // payload bytes waiting per client; 0: no limit
   std::int64_t max_queued_age_ms = 0;  // older waiting messages are not delivered; 0: none
   std::int64_t retry_ms = 20000;
+  // MQTT: the longest keep alive a client may ask for, in seconds (mqtt.max_keepalive); 0:
+  // no ceiling.
+  std::uint16_t max_keepalive_s = 0;
 };
 
 // The connection's side of an adapter.

@@ -441,3 +441,28 @@ def test_the_mqtt_websocket_subprotocol_is_negotiated(agent):
             await connect(agent, path="/mqtt", subprotocols=["stomp"])
         assert refused.value.status_code == 400
     run(go())
+
+
+@pytest.mark.parametrize("asked", [0, 120])
+def test_mqtt_max_keepalive_tells_a_v5_client_and_refuses_a_v311_one(agent_factory, asked):
+    """mqtt.max_keepalive, as Mosquitto's max_keepalive: a 5.0 client asking more (or 0) gets
+    the ceiling as Server Keep Alive and is held to it; 3.1.1 cannot be told: CONNACK 2."""
+    agent = agent_factory(args=["--mqtt.max_keepalive", "1"])
+    from test_mqtt5 import parse_props, read_varint
+    s = raw_mqtt(agent)
+    s.sendall(connect_packet("v5-keeper", keep_alive=asked, level=5))
+    start = time.monotonic()
+    data = read_until_closed(s, timeout=5)
+    took = time.monotonic() - start
+    assert data[0] == 0x20 and data[3] == 0x00, data  # CONNACK, success
+    n, at = read_varint(data, 4)
+    assert parse_props(data[at:at + n])[0x13] == [1]  # Server Keep Alive: the ceiling
+    assert data.endswith(b"\xe0\x01\x8d")  # held to it: DISCONNECT Keep Alive timeout
+    assert 1.2 < took < 3.5, took
+    s = raw_mqtt(agent)
+    s.sendall(connect_packet("v311-keeper", keep_alive=asked))
+    assert read_until_closed(s) == b"\x20\x02\x00\x02"  # identifier rejected, then closed
+    s = raw_mqtt(agent)
+    s.sendall(connect_packet("v311-within", keep_alive=1))
+    assert read_until_closed(s, timeout=5) == b"\x20\x02\x00\x00"  # within it: served
+    run(still_serves(agent))

@@ -545,8 +545,9 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 37u);
+  EXPECT_EQ(keys.size(), 38u);
   for (const char* k : {"server.listen",
+                        "mqtt.max_keepalive",
                         "server.threads",
                         "limits.max_connections",
                         "limits.max_batch",

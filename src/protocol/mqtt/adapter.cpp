@@ -305,7 +305,20 @@ void adapter::on_connect(const connect_request& c) {
   std::size_t inflight = ctx_.max_inflight;
   if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
   client_max_packet_ = props.maximum_packet_size.value_or(0);
-  keep_alive_ms_ = std::int64_t{c.keep_alive} * 1000;
+  std::uint16_t keep_alive = c.keep_alive;
+  bool server_keep_alive = false;
+  if (const auto ceiling = ctx_.max_keepalive_s;
+      ceiling && (keep_alive == 0 || keep_alive > ceiling)) {
+    // mqtt.max_keepalive, as Mosquitto's: 5.0 is told the ceiling in CONNACK and held to
+    // it; 3.1.1 has no way to be told, so it is refused.
+    if (ver_ == version::v311)
+      return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
+                            "keep alive " + std::to_string(keep_alive) +
+                                " is above mqtt.max_keepalive " + std::to_string(ceiling));
+    keep_alive = ceiling;
+    server_keep_alive = true;
+  }
+  keep_alive_ms_ = std::int64_t{keep_alive} * 1000;
   if (c.will && !accept_will(*c.will, will_props, rights, id)) return;
   session_ =
       std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
@@ -322,6 +335,8 @@ void adapter::on_connect(const connect_request& c) {
         static_cast<std::uint16_t>(std::min<std::size_t>(ctx_.max_queued_qos1, 65535));
     ack.maximum_packet_size = static_cast<std::uint32_t>(max_packet_size_);
     ack.topic_alias_maximum = topic_alias_maximum;
+    if (server_keep_alive)
+      ack.server_keep_alive = static_cast<std::uint16_t>(keep_alive_ms_ / 1000);
 
     encode_property_body(body, ack);
   }
