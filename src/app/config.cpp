@@ -282,6 +282,13 @@ const std::vector<key_spec>& schema() {
       string_key(
           "auth.tokens_file", [](config& c) -> std::string& { return c.auth.tokens_file; },
           "TOML file with [[tokens]] and [roles.*]; re-read on SIGHUP", {}, nullptr, "PATH"),
+      string_key(
+          "auth.anonymous_role", [](config& c) -> std::string& { return c.auth.anonymous_role; },
+          "the role of clients that present no token: their rights in open mode (instead of "
+          "everything), and, with tokens configured, lets them in with those rights ("
+          " = "
+          "none)",
+          {}, nullptr, "ROLE"),
   };
   return keys;
 }
@@ -787,6 +794,13 @@ class loader {
     cfg_.auth.tokens.clear();
     for (auto& t : tokens_)
       cfg_.auth.tokens.push_back(std::move(t.token));
+    if (const auto& anon = cfg_.auth.anonymous_role;
+        !anon.empty() && !cfg_.auth.roles.count(anon)) {
+      auto where = origins_.find("auth.anonymous_role");
+      const origin at = where != origins_.end() ? where->second : origin{};
+      error(at.source, at.line, "auth.anonymous_role",
+            "no role " + in_quotes(anon) + " is defined");
+    }
   }
 
  private:
@@ -971,12 +985,15 @@ class loader {
         std::string field(k2.str());
         std::string field_key = full + "." + field;
         int field_line = line_of(k2, v2);
-        std::vector<std::string>* target = field == "publish"     ? &rc.publish
-                                           : field == "subscribe" ? &rc.subscribe
-                                                                  : nullptr;
+        std::vector<std::string>* target = field == "publish"          ? &rc.publish
+                                           : field == "subscribe"      ? &rc.subscribe
+                                           : field == "deny_publish"   ? &rc.deny_publish
+                                           : field == "deny_subscribe" ? &rc.deny_subscribe
+                                                                       : nullptr;
         if (!target) {
           error(path, field_line, field_key,
-                "unknown key" + did_you_mean(field, {"publish", "subscribe"}));
+                "unknown key" + did_you_mean(field, {"publish", "subscribe", "deny_publish",
+                                                     "deny_subscribe"}));
           continue;
         }
         string_array(v2, path, field_line, field_key, *target);

@@ -21,8 +21,10 @@ class App;
 namespace wsagent::app {
 
 struct role_config {
-  std::vector<std::string> publish;    // tag filters, with %c (client id) and %u (user)
-  std::vector<std::string> subscribe;  // tag filters, with %c and %u
+  std::vector<std::string> publish;         // tag filters, with %c (client id) and %u (user)
+  std::vector<std::string> subscribe;       // tag filters, with %c and %u
+  std::vector<std::string> deny_publish;    // checked before the allow lists
+  std::vector<std::string> deny_subscribe;  // checked before the allow lists, and per delivery
 };
 
 struct token_config {
@@ -36,6 +38,9 @@ struct token_config {
 
 struct auth_config {
   std::string tokens_file;  // a TOML file with [[tokens]] and [roles.*]; reloaded on SIGHUP
+  // The role of clients that present no token, where such clients are let in (open mode, or
+  // with tokens when this is set); "" = open mode grants everything, tokens refuse them.
+  std::string anonymous_role;
   std::vector<token_config> tokens;
   std::map<std::string, role_config> roles;
 };

@@ -45,14 +45,18 @@ bool is_loopback(const std::string& host) {
 }
 
 std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth) {
-  if (auth.tokens.empty()) return std::make_shared<core::open_authenticator>();
   std::map<std::string, std::shared_ptr<const core::grants>> roles;
   for (const auto& [name, role] : auth.roles) {
     auto g = std::make_shared<core::grants>();
     g->publish = role.publish;
     g->subscribe = role.subscribe;
+    g->deny_publish = role.deny_publish;
+    g->deny_subscribe = role.deny_subscribe;
     roles.emplace(name, std::move(g));
   }
+  std::shared_ptr<const core::grants> anonymous;
+  if (auto it = roles.find(auth.anonymous_role); it != roles.end()) anonymous = it->second;
+  if (auth.tokens.empty()) return std::make_shared<core::open_authenticator>(anonymous);
   std::vector<core::token_entry> entries;
   for (const auto& t : auth.tokens) {
     // Rights of several roles are the union of their patterns.
@@ -62,19 +66,25 @@ std::shared_ptr<const core::authenticator> make_authenticator(const auth_config&
         g->publish.insert(g->publish.end(), it->second->publish.begin(), it->second->publish.end());
         g->subscribe.insert(g->subscribe.end(), it->second->subscribe.begin(),
                             it->second->subscribe.end());
+        g->deny_publish.insert(g->deny_publish.end(), it->second->deny_publish.begin(),
+                               it->second->deny_publish.end());
+        g->deny_subscribe.insert(g->deny_subscribe.end(), it->second->deny_subscribe.begin(),
+                                 it->second->deny_subscribe.end());
       }
     }
     entries.push_back(
         core::token_entry{t.token_sha256.empty() ? core::sha256_hex(t.token) : t.token_sha256,
                           t.identity, t.user, std::move(g)});
   }
-  return std::make_shared<core::token_authenticator>(std::move(entries));
+  return std::make_shared<core::token_authenticator>(std::move(entries), anonymous);
 }
 
 std::string open_access_problem(const config& cfg) {
   std::string host;
   std::uint16_t port = 0;
-  if (!cfg.auth.tokens.empty() || cfg.server.allow_anonymous) return {};
+  // Anonymous clients are let in without tokens, or with tokens and an anonymous role.
+  const bool anonymous = cfg.auth.tokens.empty() || !cfg.auth.anonymous_role.empty();
+  if (!anonymous || cfg.server.allow_anonymous) return {};
   std::string mqtt_host;
   if (!cfg.mqtt.listen.empty() && split_listen(cfg.mqtt.listen, mqtt_host, port) &&
       !is_loopback(mqtt_host))
@@ -123,14 +133,20 @@ int serve(const config& cfg, const std::string& config_path) {
     return 1;
   }
   auto auth = make_authenticator(cfg.auth);
-  if (auth->open()) {
-    if (auto problem = open_access_problem(cfg); !problem.empty()) {
-      spdlog::critical("{}", problem);
-      return 1;
-    }
-    spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",
-                 is_loopback(host) ? " (loopback only)" : " (server.allow_anonymous is set)");
+  if (auto problem = open_access_problem(cfg); !problem.empty()) {
+    spdlog::critical("{}", problem);
+    return 1;
   }
+  const char* where = is_loopback(host) ? " (loopback only)" : " (server.allow_anonymous is set)";
+  if (auth->open() && cfg.auth.anonymous_role.empty())
+    spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",
+                 where);
+  else if (auth->open())
+    spdlog::warn("no tokens configured: OPEN ACCESS with the rights of role '{}'{}",
+                 cfg.auth.anonymous_role, where);
+  else if (!cfg.auth.anonymous_role.empty())
+    spdlog::warn("clients without a token are let in with the rights of role '{}'{}",
+                 cfg.auth.anonymous_role, where);
 
   check_file_limit(cfg);
 

@@ -18,7 +18,9 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-open_authenticator::open_authenticator() {
+open_authenticator::open_authenticator(std::shared_ptr<const grants> anonymous)
+    : all_(std::move(anonymous)) {
+  if (all_) return;
   auto g = std::make_shared<grants>();
   g->allow_all = true;
   all_ = std::move(g);
@@ -28,7 +30,9 @@ auth_result open_authenticator::authenticate(std::string_view) const {
   return {true, identity{"", "", all_}, {}};
 }
 
-token_authenticator::token_authenticator(std::vector<token_entry> entries) {
+token_authenticator::token_authenticator(std::vector<token_entry> entries,
+                                         std::shared_ptr<const grants> anonymous)
+    : anonymous_(std::move(anonymous)) {
   for (auto& e : entries) {
     if (!e.client_id.empty()) owned_ids_.insert(e.client_id);
     by_digest_.emplace(e.sha256_hex, std::move(e));
@@ -40,7 +44,10 @@ bool token_authenticator::owned_client_id(std::string_view client_id) const noex
 }
 
 auth_result token_authenticator::authenticate(std::string_view token) const {
-  if (token.empty()) return {false, {}, "no token"};
+  if (token.empty()) {
+    if (anonymous_) return {true, identity{"", "", anonymous_}, {}};
+    return {false, {}, "no token"};
+  }
   auto it = by_digest_.find(sha256_hex(token));
   if (it == by_digest_.end()) return {false, {}, "unknown token"};
   const auto& e = it->second;

@@ -45,10 +45,11 @@ class authenticator {
   }
 };
 
-// Everyone is welcome, with every right but publishing to reserved tags.
+// Everyone is welcome, with every right but publishing to reserved tags, or with the rights
+// of `anonymous` (auth.anonymous_role) when given.
 class open_authenticator final : public authenticator {
  public:
-  open_authenticator();
+  explicit open_authenticator(std::shared_ptr<const grants> anonymous = nullptr);
   auth_result authenticate(std::string_view token) const override;
   bool open() const noexcept override { return true; }
 
@@ -67,7 +68,10 @@ struct token_entry {
 // does not depend on how much of a guess was right.
 class token_authenticator final : public authenticator {
  public:
-  explicit token_authenticator(std::vector<token_entry> entries);
+  // `anonymous`: the rights of a client that presents no token (auth.anonymous_role); null:
+  // such a client is refused.
+  explicit token_authenticator(std::vector<token_entry> entries,
+                               std::shared_ptr<const grants> anonymous = nullptr);
   auth_result authenticate(std::string_view token) const override;
   bool open() const noexcept override { return false; }
   bool owned_client_id(std::string_view client_id) const noexcept override;
@@ -76,6 +80,7 @@ class token_authenticator final : public authenticator {
  private:
   std::unordered_map<std::string, token_entry> by_digest_;
   std::unordered_set<std::string> owned_ids_;
+  std::shared_ptr<const grants> anonymous_;
 };
 
 std::string sha256_hex(std::string_view data);

@@ -221,6 +221,9 @@ void router::persist_matched(route_state& st) {
 // To `s`'s connection, or, for a persistent session without one, into its window. `now` is
 // read once, when first needed.
 void router::deliver(session& s, const message_ptr& msg, std::uint8_t qos, std::int64_t& now) {
+  // A subscription its deny patterns only overlap ("#" with "secret/#" denied): checked here,
+  // per message, for the clients that have such patterns.
+  if (s.rights().denies_some() && !s.rights().can_receive(msg->tag)) return;
   if (auto* sink = s.sink()) {
     sink->deliver(msg, qos);
   } else if (qos > 0 && s.persistent()) {

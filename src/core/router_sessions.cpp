@@ -281,6 +281,11 @@ route_result router::subscribe(session& s, std::span<const std::string_view> fil
       if (!is_shared(filter)) retained_.match(filter, *retained);
   if (request && recovery && request->wanted())
     history_.recover(filters, *request, common::now_ms(), *recovery);
+  if (s.rights().denies_some()) {  // what its deny patterns refuse is not sent either
+    auto denied = [&](const message_ptr& m) { return !s.rights().can_receive(m->tag); };
+    if (retained) std::erase_if(*retained, denied);
+    if (recovery) std::erase_if(recovery->messages, denied);
+  }
   return r;
 }
 

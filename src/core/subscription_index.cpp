@@ -132,11 +132,17 @@ std::size_t subscription_index::match(const message& m, std::vector<subscriber>&
     const auto n = g.members.size();
     const auto start = g.next.fetch_add(1, std::memory_order_relaxed) % n;
     const subscriber* pick = nullptr;
-    for (std::size_t i = 0; i < n && !pick; ++i)
-      if (g.members[(start + i) % n].who->sink()) pick = &g.members[(start + i) % n];
+    // A member whose deny patterns refuse the tag is not a candidate for it.
+    auto may = [&](const subscriber& x) {
+      return !x.who->rights().denies_some() || x.who->rights().can_receive(m.tag);
+    };
+    for (std::size_t i = 0; i < n && !pick; ++i) {
+      const auto& x = g.members[(start + i) % n];
+      if (x.who->sink() && may(x)) pick = &x;
+    }
     if (!pick) {  // nobody connected: the next in turn, if it holds QoS 1/2 offline
       const auto& x = g.members[start];
-      if (!x.who->persistent() || std::min(m.qos, x.qos) == 0) continue;
+      if (!x.who->persistent() || std::min(m.qos, x.qos) == 0 || !may(x)) continue;
       pick = &x;
     }
     out.push_back(*pick);

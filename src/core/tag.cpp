@@ -108,6 +108,27 @@ bool filter_covers(std::string_view pattern, std::string_view filter) noexcept {
   }
 }
 
+namespace {
+bool first_level_wild(std::string_view f) noexcept {
+  return !f.empty() && (f.front() == '+' || f.front() == '#');  // whole levels in a valid filter
+}
+}  // namespace
+
+bool filters_overlap(std::string_view a, std::string_view b) noexcept {
+  if ((is_reserved_tag(a) && first_level_wild(b)) || (is_reserved_tag(b) && first_level_wild(a)))
+    return false;
+  bool amore = true, bmore = true;
+  while (true) {
+    const auto x = next_level(a, amore);
+    const auto y = next_level(b, bmore);
+    if (x == "#" || y == "#") return true;
+    if (x != "+" && y != "+" && x != y) return false;
+    if (!amore && !bmore) return true;
+    if (!amore) return b == "#";  // "a" and "a/#" share the tag "a"
+    if (!bmore) return a == "#";
+  }
+}
+
 tag_error validate_subscription(std::string_view filter, const tag_limits& limits) noexcept {
   std::string_view group, inner;
   if (!split_shared(filter, group, inner)) return validate_filter(filter, limits);

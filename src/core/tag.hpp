@@ -67,6 +67,10 @@ bool filter_matches(std::string_view filter, std::string_view tag) noexcept;
 // against the filters a client is allowed to read. Both must be valid filters.
 bool filter_covers(std::string_view pattern, std::string_view filter) noexcept;
 
+// Is there a tag that both `a` and `b` (valid filters) match? ("#" and "secret/#" do, "+/x"
+// and "a/y" do not, "#" and "$sys/x" do not: a first-level wildcard skips reserved tags.)
+bool filters_overlap(std::string_view a, std::string_view b) noexcept;
+
 // Splits the first level off `rest` ("a/b/c" -> "a", rest "b/c"); `more` tells whether a
 // '/' followed it, so "a/" yields "a" and then one empty level.
 inline std::string_view next_level(std::string_view& rest, bool& more) noexcept {

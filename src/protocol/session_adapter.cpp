@@ -59,9 +59,14 @@ void session_adapter::resume_window() {
   resend(again, now);
 }
 
-bool session_adapter::too_old(const core::message& m, std::int64_t wall_ms) const {
-  return m.expired_at(wall_ms) ||
-         (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms);
+bool session_adapter::undeliverable(const core::message& m, std::int64_t wall_ms) const {
+  if (m.expired_at(wall_ms) ||
+      (ctx_.max_queued_age_ms && m.timestamp_ms + ctx_.max_queued_age_ms <= wall_ms))
+    return true;
+  // Queued before this client's rights were known (a session restored after a restart, then
+  // resumed): its deny patterns are checked now.
+  const auto& rights = session_->rights();
+  return rights.denies_some() && !rights.can_receive(m.tag);
 }
 
 void session_adapter::discard(std::uint64_t seq, std::int64_t now_ms) {
@@ -79,7 +84,7 @@ void session_adapter::send_window_ready(std::int64_t now_ms) {
     window.take_ready(ready);
     if (ready.empty()) return;
     for (const auto& e : ready) {
-      if (!e.released && too_old(*e.msg, wall))
+      if (!e.released && undeliverable(*e.msg, wall))
         discard(e.msg->seq, now_ms);  // may let the next one in
       else
         send_entry(e);
@@ -91,7 +96,7 @@ void session_adapter::resend(const std::vector<core::delivery_window::entry>& du
                              std::int64_t now_ms) {
   const auto wall = common::now_ms();
   for (const auto& e : due) {
-    if (!e.released && too_old(*e.msg, wall))  // expired: never delivered again
+    if (!e.released && undeliverable(*e.msg, wall))  // expired: never delivered again
       discard(e.msg->seq, now_ms);
     else
       send_entry(e);  // flagged dup, or the release of a QoS 2 one the client has

@@ -75,8 +75,9 @@ class session_adapter : public client_adapter {
   // Takes a delivery that will never be made out of the window and the store. The
   // session's lock is held.
   void discard(std::uint64_t seq, std::int64_t now_ms) REQUIRES(session_->mutex());
-  // Past its own expiry, or waiting longer than limits.max_queued_age_s.
-  bool too_old(const core::message& m, std::int64_t wall_ms) const;
+  // Past its own expiry, waiting longer than limits.max_queued_age_s, or on a tag the
+  // client's deny patterns refuse.
+  bool undeliverable(const core::message& m, std::int64_t wall_ms) const;
 
   // $sys/clients/<id>/<event>: "connected" (with the remote address and, when given,
   // `protocol`) or "disconnected" (with `clean`).

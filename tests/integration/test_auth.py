@@ -259,3 +259,105 @@ def test_a_client_id_fixed_by_a_token_cannot_be_claimed_by_another(agent_factory
             await w.close()
     run(go())
     a.wait_log(r'"audit":"forbidden","clientId":"sensor-001".*belongs to another token')
+
+
+DENY = """
+[auth]
+anonymous_role = "guest"
+
+[[auth.tokens]]
+token = "staff-secret"
+roles = ["staff"]
+
+[[auth.tokens]]
+token = "ops-secret"
+roles = ["ops"]
+
+[auth.roles.staff]
+publish = ["#"]
+subscribe = ["#"]
+deny_publish = ["secret/#"]
+deny_subscribe = ["secret/#"]
+
+[auth.roles.ops]
+publish = ["#"]
+subscribe = ["#"]
+
+[auth.roles.guest]
+subscribe = ["public/#"]
+"""
+
+
+def test_deny_rules_read_as_written_on_both_protocols(agent_factory):
+    """A role that allows "#" but denies "secret/#": it subscribes to "#" and never receives a
+    secret message (live, retained, over MQTT too), cannot subscribe to secret/# (native:
+    forbidden; MQTT: SUBACK 0x80 / 0x87 for that filter while the others of the packet
+    succeed) nor publish there. Clients without a token get the anonymous role's rights."""
+    import paho.mqtt.client as paho
+    from test_mqtt import mqtt_client, stop
+
+    agent = agent_factory(config=DENY)
+    bearer = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
+
+    async def go():
+        ops = await connect(agent, headers=bearer("ops-secret"))
+        await publish(ops, "secret/kept", {"s": 0}, retain=True)
+        staff = await connect(agent, headers=bearer("staff-secret"))
+        await subscribe(staff, "#")  # allowed: it only overlaps the denied tags
+        await staff.send(json.dumps({"type": "subscribe", "id": "s2", "tags": ["secret/#"]}))
+        e = await recv_type(staff, "error")
+        assert e["code"] == "forbidden" and e["id"] == "s2"
+        await publish(staff, "secret/x", 1)
+        assert (await recv_type(staff, "error"))["code"] == "forbidden"
+        # Live, from native and from MQTT: the secret ones never arrive, the rest do.
+        m_ops = mqtt_client(agent, "ops-mqtt", username="ops", password="ops-secret")
+        m_ops.publish("secret/from-mqtt", b"1", qos=1).wait_for_publish(5)
+        await publish(ops, "secret/live", {"s": 1})
+        await publish(ops, "public/x", {"p": 1})
+        m = await recv_type(staff, "message")
+        assert m["tag"] == "public/x", m
+        await subscribe(staff, "+/kept")  # the retained secret message is not handed over
+        await nothing_for(staff, 0.3)
+        stop(m_ops)
+        # MQTT, 3.1.1 and 5.0: the denied filter alone is refused in the SUBACK.
+        loop = asyncio.get_running_loop()
+        for version, refused in ((paho.MQTTv311, 0x80), (paho.MQTTv5, 0x87)):
+            c = mqtt_client(agent, f"staff-{version}", version=version, username="staff",
+                            password="staff-secret")
+            done = loop.create_future()
+
+            def on_subscribe(cl, ud, mid, codes, props=None, done=done):
+                codes = [x.value if hasattr(x, "value") else x for x in codes]
+                loop.call_soon_threadsafe(done.set_result, codes)
+            c.on_subscribe = on_subscribe
+            c.subscribe([("#", 0), ("secret/#", 0), ("public/+", 0)])
+            assert await asyncio.wait_for(done, 5) == [0, refused, 0]
+            stop(c)
+        # The anonymous role: in with no token, with its rights only.
+        guest = await connect(agent)
+        await guest.send(json.dumps({"type": "auth"}))
+        await recv_type(guest, "auth_response")
+        await subscribe(guest, "public/#")
+        await guest.send(json.dumps({"type": "subscribe", "id": "g", "tags": ["#"]}))
+        assert (await recv_type(guest, "error"))["code"] == "forbidden"
+        await publish(guest, "public/y", 2)
+        assert (await recv_type(guest, "error"))["code"] == "forbidden"
+        await publish(ops, "public/z", 3)
+        assert (await recv_type(guest, "message"))["tag"] == "public/z"
+        for ws in (ops, staff, guest):
+            await ws.close()
+    run(go())
+
+
+def test_open_mode_with_an_anonymous_role_grants_only_that_role(agent_factory):
+    agent = agent_factory(config='[auth]\nanonymous_role = "reader"\n'
+                                 '[auth.roles.reader]\nsubscribe = ["public/#"]\n')
+    agent.wait_log("OPEN ACCESS with the rights of role 'reader'")
+
+    async def go():
+        ws = await connect(agent)
+        await subscribe(ws, "public/#")
+        await publish(ws, "public/x", 1)
+        assert (await recv_type(ws, "error"))["code"] == "forbidden"
+        await ws.close()
+    run(go())

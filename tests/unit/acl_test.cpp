@@ -83,5 +83,61 @@ TEST(Auth, OpenAcceptsAnyone) {
   EXPECT_TRUE(r.who.rights->allow_all);
 }
 
+// Deny patterns come first: a role that allows "#" but denies "secret/#" works as it reads.
+TEST(Acl, DenyPatternsComeBeforeTheAllowLists) {
+  grants g;
+  g.publish = {"#"};
+  g.subscribe = {"#"};
+  g.deny_publish = {"secret/#"};
+  g.deny_subscribe = {"secret/#", "users/%u/private"};
+  acl a(g, "dev-1", "ann");
+  EXPECT_TRUE(a.can_publish("public/x"));
+  EXPECT_FALSE(a.can_publish("secret/x"));
+  EXPECT_FALSE(a.can_publish("secret"));  // "secret/#" covers its parent
+  EXPECT_TRUE(a.can_subscribe("#"));      // only overlaps: allowed, deliveries checked
+  EXPECT_TRUE(a.can_subscribe("+/x"));
+  EXPECT_FALSE(a.can_subscribe("secret/#"));
+  EXPECT_FALSE(a.can_subscribe("secret/+/x"));
+  EXPECT_TRUE(a.denies_some());
+  EXPECT_FALSE(a.can_receive("secret/x"));
+  EXPECT_TRUE(a.can_receive("public/x"));
+  EXPECT_FALSE(a.can_receive("users/ann/private"));
+  EXPECT_TRUE(a.can_receive("users/bob/private"));
+  // Open mode's "everything" still yields to a deny pattern.
+  grants open;
+  open.allow_all = true;
+  open.deny_publish = {"plant/#"};
+  acl o(open, "x", "");
+  EXPECT_FALSE(o.can_publish("plant/1"));
+  EXPECT_TRUE(o.can_publish("other"));
+}
+
+// A deny pattern whose substitution fails (an empty user) is not dropped: that level is
+// denied for every value.
+TEST(Acl, ADenyPatternThatCannotBeFilledInDeniesTheWholeLevel) {
+  grants g;
+  g.subscribe = {"users/#"};
+  g.deny_subscribe = {"users/%u/private"};
+  acl a(g, "c", "");  // no user
+  EXPECT_FALSE(a.can_receive("users/ann/private"));
+  EXPECT_FALSE(a.can_subscribe("users/+/private"));
+  EXPECT_TRUE(a.can_receive("users/ann/public"));
+}
+
+TEST(Auth, AnAnonymousRoleRestrictsOpenModeAndLetsTokenlessClientsIn) {
+  auto role = std::make_shared<grants>();
+  role->subscribe = {"public/#"};
+  open_authenticator o(role);
+  auto r = o.authenticate("");
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(r.who.rights->allow_all);
+  EXPECT_EQ(r.who.rights->subscribe, role->subscribe);
+  token_authenticator t({token_entry{sha256_hex("s"), "", "u", std::make_shared<grants>()}}, role);
+  auto anon = t.authenticate("");
+  ASSERT_TRUE(anon.ok);
+  EXPECT_EQ(anon.who.rights, role);
+  EXPECT_FALSE(t.authenticate("wrong").ok);  // a wrong token is still refused
+}
+
 }  // namespace
 }  // namespace wsagent::core

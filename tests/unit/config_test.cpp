@@ -384,6 +384,23 @@ TEST_F(Config, TokenNamingAMissingRole) {
   EXPECT_EQ(r.errors[0].message, "no role 'nobody' is defined");
 }
 
+TEST_F(Config, DenyPatternsAndTheAnonymousRole) {
+  auto r = load_text(
+      "[auth]\nanonymous_role = \"guest\"\n[auth.roles.guest]\nsubscribe = [\"#\"]\n"
+      "deny_subscribe = [\"secret/#\"]\ndeny_publish = [\"#\"]\n");
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.value.auth.anonymous_role, "guest");
+  EXPECT_EQ(r.value.auth.roles.at("guest").deny_subscribe, std::vector<std::string>{"secret/#"});
+  EXPECT_EQ(r.value.auth.roles.at("guest").deny_publish, std::vector<std::string>{"#"});
+  r = load_text(
+      "[auth]\nanonymous_role = \"ghost\"\n[auth.roles.r]\ndeny_subscribe = [\"a/#/b\"]\n");
+  auto* ghost = find_error(r, "auth.anonymous_role");
+  ASSERT_TRUE(ghost) << all_errors(r);
+  EXPECT_EQ(ghost->line, 2);
+  EXPECT_EQ(ghost->message, "no role 'ghost' is defined");
+  EXPECT_TRUE(find_error(r, "auth.roles.r.deny_subscribe"));  // a bad pattern, named
+}
+
 TEST_F(Config, TokenWithBothOrNeitherSecret) {
   auto r = load_text("[[auth.tokens]]\ntoken = \"a\"\ntoken_sha256 = \"" + digest_a +
                      "\"\n[[auth.tokens]]\nuser = \"u\"\n");
@@ -545,7 +562,7 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 38u);
+  EXPECT_EQ(keys.size(), 39u);
   for (const char* k : {"server.listen",
                         "mqtt.max_keepalive",
                         "server.threads",

@@ -218,6 +218,38 @@ TEST(RouterSessions, ALateDeliveryFollowsAChainOfTakeovers) {
   EXPECT_EQ(r.subscription_count_of(*a), 0u);
 }
 
+// Deny rules on the routing path: "#" is allowed, "secret/#" denied, so a secret message
+// reaches neither the plain subscription nor the group member whose role denies it, and a
+// retained secret message is not handed to a new subscription.
+TEST(Router, DeniedTagsAreNeverDelivered) {
+  router r({});
+  grants g;
+  g.publish = {"#"};
+  g.subscribe = {"#"};
+  g.deny_subscribe = {"secret/#"};
+  recording_sink staff_sink, other_sink, pub_sink;
+  auto staff = std::make_shared<session>("staff", "staff", acl(g, "staff", "staff"), &staff_sink);
+  auto other = make_session("other", other_sink);
+  auto pub = make_session("pub", pub_sink);
+  r.attach(staff);
+  r.attach(other);
+  r.attach(pub);
+  ASSERT_TRUE(r.subscribe(*staff, "#", 0).ok());
+  EXPECT_EQ(r.subscribe(*staff, "secret/#", 0).error, route_error::forbidden);
+  ASSERT_TRUE(r.subscribe(*staff, "$share/g/#", 0).ok());
+  ASSERT_TRUE(r.subscribe(*other, "$share/g/#", 0).ok());
+  for (int i = 0; i < 4; ++i)
+    r.publish(*pub, make_message("secret/x"));
+  EXPECT_TRUE(staff_sink.got.empty());
+  EXPECT_EQ(other_sink.got.size(), 4u);  // every one, the group never picks the staff member
+  r.publish(*pub, make_message("public/x"));
+  EXPECT_FALSE(staff_sink.got.empty());
+  r.publish(*pub, make_message("secret/kept"), retained());
+  std::vector<message_ptr> kept;
+  ASSERT_TRUE(r.subscribe(*staff, "+/kept", 0, &kept).ok());
+  EXPECT_TRUE(kept.empty());
+}
+
 TEST(Router, RefusesWhatTheAclForbids) {
   router r({});
   recording_sink sink;

@@ -142,5 +142,34 @@ TEST(TagCovers, ConsistentWithMatching) {
     }
 }
 
+// Two filters overlap when some tag matches both; checked against matching over a set of
+// tags (an overlap the tags show must be found; one found must be shown or be a deeper tag).
+TEST(TagOverlap, TableAndConsistentWithMatching) {
+  struct row {
+    const char *a, *b;
+    bool overlap;
+  };
+  const row table[] = {
+      {"#", "secret/#", true},  {"+/x", "a/y", false},      {"a/+", "+/b", true},
+      {"a", "a/#", true},       {"a", "a/+", false},        {"a/#", "b/#", false},
+      {"#", "$sys/x", false},   {"$sys/#", "$sys/x", true}, {"+/+", "a/b/c", false},
+      {"a/+/c", "a/b/#", true}, {"+", "$sys", false}};
+  for (const auto& r : table) {
+    EXPECT_EQ(filters_overlap(r.a, r.b), r.overlap) << r.a << " ~ " << r.b;
+    EXPECT_EQ(filters_overlap(r.b, r.a), r.overlap) << r.b << " ~ " << r.a;
+  }
+  const char* filters[] = {"#", "a/#", "a/+", "+/b", "a/b", "+/+/c", "a/+/#", "x", "$s/#", "+"};
+  const char* tags[] = {"a", "a/b", "a/c", "x/b", "a/b/c", "q/r/c", "a/", "x", "$s/a", "b"};
+  for (auto f : filters)
+    for (auto g : filters) {
+      bool shown = false;
+      for (auto t : tags)
+        shown |= filter_matches(f, t) && filter_matches(g, t);
+      if (shown) {
+        EXPECT_TRUE(filters_overlap(f, g)) << f << " ~ " << g;
+      }
+    }
+}
+
 }  // namespace
 }  // namespace wsagent::core
