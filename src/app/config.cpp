@@ -167,8 +167,16 @@ const std::vector<key_spec>& schema() {
           "limits.max_tag_depth", [](config& c) -> int& { return c.limits.max_tag_depth; },
           "most levels in a tag or filter", 1, 1024),
       int_key(
+          "limits.outbound_queue_bytes",
+          [](config& c) -> int& { return c.limits.outbound_queue_bytes; },
+          "QoS 0 bytes waiting to be written to one connection; past it the oldest waiting are "
+          "dropped (counted)",
+          1024, 1'000'000'000),
+      int_key(
           "limits.outbound_queue", [](config& c) -> int& { return c.limits.outbound_queue; },
-          "messages queued for sending per connection", 1, max_count),
+          "QoS 0 messages waiting to be written to one connection; past it the oldest waiting "
+          "is dropped (counted); 0 = no count bound (outbound_queue_bytes bounds it)",
+          0, max_count),
       int_key(
           "limits.slow_consumer_timeout_ms",
           [](config& c) -> int& { return c.limits.slow_consumer_timeout_ms; },
@@ -673,6 +681,10 @@ class loader {
       std::string section(k.str());
       bool is_known = std::find(known.begin(), known.end(), section) != known.end();
       if (auth_only && section != "auth") continue;
+      if (section == "listeners") {
+        load_listeners(node, path, line_of(k, node));
+        continue;
+      }
       if (!is_known) {
         if (node.is_table())
           error(path, line_of(k, node), section, "unknown section" + did_you_mean(section, known));
@@ -801,6 +813,100 @@ class loader {
       error(at.source, at.line, "auth.anonymous_role",
             "no role " + in_quotes(anon) + " is defined");
     }
+  }
+
+  void load_listeners(const toml::node& node, const std::string& path, int line) {
+    auto* array = node.as_array();
+    if (!array || !array->is_array_of_tables()) {
+      error(path, line, "listeners",
+            "expected an array of tables ([[listeners]]), got " + type_of(node));
+      return;
+    }
+    for (auto& item : *array) {
+      auto& table = *item.as_table();
+      listener_config lc;
+      lc.source = path;
+      lc.line = line_of(item) > 0 ? line_of(item) : line;
+      bool have_bind = false;
+      for (auto&& [k, v] : table) {
+        std::string field(k.str());
+        const int at = line_of(k, v);
+        const std::string key = "listeners." + field;
+        if (field == "bind") {
+          if (auto* s = v.as_string()) {
+            lc.bind = s->get();
+            have_bind = true;
+            if (auto bad = check_listen(lc.bind); !bad.empty()) error(path, at, key, bad);
+          } else {
+            error(path, at, key, "expected a string, got " + type_of(v));
+          }
+        } else if (field == "protocols") {
+          string_array(v, path, at, key, lc.protocols);
+        } else {
+          error(path, at, key, "unknown key" + did_you_mean(field, {"bind", "protocols"}));
+        }
+      }
+      if (!have_bind) error(path, lc.line, "listeners.bind", "a listener needs a bind address");
+      check_protocols(lc);
+      cfg_.listeners.push_back(std::move(lc));
+    }
+  }
+
+  void check_protocols(const listener_config& lc) {
+    static const std::vector<std::string> known{"ws", "mqtt-ws", "echo", "http", "mqtt"};
+    if (lc.protocols.empty())
+      error(lc.source, lc.line, "listeners.protocols",
+            "a listener needs protocols: ws, mqtt-ws, echo, http or mqtt");
+    for (const auto& p : lc.protocols)
+      if (std::find(known.begin(), known.end(), p) == known.end())
+        error(lc.source, lc.line, "listeners.protocols",
+              "unknown protocol " + in_quotes(p) + did_you_mean(p, known));
+    const bool raw =
+        std::find(lc.protocols.begin(), lc.protocols.end(), "mqtt") != lc.protocols.end();
+    if (raw && lc.protocols.size() > 1)
+      error(lc.source, lc.line, "listeners.protocols",
+            "\"mqtt\" is MQTT over raw TCP and cannot share a listener with HTTP protocols "
+            "(MQTT over WebSocket is \"mqtt-ws\")");
+  }
+
+  // The shorthands (server.listen, mqtt.listen) come first, then the file's [[listeners]];
+  // with any of those, a shorthand counts only when set explicitly (its default is not asked
+  // for). Two listeners on one address are an error.
+  void resolve_listeners() {
+    const bool listed = !cfg_.listeners.empty();
+    std::vector<listener_config> all;
+    auto shorthand = [&](const std::string& key, const std::string& bind,
+                         std::vector<std::string> protocols) {
+      if (bind.empty()) return;
+      auto where = origins_.find(key);
+      if (listed && where == origins_.end()) return;
+      listener_config lc;
+      lc.bind = bind;
+      lc.protocols = std::move(protocols);
+      if (where != origins_.end()) {
+        lc.source = where->second.source;
+        lc.line = where->second.line;
+      } else {
+        lc.source = "defaults";
+      }
+      all.push_back(std::move(lc));
+    };
+    std::vector<std::string> web{"ws", "mqtt-ws", "http"};
+    if (cfg_.server.diagnostics) web.push_back("echo");
+    shorthand("server.listen", cfg_.server.listen, web);
+    shorthand("mqtt.listen", cfg_.mqtt.listen, {"mqtt"});
+    all.insert(all.end(), std::make_move_iterator(cfg_.listeners.begin()),
+               std::make_move_iterator(cfg_.listeners.end()));
+    cfg_.listeners = std::move(all);
+    for (std::size_t i = 0; i < cfg_.listeners.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (cfg_.listeners[i].bind == cfg_.listeners[j].bind &&
+            !cfg_.listeners[i].bind.ends_with(":0"))  // port 0: each gets a free port
+          error(cfg_.listeners[i].source, cfg_.listeners[i].line, "listeners.bind",
+                in_quotes(cfg_.listeners[i].bind) + " is listened on twice (also by " +
+                    cfg_.listeners[j].source +
+                    (cfg_.listeners[j].line ? ":" + std::to_string(cfg_.listeners[j].line) : "") +
+                    ")");
   }
 
  private:
@@ -1060,6 +1166,7 @@ config_result load_config(const std::string& path, const char* const* envp,
     l.load_overrides(overrides);
     l.load_tokens_file();
     l.finish_auth();
+    l.resolve_listeners();
     result.value = std::move(l.value());
     result.errors = std::move(l.errors());
     // Files first, then the environment, then the command line.

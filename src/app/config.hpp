@@ -45,6 +45,16 @@ struct auth_config {
   std::map<std::string, role_config> roles;
 };
 
+// One listener: a bind address and the protocols it serves (docs/configuration.md,
+// "Listeners"): ws (the native protocol on /ws), mqtt-ws (/mqtt), echo (/echo), http (the
+// HTTP endpoints only; every HTTP listener serves them), or mqtt (raw TCP, alone).
+struct listener_config {
+  std::string bind;
+  std::vector<std::string> protocols;
+  std::string source;  // where it was declared, for messages
+  int line = 0;
+};
+
 struct config {
   struct server_section {
     std::string listen = "127.0.0.1:8080";  // host:port; [v6]:port
@@ -57,19 +67,20 @@ struct config {
   struct limits_section {
     int max_connections = 10000;
     int max_connections_per_ip = 1000;
-    int max_message_size = 1024 * 1024;       // bytes, one WebSocket message
-    int max_subscriptions = 1000;             // per client
-    int max_tag_length = 256;                 // bytes
-    int max_tag_depth = 16;                   // levels
-    int outbound_queue = 1024;                // messages queued per connection
-    int slow_consumer_timeout_ms = 5000;      // queue full this long: close 4008
-    int max_protocol_errors = 20;             // error frames before close 4400
-    int max_batch = 1000;                     // messages in one batch frame
-    int max_retained = 100000;                // retained messages (tags) in all
-    int max_inflight = 32;                    // QoS 1 deliveries unacknowledged per client
-    int max_queued = 1000;                    // QoS 1 deliveries waiting per client
-    int max_queued_bytes = 16 * 1024 * 1024;  // their payload bytes; 0 = no limit
-    int max_queued_age_s = 0;                 // older ones are not delivered; 0 = no limit
+    int max_message_size = 1024 * 1024;          // bytes, one WebSocket message
+    int max_subscriptions = 1000;                // per client
+    int max_tag_length = 256;                    // bytes
+    int max_tag_depth = 16;                      // levels
+    int outbound_queue_bytes = 8 * 1024 * 1024;  // QoS 0 bytes waiting per connection
+    int outbound_queue = 0;                      // QoS 0 messages waiting; 0 = no count bound
+    int slow_consumer_timeout_ms = 5000;         // queue full this long: close 4008
+    int max_protocol_errors = 20;                // error frames before close 4400
+    int max_batch = 1000;                        // messages in one batch frame
+    int max_retained = 100000;                   // retained messages (tags) in all
+    int max_inflight = 32;                       // QoS 1 deliveries unacknowledged per client
+    int max_queued = 1000;                       // QoS 1 deliveries waiting per client
+    int max_queued_bytes = 16 * 1024 * 1024;     // their payload bytes; 0 = no limit
+    int max_queued_age_s = 0;                    // older ones are not delivered; 0 = no limit
   } limits;
 
   struct delivery_section {
@@ -108,6 +119,11 @@ struct config {
   } log;
 
   auth_config auth;
+
+  // [[listeners]] from the file, then (after loading) the shorthands: server.listen as a
+  // listener of ws, mqtt-ws and http (and echo with server.diagnostics), mqtt.listen as one of
+  // mqtt. With [[listeners]] in the file, a shorthand counts only when it is set explicitly.
+  std::vector<listener_config> listeners;
 };
 
 // One problem found while loading: where, which key, and what is wrong.

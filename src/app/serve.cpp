@@ -10,7 +10,9 @@
 #include <iostream>
 #include <thread>
 
+#include "app/health.hpp"
 #include "app/logging.hpp"
+#include "app/protocols.hpp"
 #include "common/clock.hpp"
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
@@ -80,20 +82,19 @@ std::shared_ptr<const core::authenticator> make_authenticator(const auth_config&
 }
 
 std::string open_access_problem(const config& cfg) {
-  std::string host;
-  std::uint16_t port = 0;
   // Anonymous clients are let in without tokens, or with tokens and an anonymous role.
   const bool anonymous = cfg.auth.tokens.empty() || !cfg.auth.anonymous_role.empty();
   if (!anonymous || cfg.server.allow_anonymous) return {};
-  std::string mqtt_host;
-  if (!cfg.mqtt.listen.empty() && split_listen(cfg.mqtt.listen, mqtt_host, port) &&
-      !is_loopback(mqtt_host))
-    host = mqtt_host;
-  else if (!split_listen(cfg.server.listen, host, port) || is_loopback(host))
-    return {};
-  return "refusing to listen on " + host +
-         " without authentication: configure tokens ([auth] in the config file), listen on a "
-         "loopback address, or set server.allow_anonymous = true to accept anyone on the network";
+  for (const auto& l : cfg.listeners) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (split_listen(l.bind, host, port) && !is_loopback(host))
+      return "refusing to listen on " + l.bind + " (" + net::join(l.protocols) +
+             ") without authentication: configure tokens ([auth] in the config file), listen "
+             "on a loopback address, or set server.allow_anonymous = true to accept anyone on "
+             "the network";
+  }
+  return {};
 }
 
 // Every connection is a file descriptor. Raise the soft limit to the hard one and say what
@@ -119,45 +120,33 @@ static void check_file_limit(const config& cfg) {
     spdlog::debug("file limit (RLIMIT_NOFILE) is {}", lim.rlim_cur);
 }
 
-int serve(const config& cfg, const std::string& config_path) {
-  try {
-    setup_logging(cfg.log);
-  } catch (const std::exception& e) {
-    std::cerr << "wsagent: cannot open the log: " << e.what() << "\n";
-    return 1;
+namespace {
+
+// Says, once at start-up, who may come in.
+void say_who_may_connect(const config& cfg, const core::authenticator& auth) {
+  bool loopback = true;
+  for (const auto& l : cfg.listeners) {
+    std::string host;
+    std::uint16_t port = 0;
+    loopback = loopback && split_listen(l.bind, host, port) && is_loopback(host);
   }
-  std::string host;
-  std::uint16_t port = 0;
-  if (!split_listen(cfg.server.listen, host, port)) {
-    spdlog::critical("server.listen: '{}' is not host:port", cfg.server.listen);
-    return 1;
-  }
-  auto auth = make_authenticator(cfg.auth);
-  if (auto problem = open_access_problem(cfg); !problem.empty()) {
-    spdlog::critical("{}", problem);
-    return 1;
-  }
-  const char* where = is_loopback(host) ? " (loopback only)" : " (server.allow_anonymous is set)";
-  if (auth->open() && cfg.auth.anonymous_role.empty())
+  const char* where = loopback ? " (loopback only)" : " (server.allow_anonymous is set)";
+  if (auth.open() && cfg.auth.anonymous_role.empty())
     spdlog::warn("no tokens configured: OPEN ACCESS, every client may publish and subscribe{}",
                  where);
-  else if (auth->open())
+  else if (auth.open())
     spdlog::warn("no tokens configured: OPEN ACCESS with the rights of role '{}'{}",
                  cfg.auth.anonymous_role, where);
   else if (!cfg.auth.anonymous_role.empty())
     spdlog::warn("clients without a token are let in with the rights of role '{}'{}",
                  cfg.auth.anonymous_role, where);
+}
 
-  check_file_limit(cfg);
-
-  // Encoding slots and message flags, in their documented order, before any message exists
-  // (the store's messages carry the flags).
-  protocol::reserve_wire_formats();
-
-  // The store: opened and read before anything listens, so that a damaged or busy data
-  // file stops the agent with its path and cause instead of serving without its data.
+// The store: opened and read before anything listens, so that a damaged or busy data file
+// stops the agent with its path and cause instead of serving without its data. Null (said
+// on the log) when it cannot be opened.
+std::unique_ptr<core::store> open_store(const config& cfg, core::store_snapshot& restored) {
   std::unique_ptr<core::store> store;
-  core::store_snapshot restored;
   try {
     if (cfg.store.kind == "memory")
       store = std::make_unique<store::memory_store>();
@@ -168,18 +157,17 @@ int serve(const config& cfg, const std::string& config_path) {
     restored = store->load();
   } catch (const core::store_error& e) {
     spdlog::critical("store: {}", e.what());
-    return 1;
+    return nullptr;
   }
   if (auto* sq = dynamic_cast<store::sqlite_store*>(store.get()))
     spdlog::info("store: {} (sync {}): {} retained message(s)", sq->path(), cfg.store.sync,
                  restored.retained.size());
   else
     spdlog::warn("store: memory: retained messages are lost when the agent stops");
-  core::store_writer writer(
-      *store, [](const std::string& what) { spdlog::error("store: a write failed: {}", what); });
+  return store;
+}
 
-  core::auth_holder auth_holder(auth);
-  audit_writer audit(cfg.log);
+core::router_limits router_limits_of(const config& cfg) {
   core::router_limits rl;
   rl.tags.max_length = cfg.limits.max_tag_length;
   rl.tags.max_depth = cfg.limits.max_tag_depth;
@@ -189,8 +177,11 @@ int serve(const config& cfg, const std::string& config_path) {
   rl.history.max_count = static_cast<std::size_t>(cfg.history.max_count);
   rl.history.max_age_ms = std::int64_t{cfg.history.max_age_s} * 1000;
   rl.history.max_tags = static_cast<std::size_t>(cfg.history.max_tags);
-  core::router router(rl);
-  router.set_store(&writer);
+  return rl;
+}
+
+// The router's state from the store, as the agent stopped.
+void restore(core::router& router, core::store_snapshot& restored, const config& cfg) {
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
                           static_cast<std::size_t>(cfg.limits.max_queued),
                           static_cast<std::size_t>(cfg.limits.max_queued_bytes));
@@ -204,56 +195,136 @@ int serve(const config& cfg, const std::string& config_path) {
     spdlog::info("store: {} persistent session(s), {} queued message(s), {} delayed will(s)",
                  restored.sessions.size(), restored.queue.size(), restored.wills.size());
   restored = {};
-  protocol::native::adapter_context actx{router, auth_holder, audit,
-                                         static_cast<std::size_t>(cfg.limits.max_batch),
-                                         cfg.limits.max_protocol_errors};
+}
+
+void set_adapter_limits(protocol::adapter_context& actx, const config& cfg) {
   actx.max_inflight = static_cast<std::size_t>(cfg.limits.max_inflight);
   actx.max_queued_qos1 = static_cast<std::size_t>(cfg.limits.max_queued);
   actx.max_queued_bytes = static_cast<std::size_t>(cfg.limits.max_queued_bytes);
   actx.max_queued_age_ms = std::int64_t{cfg.limits.max_queued_age_s} * 1000;
   actx.retry_ms = cfg.delivery.retry_ms;
   actx.max_keepalive_s = static_cast<std::uint16_t>(cfg.mqtt.max_keepalive);
+}
 
+net::server_settings server_settings_of(const config& cfg) {
   net::server_settings s;
-  s.host = host;
-  s.port = port;
   s.threads = cfg.server.threads > 0
                   ? cfg.server.threads
                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   s.max_connections = cfg.limits.max_connections;
   s.max_connections_per_ip = cfg.limits.max_connections_per_ip;
-  s.max_message_size = static_cast<std::size_t>(cfg.limits.max_message_size);
-  s.outbound_queue = static_cast<std::size_t>(cfg.limits.outbound_queue);
-  s.slow_consumer_timeout_ms = cfg.limits.slow_consumer_timeout_ms;
-  s.ping_interval_ms = cfg.heartbeat.ping_interval_ms;
-  s.idle_timeout_ms = cfg.heartbeat.idle_timeout_ms;
-  s.auth_timeout_ms = cfg.heartbeat.auth_timeout_ms;
-  s.diagnostics = cfg.server.diagnostics;
-  if (!cfg.mqtt.listen.empty()) split_listen(cfg.mqtt.listen, s.mqtt_host, s.mqtt_port);
+  auto& c = s.connection;
+  c.max_message_size = static_cast<std::size_t>(cfg.limits.max_message_size);
+  c.outbound_queue_bytes = static_cast<std::size_t>(cfg.limits.outbound_queue_bytes);
+  c.outbound_queue = static_cast<std::size_t>(cfg.limits.outbound_queue);
+  c.slow_consumer_timeout_ms = cfg.limits.slow_consumer_timeout_ms;
+  c.ping_interval_ms = cfg.heartbeat.ping_interval_ms;
+  c.idle_timeout_ms = cfg.heartbeat.idle_timeout_ms;
+  c.auth_timeout_ms = cfg.heartbeat.auth_timeout_ms;
+  for (const auto& l : cfg.listeners)
+    s.listeners.push_back({l.bind, l.protocols});
+  return s;
+}
 
-  net::server srv(s, actx);
-  // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
-  boost::asio::signal_set signals(srv.main_context(), SIGINT, SIGTERM, SIGHUP);
+// One line per listener, as clients address it (the tests read the first two shapes).
+void say_listening(const net::server& srv, int threads) {
+  for (const auto& l : srv.listeners()) {
+    const auto& h = l->host();
+    const auto shown = h.find(':') != std::string::npos ? "[" + h + "]" : h;
+    const auto& ps = l->config().protocols;
+    auto has = [&](const char* p) { return std::find(ps.begin(), ps.end(), p) != ps.end(); };
+    if (has("mqtt"))
+      spdlog::info("MQTT (3.1.1, 5.0) listening on mqtt://{}:{}", shown, l->port());
+    else if (has("ws"))
+      spdlog::info("wsagent {} listening on ws://{}:{}/ws ({}; {} I/O threads)",
+                   WSAGENT_VERSION_STRING, shown, l->port(), net::join(ps), threads);
+    else
+      spdlog::info("listening on http://{}:{} ({})", shown, l->port(), net::join(ps));
+  }
+}
+
+// SIGHUP: the tokens again; a broken file, or one that would turn authentication off,
+// leaves the previous ones.
+void reload(const std::string& config_path, const config& cfg, core::auth_holder& holder,
+            audit_writer& audit) {
+  auto reloaded = reload_auth(config_path, cfg);
+  if (!reloaded.ok()) {
+    for (const auto& e : reloaded.errors)
+      spdlog::error("reload: {}", e.to_string());
+    spdlog::error("reload failed: keeping the previous tokens");
+    audit.record(core::audit_event::admin, {}, "signal", "SIGHUP reload failed");
+    return;
+  }
+  auto fresh = make_authenticator(reloaded.value.auth);
+  if (fresh->open() && !holder.get()->open()) {
+    spdlog::error("reload: the new configuration has no tokens; keeping the previous ones");
+    return;
+  }
+  holder.set(fresh);
+  spdlog::info("reload: {} token(s) active", reloaded.value.auth.tokens.size());
+  audit.record(core::audit_event::admin, {}, "signal", "SIGHUP: tokens reloaded");
+}
+
+}  // namespace
+
+int serve(const config& cfg, const std::string& config_path) {
   try {
-    srv.listen();
-  } catch (const boost::system::system_error& e) {
-    spdlog::critical("cannot listen on {}{}: {}", cfg.server.listen,
-                     cfg.mqtt.listen.empty() ? "" : " and " + cfg.mqtt.listen + " (MQTT)",
-                     e.code().message());
+    setup_logging(cfg.log);
+  } catch (const std::exception& e) {
+    std::cerr << "wsagent: cannot open the log: " << e.what() << "\n";
     return 1;
   }
-  std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  spdlog::info("wsagent {} listening on ws://{}:{}/ws ({} I/O threads{})", WSAGENT_VERSION_STRING,
-               shown, srv.bound_port(), s.threads, s.diagnostics ? ", diagnostics /echo on" : "");
-  if (srv.bound_mqtt_port()) {
-    const auto& mh = s.mqtt_host;
-    spdlog::info("MQTT (3.1.1, 5.0) listening on mqtt://{}:{}",
-                 mh.find(':') != std::string::npos ? "[" + mh + "]" : mh, srv.bound_mqtt_port());
+  auto auth = make_authenticator(cfg.auth);
+  if (auto problem = open_access_problem(cfg); !problem.empty()) {
+    spdlog::critical("{}", problem);
+    return 1;
   }
+  say_who_may_connect(cfg, *auth);
+  check_file_limit(cfg);
+  // Encoding slots and message flags, in their documented order, before any message exists
+  // (the store's messages carry the flags).
+  protocol::reserve_wire_formats();
+
+  core::store_snapshot restored;
+  auto store = open_store(cfg, restored);
+  if (!store) return 1;
+  core::store_writer writer(
+      *store, [](const std::string& what) { spdlog::error("store: a write failed: {}", what); });
+  core::auth_holder auth_holder(auth);
+  audit_writer audit(cfg.log);
+  core::router router(router_limits_of(cfg));
+  router.set_store(&writer);
+  restore(router, restored, cfg);
+  protocol::adapter_context actx{router, auth_holder, audit,
+                                 static_cast<std::size_t>(cfg.limits.max_batch),
+                                 cfg.limits.max_protocol_errors};
+  set_adapter_limits(actx, cfg);
+
+  net::net_probe net_probe;
+  auto protocols = make_protocols(actx, cfg, [&](net::route_table& routes) {
+    routes.http("/healthz", health_handler(router, net_probe));
+  });
+  auto settings = server_settings_of(cfg);
+  std::unique_ptr<net::server> srv;
+  try {
+    srv = std::make_unique<net::server>(settings, std::move(protocols), net_probe);
+  } catch (const net::listen_error& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
+  boost::asio::signal_set signals(srv->main_context(), SIGINT, SIGTERM, SIGHUP);
+  try {
+    srv->listen();
+  } catch (const net::listen_error& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  say_listening(*srv, settings.threads);
 
   // Offline persistent sessions past their expiry, and history entries past
   // history.max_age_s, are dropped, checked every second.
-  boost::asio::steady_timer expiry_timer(srv.main_context());
+  boost::asio::steady_timer expiry_timer(srv->main_context());
   std::function<void(boost::system::error_code)> on_expiry_tick;
   on_expiry_tick = [&](boost::system::error_code ec) {
     if (ec) return;
@@ -270,33 +341,17 @@ int serve(const config& cfg, const std::string& config_path) {
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      auto reloaded = reload_auth(config_path, cfg);
-      if (!reloaded.ok()) {
-        for (const auto& e : reloaded.errors)
-          spdlog::error("reload: {}", e.to_string());
-        spdlog::error("reload failed: keeping the previous tokens");
-        audit.record(core::audit_event::admin, {}, "signal", "SIGHUP reload failed");
-      } else {
-        auto fresh = make_authenticator(reloaded.value.auth);
-        if (fresh->open() && !auth->open()) {
-          spdlog::error("reload: the new configuration has no tokens; keeping the previous ones");
-        } else {
-          auth_holder.set(fresh);
-          spdlog::info("reload: {} token(s) active", reloaded.value.auth.tokens.size());
-          audit.record(core::audit_event::admin, {}, "signal", "SIGHUP: tokens reloaded");
-        }
-      }
-      signals.async_wait(on_signal);
-      return;
+      reload(config_path, cfg, auth_holder, audit);
+      return signals.async_wait(on_signal);
     }
     spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     audit.record(core::audit_event::admin, {}, "signal",
                  sig == SIGINT ? "SIGINT: shutdown" : "SIGTERM: shutdown");
     expiry_timer.cancel();
-    srv.stop(cfg.server.shutdown_timeout_ms);
+    srv->stop(cfg.server.shutdown_timeout_ms);
   };
   signals.async_wait(on_signal);
-  srv.run();
+  srv->run();
   writer.stop();  // what was submitted is written before the process ends
   spdlog::info("stopped");
   spdlog::default_logger()->flush();

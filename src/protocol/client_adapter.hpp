@@ -108,8 +108,8 @@ class client_adapter {
   // server's heartbeat settings apply.
   virtual std::optional<std::int64_t> idle_timeout_ms() const noexcept { return std::nullopt; }
   // The protocol's last words when the agent ends the connection for `why` (MQTT 5: a
-  // DISCONNECT with the matching reason code), sent before the transport's close; empty:
-  // none.
+  // DISCONNECT with the matching reason code), as they go on the wire (in a WebSocket frame
+  // of their own over WebSocket), sent before the transport's close; empty: none.
   virtual std::string goodbye(core::close_reason /*why*/) const { return {}; }
 };
 

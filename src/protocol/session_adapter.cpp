@@ -195,7 +195,9 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
   }
   if (registered && announced_) presence("disconnected", clean, remote);
   will_.reset();
-  session_.reset();
+  // Kept (not destroyed) until the adapter goes: a caller up the stack may still hold the
+  // session's lock (a reply that ended the connection).
+  ended_ = std::move(session_);
 }
 
 }  // namespace wsagent::protocol

@@ -91,6 +91,7 @@ class session_adapter : public client_adapter {
   transport_link& link_;
   std::shared_ptr<core::session> session_;
   std::shared_ptr<core::session> closed_persistent_;  // session_ after it ended, if persistent
+  std::shared_ptr<core::session> ended_;              // session_ after it ended
   // The last will, published by end_session() unless the client said goodbye; on the heap:
   // most clients leave none.
   std::unique_ptr<session_will> will_;

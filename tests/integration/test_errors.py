@@ -204,3 +204,19 @@ def test_forbidden_publish_and_subscribe(agent_factory):
     run(go())
     a.wait_log(r'"audit":"forbidden","clientId":"d1".*"detail":"publish devices/d2/status"')
     a.wait_log(r'"audit":"forbidden","clientId":"d1".*"detail":"subscribe devices/\+/control"')
+
+
+def test_the_close_frame_of_a_broken_stream_arrives_though_the_client_keeps_sending(agent):
+    """After a frame error the agent closes (1002) and then reads and discards what the
+    client still sends for a while, half-closed, rather than closing with input unread
+    (which resets the connection: a client busy sending meets the reset and never reads the
+    close frame)."""
+    import time
+    raw = RawWs(agent.port)
+    raw.send_frame(0x1, b'{"type":"ping"}', rsv=4)  # reserved bits: the stream is unusable
+    for _ in range(5):
+        time.sleep(0.1)
+        raw.sock.sendall(b"\x81\x85\0\0\0\0hello" * 200)  # well-formed, and discarded
+    assert raw.recv_close() == 1002
+    raw.close()
+    run(still_serves(agent))

@@ -66,7 +66,8 @@ def test_refuses_a_public_address_without_authentication(tmp_path):
     r = subprocess.run([BIN, "serve", "--listen", "0.0.0.0:0"], capture_output=True, text=True,
                        timeout=10, env={k: v for k, v in os.environ.items() if not k.startswith("WSAGENT_")})
     assert r.returncode == 1
-    assert "refusing to listen on 0.0.0.0 without authentication" in r.stderr
+    # The listener named with its protocols.
+    assert "refusing to listen on 0.0.0.0:0 (ws, mqtt-ws, http) without authentication" in r.stderr
     # --check-config says so too, before anyone tries to start it.
     r = subprocess.run([BIN, "serve", "--listen", "0.0.0.0:8080", "--check-config"],
                        capture_output=True, text=True, timeout=10,
@@ -133,3 +134,61 @@ def test_diagnostics_echo_endpoint(agent_factory):
             assert await asyncio.wait_for(ws.recv(), 5) == msg
         await ws.close()
     run(go())
+
+
+LISTENERS = """
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws"]
+
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["http"]
+
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["mqtt"]
+"""
+
+
+def test_listeners_serve_what_they_list(agent_factory):
+    """[[listeners]]: each address serves its protocols only; every HTTP listener answers
+    /healthz; with listeners in the file the shorthands' defaults are not added."""
+    import re
+    import urllib.error
+    import urllib.request
+    # (mqtt.listen set to "" explicitly: the fixture would add one on a free port)
+    a = agent_factory(config=LISTENERS, args=["--store.kind", "memory", "--mqtt.listen", ""])
+    http_port = int(a.wait_log(r"listening on http://127\.0\.0\.1:(\d+) \(http\)").group(1))
+    mqtt_port = a.mqtt_port
+    assert len([line for line in a.log().splitlines() if "listening on" in line]) == 3
+
+    def get(port, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+    assert get(http_port, "/healthz") == 200
+    assert get(a.port, "/healthz") == 200
+    assert get(http_port, "/ws") == 404  # no WebSocket route there
+    assert get(a.port, "/mqtt") == 404  # the ws listener does not serve mqtt-ws
+    from mqtt_async import Client
+
+    async def go():
+        c = await Client.connect(mqtt_port, "lst")  # raw MQTT on its own listener
+        c.disconnect()
+        await c.close()
+        await still_serves(a)
+    run(go())
+    assert re.search(r"MQTT .*listening on mqtt://127\.0\.0\.1:\d+", a.log())
+
+
+def test_a_listener_that_cannot_bind_names_itself(agent, tmp_path):
+    taken = agent.mqtt_port  # held by the running agent
+    r = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--mqtt.listen",
+                        f"127.0.0.1:{taken}", "--store.kind", "memory"],
+                       capture_output=True, text=True, timeout=10,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("WSAGENT_")})
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{taken} (mqtt): Address already in use" in r.stderr

@@ -209,3 +209,50 @@ def test_client_that_never_reads_its_replies_is_paused_not_buffered(agent):
     sender.join(10)
     raw.close()
     run(still_serves(agent))
+
+
+def masked(payload, opcode=0x1):
+    """A client text frame (masked with a zero key: XOR with it changes nothing)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def test_a_burst_costs_a_fast_consumer_nothing(agent):
+    """100 publishers each send 200 messages at once (20,000 in a burst, about 2 MB): a
+    subscriber that reads as fast as it can gets every one. The outbound queue is bounded
+    in bytes (limits.outbound_queue_bytes, 8 MiB), not in frames: a burst smaller than that
+    drops nothing, whatever the speeds."""
+    sub = RawWs(agent.port)
+    sub.send_frame(0x1, b'{"type":"subscribe","id":"s","tags":["burst"]}')
+    assert json.loads(sub.recv_frame()[1])["type"] == "subscribed"
+    pubs = [RawWs(agent.port) for _ in range(100)]
+    per = 200
+    for k, p in enumerate(pubs):
+        frames = b"".join(masked(json.dumps({"type": "publish", "tag": "burst",
+                                             "payload": [k, i]}).encode())
+                          for i in range(per))
+        p.frames = frames
+    import threading
+    threads = [threading.Thread(target=p.sock.sendall, args=(p.frames,)) for p in pubs]
+    for t in threads:
+        t.start()
+    got = set()
+    while len(got) < 100 * per:
+        op, payload = sub.recv_frame()
+        m = json.loads(payload)
+        if m.get("type") == "message":
+            got.add(tuple(m["payload"]))
+    for t in threads:
+        t.join()
+    assert len(got) == 100 * per
+    assert agent.health()["dropped"] == 0
+    for p in pubs:
+        p.close()
+    sub.close()

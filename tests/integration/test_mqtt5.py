@@ -584,3 +584,26 @@ def test_clean_start_0_resumes_a_stored_session_whatever_its_expiry(agent):
         s.close()
         await close_all()
     run(go())
+
+
+def test_the_last_words_arrive_though_the_client_keeps_sending(agent_factory):
+    """A client past the Receive Maximum (more QoS 2 publishes waiting for PUBREL than the
+    agent takes) gets DISCONNECT 0x93 and then the end of the stream, not a reset: the agent
+    half-closes and reads (and discards) what still comes for a while before it closes, so
+    the reason code is not destroyed by input left unread."""
+    agent = agent_factory(args=["--limits.max_queued", "5"])
+    s, _ = connect5(agent, "greedy")
+    flood = b"".join(packet(0x34, utf8("g/x") + struct.pack("!H", pid) + b"\x00" + b"p" * 200)
+                     for pid in range(1, 2000))  # QoS 2, never released; 400 KB of them
+    s.settimeout(10)
+    s.sendall(flood)
+    # The client goes on sending for a while, as a busy publisher does: the agent still reads
+    # (and discards), so no send fails (a socket closed with input unread resets the
+    # connection, and a client that meets the reset sending sees a broken pipe, never the
+    # reason).
+    for _ in range(5):
+        time.sleep(0.1)
+        s.sendall(packet(0x30, utf8("g/y") + b"\x00" + b"q" * 1000))
+    data = read_until_closed(s, timeout=10)
+    assert data.endswith(b"\xe0\x01\x93"), data[-20:]  # DISCONNECT, Receive Maximum exceeded
+    run(still_serves(agent))

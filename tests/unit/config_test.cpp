@@ -1,7 +1,9 @@
 #include "app/config.hpp"
 
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
+#include <algorithm>
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
@@ -401,6 +403,47 @@ TEST_F(Config, DenyPatternsAndTheAnonymousRole) {
   EXPECT_TRUE(find_error(r, "auth.roles.r.deny_subscribe"));  // a bad pattern, named
 }
 
+TEST_F(Config, ListenersAndTheirShorthands) {
+  // Defaults: the two shorthands' listeners.
+  auto r = load_text("");
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  ASSERT_EQ(r.value.listeners.size(), 2u);
+  EXPECT_EQ(r.value.listeners[0].bind, "127.0.0.1:8080");
+  EXPECT_EQ(r.value.listeners[0].protocols, (std::vector<std::string>{"ws", "mqtt-ws", "http"}));
+  EXPECT_EQ(r.value.listeners[1].protocols, std::vector<std::string>{"mqtt"});
+  // With [[listeners]], a shorthand counts only when given.
+  r = load_text(
+      "[mqtt]\nlisten = \"127.0.0.1:1884\"\n[[listeners]]\nbind = \"127.0.0.1:9100\"\n"
+      "protocols = [\"http\"]\n");
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  ASSERT_EQ(r.value.listeners.size(), 2u);
+  EXPECT_EQ(r.value.listeners[0].bind, "127.0.0.1:1884");
+  EXPECT_EQ(r.value.listeners[1].bind, "127.0.0.1:9100");
+  EXPECT_EQ(r.value.listeners[1].line, 3);
+  r = load_text("[server]\ndiagnostics = true\n");
+  EXPECT_EQ(r.value.listeners[0].protocols.back(), "echo");
+}
+
+TEST_F(Config, ListenerErrorsNameTheirLine) {
+  auto r = load_text(
+      "[[listeners]]\nbind = \"127.0.0.1:9000\"\nprotocols = [\"ws\", \"mqtt\"]\n"
+      "[[listeners]]\nbind = \"127.0.0.1:9001\"\nprotocols = [\"wss\"]\n"
+      "[[listeners]]\nprotocols = [\"http\"]\n"
+      "[[listeners]]\nbind = \"127.0.0.1:9000\"\nprotocols = [\"http\"]\ncolour = 1\n");
+  std::vector<std::string> got;
+  for (const auto& e : r.errors)
+    got.push_back(e.to_string());
+  auto has = [&](const std::string& part) {
+    return std::any_of(got.begin(), got.end(),
+                       [&](const std::string& g) { return g.find(part) != std::string::npos; });
+  };
+  EXPECT_TRUE(has(":1: listeners.protocols: \"mqtt\" is MQTT over raw TCP")) << all_errors(r);
+  EXPECT_TRUE(has(":4: listeners.protocols: unknown protocol 'wss'")) << all_errors(r);
+  EXPECT_TRUE(has(":7: listeners.bind: a listener needs a bind address")) << all_errors(r);
+  EXPECT_TRUE(has("listeners.colour: unknown key")) << all_errors(r);
+  EXPECT_TRUE(has("'127.0.0.1:9000' is listened on twice")) << all_errors(r);
+}
+
 TEST_F(Config, TokenWithBothOrNeitherSecret) {
   auto r = load_text("[[auth.tokens]]\ntoken = \"a\"\ntoken_sha256 = \"" + digest_a +
                      "\"\n[[auth.tokens]]\nuser = \"u\"\n");
@@ -562,7 +605,7 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 39u);
+  EXPECT_EQ(keys.size(), 40u);
   for (const char* k : {"server.listen",
                         "mqtt.max_keepalive",
                         "server.threads",

@@ -419,7 +419,7 @@ std::string adapter::goodbye(core::close_reason why) const {
   }
   std::string packet;
   encode_disconnect(packet, ver_, code);
-  return packet;
+  return framed(std::move(packet));  // in a binary frame of its own over WebSocket
 }
 
 // --- publishing in ----------------------------------------------------------------------------
@@ -513,17 +513,19 @@ void adapter::on_publish(const publish& p) {
   const std::string key = "mqtt:" + std::to_string(p.packet_id);
   std::string rec;
   encode_ack(rec, ver_, packet_type::pubrec, p.packet_id);
+  bool again = false, over = false;
   {
-    common::unique_lock lock(session_->mutex());
+    // Only the check under the lock: what follows may end the session (a violation).
+    common::lock lock(session_->mutex());
     auto& incoming = session_->incoming();
-    if (incoming.contains(key)) {
-      lock.unlock();  // sent again: answered, not routed
-      return ctx_.router.persist(*session_, {}, when_durable(std::move(rec)));
-    }
-    if (incoming.size() >= ctx_.max_queued_qos1)
-      return violation(reason::receive_maximum_exceeded, "too many QoS 2 publishes unreleased");
-    incoming.insert(key);
+    again = incoming.contains(key);
+    over = !again && incoming.size() >= ctx_.max_queued_qos1;
+    if (!again && !over) incoming.insert(key);
   }
+  if (again)  // sent again: answered, not routed
+    return ctx_.router.persist(*session_, {}, when_durable(std::move(rec)));
+  if (over)
+    return violation(reason::receive_maximum_exceeded, "too many QoS 2 publishes unreleased");
   m->qos = 2;
   m->seq = ctx_.router.next_seq();
   std::vector<core::store_op> with;

@@ -446,21 +446,22 @@ void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::string_
                            std::string_view id, bool retain) {
   std::string rec;
   encode_publish_ack(rec, m->msgid, id, "pubrec");
+  bool again = false, over = false;
   {
-    common::unique_lock lock(session_->mutex());
+    // Only the check under the lock: an error reply may end the session (too many errors).
+    common::lock lock(session_->mutex());
     auto& incoming = session_->incoming();
-    if (incoming.contains(m->msgid)) {
-      lock.unlock();
-      // Routed before: answered again once what was written for it is durable.
-      return ctx_.router.persist(*session_, {}, reply_when_durable(rec, m->msgid, id));
-    }
-    if (incoming.size() >= ctx_.max_queued_qos1)
-      return reply_error(error_code::limit_exceeded,
-                         "at most " + std::to_string(ctx_.max_queued_qos1) +
-                             " QoS 2 publishes may wait for their pubrel",
-                         id);
-    incoming.insert(m->msgid);
+    again = incoming.contains(m->msgid);
+    over = !again && incoming.size() >= ctx_.max_queued_qos1;
+    if (!again && !over) incoming.insert(m->msgid);
   }
+  if (again)  // routed before: answered again once what was written for it is durable
+    return ctx_.router.persist(*session_, {}, reply_when_durable(rec, m->msgid, id));
+  if (over)
+    return reply_error(error_code::limit_exceeded,
+                       "at most " + std::to_string(ctx_.max_queued_qos1) +
+                           " QoS 2 publishes may wait for their pubrel",
+                       id);
   m->qos = 2;
   m->seq = ctx_.router.next_seq();
   std::vector<core::store_op> with;
