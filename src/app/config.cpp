@@ -221,6 +221,12 @@ const std::vector<key_spec>& schema() {
           "address and port of the MQTT over TCP listener (\"\" = none); MQTT over "
           "WebSocket shares server.listen",
           {}, check_listen_or_off, "HOST:PORT"),
+      string_key(
+          "native.untyped_frames",
+          [](config& c) -> std::string& { return c.native.untyped_frames; },
+          "a native frame without a \"type\": \"error\" (bad_request) or \"reading\" (a device "
+          "reading, routed as a device message of type \"data\")",
+          {"error", "reading"}),
       int_key(
           "mqtt.max_keepalive", [](config& c) -> int& { return c.mqtt.max_keepalive; },
           "the longest keep alive an MQTT client may ask for (s): a 5.0 client asking more, or "

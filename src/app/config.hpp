@@ -92,6 +92,12 @@ struct config {
     int max_keepalive = 0;                  // seconds; 0 = no ceiling
   } mqtt;
 
+  struct native_section {
+    // A frame without a "type": "error" (bad_request) or "reading" (a device reading,
+    // routed as a device message of type "data", as the IIoT frame of the IoT lesson).
+    std::string untyped_frames = "error";
+  } native;
+
   struct history_section {
     std::vector<std::string> tags;  // filters of the tags that keep a history
     int max_count = 1000;           // per tag

@@ -204,6 +204,7 @@ void set_adapter_limits(protocol::adapter_context& actx, const config& cfg) {
   actx.max_queued_age_ms = std::int64_t{cfg.limits.max_queued_age_s} * 1000;
   actx.retry_ms = cfg.delivery.retry_ms;
   actx.max_keepalive_s = static_cast<std::uint16_t>(cfg.mqtt.max_keepalive);
+  actx.untyped_readings = cfg.native.untyped_frames == "reading";
 }
 
 net::server_settings server_settings_of(const config& cfg) {

@@ -78,6 +78,7 @@ std::size_t router::publish_internal(const message_ptr& msg) {
 
 route_result router::route(const session* from, const message_ptr& msg, publish_options& opts) {
   route_state st(msg, opts);
+  bool to_unknown = false;
   if (!store_) opts.with.clear();
   st.ops = std::move(opts.with);
   st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
@@ -85,15 +86,20 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
     // Before the routing lock: the registry's comes first in the order.
     common::shared_lock lock(sessions_.mutex());
     st.direct = sessions_.find(opts.to);
+    to_unknown = !st.direct;
+    if (st.direct && !st.direct->options().direct) st.direct.reset();
   }
   subscription_index::shared lock(index_);
   if (history_.covers(msg->tag)) {
     // Numbered and routed under the tag's stripe: subscribers get the tag's messages in
     // offset order, and a trim never overtakes the write of what it trims.
     common::lock order(history_.stripe(msg->tag));
-    return route_in_order(st);
+    auto r = route_in_order(st);
+    r.to_unknown = to_unknown;
+    return r;
   }
   route_result r;
+  r.to_unknown = to_unknown;
   if (!retain(st, false)) {
     r.error = route_error::too_many_retained;
     return r;

@@ -57,6 +57,9 @@ struct route_result {
   // Subscribe: every filter was subscribed already (its options are updated); unsubscribe:
   // the filter was subscribed. Decided in the same critical section as the change.
   bool existed = false;
+  // Publish with `to`: no session has that client id (no client is connected with it, and
+  // none keeps a persistent session): the message reached only its tag's subscribers.
+  bool to_unknown = false;
   bool ok() const noexcept { return error == route_error::none; }
 };
 
@@ -78,7 +81,9 @@ struct router_probe {
 
 // What a publish asks for besides its message.
 struct publish_options {
-  std::string_view to;  // also deliver to the session with this client id
+  // Also deliver to the session with this client id, if it takes direct messages
+  // (session_options::direct); else only its subscriptions may deliver it there.
+  std::string_view to;
   // The message becomes its tag's retained message (a copy flagged retain, before it is
   // routed; live recipients get it unflagged, as in MQTT), or, with `clears_retained`, the
   // tag's retained message is cleared: the adapter decides which payloads clear (MQTT: an

@@ -71,6 +71,9 @@ struct session_options {
   // section 3.1.2.4): its subscriptions and QoS 1/2 messages are taken over, and the session
   // ends with this connection.
   bool resume = false;
+  // Receives the messages sent `to` its client id whether or not it subscribed (the native
+  // protocol's device messages); false: only through its subscriptions (MQTT).
+  bool direct = false;
 };
 
 // A role, not a lock: whoever holds a router's routing lock (subscription_index::mutex())

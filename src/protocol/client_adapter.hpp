@@ -67,6 +67,8 @@ struct adapter_context {
   // MQTT: the longest keep alive a client may ask for, in seconds (mqtt.max_keepalive); 0:
   // no ceiling.
   std::uint16_t max_keepalive_s = 0;
+  // Native: a frame without a type is a device reading (native.untyped_frames = "reading").
+  bool untyped_readings = false;
 };
 
 // The connection's side of an adapter.

@@ -46,7 +46,8 @@ struct recorder : request_handler {
   void on_typed(const typed_request& r) override {
     last_members = r.members;
     log.push_back("typed " + std::string(r.type) + " tag=" + std::string(r.tag) +
-                  " to=" + std::string(r.to));
+                  " to=" + std::string(r.to) + (r.qos ? " qos" + std::to_string(r.qos) : "") +
+                  (r.retain ? " retain" : "") + (r.reading ? " reading" : ""));
   }
   void on_ping(std::string_view id) override { log.push_back("ping " + std::string(id)); }
   void on_ack(std::string_view id, std::uint64_t seq) override {
@@ -208,7 +209,7 @@ TEST(NativeParse, Errors) {
        "error bad_request [] field 'seq' must be a positive integer"},
       {R"({"type":"nack"})", "error bad_request [] 'nack' is a protocol word"},
       {R"({"type":"bad type!"})", "error bad_request [] 'type' must be 1 to 64"},
-      {R"({"type":"batch"})", "error bad_request [] batch needs 'messages'"},
+      {R"({"type":"batch"})", "error bad_request [] batch needs 'messages' (or 'data')"},
       {R"({"type":"batch","messages":[{"type":"batch","messages":[]}]})",
        "error bad_request [] a batch may not contain a batch"},
       {R"({"type":"batch","messages":[1]})",
@@ -479,6 +480,48 @@ TEST(NativeBinary, MessageRoundTrip) {
   EXPECT_EQ(v->msgid, "id");
   EXPECT_EQ(v->timestamp_ms, 1700000000123);
   EXPECT_EQ(v->payload, "bytes");
+}
+
+// The IoT lesson's DataBatcher: {"type":"batch","data":[...]}, each element a reading (no
+// type): routed as a device message of type "data".
+TEST(NativeParse, ABatchOfReadings) {
+  recorder r;
+  parser p;
+  std::string_view frame =
+      R"({"type":"batch","data":[{"deviceId":"s-1","timestamp":5,"data":{"t":1}},)"
+      R"({"type":"status","ok":true}]})";
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10);
+  ASSERT_EQ(r.log.size(), 2u);
+  EXPECT_EQ(r.log[0], "typed data tag= to= reading");
+  EXPECT_EQ(r.log[1], "typed status tag= to=");
+  typed_request reading{{}, reading_type, {}, {}, {}, true, R"("deviceId":"s-1")", 0, false, true};
+  EXPECT_EQ(
+      build_typed_payload(reading, "devices/gw/data", "gw", "m-1", 9),
+      R"({"type":"data","deviceId":"s-1","from":"gw","msgid":"m-1","tag":"devices/gw/data"})");
+}
+
+// A frame without a type: an error, unless readings are asked for (native.untyped_frames).
+TEST(NativeParse, AnUntypedFrameIsAReadingWhenAskedFor) {
+  std::string_view frame = R"({"deviceId":"plc-101","values":[1,2],"quality":"good"})";
+  EXPECT_EQ(one(frame), "error bad_request [] missing field 'type'");
+  recorder r;
+  parser p;
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10, true);
+  ASSERT_EQ(r.log.size(), 1u);
+  EXPECT_EQ(r.log[0], "typed data tag= to= reading");
+  EXPECT_EQ(r.last_members, R"("deviceId":"plc-101","values":[1,2],"quality":"good")");
+}
+
+// The lesson's message format carries qos and retain: they say how it goes, not what it is,
+// so they are not kept in the delivered object (the delivery adds its own qos).
+TEST(NativeParse, ADeviceMessagesQosAndRetainAreRoutingNotContent) {
+  recorder r;
+  parser p;
+  std::string_view frame = R"({"type":"event","qos":1,"retain":true,"msgid":"a1","payload":2})";
+  p.parse(frame.data(), frame.size(), frame.size(), r, 10);
+  ASSERT_EQ(r.log.size(), 1u);
+  EXPECT_EQ(r.log[0], "typed event tag= to= qos1 retain");
+  EXPECT_EQ(r.last_members, R"("type":"event","payload":2)");
 }
 
 }  // namespace

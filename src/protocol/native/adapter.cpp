@@ -141,6 +141,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   core::session_options options = wanted_;
   if (provisional_id_) options.persistent = false;  // a session to resume needs a known id
   if (options.persistent && options.expiry_s <= 0) options.expiry_s = default_session_expiry_s;
+  options.direct = true;  // device messages sent `to` it reach it, subscribed or not
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
@@ -172,7 +173,8 @@ bool adapter::require_auth() {
 
 void adapter::on_text(const char* data, std::size_t size, std::size_t capacity) {
   if (closing_) return;
-  parser::for_this_thread().parse(data, size, capacity, *this, ctx_.max_batch);
+  parser::for_this_thread().parse(data, size, capacity, *this, ctx_.max_batch,
+                                  ctx_.untyped_readings);
 }
 
 void adapter::on_binary(std::span<const std::uint8_t> data) {
@@ -417,20 +419,42 @@ void adapter::publish_qos1(const std::shared_ptr<core::message>& m, std::string_
   m->seq = ctx_.router.next_seq();
   std::string ack;
   encode_publish_ack(ack, m->msgid, id);
+  // A `to` that names nobody: an error in place of the ack (the client may publish again).
+  auto nobody = std::make_shared<bool>(false);
+  auto missing = unknown_client(to, m->msgid, id);
   bool pending = false;
-  if (!route(m, to, id, retain, reply_when_durable(ack, m->msgid, id), &pending)) return;
-  if (!pending) link_.send_frame(std::move(ack));
+  if (!route(m, to, id, retain, reply_when_durable(ack, m->msgid, id, {}, missing, nobody),
+             &pending, {}, nobody.get()))
+    return;
+  if (!pending) link_.send_frame(*nobody ? std::move(missing) : std::move(ack));
+}
+
+std::string adapter::unknown_client(std::string_view to, std::string_view msgid,
+                                    std::string_view id) {
+  std::string frame;
+  if (!to.empty())
+    encode_error(frame, error_code::unknown_client,
+                 "no client '" + std::string(to) +
+                     "' is connected or keeps a persistent session: the message reached only "
+                     "the subscribers of its tag",
+                 id, msgid);
+  return frame;
 }
 
 std::function<void(bool)> adapter::reply_when_durable(std::string frame, std::string msgid,
                                                       std::string_view id,
-                                                      std::function<void()> failed) {
+                                                      std::function<void()> failed,
+                                                      std::string instead,
+                                                      std::shared_ptr<const bool> use_instead) {
   // Runs on the store's thread, maybe after this connection is gone: only the poster is
-  // touched there.
+  // touched there. What it posts runs on this connection's thread after the handler that
+  // published (which sets `use_instead`).
   return [post = link_.owner_poster(), this, frame = std::move(frame), msgid = std::move(msgid),
-          id = std::string(id), failed = std::move(failed)](bool ok) mutable {
+          id = std::string(id), failed = std::move(failed), instead = std::move(instead),
+          use_instead = std::move(use_instead)](bool ok) mutable {
     post([this, frame = std::move(frame), msgid = std::move(msgid), id = std::move(id),
-          failed = std::move(failed), ok]() mutable {
+          failed = std::move(failed), instead = std::move(instead), use_instead, ok]() mutable {
+      if (ok && use_instead && *use_instead) return link_.send_frame(std::move(instead));
       if (ok) return link_.send_frame(std::move(frame));
       if (failed) failed();
       reply_error(error_code::unavailable,
@@ -472,10 +496,12 @@ void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::string_
     common::unique_lock lock(session_->mutex());
     session_->incoming().erase(msgid);
   };
-  bool pending = false;
+  bool pending = false, nobody = false;
   if (!route(m, to, id, retain, reply_when_durable(rec, m->msgid, id, forget), &pending,
-             std::move(with)))
+             std::move(with), &nobody))
     return forget();
+  // A `to` that names nobody is said first; the exchange still completes (pubrec, pubrel).
+  if (nobody) link_.send_frame(unknown_client(to, m->msgid, id));
   if (!pending) link_.send_frame(std::move(rec));
 }
 
@@ -501,6 +527,8 @@ void adapter::on_pubrel(std::string_view id, std::string_view msgid) {
 
 void adapter::on_typed(const typed_request& r) {
   if (closing_ || !require_auth()) return;
+  if (r.qos == 2 && r.msgid.empty())
+    return reply_error(error_code::bad_request, "a QoS 2 message needs a msgid", r.id);
   std::string tag;
   if (!r.tag.empty()) {
     tag = r.tag;
@@ -517,7 +545,12 @@ void adapter::on_typed(const typed_request& r) {
   m->payload = build_typed_payload(r, tag, session_->client_id(), m->msgid, m->timestamp_ms);
   m->tag = std::move(tag);
   m->flags |= wire().device;
-  route(m, r.to, r.id);
+  // The IoT message format's qos and retain: acknowledged (the ack names its msgid, which
+  // the device's sendWithAck waits for) and delivered like a publish, and kept as the tag's
+  // retained message.
+  if (r.qos == 1) return publish_qos1(m, r.to, r.id, r.retain);
+  if (r.qos == 2) return publish_qos2(m, r.to, r.id, r.retain);
+  route(m, r.to, r.id, r.retain);
 }
 
 // No payload at all, JSON "" or null: a retained publish of it clears the tag's.
@@ -528,7 +561,7 @@ bool adapter::clears_retained(const core::message& m) const {
 
 bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain, std::function<void(bool)> on_durable,
-                    bool* pending, std::vector<core::store_op> with) {
+                    bool* pending, std::vector<core::store_op> with, bool* to_unknown) {
   m->from = session_->client_id();
   if (m->timestamp_ms == 0) m->timestamp_ms = common::now_ms();
   auto opts = retain_options(*m, retain);
@@ -537,6 +570,7 @@ bool adapter::route(const std::shared_ptr<core::message>& m, std::string_view to
   opts.with = std::move(with);
   auto result = ctx_.router.publish(*session_, m, std::move(opts));
   if (pending) *pending = result.pending_durable;
+  if (to_unknown) *to_unknown = result.to_unknown;
   switch (result.error) {
     case core::route_error::none:
     case core::route_error::too_many_subscriptions:

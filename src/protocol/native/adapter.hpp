@@ -94,19 +94,26 @@ class adapter final : public session_adapter, private request_handler {
   void establish(const core::identity& who, std::string_view requested_id);
   void finish_resume();
   void send_auth_response();
-  // False when it was refused (the error is sent).
+  // False when it was refused (the error is sent). `to_unknown`: set when `to` named nobody.
   bool route(const std::shared_ptr<core::message>& m, std::string_view to, std::string_view id,
              bool retain = false, std::function<void(bool)> on_durable = {},
-             bool* pending = nullptr, std::vector<core::store_op> with = {});
+             bool* pending = nullptr, std::vector<core::store_op> with = {},
+             bool* to_unknown = nullptr);
+  // The unknown_client error for a message sent `to` nobody ("" when `to` is empty).
+  static std::string unknown_client(std::string_view to, std::string_view msgid,
+                                    std::string_view id);
   void publish_qos1(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain);
   void publish_qos2(const std::shared_ptr<core::message>& m, std::string_view to,
                     std::string_view id, bool retain);
   // A store completion (any thread) that sends `frame` on this connection's thread when the
-  // write is durable, or an `unavailable` error naming `msgid` (then runs `failed` there).
+  // write is durable (or `instead`, when `*use_instead` is set by then), or an
+  // `unavailable` error naming `msgid` (then runs `failed` there).
   std::function<void(bool)> reply_when_durable(std::string frame, std::string msgid,
                                                std::string_view id,
-                                               std::function<void()> failed = {});
+                                               std::function<void()> failed = {},
+                                               std::string instead = {},
+                                               std::shared_ptr<const bool> use_instead = {});
   void reply_error(error_code code, std::string_view message, std::string_view id);
 
   core::session_options wanted_;  // what the client asked for its next session

@@ -30,6 +30,8 @@ const char* to_string(native::error_code c) noexcept {
       return "unsupported";
     case native::error_code::unavailable:
       return "unavailable";
+    case native::error_code::unknown_client:
+      return "unknown_client";
   }
   return "bad_request";
 }
@@ -178,6 +180,8 @@ struct fields {
   std::int64_t since_ms = -1;
   std::string_view messages;  // raw array of a batch
   bool has_messages = false;
+  std::string_view data;  // raw value: a batch's array when it has no 'messages' (DataBatcher)
+  bool has_data = false;
   publish_properties props;
   std::string_view correlation_encoding;
   std::vector<std::pair<std::string_view, std::string_view>> user_properties;
@@ -345,6 +349,10 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         return {json_error("invalid JSON in 'messages': ", e)};
       f.has_messages = true;
       raw = f.messages;
+    } else if (key == "data") {
+      if (auto e = value_span(v, doc, f.data)) return {json_error("invalid JSON in 'data': ", e)};
+      f.has_data = true;
+      raw = f.data;
     } else {
       if (key == "token" || key == "deviceId" || key == "clientId" || key == "to" ||
           key == "session") {
@@ -371,7 +379,7 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
         bool b;
         if (v.get_bool().get(b)) return type_problem(key, "true or false");
         (key == "retain" ? f.retain : f.binary) = b;
-        if (f.collect_members) {
+        if (f.collect_members && key != "retain") {  // retain: how it is routed, not content
           if (!f.members.empty()) f.members.push_back(',');
           common::json_append_string(f.members, key);
           f.members.append(b ? ":true" : ":false");
@@ -381,13 +389,7 @@ problem read_fields(od::object obj, od::document& doc, fields& f) {
       if (key == "qos") {
         std::int64_t q;
         if (v.get_int64().get(q) || q < 0 || q > 2) return type_problem(key, "0, 1 or 2");
-        f.qos = q;
-        if (f.collect_members) {
-          if (!f.members.empty()) f.members.push_back(',');
-          common::json_append_string(f.members, key);
-          f.members.push_back(':');
-          f.members.push_back(static_cast<char>('0' + q));
-        }
+        f.qos = q;  // how it is delivered, not content: the delivery says its own qos
         continue;
       }
       if (key == "expiry") {
@@ -523,9 +525,20 @@ parser& parser::for_this_thread() {
 
 namespace {
 
-void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view batch_id = {}) {
+void dispatch(fields& f, request_handler& h, bool in_batch, bool untyped_readings,
+              std::string_view batch_id = {}) {
   if (f.id.empty()) f.id = batch_id;  // errors about a batch element name the batch
   if (!f.has_type) {
+    // A reading: a batch's element (the IoT lesson's DataBatcher) or, when the agent is
+    // told so, any frame without a type (its IIoT frame).
+    if (in_batch || untyped_readings) {
+      typed_request r{f.id,      reading_type,
+                      f.tag,     f.to,
+                      f.msgid,   f.has_timestamp,
+                      f.members, static_cast<int>(f.qos),
+                      f.retain,  true};
+      return h.on_typed(r);
+    }
     h.on_error(native::error_code::bad_request, "missing field 'type'", f.id);
     return;
   }
@@ -607,7 +620,11 @@ void dispatch(fields& f, request_handler& h, bool in_batch, std::string_view bat
       if (!valid_type_name(f.type))
         return h.on_error(native::error_code::bad_request,
                           "'type' must be 1 to 64 letters, digits, '_', '-' or '.'", f.id);
-      typed_request r{f.id, f.type, f.tag, f.to, f.msgid, f.has_timestamp, f.members};
+      typed_request r{f.id,      f.type,
+                      f.tag,     f.to,
+                      f.msgid,   f.has_timestamp,
+                      f.members, static_cast<int>(f.qos),
+                      f.retain,  false};
       return h.on_typed(r);
     }
   }
@@ -653,7 +670,7 @@ problem parse_will(od::parser& json, const char* base, std::size_t size, std::si
 }  // namespace
 
 void parser::parse(const char* data, std::size_t size, std::size_t capacity, request_handler& h,
-                   std::size_t max_batch) {
+                   std::size_t max_batch, bool untyped_readings) {
   if (capacity < size + simdjson::SIMDJSON_PADDING) {
     impl_->padded.assign(data, size);
     impl_->padded.resize(size + simdjson::SIMDJSON_PADDING, ' ');
@@ -685,20 +702,25 @@ void parser::parse(const char* data, std::size_t size, std::size_t capacity, req
       return h.on_error(native::error_code::bad_request, p.text, f.id);
     f.will_parsed = &will;
   }
-  if (!f.has_type || classify(f.type) != word::batch) return dispatch(f, h, false);
+  if (!f.has_type || classify(f.type) != word::batch)
+    return dispatch(f, h, false, untyped_readings);
 
-  // A batch: parse its array again, as a document of its own; each message alone.
-  if (!f.has_messages)
-    return h.on_error(native::error_code::bad_request, "batch needs 'messages'", f.id);
+  // A batch: parse its array again, as a document of its own; each message alone. Its list
+  // is 'messages', or 'data' (the IoT lesson's DataBatcher sends its readings so).
+  if (!f.has_messages && !f.has_data)
+    return h.on_error(native::error_code::bad_request, "batch needs 'messages' (or 'data')", f.id);
+  const auto list = f.has_messages ? f.messages : f.data;
+  const char* list_name = f.has_messages ? "'messages'" : "'data'";
   std::string batch_id(f.id);
-  const char* base = f.messages.data();
+  const char* base = list.data();
   std::size_t room = capacity - static_cast<std::size_t>(base - data);
   od::document bdoc;
-  if (auto e = impl_->batch_json.iterate(base, f.messages.size(), room).get(bdoc))
+  if (auto e = impl_->batch_json.iterate(base, list.size(), room).get(bdoc))
     return h.on_error(native::error_code::bad_request, json_error("not JSON: ", e), batch_id);
   od::array arr;
   if (bdoc.get_array().get(arr))
-    return h.on_error(native::error_code::bad_request, "'messages' must be an array", batch_id);
+    return h.on_error(native::error_code::bad_request, std::string(list_name) + " must be an array",
+                      batch_id);
   std::size_t count = 0;
   if (auto e = arr.count_elements().get(count))
     return h.on_error(native::error_code::bad_request, json_error("not JSON: ", e), batch_id);
@@ -719,7 +741,7 @@ void parser::parse(const char* data, std::size_t size, std::size_t capacity, req
                  bf.id.empty() ? std::string_view(batch_id) : bf.id);
       return;  // the array's iteration cannot go on past a malformed element
     }
-    dispatch(bf, h, true, batch_id);
+    dispatch(bf, h, true, untyped_readings, batch_id);
   }
 }
 
@@ -764,13 +786,14 @@ void write_properties(json_writer& w, const outgoing_properties& p) {
 
 // The delivery's own fields of a device message: inside its object, before its '}'.
 void write_device(std::string& json, const outgoing_message& m, int qos, bool dup) {
-  if (!m.offset && qos == 0 && !dup) {
+  if (!m.offset && qos == 0 && !dup && !m.retained) {
     json.append(m.payload);
     return;
   }
   json.append(m.payload.substr(0, m.payload.size() - 1));  // an object with members: '}' last
   json.push_back(',');
   json_writer w(json);  // starts without a comma
+  if (m.retained) w.boolean("retained", true);
   if (m.offset) w.integer("offset", static_cast<std::int64_t>(m.offset));
   if (qos > 0) w.integer("qos", qos).integer("seq", static_cast<std::int64_t>(m.seq));
   if (dup) w.boolean("dup", true);
@@ -861,7 +884,7 @@ void encode_subscribed(std::string& out, std::string_view id,
 }
 
 void encode_error(std::string& out, native::error_code code, std::string_view message,
-                  std::string_view id) {
+                  std::string_view id, std::string_view msgid) {
   append_text_frame(out, [&](std::string& json) {
     json_writer w(json);
     w.begin_object()
@@ -869,6 +892,7 @@ void encode_error(std::string& out, native::error_code code, std::string_view me
         .string("code", to_string(code))
         .string("message", message);
     if (!id.empty()) w.string("id", id);
+    if (!msgid.empty()) w.string("msgid", msgid);
     w.end_object();
   });
 }
@@ -887,6 +911,10 @@ std::string build_typed_payload(const typed_request& r, std::string_view tag, st
   std::string json;
   json.reserve(r.members.size() + tag.size() + from.size() + msgid.size() + 80);
   json.push_back('{');
+  if (r.reading) {  // it had no type: it gets the one it is routed as
+    json_writer(json).string("type", r.type);
+    if (!r.members.empty()) json.push_back(',');
+  }
   json.append(r.members);
   if (!r.members.empty()) json.push_back(',');
   json_writer w(json);  // starts without a comma

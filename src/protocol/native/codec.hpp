@@ -25,6 +25,7 @@ enum class error_code {
   limit_exceeded,  // a configured limit (subscriptions, batch size)
   unsupported,     // valid but not offered by this agent (yet)
   unavailable,     // the agent could not do it now (its store failed); try again
+  unknown_client,  // a 'to' names no client that is connected or keeps a persistent session
 };
 const char* to_string(error_code c) noexcept;
 
@@ -81,7 +82,9 @@ struct publish_request {
   publish_properties props;
 };
 
-// A frame whose type is not a protocol word: a device's status, event, command...
+// A frame whose type is not a protocol word: a device's status, event, command... Or a
+// device reading, an object without a type (a batch's element, or any frame with
+// native.untyped_frames = "reading"): routed as a device message of type "data".
 struct typed_request {
   std::string_view id;
   std::string_view type;
@@ -89,10 +92,17 @@ struct typed_request {
   std::string_view to;     // may be empty
   std::string_view msgid;  // may be empty
   bool has_timestamp = false;
-  // Every field of the object except tag, from and msgid, already written as JSON members
-  // ("k":v,"k2":v2), without the braces. The router adds tag, from, msgid and timestamp.
+  // Every field of the object except tag, from, msgid, qos and retain, already written as
+  // JSON members ("k":v,"k2":v2), without the braces. The agent adds tag, from, msgid and
+  // timestamp (and, for a reading, its type).
   std::string_view members;
+  int qos = 0;           // the IoT message format's: acknowledged and delivered like a publish
+  bool retain = false;   // kept as its tag's retained message
+  bool reading = false;  // it had no type
 };
+
+// The type a reading is routed as (devices/<client id>/data).
+inline constexpr std::string_view reading_type = "data";
 
 class request_handler {
  public:
@@ -124,9 +134,11 @@ class parser {
   // Parses one text frame and calls `h` once per request in it (several for a batch).
   // `capacity` is how many bytes starting at `data` may be read (>= size); when fewer than
   // simdjson's padding follow the frame, the frame is copied to a padded buffer first.
-  // A batch with more than `max_batch` messages is refused whole.
+  // A batch with more than `max_batch` messages is refused whole. `untyped_readings`: a
+  // frame without a type is a device reading (native.untyped_frames = "reading"), not an
+  // error; a batch's elements without one always are.
   void parse(const char* data, std::size_t size, std::size_t capacity, request_handler& h,
-             std::size_t max_batch);
+             std::size_t max_batch, bool untyped_readings = false);
 
   static parser& for_this_thread();
 
@@ -186,7 +198,9 @@ struct recovery_report {
 void encode_subscribed(std::string& out, std::string_view id,
                        std::span<const std::string_view> tags, bool unsubscribed,
                        const recovery_report& recovery = {});
-void encode_error(std::string& out, error_code code, std::string_view message, std::string_view id);
+// `msgid`: the message the error is about (a publish that asked for an ack), "" none.
+void encode_error(std::string& out, error_code code, std::string_view message, std::string_view id,
+                  std::string_view msgid = {});
 void encode_pong(std::string& out, std::string_view id, std::int64_t now_ms);
 
 // Builds the delivered object of a typed message from its members and the agent's fields.
