@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <iostream>
+#include <random>
 #include <thread>
 
 #include "app/health.hpp"
@@ -180,6 +181,16 @@ core::router_limits router_limits_of(const config& cfg) {
   return rl;
 }
 
+// This node's id (core::message::node, the prefix of the msgids it makes): drawn at random
+// each run; a cluster configures it (issue 14). Never 0, the id of "no node".
+std::uint32_t draw_node_id() {
+  std::random_device rd;
+  std::uint32_t id = 0;
+  while (id == 0)
+    id = static_cast<std::uint32_t>(rd());
+  return id;
+}
+
 // The router's state from the store, as the agent stopped.
 void restore(core::router& router, core::store_snapshot& restored, const config& cfg) {
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
@@ -294,6 +305,9 @@ int serve(const config& cfg, const std::string& config_path) {
   core::auth_holder auth_holder(auth);
   audit_writer audit(cfg.log);
   core::router router(router_limits_of(cfg));
+  const auto node = draw_node_id();
+  router.set_node(node);
+  core::set_msgid_node(node);
   router.set_store(&writer);
   restore(router, restored, cfg);
   protocol::adapter_context actx{router, auth_holder, audit,

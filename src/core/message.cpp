@@ -1,5 +1,6 @@
 #include "core/message.hpp"
 
+#include <atomic>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -55,18 +56,32 @@ std::shared_ptr<message> message::copy() const {
   m->retain = retain;
   m->published_retain = published_retain;
   m->qos = qos;
+  m->node = node;
   m->expires_ms = expires_ms;
   m->props = props;
   return m;
 }
 
+namespace {
+
+std::uint32_t random32() {
+  std::random_device rd;
+  return static_cast<std::uint32_t>(rd());
+}
+
+std::atomic<std::uint32_t> msgid_node{random32()};
+
+}  // namespace
+
+void set_msgid_node(std::uint32_t node) {
+  msgid_node.store(node, std::memory_order_relaxed);
+}
+
 std::string make_msgid() {
-  static const std::uint32_t prefix = [] {
-    std::random_device rd;
-    return static_cast<std::uint32_t>(rd());
-  }();
-  static std::atomic<std::uint64_t> counter{0};
+  // A random start in [0, 2^20): ids of a restarted node are unlikely to repeat its last run's.
+  static std::atomic<std::uint64_t> counter{random32() & 0xFFFFF};
   std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  const std::uint32_t prefix = msgid_node.load(std::memory_order_relaxed);
   // Base 32 (shifts, not divisions). With the 9-character prefix an id fits std::string's
   // 15-byte inline buffer (no allocation) for the first 2^30 ids of a run.
   static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuv";

@@ -87,6 +87,9 @@ class message {
   // The publisher set the retain flag (MQTT's Retain As Published shows it on live copies).
   bool published_retain = false;
   std::uint8_t qos = 0;         // as published (0, 1 or 2)
+  // The node it was published on (router::node_id()), set when it is routed there: several
+  // agents sharing one tag space (issue 14) tell local messages from injected ones by it.
+  std::uint32_t node = 0;
   std::int64_t expires_ms = 0;  // wall clock after which it is not delivered; 0: never
   std::uint64_t seq = 0;        // QoS >= 1: agent-wide number, what subscribers acknowledge
   // Tag history (core/history.hpp): the message's number on its tag, set before it is
@@ -127,8 +130,11 @@ class message {
 
 using message_ptr = std::shared_ptr<const message>;
 
-// A fresh message id, unique within this process run and unlikely to repeat across runs:
-// a random prefix drawn at start-up and a counter.
+// A fresh message id, unique per node: the node's id (set_msgid_node) in hex, and a counter
+// that starts at a random point each run, so that a node restarted under the same id is
+// unlikely to repeat its earlier ids.
 std::string make_msgid();
+// Called once at start-up (before any id is made); without it the node part is random.
+void set_msgid_node(std::uint32_t node);
 
 }  // namespace wsagent::core

@@ -55,6 +55,7 @@ struct router::route_state {
   std::vector<subscriber>* matches = nullptr;
   bool pending = false;   // on_durable will run
   bool deferred = false;  // delivered from the store's completion
+  bool injected = false;  // from another node (router::inject): not observed
 };
 
 route_result router::publish(const session& from, const message_ptr& msg, publish_options opts) {
@@ -76,12 +77,40 @@ std::size_t router::publish_internal(const message_ptr& msg) {
   return route(nullptr, msg, opts).delivered;
 }
 
-route_result router::route(const session* from, const message_ptr& msg, publish_options& opts) {
+route_result router::inject(const std::shared_ptr<message>& msg, publish_options opts) {
+  route_result r;
+  if (msg->node == node_) return r;  // this node's own, echoed back
+  if (auto e = validate_tag(msg->tag, limits_.tags); e != tag_error::none) {
+    r.error = route_error::invalid_tag;
+    r.tag = e;
+    return r;
+  }
+  if (msg->qos > 0) msg->seq = next_seq();
   route_state st(msg, opts);
+  st.injected = true;
+  return route_here(st);
+}
+
+route_result router::route(const session* from, const message_ptr& msg, publish_options& opts) {
+  const_cast<message&>(*msg).node = node_;  // created non-const by its publisher
+  route_state st(msg, opts);
+  st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
+  auto r = route_here(st);
+  // Told after the locks are let go; a deferred one, from the store's completion.
+  if (r.ok() && !st.deferred) tell_observer(msg, opts);
+  return r;
+}
+
+void router::tell_observer(const message_ptr& msg, const publish_options& opts) {
+  if (observer_) observer_->published(msg, {opts.to, opts.retain, opts.clears_retained});
+}
+
+route_result router::route_here(route_state& st) {
+  auto& opts = st.opts;
+  const auto& msg = st.msg;
   bool to_unknown = false;
   if (!store_) opts.with.clear();
   st.ops = std::move(opts.with);
-  st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
   if (!opts.to.empty()) {
     // Before the routing lock: the registry's comes first in the order.
     common::shared_lock lock(sessions_.mutex());
@@ -204,12 +233,17 @@ void router::persist_matched(route_state& st) {
       if (auto who = x.who->weak_from_this().lock())
         to_whom.emplace_back(std::move(who), std::min(msg->qos, x.qos));
     store_->submit(std::move(batch),
-                   [this, msg, to_whom = std::move(to_whom), done = std::move(done)](bool ok) {
+                   [this, msg, to_whom = std::move(to_whom), done = std::move(done),
+                    to = std::string(st.opts.to), retain = st.opts.retain,
+                    clears = st.opts.clears_retained](bool ok) {
                      if (ok) {
-                       subscription_index::shared lock(index_);
-                       std::int64_t now = 0;
-                       for (const auto& [who, qos] : to_whom)
-                         deliver(*who, msg, qos, now);
+                       {
+                         subscription_index::shared lock(index_);
+                         std::int64_t now = 0;
+                         for (const auto& [who, qos] : to_whom)
+                           deliver(*who, msg, qos, now);
+                       }
+                       if (observer_) observer_->published(msg, {to, retain, clears});
                      }
                      done(ok);
                    });

@@ -98,6 +98,25 @@ struct publish_options {
   std::vector<store_op> with;
 };
 
+// The cluster seam (issue 14), publishing side: told of every message published on this node
+// once it was routed here, so that a cluster can pass it to the other nodes; those hand it to
+// router::inject() there. The local agent has none.
+struct observed_publish {
+  std::string_view to;  // publish_options::to
+  bool retain = false;  // the tag's retained message is set (or, with clears_retained, cleared)
+  bool clears_retained = false;
+};
+
+class publish_observer {
+ public:
+  virtual ~publish_observer() = default;
+  // `msg` carries this node's id (message::node) and its own seq. Called on the publisher's
+  // thread with no router lock held (for a QoS 2 message deferred until durable: the store's
+  // thread, once it is), only for publishes the router accepted; it must not block: it hands
+  // the message to another thread and returns.
+  virtual void published(const message_ptr& msg, const observed_publish& how) = 0;
+};
+
 class store_writer;
 
 class router {
@@ -110,6 +129,12 @@ class router {
   // Who owns client ids across nodes (null: this node alone, the default). Set once, before
   // serving.
   void set_ownership(client_ownership* o) noexcept { ownership_ = o ? o : &local_; }
+  // Told of each message published here (null: none, the default). Set once, before serving.
+  void set_observer(publish_observer* o) noexcept { observer_ = o; }
+  // This node's id, stamped on every message published here (message::node). Set once at
+  // start-up, before serving (the default, 0, is a node alone).
+  void set_node(std::uint32_t id) noexcept { node_ = id; }
+  std::uint32_t node_id() const noexcept { return node_; }
 
   // Start-up, in this order: the persistent sessions the store held, offline, with their
   // subscriptions and queued messages (the message numbering goes on after the highest
@@ -135,6 +160,12 @@ class router {
   // QoS 1/2 messages in its window until resumed or expired. Returns false when `s` was no
   // longer registered (another session took its client id).
   bool detach(session& s);
+  // Another node took `client_id` (the cluster's ownership): this node's session for it, if
+  // any, is kicked (close_reason::taken_over) and unregistered, with its subscriptions. A
+  // persistent one's stored record stays: it is the new owner's now, read there through the
+  // shared store. Not told to the ownership (the id is not this node's to release). Returns
+  // whether there was one.
+  bool evict(std::string_view client_id);
   // Drops the offline persistent sessions whose expiry has passed at wall time `now_ms`;
   // returns their client ids. A delayed will of a session that ends is published then.
   std::vector<std::string> expire_sessions(std::int64_t now_ms);
@@ -191,6 +222,14 @@ class router {
   // Routes a message from the agent itself ($sys/... tags); no ACL.
   std::size_t publish_internal(const message_ptr& msg);
 
+  // The cluster seam, receiving side: a message another node published (its message::node
+  // names that node), routed to this node's subscribers as a local publish is, but without
+  // an ACL check (its publisher's node checked it) and without telling the observer (it is
+  // not passed on again). A QoS 1/2 message is numbered here (seq is each node's own); its
+  // msgid stays. One that carries this node's own id is ignored (a cluster that echoes a
+  // node's publishes back to it): returns delivered 0. Any thread.
+  route_result inject(const std::shared_ptr<message>& msg, publish_options opts = {});
+
   // Writes `ops` for persistent session `s` and runs `done` when they are durable (on the
   // store's thread); for a clean session, or without a store, runs `done(true)` at once.
   void persist(const session& s, std::vector<store_op> ops, std::function<void(bool)> done);
@@ -229,6 +268,8 @@ class router {
   // A message on its way to its recipients (router.cpp).
   struct route_state;
   route_result route(const session* from, const message_ptr& msg, publish_options& opts);
+  route_result route_here(route_state& st);
+  void tell_observer(const message_ptr& msg, const publish_options& opts);
   bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
   route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
   std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
@@ -248,6 +289,8 @@ class router {
   store_writer* store_ = nullptr;
   local_ownership local_;
   client_ownership* ownership_ = &local_;
+  publish_observer* observer_ = nullptr;
+  std::uint32_t node_ = 0;
   std::atomic<std::uint64_t> seq_;
   session_registry sessions_;
   subscription_index index_;

@@ -107,6 +107,36 @@ std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {
   return gone;
 }
 
+bool router::evict(std::string_view client_id) {
+  std::shared_ptr<session> s;
+  {
+    common::lock registry(sessions_.mutex());
+    subscription_index::exclusive lock(index_);
+    s = sessions_.find(client_id);
+    if (!s) return false;
+    if (auto* sink = s->sink()) {
+      sink->kick(close_reason::taken_over, "Session taken over");
+      index_.set_sink(*s, nullptr);
+      probe.takeovers.fetch_add(1, std::memory_order_relaxed);
+    }
+    index_.take_all(*s);
+    sessions_.erase(*s);
+  }
+  wills_.cancel(client_id);  // the client is back, on the other node
+  if (store_ && s->persistent()) {
+    // Its queue entries are the new owner's (the shared store keeps them): only this node's
+    // count of them goes; the operations that would delete them are not written.
+    std::vector<message_ptr> held;
+    {
+      common::lock lock(s->mutex());
+      s->window().all(held);
+    }
+    std::vector<store_op> not_written;
+    refs_.release(held, not_written);
+  }
+  return true;
+}
+
 void router::set_session_expiry(session& s, std::int64_t expiry_s) {
   // Exclusive: its put_session reaches the store in order with those of subscriptions.
   subscription_index::exclusive lock(index_);

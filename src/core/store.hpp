@@ -19,9 +19,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -146,6 +148,15 @@ struct store_snapshot {
   std::vector<stored_will> wills;                             // by client id
 };
 
+// One client's persistent state, as load() holds it for that client alone.
+struct stored_client {
+  stored_session session;
+  std::vector<queued_message> queue;     // by seq
+  std::vector<stored_message> messages;  // those its queue refers to, by id
+  std::vector<std::string> incoming;     // QoS 2 msgids received, not yet released
+  std::optional<stored_will> will;
+};
+
 // A store that cannot be opened, read or written: the message names the file and the cause.
 class store_error : public std::runtime_error {
  public:
@@ -161,6 +172,15 @@ class store {
   // Applies `batch` in order, all or nothing; durable when it returns. Throws store_error
   // (and then none of the batch is applied).
   virtual void write(std::span<const store_op> batch) = 0;
+
+  // The reads a store that several agents share needs (issue 14: a client connects to any
+  // node, whose memory does not hold its session; a subscription on a node finds the
+  // retained messages another node wrote). The embedded stores answer them from what they
+  // hold; the core reads them once at start-up today. Throw store_error.
+  // One client's state; nullopt when it has no persistent session.
+  virtual std::optional<stored_client> load_client(std::string_view client_id) = 0;
+  // The retained messages of the tags `filter` (a valid filter) matches, by tag.
+  virtual std::vector<message_ptr> load_retained(std::string_view filter) = 0;
 };
 
 }  // namespace wsagent::core

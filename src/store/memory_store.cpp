@@ -1,5 +1,9 @@
 #include "store/memory_store.hpp"
 
+#include <algorithm>
+
+#include "core/tag.hpp"
+
 namespace wsagent::store {
 
 namespace ops = core::store_ops;
@@ -47,6 +51,35 @@ core::store_snapshot memory_store::load() {
   for (const auto& [id, w] : wills_)
     s.wills.push_back(w);
   return s;
+}
+
+std::optional<core::stored_client> memory_store::load_client(std::string_view client_id) {
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end()) return std::nullopt;
+  core::stored_client c;
+  c.session = it->second;
+  for (auto q = queue_.lower_bound({std::string(client_id), 0});
+       q != queue_.end() && q->first.first == client_id; ++q) {
+    c.queue.push_back(q->second);
+    if (auto m = messages_.find(q->second.message_id); m != messages_.end())
+      c.messages.push_back({m->first, m->second});
+  }
+  std::sort(c.messages.begin(), c.messages.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  c.messages.erase(std::unique(c.messages.begin(), c.messages.end(),
+                               [](const auto& a, const auto& b) { return a.id == b.id; }),
+                   c.messages.end());
+  for (const auto& [id, msgid] : incoming_)
+    if (id == client_id) c.incoming.push_back(msgid);
+  if (auto w = wills_.find(std::string(client_id)); w != wills_.end()) c.will = w->second;
+  return c;
+}
+
+std::vector<core::message_ptr> memory_store::load_retained(std::string_view filter) {
+  std::vector<core::message_ptr> out;
+  for (const auto& [tag, m] : retained_)
+    if (core::filter_matches(filter, tag)) out.push_back(m);
+  return out;
 }
 
 void memory_store::write(std::span<const core::store_op> batch) {

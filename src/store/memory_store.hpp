@@ -17,6 +17,8 @@ class memory_store final : public core::store {
   const char* kind() const noexcept override { return "memory"; }
   core::store_snapshot load() override;
   void write(std::span<const core::store_op> batch) override;
+  std::optional<core::stored_client> load_client(std::string_view client_id) override;
+  std::vector<core::message_ptr> load_retained(std::string_view filter) override;
 
  private:
   void apply(const core::store_op& op);

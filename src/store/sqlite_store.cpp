@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "core/tag.hpp"
+
 namespace wsagent::store {
 
 namespace ops = core::store_ops;
@@ -357,6 +359,81 @@ core::store_snapshot sqlite_store::load() {
                           sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 1)});
   });
   return snap;
+}
+
+template <class F>
+void sqlite_store::each(const char* sql, F&& row, std::string_view param, bool bind) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail("cannot be read");
+  if (bind) sqlite3_bind_text(s, 1, param.data(), static_cast<int>(param.size()), SQLITE_TRANSIENT);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    row(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) fail("cannot be read");
+}
+
+std::optional<core::stored_client> sqlite_store::load_client(std::string_view client_id) {
+  std::optional<core::stored_client> c;
+  each(
+      "SELECT client_id, expiry_s, disconnected_ms FROM sessions WHERE client_id = ?1",
+      [&](sqlite3_stmt* s) {
+        c.emplace();
+        c->session.client_id = column_text(s, 0);
+        c->session.expiry_s = sqlite3_column_int64(s, 1);
+        c->session.disconnected_ms = sqlite3_column_int64(s, 2);
+      },
+      client_id, true);
+  if (!c) return c;
+  each(
+      "SELECT filter, qos FROM subscriptions WHERE client_id = ?1 ORDER BY filter",
+      [&](sqlite3_stmt* s) {
+        c->session.subscriptions.push_back(
+            {std::string(column_text(s, 0)), unpack_options(sqlite3_column_int64(s, 1))});
+      },
+      client_id, true);
+  each(
+      "SELECT client_id, seq, message_id, qos, sent FROM queue WHERE client_id = ?1 ORDER BY seq",
+      [&](sqlite3_stmt* s) {
+        core::queued_message q;
+        q.client_id = column_text(s, 0);
+        q.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 1));
+        q.message_id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
+        q.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
+        q.sent = sqlite3_column_int(s, 4) != 0;
+        c->queue.push_back(std::move(q));
+      },
+      client_id, true);
+  each(
+      "SELECT * FROM messages WHERE id IN (SELECT message_id FROM queue WHERE client_id = ?1) "
+      "ORDER BY id",
+      [&](sqlite3_stmt* s) {
+        const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+        auto m = read_message(s, 1, 2);
+        m->seq = id;
+        c->messages.push_back({id, std::move(m)});
+      },
+      client_id, true);
+  each(
+      "SELECT msgid FROM incoming WHERE client_id = ?1 ORDER BY msgid",
+      [&](sqlite3_stmt* s) { c->incoming.emplace_back(column_text(s, 0)); }, client_id, true);
+  each(
+      "SELECT * FROM wills WHERE client_id = ?1",
+      [&](sqlite3_stmt* s) {
+        c->will = core::stored_will{std::string(column_text(s, 0)), read_message(s, 3, 4),
+                                    sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 1)};
+      },
+      client_id, true);
+  return c;
+}
+
+std::vector<core::message_ptr> sqlite_store::load_retained(std::string_view filter) {
+  std::vector<core::message_ptr> out;
+  each("SELECT * FROM retained ORDER BY tag", [&](sqlite3_stmt* s) {
+    auto m = read_message(s, 0, 1);
+    if (core::filter_matches(filter, m->tag)) out.push_back(std::move(m));
+  });
+  return out;
 }
 
 void sqlite_store::write(std::span<const core::store_op> batch) {

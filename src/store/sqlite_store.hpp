@@ -31,6 +31,8 @@ class sqlite_store final : public core::store {
   const char* kind() const noexcept override { return "sqlite"; }
   core::store_snapshot load() override;
   void write(std::span<const core::store_op> batch) override;
+  std::optional<core::stored_client> load_client(std::string_view client_id) override;
+  std::vector<core::message_ptr> load_retained(std::string_view filter) override;
 
   const std::string& path() const noexcept { return path_; }
 
@@ -39,6 +41,9 @@ class sqlite_store final : public core::store {
   void open(const std::string& data_dir, sync_mode sync);
   [[noreturn]] void fail(const std::string& what) const;
   void exec(const char* sql);
+  // Runs `sql` with text parameter 1 = `param` (when given), `row` per result row.
+  template <class F>
+  void each(const char* sql, F&& row, std::string_view param = {}, bool bind = false);
   void apply(const core::store_op& op);
 
   std::string path_;

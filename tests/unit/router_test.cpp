@@ -493,6 +493,12 @@ class gated_store : public store {
     std::lock_guard lock(gate);
     inner_.write(batch);
   }
+  std::optional<stored_client> load_client(std::string_view id) override {
+    return inner_.load_client(id);
+  }
+  std::vector<message_ptr> load_retained(std::string_view f) override {
+    return inner_.load_retained(f);
+  }
 
  private:
   wsagent::store::memory_store inner_;

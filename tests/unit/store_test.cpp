@@ -222,6 +222,38 @@ TEST_P(StoreContract, DelayedWillsAreReplacedAndDroppedPerClient) {
   expect_same(*s.wills[0].will, *second);
 }
 
+// The reads a shared store needs (one client's state, the retained messages a filter
+// matches) answer exactly what load() holds for them.
+TEST_P(StoreContract, OneClientsStateAndTheRetainedMessagesOfAFilter) {
+  auto a = std::const_pointer_cast<core::message>(msg("t", "a"));
+  a->seq = 1;
+  core::stored_session c{"c", 60, 5, {{"t/#", 1}}};
+  write({ops::put_message{{1, a}}, ops::put_session{c}, ops::put_session{{"d", 1, 0, {}}},
+         ops::enqueue{{"c", 7, 1, 1, false}}, ops::enqueue{{"d", 1, 1, 1, false}},
+         ops::put_incoming{"c", "q2"}, ops::put_will{{"c", msg("w", "bye"), true, 9}},
+         ops::put_retained{msg("plant/1/temp", "1")}, ops::put_retained{msg("plant/2/temp", "2")},
+         ops::put_retained{msg("other", "3")}});
+  auto got = store->load_client("c");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->session.client_id, "c");
+  EXPECT_EQ(got->session.expiry_s, 60);
+  EXPECT_EQ(got->session.subscriptions, c.subscriptions);
+  ASSERT_EQ(got->queue.size(), 1u);
+  EXPECT_EQ(got->queue[0].seq, 7u);
+  ASSERT_EQ(got->messages.size(), 1u);
+  expect_same(*got->messages[0].msg, *a);
+  EXPECT_EQ(got->incoming, std::vector<std::string>{"q2"});
+  ASSERT_TRUE(got->will);
+  EXPECT_EQ(got->will->due_ms, 9);
+  EXPECT_FALSE(store->load_client("nobody"));
+  EXPECT_FALSE(store->load_client("d")->will);
+  auto retained = store->load_retained("plant/+/temp");
+  ASSERT_EQ(retained.size(), 2u);
+  EXPECT_EQ(retained[0]->tag, "plant/1/temp");
+  EXPECT_EQ(retained[1]->tag, "plant/2/temp");
+  EXPECT_EQ(store->load_retained("#").size(), 3u);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreContract,
     ::testing::Values(store_kind{"memory",
@@ -363,6 +395,12 @@ class counting_store final : public core::store {
     if (fail) throw core::store_error("disk full");
     ++writes;
     inner.write(batch);
+  }
+  std::optional<core::stored_client> load_client(std::string_view id) override {
+    return inner.load_client(id);
+  }
+  std::vector<core::message_ptr> load_retained(std::string_view f) override {
+    return inner.load_retained(f);
   }
   wsagent::store::memory_store inner;
   std::atomic<int> writes{0};
