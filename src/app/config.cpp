@@ -22,6 +22,11 @@
 namespace wsagent::app {
 namespace {
 
+using common::did_you_mean;
+using common::in_quotes;
+using common::line_of;
+using common::type_of;
+
 // --- the schema: every scalar key, once ---
 
 enum class value_kind { string, integer, boolean, list };
@@ -354,10 +359,6 @@ std::string default_text(const key_spec& k) {
 
 using scalar = std::variant<std::string, std::int64_t, bool, std::vector<std::string>>;
 
-std::string in_quotes(std::string_view s) {
-  return "'" + std::string(s) + "'";
-}
-
 std::string join(const std::vector<std::string_view>& items) {
   std::string out;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -454,32 +455,6 @@ bool parse_text(const key_spec& k, std::string_view text, scalar& out, std::stri
   return false;
 }
 
-std::string type_of(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
 bool parse_node(const key_spec& k, const toml::node& n, scalar& out, std::string& problem) {
   switch (k.kind) {
     case value_kind::string:
@@ -560,92 +535,11 @@ std::string store(const key_spec& k, const scalar& v, config& c) {
 
 // --- suggestions for misspelt names ---
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string did_you_mean(std::string_view got, const std::vector<std::string>& candidates) {
-  std::string best;
-  std::size_t best_distance = 3;  // suggest only close matches
-  for (const auto& c : candidates) {
-    auto d = edit_distance(lower(got), lower(c));
-    if (d < best_distance && d < std::max<std::size_t>(c.size() / 2, 1)) {
-      best = c;
-      best_distance = d;
-    }
-  }
-  return best.empty() ? std::string() : " (did you mean " + in_quotes(best) + "?)";
-}
-
-// --- ACL patterns ---
-
-// What is wrong with an ACL pattern (a tag filter with %c and %u), or "".
-std::string check_pattern(std::string_view pattern) {
-  if (pattern.empty()) return "an empty pattern matches nothing";
-  if (pattern.find('\0') != std::string_view::npos) return "a pattern may not contain NUL";
-  std::string p;
-  for (std::size_t i = 0; i < pattern.size(); ++i) {
-    if (pattern[i] == '%' && i + 1 < pattern.size() &&
-        (pattern[i + 1] == 'c' || pattern[i + 1] == 'u')) {
-      p += "x";
-      ++i;
-    } else {
-      p.push_back(pattern[i]);
-    }
-  }
-  std::size_t start = 0;
-  while (true) {
-    auto slash = p.find('/', start);
-    std::string_view level = std::string_view(p).substr(
-        start, slash == std::string::npos ? std::string::npos : slash - start);
-    bool last = slash == std::string::npos;
-    if (level.find_first_of("+#") != std::string_view::npos) {
-      if (level.size() != 1) return in_quotes(pattern) + ": '+' and '#' must be a whole level";
-      if (level == "#" && !last) return in_quotes(pattern) + ": '#' must be the last level";
-    }
-    if (last) break;
-    start = slash + 1;
-  }
-  return {};
-}
-
-bool is_sha256_hex(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char ch) {
-           return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
-         });
-}
-
-int line_of(const toml::node& n) {
-  return static_cast<int>(n.source().begin.line);
-}
-int line_of(const toml::key& k, const toml::node& n) {
-  auto line = static_cast<int>(k.source().begin.line);
-  return line > 0 ? line : line_of(n);
-}
-
 // --- the loader ---
 
 struct origin {
   std::string source;
   int line = 0;
-};
-
-struct located_token {
-  token_config token;
-  std::string source;
-  std::string key;  // "auth.tokens" or "tokens"
 };
 
 // toml++ keeps a table's keys in alphabetical order; errors found while walking one file
@@ -711,9 +605,9 @@ class loader {
         if (const auto* spec = find_key(name)) {
           set_from_node(*spec, node2, path, line);
         } else if (name == "auth.tokens") {
-          load_tokens(node2, path, line, "auth.tokens");
+          tokens_.read_tokens(node2, path, line, "auth.tokens");
         } else if (name == "auth.roles") {
-          load_roles(node2, path, line, "auth.roles");
+          tokens_.read_roles(node2, path, line, "auth.roles");
         } else {
           std::vector<std::string> candidates;
           for (const auto& spec2 : schema())
@@ -781,44 +675,16 @@ class loader {
     origin named_at = where != origins_.end() ? where->second : origin{};
     if (!read_toml(path, root, &named_at)) return;
     sorted_by_line sorted(errors_);
-    for (auto&& [k, node] : root) {
-      std::string name(k.str());
-      if (name == "tokens")
-        load_tokens(node, path, line_of(k, node), "tokens");
-      else if (name == "roles")
-        load_roles(node, path, line_of(k, node), "roles");
-      else
-        error(path, line_of(k, node), name,
-              "unknown key: a tokens file holds only [[tokens]] and [roles.<name>]" +
-                  did_you_mean(name, {"tokens", "roles"}));
-    }
+    tokens_.read_file(root, path);
   }
 
   // Checks that hold across files, then puts the tokens in place.
   void finish_auth() {
-    std::map<std::string, const located_token*> seen;
-    for (const auto& t : tokens_) {
-      const auto& tc = t.token;
-      std::string id = tc.token.empty() ? "sha256:" + tc.token_sha256 : "plain:" + tc.token;
-      auto [it, fresh] = seen.emplace(id, &t);
-      if (!fresh)
-        error(t.source, tc.line, t.key,
-              "duplicate token (the same one is at " + it->second->source + ":" +
-                  std::to_string(it->second->token.line) + ")");
-      for (const auto& r : tc.roles)
-        if (!cfg_.auth.roles.count(r))
-          error(t.source, tc.line, t.key + ".roles", "no role " + in_quotes(r) + " is defined");
-    }
-    cfg_.auth.tokens.clear();
-    for (auto& t : tokens_)
-      cfg_.auth.tokens.push_back(std::move(t.token));
-    if (const auto& anon = cfg_.auth.anonymous_role;
-        !anon.empty() && !cfg_.auth.roles.count(anon)) {
-      auto where = origins_.find("auth.anonymous_role");
-      const origin at = where != origins_.end() ? where->second : origin{};
-      error(at.source, at.line, "auth.anonymous_role",
-            "no role " + in_quotes(anon) + " is defined");
-    }
+    auto where = origins_.find("auth.anonymous_role");
+    const origin at = where != origins_.end() ? where->second : origin{};
+    auto set = tokens_.finish(cfg_.auth.anonymous_role, at.source, at.line);
+    cfg_.auth.tokens = std::move(set.tokens);
+    cfg_.auth.roles = std::move(set.roles);
   }
 
   void load_listeners(const toml::node& node, const std::string& path, int line) {
@@ -986,161 +852,16 @@ class loader {
 
   bool string_array(const toml::node& node, const std::string& path, int line,
                     const std::string& key, std::vector<std::string>& out) {
-    auto* array = node.as_array();
-    if (!array) {
-      error(path, line, key, "expected an array of strings, got " + type_of(node));
-      return false;
-    }
-    bool ok = true;
-    for (const auto& item : *array) {
-      if (auto* s = item.as_string()) {
-        out.push_back(s->get());
-      } else {
-        int item_line = line_of(item);
-        error(path, item_line > 0 ? item_line : line, key,
-              "expected an array of strings, found " + type_of(item));
-        ok = false;
-      }
-    }
-    return ok;
-  }
-
-  void load_tokens(const toml::node& node, const std::string& path, int line,
-                   const std::string& key) {
-    auto* array = node.as_array();
-    if (!array) {
-      error(path, line, key,
-            "expected an array of tables ([[" + key + "]] entries), got " + type_of(node));
-      return;
-    }
-    for (const auto& entry : *array) {
-      int entry_line = line_of(entry) > 0 ? line_of(entry) : line;
-      auto* table = entry.as_table();
-      if (!table) {
-        error(path, entry_line, key,
-              "expected a table ([[" + key + "]] entry), got " + type_of(entry));
-        continue;
-      }
-      located_token t{token_config{}, path, key};
-      t.token.line = entry_line;
-      bool has_token = false;
-      bool has_sha256 = false;
-      bool ok = true;
-      for (auto&& [k, v] : *table) {
-        std::string name(k.str());
-        std::string full = key + "." + name;
-        int kl = line_of(k, v);
-        auto text = [&](std::string& out) {
-          if (auto* s = v.as_string()) {
-            out = s->get();
-            return true;
-          }
-          error(path, kl, full, "expected a string, got " + type_of(v));
-          ok = false;
-          return false;
-        };
-        if (name == "token") {
-          has_token = true;
-          if (text(t.token.token) && t.token.token.empty()) {
-            error(path, kl, full, "must not be empty");
-            ok = false;
-          }
-        } else if (name == "token_sha256") {
-          has_sha256 = true;
-          if (text(t.token.token_sha256) && !is_sha256_hex(t.token.token_sha256)) {
-            error(path, kl, full, "must be a SHA-256 digest: 64 lowercase hexadecimal characters");
-            ok = false;
-          }
-        } else if (name == "identity") {
-          text(t.token.identity);
-        } else if (name == "user") {
-          text(t.token.user);
-        } else if (name == "roles") {
-          if (!string_array(v, path, kl, full, t.token.roles)) ok = false;
-        } else {
-          error(path, kl, full,
-                "unknown key" +
-                    did_you_mean(name, {"token", "token_sha256", "identity", "user", "roles"}));
-          ok = false;
-        }
-      }
-      if (has_token && has_sha256) {
-        error(path, entry_line, key, "give either token or token_sha256, not both");
-        ok = false;
-      } else if (!has_token && !has_sha256) {
-        error(path, entry_line, key, "needs a token or a token_sha256");
-        ok = false;
-      }
-      if (ok) tokens_.push_back(std::move(t));  // a broken entry is left out of the checks
-    }
-  }
-
-  void load_roles(const toml::node& node, const std::string& path, int line,
-                  const std::string& key) {
-    auto* table = node.as_table();
-    if (!table) {
-      error(path, line, key,
-            "expected a table of roles ([" + key + ".<name>]), got " + type_of(node));
-      return;
-    }
-    for (auto&& [k, v] : *table) {
-      std::string name(k.str());
-      std::string full = key + "." + name;
-      int role_line = line_of(k, v);
-      auto* role = v.as_table();
-      if (!role) {
-        error(path, role_line, full, "expected a table ([" + full + "]), got " + type_of(v));
-        continue;
-      }
-      role_config rc;
-      for (auto&& [k2, v2] : *role) {
-        std::string field(k2.str());
-        std::string field_key = full + "." + field;
-        int field_line = line_of(k2, v2);
-        std::vector<std::string>* target = field == "publish"          ? &rc.publish
-                                           : field == "subscribe"      ? &rc.subscribe
-                                           : field == "deny_publish"   ? &rc.deny_publish
-                                           : field == "deny_subscribe" ? &rc.deny_subscribe
-                                                                       : nullptr;
-        if (!target) {
-          error(path, field_line, field_key,
-                "unknown key" + did_you_mean(field, {"publish", "subscribe", "deny_publish",
-                                                     "deny_subscribe"}));
-          continue;
-        }
-        string_array(v2, path, field_line, field_key, *target);
-        for (const auto& pattern : *target)
-          if (auto bad = check_pattern(pattern); !bad.empty())
-            error(path, field_line, field_key, bad);
-      }
-      if (auto it = role_origins_.find(name); it != role_origins_.end()) {
-        error(path, role_line, full,
-              "role " + in_quotes(name) + " is defined twice (also at " + it->second.source + ":" +
-                  std::to_string(it->second.line) + ")");
-        continue;
-      }
-      role_origins_[name] = origin{path, role_line};
-      cfg_.auth.roles[name] = std::move(rc);
-    }
+    return common::read_string_array(node, path, line, key, out, errors_);
   }
 
   config cfg_;
   std::vector<config_error> errors_;
-  std::vector<located_token> tokens_;
-  std::map<std::string, origin> role_origins_;
+  auth::token_file_reader tokens_{errors_};
   std::map<std::string, origin> origins_;  // scalar key -> where it was last set
 };
 
 }  // namespace
-
-std::string config_error::to_string() const {
-  std::string out = source;
-  if (line > 0) out += ":" + std::to_string(line);
-  out += ": ";
-  if (!key.empty()) out += key + ": ";
-  out += message;
-  return out;
-}
 
 void add_config_flags(CLI::App& app, config_overrides& out) {
   for (const auto& spec : schema()) {

@@ -14,35 +14,22 @@
 #include <string>
 #include <vector>
 
+#include "auth/token_file.hpp"
+#include "common/toml_read.hpp"
+
 namespace CLI {
 class App;
 }
 
 namespace wsagent::app {
 
-struct role_config {
-  std::vector<std::string> publish;         // tag filters, with %c (client id) and %u (user)
-  std::vector<std::string> subscribe;       // tag filters, with %c and %u
-  std::vector<std::string> deny_publish;    // checked before the allow lists
-  std::vector<std::string> deny_subscribe;  // checked before the allow lists, and per delivery
-};
-
-struct token_config {
-  std::string token;         // the secret itself, or
-  std::string token_sha256;  // its SHA-256, lowercase hex (preferred in files)
-  std::string identity;      // client id this token stands for ("" = client chooses)
-  std::string user;          // %u in ACL patterns ("" = identity)
-  std::vector<std::string> roles;
-  int line = 0;  // where it was declared, for messages
-};
-
-struct auth_config {
+// The tokens and roles (auth::token_set: the token file format, read in src/auth), and where
+// they come from.
+struct auth_config : auth::token_set {
   std::string tokens_file;  // a TOML file with [[tokens]] and [roles.*]; reloaded on SIGHUP
   // The role of clients that present no token, where such clients are let in (open mode, or
   // with tokens when this is set); "" = open mode grants everything, tokens refuse them.
   std::string anonymous_role;
-  std::vector<token_config> tokens;
-  std::map<std::string, role_config> roles;
 };
 
 // One listener: a bind address and the protocols it serves (docs/configuration.md,
@@ -133,14 +120,8 @@ struct config {
 };
 
 // One problem found while loading: where, which key, and what is wrong.
-struct config_error {
-  std::string source;  // file path, "environment" or "command line"
-  int line = 0;        // 0 when there is no line (environment, flags)
-  std::string key;     // dotted key, e.g. "limits.max_connections"
-  std::string message;
-
-  std::string to_string() const;  // "file.toml:12: limits.max_connections: must be >= 1"
-};
+// file.toml:12: limits.max_connections: must be >= 1
+using config_error = common::config_problem;
 
 struct config_result {
   config value;

@@ -48,38 +48,7 @@ bool is_loopback(const std::string& host) {
 }
 
 std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth) {
-  std::map<std::string, std::shared_ptr<const core::grants>> roles;
-  for (const auto& [name, role] : auth.roles) {
-    auto g = std::make_shared<core::grants>();
-    g->publish = role.publish;
-    g->subscribe = role.subscribe;
-    g->deny_publish = role.deny_publish;
-    g->deny_subscribe = role.deny_subscribe;
-    roles.emplace(name, std::move(g));
-  }
-  std::shared_ptr<const core::grants> anonymous;
-  if (auto it = roles.find(auth.anonymous_role); it != roles.end()) anonymous = it->second;
-  if (auth.tokens.empty()) return std::make_shared<core::open_authenticator>(anonymous);
-  std::vector<core::token_entry> entries;
-  for (const auto& t : auth.tokens) {
-    // Rights of several roles are the union of their patterns.
-    auto g = std::make_shared<core::grants>();
-    for (const auto& r : t.roles) {
-      if (auto it = roles.find(r); it != roles.end()) {
-        g->publish.insert(g->publish.end(), it->second->publish.begin(), it->second->publish.end());
-        g->subscribe.insert(g->subscribe.end(), it->second->subscribe.begin(),
-                            it->second->subscribe.end());
-        g->deny_publish.insert(g->deny_publish.end(), it->second->deny_publish.begin(),
-                               it->second->deny_publish.end());
-        g->deny_subscribe.insert(g->deny_subscribe.end(), it->second->deny_subscribe.begin(),
-                                 it->second->deny_subscribe.end());
-      }
-    }
-    entries.push_back(
-        core::token_entry{t.token_sha256.empty() ? core::sha256_hex(t.token) : t.token_sha256,
-                          t.identity, t.user, std::move(g)});
-  }
-  return std::make_shared<core::token_authenticator>(std::move(entries), anonymous);
+  return auth::make_authenticator(auth, auth.anonymous_role);
 }
 
 std::string open_access_problem(const config& cfg) {

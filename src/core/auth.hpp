@@ -1,23 +1,35 @@
 #pragma once
-// Authentication: a token in, an identity (or a refusal) out. The authenticator is an
-// interface so later issues can add JWT or an external service; this file has the two the
-// agent ships with: open (no tokens configured, loopback only) and static tokens.
+// Authentication: what a connecting client presents in, an identity (or a refusal) out. The
+// authenticator is an interface, the auth seam: the agent ships open mode (here) and static
+// tokens (src/auth/token_authenticator.hpp); JWT and external services (later issues)
+// implement the same interface, and may answer later, from another thread.
 //
 // Authenticators are immutable once built. A reload (SIGHUP) builds a new one and swaps it
 // into the auth_holder; connections already authenticated keep what they were granted.
 
+#include <cstdint>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
 
 #include "common/mutex.hpp"
 #include "core/acl.hpp"
 
 namespace wsagent::core {
+
+// What a client presents. The views are valid during authenticate() only: an authenticator
+// that answers later copies what it keeps.
+struct auth_request {
+  std::string_view token;      // the native protocol's token; MQTT's password, else user name
+  std::string_view client_id;  // the client id it asks for ("" none)
+  std::string_view remote;     // "address:port"
+  std::string_view protocol;   // "ws" (the native protocol), "mqtt", "mqtt-ws"
+  std::string_view username;   // MQTT's CONNECT User Name ("" none)
+  // The identity of the client certificate the TLS handshake verified (its subject), when
+  // there is one (issue 13); "" none.
+  std::string_view certificate;
+};
 
 struct identity {
   std::string client_id;  // "" when the token does not fix one: the client chooses
@@ -28,13 +40,22 @@ struct identity {
 struct auth_result {
   bool ok = false;
   identity who;
+  // Wall clock (ms since the epoch) after which the identity is no longer valid (a JWT's
+  // exp): the connection is then closed (close_reason::auth_expired) unless the client
+  // authenticated again meanwhile; 0: never.
+  std::int64_t expires_ms = 0;
   std::string reason;  // for the audit log when !ok
 };
+
+using auth_done = std::function<void(auth_result)>;
 
 class authenticator {
  public:
   virtual ~authenticator() = default;
-  virtual auth_result authenticate(std::string_view token) const = 0;
+  // Calls `done` exactly once with the answer: before returning (the built-in
+  // authenticators), or later, from any thread (one that asks a service). The adapters hold
+  // the client's input until it comes (protocol/session_adapter.hpp).
+  virtual void authenticate(const auth_request& r, auth_done done) const = 0;
   // True when connections need no token at all.
   virtual bool open() const noexcept = 0;
   // True when `client_id` is the fixed identity of some token: only that token may use it,
@@ -50,40 +71,12 @@ class authenticator {
 class open_authenticator final : public authenticator {
  public:
   explicit open_authenticator(std::shared_ptr<const grants> anonymous = nullptr);
-  auth_result authenticate(std::string_view token) const override;
+  void authenticate(const auth_request& r, auth_done done) const override;
   bool open() const noexcept override { return true; }
 
  private:
   std::shared_ptr<const grants> all_;
 };
-
-struct token_entry {
-  std::string sha256_hex;  // lowercase hex of SHA-256(token)
-  std::string client_id;
-  std::string user;
-  std::shared_ptr<const grants> rights;
-};
-
-// Tokens are kept only as SHA-256 digests and looked up by digest, so the comparison time
-// does not depend on how much of a guess was right.
-class token_authenticator final : public authenticator {
- public:
-  // `anonymous`: the rights of a client that presents no token (auth.anonymous_role); null:
-  // such a client is refused.
-  explicit token_authenticator(std::vector<token_entry> entries,
-                               std::shared_ptr<const grants> anonymous = nullptr);
-  auth_result authenticate(std::string_view token) const override;
-  bool open() const noexcept override { return false; }
-  bool owned_client_id(std::string_view client_id) const noexcept override;
-  std::size_t size() const noexcept { return by_digest_.size(); }
-
- private:
-  std::unordered_map<std::string, token_entry> by_digest_;
-  std::unordered_set<std::string> owned_ids_;
-  std::shared_ptr<const grants> anonymous_;
-};
-
-std::string sha256_hex(std::string_view data);
 
 // The current authenticator, swappable at run time.
 class auth_holder {

@@ -33,6 +33,8 @@ const char* to_string(close_reason r) noexcept {
       return "authentication required";
     case close_reason::auth_failed:
       return "authentication failed";
+    case close_reason::auth_expired:
+      return "authentication expired";
   }
   return "unknown";
 }

@@ -17,6 +17,7 @@ enum class close_reason : std::uint8_t {
   protocol_error,     // too many protocol errors, or a protocol violation
   auth_required,      // a request before authenticating, or no authentication in time
   auth_failed,        // a refused credential
+  auth_expired,       // the identity's expiry passed (auth_result::expires_ms)
 };
 
 const char* to_string(close_reason r) noexcept;

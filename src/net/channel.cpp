@@ -48,7 +48,7 @@ std::size_t websocket_channel::on_bytes(std::uint8_t* data, std::size_t len, std
     if (ev.what == ws::frame_reader::kind::need_more) break;
     offset += ev.consumed;
     c_.env().probe.frames_in.fetch_add(1, std::memory_order_relaxed);
-    if (!handle(ev, data, capacity)) break;
+    if (!handle(ev, data, capacity) || c_.input_paused()) break;
   }
   return offset;
 }

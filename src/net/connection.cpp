@@ -161,7 +161,8 @@ void connection::send_last(std::string bytes) {
 // --- reading ---
 
 void connection::read() {
-  if (terminated_ || read_paused_ || reading_) return;
+  // Held input waits (unless the exchange is over: then everything is discarded).
+  if (terminated_ || read_paused_ || reading_ || (input_paused_ && !close_sent_)) return;
   reading_ = true;
   if (rlen_ == 0) {
     if (!rbuf_.empty()) std::vector<std::uint8_t>().swap(rbuf_);
@@ -215,7 +216,7 @@ void connection::on_data(std::uint8_t* data, std::size_t len, bool own) {
     offset = len;  // the peer closed or the stream is unusable: what comes is discarded
   } else {
     // A channel takes what it can; an upgrade hands the rest (pipelined frames) to the next.
-    while (offset < len && !terminated_ && !close_received_ && !discarding_) {
+    while (offset < len && !terminated_ && !close_received_ && !discarding_ && !input_paused_) {
       auto* current = channel_.get();
       offset += current->on_bytes(data + offset, len - offset, capacity - offset);
       if (channel_.get() == current) break;
@@ -273,6 +274,24 @@ protocol::transport_link::poster connection::owner_poster() {
       if (!self->terminated_) f();
     });
   };
+}
+
+void connection::pause_input() {
+  input_paused_ = true;
+  if (!terminated_) held_self_ = shared_from_this();
+}
+
+void connection::resume_input() {
+  if (!input_paused_) return;
+  input_paused_ = false;
+  // From a handler of its own: the adapter that resumes is in the middle of something.
+  auto self = held_self_ ? std::move(held_self_) : shared_from_this();
+  asio::post(executor_, [self = std::move(self)] {
+    if (self->terminated_ || self->input_paused_ || self->reading_) return;
+    // What came while input was held, first; then more from the stream.
+    if (self->rlen_ > 0) return self->on_data(self->rbuf_.data(), self->rlen_, true);
+    self->read();
+  });
 }
 
 void connection::drain_pending(
@@ -449,6 +468,7 @@ void connection::shutdown(close_reason why, std::string text) {
 void connection::terminate() {
   if (terminated_) return;
   terminated_ = true;
+  auto keep = std::move(held_self_);  // (released when this returns)
   if (adapter_) adapter_->on_closed();
   cancel();
   stream_close();

@@ -134,6 +134,8 @@ class connection : public std::enable_shared_from_this<connection>,
   void close(core::close_reason why, std::string_view text) override;
   core::session_sink& sink() override { return *this; }
   poster owner_poster() override;
+  void pause_input() override;
+  void resume_input() override;
 
   // session_sink (any thread)
   void deliver(core::message_ptr msg, std::uint8_t qos) override;
@@ -166,6 +168,8 @@ class connection : public std::enable_shared_from_this<connection>,
   // Queues a goodbye's bytes (channel::goodbye): after everything queued, even once closing.
   void send_last(std::string bytes);
   bool closing() const noexcept { return close_sent_; }
+  // The adapter holds the client's input (pause_input()): a channel stops handing it over.
+  bool input_paused() const noexcept { return input_paused_; }
 
  protected:
   connection(const connection_env& env, executor_type executor, std::string ip,
@@ -245,7 +249,11 @@ class connection : public std::enable_shared_from_this<connection>,
   bool lingering_ = false;       // our goodbye is written: reading and discarding until EOF
   bool terminated_ = false;
   bool registered_ = false;
-  bool read_paused_ = false;  // backpressure: too many replies waiting to be written
+  bool read_paused_ = false;   // backpressure: too many replies waiting to be written
+  bool input_paused_ = false;  // the adapter holds input (an authentication in progress)
+  // While input is held no read is pending to keep the connection alive: it keeps itself
+  // (until it resumes or terminates; the deadlines still apply).
+  std::shared_ptr<connection> held_self_;
 };
 
 }  // namespace wsagent::net

@@ -50,6 +50,11 @@ class transport_link {
   // connection's thread if the connection (and so its adapter) is still there.
   using poster = std::function<void(std::function<void()>)>;
   virtual poster owner_poster() = 0;
+  // Holds the client's input: nothing more it sent reaches the adapter (what is read waits,
+  // within the read buffer's bound) until resume_input(), which hands it over, in order, from
+  // a handler of its own. An authentication that answers later holds input this way.
+  virtual void pause_input() = 0;
+  virtual void resume_input() = 0;
 };
 
 struct adapter_context {

@@ -23,7 +23,8 @@ constexpr std::uint16_t websocket_close_code(core::close_reason r) noexcept {
     case core::close_reason::protocol_error:
       return 4400;  // "Too many protocol errors", or the violation
     case core::close_reason::auth_required:
-      return 4401;  // "Authentication required" / "Authentication timeout"
+    case core::close_reason::auth_expired:
+      return 4401;  // "Authentication required" / "Authentication timeout" / "... expired"
     case core::close_reason::auth_failed:
       return 4403;  // "Authentication failed"
     case core::close_reason::taken_over:

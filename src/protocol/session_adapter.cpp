@@ -1,6 +1,7 @@
 #include "protocol/session_adapter.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
@@ -104,8 +105,67 @@ void session_adapter::resend(const std::vector<core::delivery_window::entry>& du
   send_window_ready(now_ms);
 }
 
+namespace {
+
+// One question to the authenticator: who takes the answer, the asker (it came before
+// authenticate() returned) or a handler posted to the connection (it came later).
+struct auth_call {
+  std::atomic<int> state{0};  // 0: asking; 1: answered while asking; 2: the asker returned
+  core::auth_result result;
+};
+
+}  // namespace
+
+void session_adapter::ask_authenticator(const core::auth_request& r, auth_then then) {
+  auto call = std::make_shared<auth_call>();
+  auto post = link_.owner_poster();
+  auto auth = ctx_.auth.get();
+  auth->authenticate(r, [this, call, post = std::move(post), then](core::auth_result res) mutable {
+    call->result = std::move(res);
+    int asking = 0;
+    if (call->state.compare_exchange_strong(asking, 1)) return;  // the asker takes it
+    // Later, on any thread: to the connection's (if it is still there; this adapter lives
+    // as long as it does).
+    post([this, call, then = std::move(then)] {
+      auth_pending_ = false;
+      if (closing_) return;
+      then(std::move(call->result));
+      if (closing_) return;
+      auth_answered_later();
+      link_.resume_input();
+    });
+  });
+  int asking = 0;
+  if (call->state.compare_exchange_strong(asking, 2)) {
+    auth_pending_ = true;  // the answer comes later
+    link_.pause_input();
+    return;
+  }
+  then(std::move(call->result));
+}
+
+bool session_adapter::set_auth_expiry(std::int64_t expires_ms) {
+  if (!expires_ms) {
+    auth_expiry_ms_ = 0;
+    return true;
+  }
+  const auto left = expires_ms - common::now_ms();
+  if (left <= 0) return false;
+  auth_expiry_ms_ = common::steady_ms() + left;
+  rearm_ = true;  // the connection's next deadline may be this one
+  return true;
+}
+
 void session_adapter::on_timer(std::int64_t now_ms) {
-  if (closing_ || !session_) return;
+  if (closing_) return;
+  if (auth_expiry_ms_ && now_ms >= auth_expiry_ms_) {
+    auth_expiry_ms_ = 0;
+    closing_ = true;
+    ctx_.audit.record(core::audit_event::auth_failure, client_id(), remote_address(),
+                      "credentials expired");
+    return link_.close(core::close_reason::auth_expired, "Authentication expired");
+  }
+  if (!session_) return;
   thread_local std::vector<core::delivery_window::entry> due;
   due.clear();
   common::unique_lock lock(session_->mutex());
@@ -114,9 +174,13 @@ void session_adapter::on_timer(std::int64_t now_ms) {
 }
 
 std::optional<std::int64_t> session_adapter::next_due() const {
-  if (!session_) return std::nullopt;
-  common::unique_lock lock(session_->mutex());
-  return session_->window().next_due(ctx_.retry_ms);
+  std::optional<std::int64_t> due;
+  if (session_) {
+    common::unique_lock lock(session_->mutex());
+    due = session_->window().next_due(ctx_.retry_ms);
+  }
+  if (auth_expiry_ms_ && (!due || auth_expiry_ms_ < *due)) due = auth_expiry_ms_;
+  return due;
 }
 
 void session_adapter::presence(std::string_view event, bool clean, std::string_view remote,
@@ -139,8 +203,8 @@ void session_adapter::presence(std::string_view event, bool clean, std::string_v
 }
 
 void session_adapter::end_session(bool clean, std::string_view remote) {
+  closing_ = true;  // (an authentication that answers later finds the connection gone)
   if (!session_) return;
-  closing_ = true;
   // A clean session's shared subscriptions: what it did not acknowledge goes to the rest of
   // their groups once it is gone.
   std::vector<std::string> shared;

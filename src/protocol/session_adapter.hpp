@@ -6,6 +6,7 @@
 // MQTT adapters derive from it and say how one window entry goes out on their wire.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,24 @@ class session_adapter : public client_adapter {
     return o;
   }
 
+  // Authentication (the auth seam, core/auth.hpp). Asks the current authenticator; `then`
+  // gets the answer on this connection's thread: before this returns when the authenticator
+  // answers at once, else later, with the client's input held meanwhile (auth_pending();
+  // nothing more the client sent is handled first). Not called if the connection ends
+  // first (the auth timeout still applies while it waits).
+  using auth_then = std::function<void(core::auth_result)>;
+  void ask_authenticator(const core::auth_request& r, auth_then then);
+  bool auth_pending() const noexcept { return auth_pending_; }
+  // The client's "address:port", for the audit log.
+  virtual std::string_view remote_address() const noexcept = 0;
+  // An answer that came later, before the held input is handed over: an adapter that keeps
+  // bytes of its own (MQTT over WebSocket) handles them here.
+  virtual void auth_answered_later() {}
+  // The identity's expiry (auth_result::expires_ms, wall clock; 0: none): the connection is
+  // closed then (close_reason::auth_expired) unless it is set again (the client
+  // authenticated again). False when it has passed already.
+  bool set_auth_expiry(std::int64_t expires_ms);
+
   // The client acknowledged QoS 1 delivery `seq` (`completed`: QoS 2's last step); false
   // when nothing in flight had it.
   bool acknowledged(std::uint64_t seq, bool completed);
@@ -95,6 +114,8 @@ class session_adapter : public client_adapter {
   // The last will, published by end_session() unless the client said goodbye; on the heap:
   // most clients leave none.
   std::unique_ptr<session_will> will_;
+  std::int64_t auth_expiry_ms_ = 0;  // steady clock; 0: none
+  bool auth_pending_ = false;
   bool announced_ = false;  // $sys/clients/<id>/connected was published for session_
   bool closing_ = false;
   bool rearm_ = false;

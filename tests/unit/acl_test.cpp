@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "core/auth.hpp"
-
 namespace wsagent::core {
 namespace {
 
@@ -59,30 +57,6 @@ TEST(Acl, EmptyGrantsNothing) {
   EXPECT_FALSE(a.can_subscribe("a"));
 }
 
-TEST(Auth, TokensByDigest) {
-  auto g = std::make_shared<grants>();
-  g->publish = {"x/#"};
-  token_authenticator t({token_entry{sha256_hex("secret-1"), "dev-1", "", g}});
-  auto ok = t.authenticate("secret-1");
-  ASSERT_TRUE(ok.ok);
-  EXPECT_EQ(ok.who.client_id, "dev-1");
-  EXPECT_EQ(ok.who.user, "dev-1");  // the user defaults to the identity
-  EXPECT_FALSE(t.authenticate("secret-2").ok);
-  EXPECT_FALSE(t.authenticate("").ok);
-  EXPECT_FALSE(t.open());
-  EXPECT_TRUE(t.owned_client_id("dev-1"));
-  EXPECT_FALSE(t.owned_client_id("dev-2"));
-  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-}
-
-TEST(Auth, OpenAcceptsAnyone) {
-  open_authenticator o;
-  EXPECT_TRUE(o.open());
-  auto r = o.authenticate("");
-  ASSERT_TRUE(r.ok);
-  EXPECT_TRUE(r.who.rights->allow_all);
-}
-
 // Deny patterns come first: a role that allows "#" but denies "secret/#" works as it reads.
 TEST(Acl, DenyPatternsComeBeforeTheAllowLists) {
   grants g;
@@ -122,21 +96,6 @@ TEST(Acl, ADenyPatternThatCannotBeFilledInDeniesTheWholeLevel) {
   EXPECT_FALSE(a.can_receive("users/ann/private"));
   EXPECT_FALSE(a.can_subscribe("users/+/private"));
   EXPECT_TRUE(a.can_receive("users/ann/public"));
-}
-
-TEST(Auth, AnAnonymousRoleRestrictsOpenModeAndLetsTokenlessClientsIn) {
-  auto role = std::make_shared<grants>();
-  role->subscribe = {"public/#"};
-  open_authenticator o(role);
-  auto r = o.authenticate("");
-  ASSERT_TRUE(r.ok);
-  EXPECT_FALSE(r.who.rights->allow_all);
-  EXPECT_EQ(r.who.rights->subscribe, role->subscribe);
-  token_authenticator t({token_entry{sha256_hex("s"), "", "u", std::make_shared<grants>()}}, role);
-  auto anon = t.authenticate("");
-  ASSERT_TRUE(anon.ok);
-  EXPECT_EQ(anon.who.rights, role);
-  EXPECT_FALSE(t.authenticate("wrong").ok);  // a wrong token is still refused
 }
 
 }  // namespace

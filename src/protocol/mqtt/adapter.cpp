@@ -116,7 +116,8 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
 
 std::size_t adapter::on_stream(std::span<const std::uint8_t> data) {
   std::size_t used = 0;
-  while (!closing_) {
+  // While the CONNECT's authentication is pending, what follows it waits.
+  while (!closing_ && !auth_pending()) {
     const auto r = split(data.subspan(used), max_packet_size_);
     if (r.st == split_result::status::need_more) break;
     if (r.st == split_result::status::error) {
@@ -135,7 +136,10 @@ bool adapter::on_packet(const split_result& r) {
       violation(reason::protocol_error, "the first packet must be CONNECT");
       return false;
     }
-    const auto c = parse_connect(r.flags, r.body);
+    // Parsed from a copy of its own: the authenticator may answer after the read buffer has
+    // moved on, and the request's views must stay valid until then.
+    connect_body_.assign(r.body.begin(), r.body.end());
+    const auto c = parse_connect(r.flags, connect_body_);
     if (!c.ok) {
       // An unknown protocol level gets its CONNACK (3.1.1 section 3.1.2.2); the rest closes.
       if (c.error.reason == reason::unsupported_protocol_version) {
@@ -252,23 +256,46 @@ void adapter::on_connect(const connect_request& c) {
                               "the will's payload is not the UTF-8 it says it is");
     }
   }
-  std::string id(c.client_id);
-  bool assigned = false;
-  if (id.empty()) {
+  if (c.client_id.empty()) {
     if (ver_ == version::v311 && !c.clean_start)
       return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
                             "an empty client id needs a clean session");
-  } else if (!core::valid_client_id(id)) {
+  } else if (!core::valid_client_id(c.client_id)) {
     return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
                           "invalid client id");
   }
   // The token: the password, or else the user name (docs/protocol.md, "MQTT").
-  std::string_view token = c.password ? text_of(*c.password) : c.username.value_or("");
-  auto auth = ctx_.auth.get();
-  auto result = auth->authenticate(token);
+  core::auth_request req;
+  req.token = c.password ? text_of(*c.password) : c.username.value_or("");
+  req.client_id = c.client_id;
+  req.remote = remote_;
+  req.protocol = websocket_ ? "mqtt-ws" : "mqtt";
+  req.username = c.username.value_or("");
+  // The views stay valid until the answer is used: they point into connect_body_.
+  ask_authenticator(req, [this, c, props, will_props](core::auth_result result) {
+    connect_authenticated(c, props, will_props, std::move(result));
+    std::vector<std::uint8_t>().swap(connect_body_);
+  });
+}
+
+void adapter::auth_answered_later() {
+  // MQTT over WebSocket: the packets that came after the CONNECT in its message wait here.
+  if (pending_.empty()) return;
+  const auto used = on_stream(pending_);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+}
+
+void adapter::connect_authenticated(const connect_request& c, const properties& props,
+                                    const properties& will_props, core::auth_result result) {
   if (!result.ok)
     return refuse_connect(connack_v311::bad_username_or_password, reason::bad_user_name_or_password,
                           result.reason);
+  if (!set_auth_expiry(result.expires_ms))
+    return refuse_connect(connack_v311::bad_username_or_password, reason::bad_user_name_or_password,
+                          "credentials already expired");
+  std::string id(c.client_id);
+  bool assigned = false;
+  auto auth = ctx_.auth.get();
   const auto& who = result.who;
   if (!who.client_id.empty()) {
     if (!id.empty() && id != who.client_id)
@@ -413,6 +440,11 @@ std::string adapter::goodbye(core::close_reason why) const {
       break;
     case core::close_reason::going_away:
       code = reason::server_shutting_down;
+      break;
+    case core::close_reason::auth_expired:
+      // "The maximum connection time authorized for this connection has been exceeded"
+      // (5.0 section 3.14.2.1): what an identity that expires grants.
+      code = reason::maximum_connect_time;
       break;
     default:  // the client's goodbye, or a close the adapter explained itself
       return {};

@@ -53,6 +53,7 @@ class adapter final : public session_adapter {
   const std::string& frame_for(const core::message& m, int qos = 0) const override;
   const std::string* delivery_frame(const core::message& m, std::string& own, bool& keep) override;
   std::optional<std::int64_t> idle_timeout_ms() const noexcept override;
+  std::string_view remote_address() const noexcept override { return remote_; }
 
   // The encoding slots this protocol reserves (wire_registry), made on first use; app
   // reserves them at start-up, in the documented order.
@@ -69,7 +70,13 @@ class adapter final : public session_adapter {
  private:
   // False when the connection is ending.
   bool on_packet(const split_result& r);
+  // Checks what needs no identity, then asks the authenticator.
   void on_connect(const connect_request& c);
+  // The rest of the CONNECT, with the authenticator's answer (now, or later: `c` and the
+  // properties point into connect_body_ until it returns).
+  void connect_authenticated(const connect_request& c, const properties& props,
+                             const properties& will_props, core::auth_result result);
+  void auth_answered_later() override;
   // A CONNACK refusing the connection (3.1.1's code or 5.0's), then the connection ends.
   void refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why);
   void on_publish(const publish& p);
@@ -124,7 +131,8 @@ class adapter final : public session_adapter {
   // Outbound QoS 1 and 2: packet id <-> seq of the deliveries in flight on this connection.
   std::unordered_map<std::uint16_t, std::uint64_t> packet_seq_;
   std::unordered_map<std::uint64_t, std::uint16_t> seq_packet_;
-  std::vector<std::uint8_t> pending_;  // WebSocket: bytes of an unfinished packet
+  std::vector<std::uint8_t> pending_;       // WebSocket: bytes of an unfinished packet
+  std::vector<std::uint8_t> connect_body_;  // the CONNECT's, until it is answered
   // Topic aliases (5.0): the client's, alias - 1 -> topic; and the agent's, up to the
   // client's Topic Alias Maximum, given to topics in the order they are first delivered.
   std::vector<std::string> aliases_in_;

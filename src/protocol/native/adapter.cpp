@@ -86,9 +86,8 @@ adapter::~adapter() {
 
 void adapter::on_open() {
   auto auth = ctx_.auth.get();
-  if (!info_.token.empty() || auth->open()) {
-    if (authenticate(info_.token, info_.client_id, {})) finish_resume();
-  }
+  if (!info_.token.empty() || auth->open())
+    authenticate(info_.token, info_.client_id, {}, [this] { finish_resume(); });
 }
 
 // A resumed session's unacknowledged messages go again (flagged dup), then what waited.
@@ -102,31 +101,36 @@ void adapter::on_closed(bool clean) {
   end_session(clean, info_.remote);
 }
 
-bool adapter::authenticate(std::string_view token, std::string_view requested_id,
-                           std::string_view id) {
-  if (!requested_id.empty() && !core::valid_client_id(requested_id)) {
-    reply_error(error_code::bad_request,
-                "invalid client id: 1 to 128 bytes, no '/', '+', '#' or control characters", id);
-    return false;
-  }
-  auto auth = ctx_.auth.get();
-  auto result = auth->authenticate(token);
-  if (!result.ok) {
-    ctx_.audit.record(core::audit_event::auth_failure, requested_id, info_.remote, result.reason);
-    closing_ = true;
-    link_.close(core::close_reason::auth_failed, "Authentication failed");
-    return false;
-  }
-  if (result.who.client_id.empty() && !requested_id.empty() &&
-      auth->owned_client_id(requested_id)) {
-    ctx_.audit.record(core::audit_event::forbidden, requested_id, info_.remote,
-                      "client id belongs to another token");
-    reply_error(error_code::forbidden,
-                "client id '" + std::string(requested_id) + "' belongs to another token", id);
-    return false;
-  }
-  establish(result.who, requested_id);
-  return true;
+void adapter::authenticate(std::string_view token, std::string_view requested_id,
+                           std::string_view id, std::function<void()> then) {
+  if (!requested_id.empty() && !core::valid_client_id(requested_id))
+    return reply_error(error_code::bad_request,
+                       "invalid client id: 1 to 128 bytes, no '/', '+', '#' or control characters",
+                       id);
+  core::auth_request req;
+  req.token = token;
+  req.client_id = requested_id;
+  req.remote = info_.remote;
+  req.protocol = "ws";
+  // The answer may come after the frame is gone: what it needs is copied.
+  ask_authenticator(req, [this, requested = std::string(requested_id), id = std::string(id),
+                          then = std::move(then)](core::auth_result result) {
+    if (!result.ok || !set_auth_expiry(result.expires_ms)) {
+      ctx_.audit.record(core::audit_event::auth_failure, requested, info_.remote,
+                        result.ok ? "credentials already expired" : result.reason);
+      closing_ = true;
+      return link_.close(core::close_reason::auth_failed, "Authentication failed");
+    }
+    if (result.who.client_id.empty() && !requested.empty() &&
+        ctx_.auth.get()->owned_client_id(requested)) {
+      ctx_.audit.record(core::audit_event::forbidden, requested, info_.remote,
+                        "client id belongs to another token");
+      return reply_error(error_code::forbidden,
+                         "client id '" + requested + "' belongs to another token", id);
+    }
+    establish(result.who, requested);
+    if (then) then();
+  });
 }
 
 void adapter::establish(const core::identity& who, std::string_view requested_id) {
@@ -201,6 +205,17 @@ void adapter::on_binary(std::span<const std::uint8_t> data) {
   publish_qos1(m, {}, {}, pub->retain);
 }
 
+// What an auth request leaves to do once the authenticator answers, copied from the frame
+// (the answer may come after the frame is gone).
+struct adapter::auth_step {
+  std::string request_id;
+  std::string token;
+  std::string client_id;
+  bool binary = false;
+  bool persistent = false;
+  std::shared_ptr<const session_will> will;  // null: none asked for
+};
+
 void adapter::on_auth(const auth_request& r) {
   if (closing_) return;
   if (r.will) {
@@ -212,44 +227,66 @@ void adapter::on_auth(const auth_request& r) {
           r.id);
   }
   if (r.persistent) wanted_ = core::session_options{true, r.expiry_s};
-  if (!session_) {
-    if (authenticate(r.token, r.client_id, r.id)) {
-      info_.binary = info_.binary || r.binary;
-      set_will(r);
-      send_auth_response();
-    }
-    return;
+  auto step = std::make_shared<auth_step>();
+  step->request_id = r.id;
+  step->token = r.token;
+  step->client_id = r.client_id;
+  step->binary = r.binary;
+  step->persistent = r.persistent;
+  if (r.will) {
+    auto w = std::make_shared<session_will>();
+    w->tag = r.will->tag;
+    w->payload = r.will->payload;
+    w->qos = static_cast<std::uint8_t>(r.will->qos);
+    w->retain = r.will->retain;
+    step->will = std::move(w);
   }
+  if (!session_)
+    return authenticate(step->token, step->client_id, step->request_id,
+                        [this, step] { complete_auth(*step); });
   // Already authenticated (by the upgrade request, or open mode): a token given now must
-  // still be valid, and a client that the agent had to name may name itself.
-  auto auth = ctx_.auth.get();
-  if (!auth->open() && !r.token.empty()) {
-    auto result = auth->authenticate(r.token);
-    if (!result.ok) {
+  // still be valid (and its expiry replaces the one before: a refresh), and a client that
+  // the agent had to name may name itself.
+  if (ctx_.auth.get()->open() || step->token.empty()) return reauthenticated(step);
+  core::auth_request req;
+  req.token = step->token;
+  req.client_id = session_->client_id();
+  req.remote = info_.remote;
+  req.protocol = "ws";
+  ask_authenticator(req, [this, step](core::auth_result result) {
+    if (!result.ok || !set_auth_expiry(result.expires_ms)) {
       ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
-                        result.reason);
+                        result.ok ? "credentials already expired" : result.reason);
       closing_ = true;
       return link_.close(core::close_reason::auth_failed, "Authentication failed");
     }
-  }
-  info_.binary = info_.binary || r.binary;
-  const bool rename = !r.client_id.empty() && r.client_id != session_->client_id();
-  const bool make_persistent = r.persistent && !session_->persistent();
-  if (rename || make_persistent) {
-    if (rename && !provisional_id_)
-      return reply_error(error_code::bad_request,
-                         "the client id is already set for this connection", r.id);
-    if (ctx_.router.subscription_count_of(*session_) != 0)
-      return reply_error(error_code::bad_request,
-                         rename ? "name the client before subscribing: it already has subscriptions"
-                                : "ask for a persistent session before subscribing",
-                         r.id);
-    const std::string_view id = rename ? r.client_id : std::string_view(session_->client_id());
-    if (!authenticate(r.token.empty() ? std::string_view(info_.token) : r.token,
-                      provisional_id_ && !rename ? std::string_view() : id, r.id))
-      return;
-  }
-  set_will(r);
+    reauthenticated(step);
+  });
+}
+
+void adapter::reauthenticated(const std::shared_ptr<auth_step>& step) {
+  info_.binary = info_.binary || step->binary;
+  const bool rename = !step->client_id.empty() && step->client_id != session_->client_id();
+  const bool make_persistent = step->persistent && !session_->persistent();
+  if (!rename && !make_persistent) return complete_auth(*step);
+  const auto& id = step->request_id;
+  if (rename && !provisional_id_)
+    return reply_error(error_code::bad_request, "the client id is already set for this connection",
+                       id);
+  if (ctx_.router.subscription_count_of(*session_) != 0)
+    return reply_error(error_code::bad_request,
+                       rename ? "name the client before subscribing: it already has subscriptions"
+                              : "ask for a persistent session before subscribing",
+                       id);
+  const std::string name = rename ? step->client_id : session_->client_id();
+  authenticate(step->token.empty() ? std::string_view(info_.token) : step->token,
+               provisional_id_ && !rename ? std::string_view() : std::string_view(name), id,
+               [this, step] { complete_auth(*step); });
+}
+
+void adapter::complete_auth(const auth_step& step) {
+  info_.binary = info_.binary || step.binary;
+  if (step.will) set_will(*step.will, step.request_id);
   send_auth_response();
 }
 
@@ -261,21 +298,17 @@ void adapter::send_auth_response() {
   finish_resume();
 }
 
-// Registers (or, with no will in `r`, keeps) the will; one the client may not publish is
-// refused with an error and the authentication stands.
-void adapter::set_will(const auth_request& r) {
-  if (!r.will || !session_) return;
-  if (!session_->rights().can_publish(r.will->tag)) {
+// Registers the will; one the client may not publish is refused with an error and the
+// authentication stands.
+void adapter::set_will(const session_will& w, std::string_view id) {
+  if (!session_) return;
+  if (!session_->rights().can_publish(w.tag)) {
     ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
-                      "will " + std::string(r.will->tag));
-    return reply_error(error_code::forbidden,
-                       "will: not allowed to publish to '" + std::string(r.will->tag) + "'", r.id);
+                      "will " + w.tag);
+    return reply_error(error_code::forbidden, "will: not allowed to publish to '" + w.tag + "'",
+                       id);
   }
-  will_ = std::make_unique<session_will>();
-  will_->tag = r.will->tag;
-  will_->payload = r.will->payload;
-  will_->qos = static_cast<std::uint8_t>(r.will->qos);
-  will_->retain = r.will->retain;
+  will_ = std::make_unique<session_will>(w);
 }
 
 void adapter::on_subscribe(const subscribe_request& r) {

@@ -55,6 +55,7 @@ class adapter final : public session_adapter, private request_handler {
   void on_closed(bool clean = false) override;
 
   std::string_view remote() const noexcept { return info_.remote; }
+  std::string_view remote_address() const noexcept override { return info_.remote; }
 
   // The frame for `m` at `qos` (0, 1 or 2) in this client's format; cached in `m`, shared
   // with other recipients.
@@ -89,8 +90,18 @@ class adapter final : public session_adapter, private request_handler {
   // The shared frame; resent, this client's own frame flagged dup; released, its pubrel.
   void send_entry(const core::delivery_window::entry& e) override REQUIRES(session_->mutex());
   bool clears_retained(const core::message& m) const override;
-  void set_will(const auth_request& r);
-  bool authenticate(std::string_view token, std::string_view requested_id, std::string_view id);
+  void set_will(const session_will& w, std::string_view id);
+  // Asks the authenticator (protocol/session_adapter.hpp); once it accepts, the session is
+  // established and `then` runs. A refusal closes the connection (4403); a client id that
+  // belongs to another token is an error to request `id`.
+  void authenticate(std::string_view token, std::string_view requested_id, std::string_view id,
+                    std::function<void()> then);
+  struct auth_step;
+  // An auth request from a client that is authenticated already: a rename, a persistent
+  // session asked for, or nothing more.
+  void reauthenticated(const std::shared_ptr<auth_step>& step);
+  // The will and the auth response.
+  void complete_auth(const auth_step& step);
   void establish(const core::identity& who, std::string_view requested_id);
   void finish_resume();
   void send_auth_response();
