@@ -266,6 +266,10 @@ void connection::send_with_tail(const core::message_ptr& m, std::string head,
   push({m, &tail, std::move(head), false, true});
 }
 
+std::shared_ptr<void> connection::hold() {
+  return shared_from_this();
+}
+
 protocol::transport_link::poster connection::owner_poster() {
   return [weak = weak_from_this(), ex = executor_](std::function<void()> f) {
     auto self = weak.lock();
@@ -276,17 +280,11 @@ protocol::transport_link::poster connection::owner_poster() {
   };
 }
 
-void connection::pause_input() {
-  input_paused_ = true;
-  if (!terminated_) held_self_ = shared_from_this();
-}
-
 void connection::resume_input() {
   if (!input_paused_) return;
   input_paused_ = false;
   // From a handler of its own: the adapter that resumes is in the middle of something.
-  auto self = held_self_ ? std::move(held_self_) : shared_from_this();
-  asio::post(executor_, [self = std::move(self)] {
+  asio::post(executor_, [self = shared_from_this()] {
     if (self->terminated_ || self->input_paused_ || self->reading_) return;
     // What came while input was held, first; then more from the stream.
     if (self->rlen_ > 0) return self->on_data(self->rbuf_.data(), self->rlen_, true);
@@ -468,7 +466,6 @@ void connection::shutdown(close_reason why, std::string text) {
 void connection::terminate() {
   if (terminated_) return;
   terminated_ = true;
-  auto keep = std::move(held_self_);  // (released when this returns)
   if (adapter_) adapter_->on_closed();
   cancel();
   stream_close();

@@ -134,7 +134,8 @@ class connection : public std::enable_shared_from_this<connection>,
   void close(core::close_reason why, std::string_view text) override;
   core::session_sink& sink() override { return *this; }
   poster owner_poster() override;
-  void pause_input() override;
+  void pause_input() override { input_paused_ = true; }
+  std::shared_ptr<void> hold() override;
   void resume_input() override;
 
   // session_sink (any thread)
@@ -251,9 +252,6 @@ class connection : public std::enable_shared_from_this<connection>,
   bool registered_ = false;
   bool read_paused_ = false;   // backpressure: too many replies waiting to be written
   bool input_paused_ = false;  // the adapter holds input (an authentication in progress)
-  // While input is held no read is pending to keep the connection alive: it keeps itself
-  // (until it resumes or terminates; the deadlines still apply).
-  std::shared_ptr<connection> held_self_;
 };
 
 }  // namespace wsagent::net

@@ -50,6 +50,10 @@ class transport_link {
   // connection's thread if the connection (and so its adapter) is still there.
   using poster = std::function<void(std::function<void()>)>;
   virtual poster owner_poster() = 0;
+  // Keeps the connection (and so its adapter) in existence while the result is held, closed
+  // or not: what waits for an answer from elsewhere holds it (an idle connection with held
+  // input has no pending read to keep it).
+  virtual std::shared_ptr<void> hold() = 0;
   // Holds the client's input: nothing more it sent reaches the adapter (what is read waits,
   // within the read buffer's bound) until resume_input(), which hands it over, in order, from
   // a handler of its own. An authentication that answers later holds input this way.

@@ -120,7 +120,10 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
   auto call = std::make_shared<auth_call>();
   auto post = link_.owner_poster();
   auto auth = ctx_.auth.get();
-  auth->authenticate(r, [this, call, post = std::move(post), then](core::auth_result res) mutable {
+  // The question holds the connection until it is answered (an authenticator answers
+  // every question once, so nothing is held for ever).
+  auth->authenticate(r, [this, call, post = std::move(post), then,
+                         held = link_.hold()](core::auth_result res) mutable {
     call->result = std::move(res);
     int asking = 0;
     if (call->state.compare_exchange_strong(asking, 1)) return;  // the asker takes it

@@ -81,9 +81,11 @@ TEST_F(AdapterTest, NativeAuthAnsweredLaterHoldsWhatFollowsAndHandsItOverInOrder
   EXPECT_EQ(q.client_id, "dev-1");
   EXPECT_EQ(q.remote, "192.0.2.7:5000");
   EXPECT_EQ(q.protocol, "ws");
+  EXPECT_TRUE(link.held_by_others());  // the question keeps the connection
   // The answer comes on another thread; it reaches the adapter on the connection's.
   std::thread service([&] { later->answer(0, later_authenticator::accept()); });
   service.join();
+  EXPECT_FALSE(link.held_by_others());
   EXPECT_TRUE(link.frames.empty());
   link.run_posted();
   auto msgs = link.messages();

@@ -156,6 +156,9 @@ class fake_transport final : public protocol::transport_link, public core::sessi
       posted_.push_back(std::move(f));
     };
   }
+  std::shared_ptr<void> hold() override { return holder_; }
+  // Whether something still holds the connection (an unanswered question).
+  bool held_by_others() const { return holder_.use_count() > 1; }
   void pause_input() override { held_ = true; }
   void resume_input() override {
     if (!held_) return;
@@ -214,6 +217,7 @@ class fake_transport final : public protocol::transport_link, public core::sessi
   }
 
   protocol::client_adapter* adapter_ = nullptr;
+  std::shared_ptr<int> holder_ = std::make_shared<int>(0);
   std::optional<core::close_reason> closed_;
   std::string close_text_;
   bool held_ = false;

@@ -137,9 +137,9 @@ bool adapter::on_packet(const split_result& r) {
       return false;
     }
     // Parsed from a copy of its own: the authenticator may answer after the read buffer has
-    // moved on, and the request's views must stay valid until then.
-    connect_body_.assign(r.body.begin(), r.body.end());
-    const auto c = parse_connect(r.flags, connect_body_);
+    // moved on, and the request's views must stay valid until then (on_connect keeps it).
+    auto body = std::make_shared<const std::vector<std::uint8_t>>(r.body.begin(), r.body.end());
+    const auto c = parse_connect(r.flags, *body);
     if (!c.ok) {
       // An unknown protocol level gets its CONNACK (3.1.1 section 3.1.2.2); the rest closes.
       if (c.error.reason == reason::unsupported_protocol_version) {
@@ -150,7 +150,7 @@ bool adapter::on_packet(const split_result& r) {
       violation(c.error.reason, c.error.message);
       return false;
     }
-    on_connect(c.value);
+    on_connect(c.value, std::move(body));
     return !closing_;
   }
   switch (r.type) {
@@ -233,7 +233,8 @@ void adapter::refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::
   link_.close(core::close_reason::auth_failed, why);
 }
 
-void adapter::on_connect(const connect_request& c) {
+void adapter::on_connect(const connect_request& c,
+                         std::shared_ptr<const std::vector<std::uint8_t>> body) {
   connected_ = true;
   ver_ = c.ver;
   properties props;
@@ -271,10 +272,9 @@ void adapter::on_connect(const connect_request& c) {
   req.remote = remote_;
   req.protocol = websocket_ ? "mqtt-ws" : "mqtt";
   req.username = c.username.value_or("");
-  // The views stay valid until the answer is used: they point into connect_body_.
-  ask_authenticator(req, [this, c, props, will_props](core::auth_result result) {
+  // The views point into `body`, which the answer keeps.
+  ask_authenticator(req, [this, c, props, will_props, body](core::auth_result result) {
     connect_authenticated(c, props, will_props, std::move(result));
-    std::vector<std::uint8_t>().swap(connect_body_);
   });
 }
 

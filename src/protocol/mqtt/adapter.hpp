@@ -70,10 +70,10 @@ class adapter final : public session_adapter {
  private:
   // False when the connection is ending.
   bool on_packet(const split_result& r);
-  // Checks what needs no identity, then asks the authenticator.
-  void on_connect(const connect_request& c);
+  // Checks what needs no identity, then asks the authenticator. `c` points into `body`.
+  void on_connect(const connect_request& c, std::shared_ptr<const std::vector<std::uint8_t>> body);
   // The rest of the CONNECT, with the authenticator's answer (now, or later: `c` and the
-  // properties point into connect_body_ until it returns).
+  // properties point into the CONNECT's body, which the answer holds).
   void connect_authenticated(const connect_request& c, const properties& props,
                              const properties& will_props, core::auth_result result);
   void auth_answered_later() override;
@@ -131,8 +131,7 @@ class adapter final : public session_adapter {
   // Outbound QoS 1 and 2: packet id <-> seq of the deliveries in flight on this connection.
   std::unordered_map<std::uint16_t, std::uint64_t> packet_seq_;
   std::unordered_map<std::uint64_t, std::uint16_t> seq_packet_;
-  std::vector<std::uint8_t> pending_;       // WebSocket: bytes of an unfinished packet
-  std::vector<std::uint8_t> connect_body_;  // the CONNECT's, until it is answered
+  std::vector<std::uint8_t> pending_;  // WebSocket: bytes of an unfinished packet
   // Topic aliases (5.0): the client's, alias - 1 -> topic; and the agent's, up to the
   // client's Topic Alias Maximum, given to topics in the order they are first delivered.
   std::vector<std::string> aliases_in_;
