@@ -16,6 +16,7 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-websockets python3-pytest mosquitto mosquitto-clients python3-paho-mqtt
   clang libclang-rt-14-dev
+  prometheus  # promtool checks /metrics
 )
 
 want=("${build_pkgs[@]}")

@@ -11,7 +11,7 @@
 #include <random>
 #include <thread>
 
-#include "app/health.hpp"
+#include "app/endpoints.hpp"
 #include "app/logging.hpp"
 #include "app/protocols.hpp"
 #include "common/clock.hpp"
@@ -284,9 +284,13 @@ int serve(const config& cfg, const std::string& config_path) {
                                  cfg.limits.max_protocol_errors};
   set_adapter_limits(actx, cfg);
 
+  // One registry reads every module's probe: /healthz and /metrics.
+  common::metrics_registry metrics;
+  const auto started_ms = common::now_ms();
   net::net_probe net_probe;
   auto protocols = make_protocols(actx, cfg, [&](net::route_table& routes) {
-    routes.http("/healthz", health_handler(router, net_probe));
+    routes.http("/healthz", health_handler(metrics));
+    routes.http("/metrics", metrics_handler(metrics));
   });
   auto settings = server_settings_of(cfg);
   std::unique_ptr<net::server> srv;
@@ -296,6 +300,11 @@ int serve(const config& cfg, const std::string& config_path) {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  metrics.add([&](common::metric_set& out) { write_process_metrics(out, started_ms); });
+  metrics.add([&](common::metric_set& out) { srv->write_metrics(out); });
+  metrics.add([&](common::metric_set& out) { core::write_metrics(router, out); });
+  metrics.add([&](common::metric_set& out) { protocol::write_metrics(actx.probe, out); });
+  metrics.add([&](common::metric_set& out) { writer.write_metrics(out); });
   // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
   boost::asio::signal_set signals(srv->main_context(), SIGINT, SIGTERM, SIGHUP);
   try {

@@ -333,4 +333,29 @@ void router::trim_history(std::int64_t now_ms) {
   if (store_ && !ops.empty()) store_->submit(std::move(ops));
 }
 
+void write_metrics(const router& r, common::metric_set& out) {
+  auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  out.counter("messages_published_total", "Messages published and routed (clients, wills, $sys).",
+              load(r.probe.published));
+  out.counter("messages_delivered_total",
+              "Deliveries the router made: one per matching recipient of a message.",
+              load(r.probe.deliveries));
+  out.counter("messages_dropped_total", "Messages dropped, by reason.", load(r.probe.qos1_dropped),
+              {{"reason", "session_queue"}});
+  out.counter("session_takeovers_total", "Connections closed because another took their client id.",
+              load(r.probe.takeovers));
+  out.gauge("sessions", "Sessions: connected clients and persistent sessions kept offline.",
+            static_cast<double>(r.session_count()));
+  out.gauge("subscriptions", "Subscriptions of all sessions.",
+            static_cast<double>(r.subscription_count()));
+  out.gauge("retained_messages", "Tags holding a retained message.",
+            static_cast<double>(r.retained_count()));
+  const auto h = r.history_count();
+  out.gauge("history_tags", "Tags with a history.", static_cast<double>(h.tags));
+  out.gauge("history_messages", "Messages held in tag histories.", static_cast<double>(h.entries));
+  out.counter("history_refused_total",
+              "Messages to new tags that got no history (past history.max_tags).",
+              static_cast<double>(h.refused));
+}
+
 }  // namespace wsagent::core

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/metrics.hpp"
 #include "core/history_log.hpp"
 #include "core/message.hpp"
 #include "core/message_refs.hpp"
@@ -301,5 +302,9 @@ class router {
 };
 
 const char* to_string(route_error e) noexcept;
+
+// The router's figures as metrics (common/metrics.hpp): messages published and delivered,
+// takeovers, QoS 1/2 drops, and the sizes of its parts.
+void write_metrics(const router& r, common::metric_set& out);
 
 }  // namespace wsagent::core

@@ -1,5 +1,7 @@
 #include "core/store_writer.hpp"
 
+#include <chrono>
+
 namespace wsagent::core {
 
 store_writer::store_writer(store& s, error_handler on_error)
@@ -46,7 +48,22 @@ void store_writer::stop() {
 
 store_writer_stats store_writer::stats() const {
   common::lock lock(mutex_);
-  return stats_;
+  auto s = stats_;
+  s.waiting_ops = pending_.size();
+  return s;
+}
+
+void store_writer::write_metrics(common::metric_set& out) const {
+  const auto s = stats();
+  out.counter("store_commits_total", "Batches written to the store (one transaction each).",
+              static_cast<double>(s.batches));
+  out.counter("store_operations_total", "Store operations written.", static_cast<double>(s.ops));
+  out.counter("store_commit_failures_total", "Batches the store could not write.",
+              static_cast<double>(s.failed_batches));
+  out.add_histogram("store_commit_seconds", "Time to write one batch, sync included.",
+                    s.commit_seconds);
+  out.gauge("store_queue_operations", "Store operations submitted and waiting to be written.",
+            static_cast<double>(s.waiting_ops));
 }
 
 void store_writer::run() {
@@ -63,20 +80,26 @@ void store_writer::run() {
 
     bool ok = true;
     std::string error;
+    double took = 0;
     if (!batch.empty()) {
+      const auto start = std::chrono::steady_clock::now();
       try {
         store_.write(batch);
       } catch (const std::exception& e) {
         ok = false;
         error = e.what();
       }
+      took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     for (auto& d : done)
       if (d) d(ok);
     if (!ok && on_error_) on_error_(error);
 
     lock.lock();
-    stats_.batches += batch.empty() ? 0 : 1;
+    if (!batch.empty()) {
+      ++stats_.batches;
+      stats_.commit_seconds.observe(took);
+    }
     stats_.ops += batch.size();
     if (!ok) ++stats_.failed_batches;
     durable_ += done.size();

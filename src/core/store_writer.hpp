@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "common/metrics.hpp"
 #include "common/mutex.hpp"
 
 #include "core/store.hpp"
@@ -30,6 +31,9 @@ struct store_writer_stats {
   std::uint64_t batches = 0;  // write() calls
   std::uint64_t ops = 0;      // operations written
   std::uint64_t failed_batches = 0;
+  std::size_t waiting_ops = 0;  // submitted, not yet being written
+  // How long each write() took (the commit: transaction and sync), in seconds.
+  common::histogram commit_seconds{common::latency_buckets()};
 };
 
 class store_writer {
@@ -52,6 +56,8 @@ class store_writer {
   void stop() EXCLUDES(mutex_);
 
   store_writer_stats stats() const EXCLUDES(mutex_);
+  // The figures as metrics: commits, operations, failures, their latency, what waits.
+  void write_metrics(common::metric_set& out) const EXCLUDES(mutex_);
 
  private:
   void run() EXCLUDES(mutex_);

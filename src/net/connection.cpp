@@ -50,16 +50,20 @@ std::atomic<std::int64_t>& listener_info::counts::of(std::string_view protocol) 
 }
 
 connection::connection(const connection_env& env, executor_type executor, std::string ip,
-                       common::timer_wheel& wheel)
+                       io_thread& thread)
     : env_(env),
-      wheel_(wheel),
+      thread_(thread),
       executor_(executor),
       remote_(std::move(ip)),
       ip_size_(static_cast<std::uint8_t>(std::min<std::size_t>(remote_.size(), 255))),
       queue_(env.settings.outbound_queue_bytes, env.settings.outbound_queue) {}
 
 connection::~connection() {
-  cancel();  // normally done by terminate(), on the owner thread
+  // Normally done by terminate(), on the owner thread; here (the threads stopped) the figure
+  // has no other writer.
+  if (!terminated_)
+    thread_.queued_bytes.fetch_sub(static_cast<std::int64_t>(queue_.waiting_bytes()));
+  cancel();
   if (adapter_) adapter_->on_closed();
   if (open_count_) open_count_->fetch_sub(1, std::memory_order_relaxed);
   if (registered_) env_.registry.remove(this, ip());
@@ -360,7 +364,10 @@ void connection::on_deliver(core::message_ptr msg, std::uint8_t qos) {
 // Queues one frame. The write happens once the current handler is done with everything it
 // queues (the end of a read, of a drain, or a posted flush), so frames coalesce.
 void connection::push(outbound_queue::item item) {
-  if (const auto dropped = queue_.push(std::move(item))) {
+  const auto before = queue_.waiting_bytes();
+  const auto dropped = queue_.push(std::move(item));
+  account(before);
+  if (dropped) {
     // Past the bound: the oldest QoS 0 messages went (never one being written). A queue that
     // stays there for slow_consumer_timeout_ms closes the connection.
     env_.probe.dropped.fetch_add(dropped, std::memory_order_relaxed);
@@ -380,9 +387,23 @@ void connection::push(outbound_queue::item item) {
   });
 }
 
+void connection::account(std::size_t before) noexcept {
+  if (terminated_) return;  // its bytes were taken out of the figure then
+  add_queued(static_cast<std::int64_t>(queue_.waiting_bytes()) - static_cast<std::int64_t>(before));
+}
+
+void connection::add_queued(std::int64_t delta) noexcept {
+  if (!delta) return;
+  // This thread is the figure's only writer: no read-modify-write needed.
+  auto& q = thread_.queued_bytes;
+  q.store(q.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+}
+
 void connection::write() {
   if (terminated_ || queue_.writing() || queue_.empty()) return;
+  const auto before = queue_.waiting_bytes();
   auto buffers = queue_.gather();
+  account(before);
   if (buffers.empty()) return;
   env_.probe.writes.fetch_add(1, std::memory_order_relaxed);
   stream_write(buffers);
@@ -436,7 +457,9 @@ void connection::close_with(std::uint16_t code, std::string_view reason, close_r
   read_paused_ = false;
   if (adapter_) adapter_->on_closed();
   // Queued messages are not worth waiting for once we are leaving.
+  const auto before = queue_.waiting_bytes();
   queue_.drop_waiting_messages();
+  account(before);
   if (channel_) channel_->goodbye(code, reason, why);
   close_deadline_ms_ = common::steady_ms() + env_.settings.close_timeout_ms;
   arm_timer();
@@ -465,6 +488,7 @@ void connection::shutdown(close_reason why, std::string text) {
 
 void connection::terminate() {
   if (terminated_) return;
+  add_queued(-static_cast<std::int64_t>(queue_.waiting_bytes()));  // what waits leaves the figure
   terminated_ = true;
   if (adapter_) adapter_->on_closed();
   cancel();
@@ -487,7 +511,7 @@ void connection::arm_timer() {
       if (auto due = adapter_->next_due()) next = std::min(next, *due);
   }
   if (next == INT64_MAX) return cancel();
-  wheel_.schedule(*this, next);
+  thread_.wheel.schedule(*this, next);
 }
 
 void connection::on_deadline(common::timer_wheel::entry& e) {

@@ -91,6 +91,17 @@ struct listener_info {
   } open;
 };
 
+// What the connections of one I/O thread share (the server keeps one per thread): the wheel
+// of their deadlines, and a figure of their queues. Owner: that thread.
+struct io_thread {
+  io_thread(std::int64_t tick_ms, std::size_t slots, std::int64_t now_ms)
+      : wheel(tick_ms, slots, now_ms) {}
+  common::timer_wheel wheel;
+  // QoS 0 bytes waiting in this thread's write queues (a queue depth of the metrics): written
+  // by the thread only (relaxed; no other writer), read by any.
+  std::atomic<std::int64_t> queued_bytes{0};
+};
+
 // Where connections register (the server: connection limits, shutdown).
 class connection_registry {
  public:
@@ -173,8 +184,7 @@ class connection : public std::enable_shared_from_this<connection>,
   bool input_paused() const noexcept { return input_paused_; }
 
  protected:
-  connection(const connection_env& env, executor_type executor, std::string ip,
-             common::timer_wheel& wheel);
+  connection(const connection_env& env, executor_type executor, std::string ip, io_thread& thread);
 
   // --- the stream, for stream_connection<Stream> ---
   virtual void stream_start() = 0;
@@ -198,6 +208,9 @@ class connection : public std::enable_shared_from_this<connection>,
   void drain_inbox();
   void on_deliver(core::message_ptr msg, std::uint8_t qos);
   void push(outbound_queue::item item);
+  // The thread's queued_bytes follows this queue's waiting bytes, which were `before`.
+  void account(std::size_t before) noexcept;
+  void add_queued(std::int64_t delta) noexcept;
   void write();
   void after_write();
   void close_with(std::uint16_t code, std::string_view reason, core::close_reason why);
@@ -211,7 +224,7 @@ class connection : public std::enable_shared_from_this<connection>,
   void unlock_inbox() noexcept { inbox_lock_.store(false, std::memory_order_release); }
 
   const connection_env& env_;
-  common::timer_wheel& wheel_;  // holds this connection's next deadline (arm_timer())
+  io_thread& thread_;  // its wheel holds this connection's next deadline (arm_timer())
   executor_type executor_;
   std::string remote_;  // "address:port"; the address is its first ip_size_ bytes
   std::uint8_t ip_size_ = 0;

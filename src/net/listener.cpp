@@ -120,7 +120,7 @@ void listener::accept() {
         auto ip = socket.remote_endpoint(ep_ec).address().to_string();
         const bool admitted = server_.admit(ip);
         auto c = std::make_shared<stream_connection<tcp_stream>>(
-            env_, tcp_stream(std::move(socket)), std::move(ip), *server_.wheels_[worker]);
+            env_, tcp_stream(std::move(socket)), std::move(ip), *server_.threads_state_[worker]);
         if (!admitted) {
           server_.probe.rejected.fetch_add(1, std::memory_order_relaxed);
           spdlog::warn("connection from {} to {} refused: connection limit reached", c->ip(),

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "common/clock.hpp"
@@ -23,8 +25,8 @@ server::server(server_settings settings, served_protocols protocols, net_probe& 
   const int n = std::max(1, settings_.threads);
   for (int i = 0; i < n; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
-    wheels_.push_back(
-        std::make_unique<common::timer_wheel>(tick_ms, wheel_slots, common::steady_ms()));
+    threads_state_.push_back(
+        std::make_unique<io_thread>(tick_ms, wheel_slots, common::steady_ms()));
     tickers_.push_back(std::make_unique<asio::steady_timer>(*contexts_.back()));
   }
   for (const auto& cfg : settings_.listeners) {
@@ -103,7 +105,7 @@ void server::remove(connection* c, std::string_view ip) {
 }
 
 void server::tick(std::size_t worker) {
-  wheels_[worker]->advance(common::steady_ms(), &connection::on_deadline);
+  threads_state_[worker]->wheel.advance(common::steady_ms(), &connection::on_deadline);
   auto& t = *tickers_[worker];
   t.expires_after(std::chrono::milliseconds(tick_ms));
   t.async_wait([this, worker](boost::system::error_code ec) {
@@ -168,6 +170,57 @@ void server::poll_stop(std::chrono::steady_clock::time_point deadline) {
 void server::finish_stop() {
   for (auto& c : contexts_)
     c->stop();
+}
+
+void server::write_metrics(common::metric_set& out) const {
+  for (const auto& l : listeners_) {
+    const auto& open = l->info().open;
+    // As clients address it (a port 0 resolved).
+    const auto& h = l->host();
+    const auto bind =
+        (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(l->port());
+    const std::pair<const char*, const std::atomic<std::int64_t>*> by_protocol[] = {
+        {"http", &open.http}, {"ws", &open.ws},     {"mqtt-ws", &open.mqtt_ws},
+        {"echo", &open.echo}, {"mqtt", &open.mqtt},
+    };
+    for (const auto& [name, count] : by_protocol) {
+      // A listener's protocols, and "http" for requests being read on an HTTP one.
+      const auto& ps = l->config().protocols;
+      const bool serves =
+          std::find(ps.begin(), ps.end(), name) != ps.end() ||
+          (std::string_view(name) == "http" && std::any_of(ps.begin(), ps.end(), http_protocol));
+      if (!serves) continue;
+      out.gauge("connections",
+                "Connections open now, by listener and protocol (http: a request being read).",
+                static_cast<double>(count->load(std::memory_order_relaxed)),
+                {{"listener", bind}, {"protocol", name}});
+    }
+  }
+  auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  out.counter("connections_accepted_total", "Connections accepted.", load(probe.accepted));
+  out.counter("connections_rejected_total",
+              "Connections refused for limits.max_connections or max_connections_per_ip.",
+              load(probe.rejected));
+  out.counter("frames_received_total", "WebSocket frames received.", load(probe.frames_in));
+  out.counter("frames_sent_total", "Frames and packets written.", load(probe.frames_out));
+  out.counter("writes_total", "Gather writes to sockets (one system call each, about).",
+              load(probe.writes));
+  out.counter("received_bytes_total", "Bytes read from clients.", load(probe.bytes_in));
+  out.counter("sent_bytes_total", "Bytes written to clients.", load(probe.bytes_out));
+  out.counter("messages_dropped_total", "Messages dropped, by reason.", load(probe.dropped),
+              {{"reason", "outbound_queue"}});
+  out.counter("slow_consumer_closes_total",
+              "Connections closed (4008) because their queue stayed full.",
+              load(probe.slow_consumer_closes));
+  out.counter("read_pauses_total",
+              "Times a client's input was paused until its replies were written.",
+              load(probe.read_pauses));
+  out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(probe.protocol_errors),
+              {{"protocol", "websocket"}});
+  double queued = 0;
+  for (const auto& t : threads_state_)
+    queued += static_cast<double>(t->queued_bytes.load(std::memory_order_relaxed));
+  out.gauge("outbound_queue_bytes", "QoS 0 bytes waiting in connections' write queues.", queued);
 }
 
 }  // namespace wsagent::net

@@ -20,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/metrics.hpp"
 #include "common/mutex.hpp"
 #include "common/timer_wheel.hpp"
 #include "net/connection.hpp"
@@ -66,6 +67,9 @@ class server final : public connection_registry {
 
   const server_settings& settings() const noexcept { return settings_; }
   net_probe& probe;
+  // The transport's figures as metrics: connections by listener and protocol, accepted and
+  // refused ones, frames, writes and bytes, drops, closes, read pauses, queued bytes.
+  void write_metrics(common::metric_set& out) const;
 
   // connection_registry (any thread)
   void add(const std::shared_ptr<connection>& c) override;
@@ -92,7 +96,7 @@ class server final : public connection_registry {
   int total_ GUARDED_BY(mutex_) = 0;  // accepted and not yet removed
   // One wheel per I/O thread holds its connections' deadlines (heartbeat, idle, auth,
   // close, slow consumer); one Asio timer per thread advances it every tick.
-  std::vector<std::unique_ptr<common::timer_wheel>> wheels_;
+  std::vector<std::unique_ptr<io_thread>> threads_state_;
 
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> tickers_;  // one per context

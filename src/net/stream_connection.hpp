@@ -54,9 +54,8 @@ class gather_view {
 template <class Stream>
 class stream_connection final : public connection {
  public:
-  stream_connection(const connection_env& env, Stream stream, std::string ip,
-                    common::timer_wheel& wheel)
-      : connection(env, stream.get_executor(), std::move(ip), wheel), stream_(std::move(stream)) {}
+  stream_connection(const connection_env& env, Stream stream, std::string ip, io_thread& thread)
+      : connection(env, stream.get_executor(), std::move(ip), thread), stream_(std::move(stream)) {}
 
  private:
   std::shared_ptr<stream_connection> self() {

@@ -5,6 +5,7 @@
 // deliveries and the deadlines, and drives the adapter through client_adapter. Both run on
 // the connection's I/O thread; see net/connection.hpp.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/metrics.hpp"
 #include "core/audit.hpp"
 #include "core/auth.hpp"
 #include "core/close_reason.hpp"
@@ -61,6 +63,17 @@ class transport_link {
   virtual void resume_input() = 0;
 };
 
+// The adapters' counters (the metrics page's); relaxed atomics, written by any I/O thread.
+struct adapter_probe {
+  // The authenticator's answers, and identities closed at their expiry.
+  std::atomic<std::uint64_t> auth_accepted{0}, auth_refused{0}, auth_expired{0};
+  // Native: error frames sent (what limits.max_protocol_errors counts); MQTT: violations.
+  std::atomic<std::uint64_t> native_errors{0}, mqtt_errors{0};
+};
+
+// The counters as metrics (authentications by result, protocol errors by protocol).
+void write_metrics(const adapter_probe& p, common::metric_set& out);
+
 struct adapter_context {
   core::router& router;
   core::auth_holder& auth;
@@ -78,6 +91,7 @@ struct adapter_context {
   std::uint16_t max_keepalive_s = 0;
   // Native: a frame without a type is a device reading (native.untyped_frames = "reading").
   bool untyped_readings = false;
+  adapter_probe probe{};
 };
 
 // The connection's side of an adapter.

@@ -13,6 +13,18 @@ namespace {
 const std::string empty_string;
 }  // namespace
 
+void write_metrics(const adapter_probe& p, common::metric_set& out) {
+  auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  constexpr std::string_view help = "Authentications, by result (expired: closed at its expiry).";
+  out.counter("authentications_total", help, load(p.auth_accepted), {{"result", "accepted"}});
+  out.counter("authentications_total", help, load(p.auth_refused), {{"result", "refused"}});
+  out.counter("authentications_total", help, load(p.auth_expired), {{"result", "expired"}});
+  out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.native_errors),
+              {{"protocol", "native"}});
+  out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.mqtt_errors),
+              {{"protocol", "mqtt"}});
+}
+
 const std::string& session_adapter::client_id() const noexcept {
   return session_ ? session_->client_id() : empty_string;
 }
@@ -122,8 +134,15 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
   auto auth = ctx_.auth.get();
   // The question holds the connection until it is answered (an authenticator answers
   // every question once, so nothing is held for ever).
-  auth->authenticate(r, [this, call, post = std::move(post), then,
+  // Counted once per connection that gets in (a rename or a refresh asks again), and for
+  // every refusal.
+  const bool first = !session_;
+  auth->authenticate(r, [this, call, post = std::move(post), then, first,
                          held = link_.hold()](core::auth_result res) mutable {
+    if (!res.ok)
+      ctx_.probe.auth_refused.fetch_add(1, std::memory_order_relaxed);
+    else if (first)
+      ctx_.probe.auth_accepted.fetch_add(1, std::memory_order_relaxed);
     call->result = std::move(res);
     int asking = 0;
     if (call->state.compare_exchange_strong(asking, 1)) return;  // the asker takes it
@@ -164,6 +183,7 @@ void session_adapter::on_timer(std::int64_t now_ms) {
   if (auth_expiry_ms_ && now_ms >= auth_expiry_ms_) {
     auth_expiry_ms_ = 0;
     closing_ = true;
+    ctx_.probe.auth_expired.fetch_add(1, std::memory_order_relaxed);
     ctx_.audit.record(core::audit_event::auth_failure, client_id(), remote_address(),
                       "credentials expired");
     return link_.close(core::close_reason::auth_expired, "Authentication expired");

@@ -42,17 +42,22 @@ class Client:
 
     @classmethod
     async def connect(cls, port, client_id, version=4, clean=True, expiry=0, keep_alive=30,
-                      props=b"", timeout=5):
+                      props=b"", timeout=5, username=None, password=None):
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
                                                 timeout)
         c = cls(reader, writer, version)
-        flags = 0x02 if clean else 0x00
+        flags = (0x02 if clean else 0x00) | (0x80 if username is not None else 0) | (
+            0x40 if password is not None else 0)
         body = utf8("MQTT") + bytes([version, flags]) + struct.pack("!H", keep_alive)
         if version == 5:
             if expiry:
                 props += b"\x11" + struct.pack("!I", expiry)
             body += varint(len(props)) + props
         body += utf8(client_id)
+        if username is not None:
+            body += utf8(username)
+        if password is not None:
+            body += utf8(password)
         writer.write(packet(0x10, body))
         kind, ack = await asyncio.wait_for(c.read(), timeout)
         if kind != 0x20:

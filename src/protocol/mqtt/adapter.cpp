@@ -415,6 +415,7 @@ void adapter::on_closed(bool clean) {
 void adapter::violation(std::uint8_t reason_code, std::string_view why) {
   if (closing_) return;
   closing_ = true;
+  ctx_.probe.mqtt_errors.fetch_add(1, std::memory_order_relaxed);
   if (ver_ == version::v5 && connected_) {
     std::string packet;
     encode_disconnect(packet, ver_, reason_code);

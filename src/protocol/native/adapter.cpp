@@ -643,6 +643,7 @@ void adapter::reply_error(error_code code, std::string_view message, std::string
   std::string frame;
   encode_error(frame, code, message, id);
   link_.send_frame(std::move(frame));
+  ctx_.probe.native_errors.fetch_add(1, std::memory_order_relaxed);
   if (++errors_ > ctx_.max_protocol_errors) {
     closing_ = true;
     link_.close(core::close_reason::protocol_error, "Too many protocol errors");
