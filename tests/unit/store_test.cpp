@@ -352,6 +352,109 @@ TEST(SqliteStore, ASchema1FileGainsMessagePropertiesAndWills) {
   expect_same(*snap.wills[0].will, *m);
 }
 
+// Files of every past schema version, as those wsagent versions wrote them
+// (tests/data/sqlite/make.py says how), and a damaged one: each opens (upgraded in place)
+// with everything it held.
+class GoldenFiles : public ::testing::TestWithParam<int> {
+ protected:
+  // A copy of `name` in a fresh data directory.
+  std::string copy_of(const std::string& name) {
+    std::filesystem::create_directories(dir.path);
+    std::filesystem::copy_file(
+        std::filesystem::path(WSAGENT_SOURCE_DIR) / "tests/data/sqlite" / name,
+        dir.path / "wsagent.db");
+    return dir.path.string();
+  }
+  temp_dir dir;
+};
+
+int user_version(const std::filesystem::path& file) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+  int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST_P(GoldenFiles, OpenWithEverythingTheirVersionWrote) {
+  const int schema = GetParam();
+  const auto path = copy_of("schema-" + std::to_string(schema) + ".db");
+  EXPECT_EQ(user_version(dir.path / "wsagent.db"), schema);
+  {
+    store::sqlite_store s(path);
+    const auto snap = s.load();
+    // The persistent subscriber, offline with its subscription and three QoS 1 messages.
+    auto keeper = s.load_client("keeper");
+    ASSERT_TRUE(keeper);
+    EXPECT_EQ(keeper->session.expiry_s, 86400);
+    ASSERT_EQ(keeper->session.subscriptions.size(), 1u);
+    EXPECT_EQ(keeper->session.subscriptions[0].filter, "golden/#");
+    EXPECT_EQ(keeper->session.subscriptions[0].options.qos, 1);
+    ASSERT_EQ(keeper->queue.size(), 3u);
+    std::vector<std::string> queued;
+    for (const auto& m : keeper->messages)
+      queued.push_back(m.msg->tag);
+    EXPECT_EQ(queued, (std::vector<std::string>{"golden/retained", "golden/q1", "golden/q2"}));
+    EXPECT_EQ(keeper->messages[1].msg->payload, R"({"n": 1})");
+    EXPECT_EQ(keeper->messages[1].msg->from, "sender");
+    EXPECT_EQ(keeper->messages[1].msg->msgid, "q1");
+    // The retained message.
+    auto retained = s.load_retained("golden/#");
+    ASSERT_EQ(retained.size(), 1u);
+    EXPECT_EQ(retained[0]->payload, R"({"v": 1})");
+    EXPECT_FALSE(retained[0]->props);  // schema 1 had none: the upgrade adds an empty column
+    // The history of hist/a, offsets 1 to 3.
+    std::vector<std::uint64_t> offsets;
+    for (const auto& h : snap.history)
+      if (h.tag == "hist/a") offsets.push_back(h.offset);
+    EXPECT_EQ(offsets, (std::vector<std::uint64_t>{1, 2, 3}));
+    // The QoS 2 publish received and not yet released.
+    auto sender = s.load_client("sender");
+    ASSERT_TRUE(sender);
+    EXPECT_EQ(sender->incoming, std::vector<std::string>{"in-flight-1"});
+    // The MQTT 5 will waiting for its delay (schema 3 and later).
+    if (schema >= 3) {
+      ASSERT_EQ(snap.wills.size(), 1u);
+      EXPECT_EQ(snap.wills[0].client_id, "willer");
+      EXPECT_EQ(snap.wills[0].will->tag, "golden/will");
+      EXPECT_EQ(snap.wills[0].will->payload, "gone");
+    } else {
+      EXPECT_TRUE(snap.wills.empty());
+    }
+    // Writes go on in the upgraded file.
+    std::vector<core::store_op> batch{ops::put_retained{msg("golden/new", "7")}};
+    s.write(batch);
+  }
+  EXPECT_EQ(user_version(dir.path / "wsagent.db"), 3);  // upgraded in place
+  store::sqlite_store again(path);
+  EXPECT_EQ(again.load_retained("golden/#").size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemas, GoldenFiles, ::testing::Values(1, 2, 3),
+                         [](const auto& p) { return "schema_" + std::to_string(p.param); });
+
+TEST(SqliteStore, TheDamagedGoldenFileIsRefusedAndLeftAsItWas) {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path);
+  const auto file = dir.path / "wsagent.db";
+  std::filesystem::copy_file(
+      std::filesystem::path(WSAGENT_SOURCE_DIR) / "tests/data/sqlite/damaged.db", file);
+  const auto size = std::filesystem::file_size(file);
+  try {
+    store::sqlite_store s(dir.path.string());
+    FAIL() << "opened a damaged file";
+  } catch (const core::store_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(file.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("is damaged"), std::string::npos) << what;
+    EXPECT_NE(what.find("restore a backup"), std::string::npos) << what;
+  }
+  EXPECT_EQ(std::filesystem::file_size(file), size);
+}
+
 TEST(SqliteStore, AFailedBatchAppliesNothing) {
   temp_dir dir;
   {
