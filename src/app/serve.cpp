@@ -160,6 +160,30 @@ std::uint32_t draw_node_id() {
   return id;
 }
 
+// Each module's figures, read by one registry (/healthz, /metrics).
+void add_collectors(common::metrics_registry& metrics, std::int64_t started_ms,
+                    const net::server& srv, const core::router& router,
+                    const protocol::adapter_probe& adapters, const core::store_writer& writer) {
+  metrics.add([started_ms](common::metric_set& out) { write_process_metrics(out, started_ms); });
+  metrics.add([&srv](common::metric_set& out) { srv.write_metrics(out); });
+  metrics.add([&router](common::metric_set& out) { core::write_metrics(router, out); });
+  metrics.add([&adapters](common::metric_set& out) { protocol::write_metrics(adapters, out); });
+  metrics.add([&writer](common::metric_set& out) { writer.write_metrics(out); });
+}
+
+// Offline persistent sessions past their expiry, and history entries past
+// history.max_age_s, are dropped: now, then every second.
+void sweep(boost::asio::steady_timer& timer, core::router& router) {
+  const auto now = common::now_ms();
+  for (const auto& id : router.expire_sessions(now))
+    spdlog::debug("session {} expired", id);
+  router.trim_history(now);
+  timer.expires_after(std::chrono::seconds(1));
+  timer.async_wait([&timer, &router](boost::system::error_code ec) {
+    if (!ec) sweep(timer, router);
+  });
+}
+
 // The router's state from the store, as the agent stopped.
 void restore(core::router& router, core::store_snapshot& restored, const config& cfg) {
   router.restore_sessions(restored, static_cast<std::size_t>(cfg.limits.max_inflight),
@@ -300,11 +324,7 @@ int serve(const config& cfg, const std::string& config_path) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  metrics.add([&](common::metric_set& out) { write_process_metrics(out, started_ms); });
-  metrics.add([&](common::metric_set& out) { srv->write_metrics(out); });
-  metrics.add([&](common::metric_set& out) { core::write_metrics(router, out); });
-  metrics.add([&](common::metric_set& out) { protocol::write_metrics(actx.probe, out); });
-  metrics.add([&](common::metric_set& out) { writer.write_metrics(out); });
+  add_collectors(metrics, started_ms, *srv, router, actx.probe, writer);
   // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
   boost::asio::signal_set signals(srv->main_context(), SIGINT, SIGTERM, SIGHUP);
   try {
@@ -315,20 +335,8 @@ int serve(const config& cfg, const std::string& config_path) {
   }
   say_listening(*srv, settings.threads);
 
-  // Offline persistent sessions past their expiry, and history entries past
-  // history.max_age_s, are dropped, checked every second.
   boost::asio::steady_timer expiry_timer(srv->main_context());
-  std::function<void(boost::system::error_code)> on_expiry_tick;
-  on_expiry_tick = [&](boost::system::error_code ec) {
-    if (ec) return;
-    const auto now = common::now_ms();
-    for (const auto& id : router.expire_sessions(now))
-      spdlog::debug("session {} expired", id);
-    router.trim_history(now);
-    expiry_timer.expires_after(std::chrono::seconds(1));
-    expiry_timer.async_wait(on_expiry_tick);
-  };
-  on_expiry_tick({});
+  sweep(expiry_timer, router);
 
   std::function<void(boost::system::error_code, int)> on_signal;
   on_signal = [&](boost::system::error_code ec, int sig) {

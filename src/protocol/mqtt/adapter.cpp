@@ -293,47 +293,78 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
   if (!set_auth_expiry(result.expires_ms))
     return refuse_connect(connack_v311::bad_username_or_password, reason::bad_user_name_or_password,
                           "credentials already expired");
+  const auto& who = result.who;
   std::string id(c.client_id);
   bool assigned = false;
-  auto auth = ctx_.auth.get();
-  const auto& who = result.who;
-  if (!who.client_id.empty()) {
-    if (!id.empty() && id != who.client_id)
-      return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
-                            "the token stands for another client id");
-    if (id.empty()) assigned = ver_ == version::v5;
-    id = who.client_id;
-  } else if (id.empty()) {
-    id = "auto-" + core::make_msgid();
-    assigned = true;
-  } else if (auth->owned_client_id(id)) {
-    return refuse_connect(connack_v311::not_authorized, reason::not_authorized,
-                          "client id belongs to another token");
-  }
-  core::session_options options;
-  if (ver_ == version::v311) {
-    options.persistent = !c.clean_start;
-    options.expiry_s = options.persistent ? v311_session_expiry_s : 0;
-  } else {
-    const std::uint32_t expiry = props.session_expiry.value_or(0);
-    options.persistent = expiry > 0;
-    options.expiry_s = expiry;
-    options.fresh = c.clean_start;
-    // Clean Start 0 resumes a stored session whatever this CONNECT's expiry (5.0 section
-    // 3.1.2.4); with 0 it then ends with this connection (section 3.1.2.11).
-    options.resume = !c.clean_start;
-    connect_expiry_zero_ = expiry == 0;
-    alias_max_out_ = props.topic_alias_maximum.value_or(0);
-  }
-
+  if (!client_id_for(who, id, assigned)) return;
+  const auto options = session_options_of(c, props);
   core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
                      : who.rights                        ? core::acl(*who.rights, id, who.user)
                                                          : core::acl();
   std::size_t inflight = ctx_.max_inflight;
   if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
   client_max_packet_ = props.maximum_packet_size.value_or(0);
-  std::uint16_t keep_alive = c.keep_alive;
   bool server_keep_alive = false;
+  if (!take_keep_alive(c.keep_alive, server_keep_alive)) return;
+  if (c.will && !accept_will(*c.will, will_props, rights, id)) return;
+  session_ =
+      std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
+                                      inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
+  bool resumed = false;
+  const bool took_over = ctx_.router.attach(session_, &resumed);
+  send_connack(resumed, assigned, server_keep_alive);
+  announced_ = !assigned;
+  if (announced_)
+    presence("connected", false, remote_, ver_ == version::v5 ? "mqtt5" : "mqtt3.1.1");
+  ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), remote_,
+                    who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)");
+  if (took_over)
+    ctx_.audit.record(core::audit_event::takeover, session_->client_id(), remote_,
+                      "an older connection with this client id was closed");
+  review_subscriptions();        // a resumed session's may want identifiers
+  if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
+}
+
+bool adapter::client_id_for(const core::identity& who, std::string& id, bool& assigned) {
+  if (!who.client_id.empty()) {
+    if (!id.empty() && id != who.client_id)
+      return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
+                            "the token stands for another client id"),
+             false;
+    if (id.empty()) assigned = ver_ == version::v5;
+    id = who.client_id;
+  } else if (id.empty()) {
+    id = "auto-" + core::make_msgid();
+    assigned = true;
+  } else if (ctx_.auth.get()->owned_client_id(id)) {
+    return refuse_connect(connack_v311::not_authorized, reason::not_authorized,
+                          "client id belongs to another token"),
+           false;
+  }
+  return true;
+}
+
+core::session_options adapter::session_options_of(const connect_request& c,
+                                                  const properties& props) {
+  core::session_options options;
+  if (ver_ == version::v311) {
+    options.persistent = !c.clean_start;
+    options.expiry_s = options.persistent ? v311_session_expiry_s : 0;
+    return options;
+  }
+  const std::uint32_t expiry = props.session_expiry.value_or(0);
+  options.persistent = expiry > 0;
+  options.expiry_s = expiry;
+  options.fresh = c.clean_start;
+  // Clean Start 0 resumes a stored session whatever this CONNECT's expiry (5.0 section
+  // 3.1.2.4); with 0 it then ends with this connection (section 3.1.2.11).
+  options.resume = !c.clean_start;
+  connect_expiry_zero_ = expiry == 0;
+  alias_max_out_ = props.topic_alias_maximum.value_or(0);
+  return options;
+}
+
+bool adapter::take_keep_alive(std::uint16_t keep_alive, bool& told) {
   if (const auto ceiling = ctx_.max_keepalive_s;
       ceiling && (keep_alive == 0 || keep_alive > ceiling)) {
     // mqtt.max_keepalive, as Mosquitto's: 5.0 is told the ceiling in CONNACK and held to
@@ -341,18 +372,16 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
     if (ver_ == version::v311)
       return refuse_connect(connack_v311::identifier_rejected, reason::client_identifier_not_valid,
                             "keep alive " + std::to_string(keep_alive) +
-                                " is above mqtt.max_keepalive " + std::to_string(ceiling));
+                                " is above mqtt.max_keepalive " + std::to_string(ceiling)),
+             false;
     keep_alive = ceiling;
-    server_keep_alive = true;
+    told = true;
   }
   keep_alive_ms_ = std::int64_t{keep_alive} * 1000;
-  if (c.will && !accept_will(*c.will, will_props, rights, id)) return;
-  session_ =
-      std::make_shared<core::session>(id, who.user, std::move(rights), &link_.sink(), options,
-                                      inflight, ctx_.max_queued_qos1, ctx_.max_queued_bytes);
+  return true;
+}
 
-  bool resumed = false;
-  const bool took_over = ctx_.router.attach(session_, &resumed);
+void adapter::send_connack(bool resumed, bool assigned, bool server_keep_alive) {
   std::string packet;
   std::string body;
   if (ver_ == version::v5) {
@@ -364,21 +393,10 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
     ack.topic_alias_maximum = topic_alias_maximum;
     if (server_keep_alive)
       ack.server_keep_alive = static_cast<std::uint16_t>(keep_alive_ms_ / 1000);
-
     encode_property_body(body, ack);
   }
   encode_connack(packet, ver_, resumed, reason::success, bytes_of(body));
   send(std::move(packet));
-  announced_ = !assigned;
-  if (announced_)
-    presence("connected", false, remote_, ver_ == version::v5 ? "mqtt5" : "mqtt3.1.1");
-  ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), remote_,
-                    who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)");
-  if (took_over)
-    ctx_.audit.record(core::audit_event::takeover, session_->client_id(), remote_,
-                      "an older connection with this client id was closed");
-  review_subscriptions();        // a resumed session's may want identifiers
-  if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
 }
 
 bool adapter::accept_will(const mqtt::will_message& w, const properties& props,
@@ -542,10 +560,16 @@ void adapter::on_publish(const publish& p) {
     m->seq = ctx_.router.next_seq();
     return publish_acked(m, p.packet_id, p.retain);
   }
-  // QoS 2: the packet id is the incoming record until PUBREL.
-  const std::string key = "mqtt:" + std::to_string(p.packet_id);
+  m->qos = 2;
+  publish_qos2(m, p.packet_id, p.retain);
+}
+
+// QoS 2: the packet id is the incoming record until PUBREL.
+void adapter::publish_qos2(const std::shared_ptr<core::message>& m, std::uint16_t packet_id,
+                           bool retain) {
+  const std::string key = "mqtt:" + std::to_string(packet_id);
   std::string rec;
-  encode_ack(rec, ver_, packet_type::pubrec, p.packet_id);
+  encode_ack(rec, ver_, packet_type::pubrec, packet_id);
   bool again = false, over = false;
   {
     // Only the check under the lock: what follows may end the session (a violation).
@@ -559,7 +583,6 @@ void adapter::on_publish(const publish& p) {
     return ctx_.router.persist(*session_, {}, when_durable(std::move(rec)));
   if (over)
     return violation(reason::receive_maximum_exceeded, "too many QoS 2 publishes unreleased");
-  m->qos = 2;
   m->seq = ctx_.router.next_seq();
   std::vector<core::store_op> with;
   if (session_->persistent())
@@ -569,14 +592,14 @@ void adapter::on_publish(const publish& p) {
     common::unique_lock lock(session_->mutex());
     session_->incoming().erase(key);
   };
-  auto opts = retain_options(*m, p.retain);
+  auto opts = retain_options(*m, retain);
   opts.on_durable = when_durable(rec, forget);
   opts.with = std::move(with);
   auto result = ctx_.router.publish(*session_, m, std::move(opts));
   if (!result.ok()) {
     forget();
     std::string refused;
-    encode_ack(refused, ver_, packet_type::pubrec, p.packet_id, refusal_reason(result.error));
+    encode_ack(refused, ver_, packet_type::pubrec, packet_id, refusal_reason(result.error));
     return send(std::move(refused));  // 3.1.1: a plain PUBREC, the message dropped
   }
   if (!result.pending_durable) send(std::move(rec));

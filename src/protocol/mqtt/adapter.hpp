@@ -77,10 +77,19 @@ class adapter final : public session_adapter {
   void connect_authenticated(const connect_request& c, const properties& props,
                              const properties& will_props, core::auth_result result);
   void auth_answered_later() override;
+  // The session's client id: the token's, the CONNECT's, or one the agent makes (`assigned`);
+  // false when the CONNECT was refused.
+  bool client_id_for(const core::identity& who, std::string& id, bool& assigned);
+  core::session_options session_options_of(const connect_request& c, const properties& props);
+  // The keep alive the client asked for, under mqtt.max_keepalive (`told`: the ceiling goes
+  // in CONNACK); false when the CONNECT was refused.
+  bool take_keep_alive(std::uint16_t keep_alive, bool& told);
+  void send_connack(bool resumed, bool assigned, bool server_keep_alive);
   // A CONNACK refusing the connection (3.1.1's code or 5.0's), then the connection ends.
   void refuse_connect(std::uint8_t v311_code, std::uint8_t v5_code, std::string_view why);
   void on_publish(const publish& p);
   void publish_acked(const std::shared_ptr<core::message>& m, std::uint16_t packet_id, bool retain);
+  void publish_qos2(const std::shared_ptr<core::message>& m, std::uint16_t packet_id, bool retain);
   void on_pubrel(std::uint16_t packet_id);
   void on_puback(packet_type t, std::uint16_t packet_id);
   void on_subscribe(const subscribe_request& r);
