@@ -54,7 +54,9 @@ class authenticator {
   virtual ~authenticator() = default;
   // Calls `done` exactly once with the answer: before returning (the built-in
   // authenticators), or later, from any thread (one that asks a service). The adapters hold
-  // the client's input until it comes (protocol/session_adapter.hpp).
+  // the client's input until it comes (protocol/session_adapter.hpp), and `done` holds the
+  // connection: one that answers later answers (or drops its questions) before the agent's
+  // server is destroyed, that is, it is stopped before serve() returns.
   virtual void authenticate(const auth_request& r, auth_done done) const = 0;
   // True when connections need no token at all.
   virtual bool open() const noexcept = 0;

@@ -78,8 +78,7 @@ void set_msgid_node(std::uint32_t node) {
 }
 
 std::string make_msgid() {
-  // A random start in [0, 2^20): ids of a restarted node are unlikely to repeat its last run's.
-  static std::atomic<std::uint64_t> counter{random32() & 0xFFFFF};
+  static std::atomic<std::uint64_t> counter{0};
   std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t prefix = msgid_node.load(std::memory_order_relaxed);
   // Base 32 (shifts, not divisions). With the 9-character prefix an id fits std::string's

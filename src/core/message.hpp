@@ -86,7 +86,7 @@ class message {
   bool retain = false;
   // The publisher set the retain flag (MQTT's Retain As Published shows it on live copies).
   bool published_retain = false;
-  std::uint8_t qos = 0;         // as published (0, 1 or 2)
+  std::uint8_t qos = 0;  // as published (0, 1 or 2)
   // The node it was published on (router::node_id()), set when it is routed there: several
   // agents sharing one tag space (issue 14) tell local messages from injected ones by it.
   std::uint32_t node = 0;
@@ -130,9 +130,10 @@ class message {
 
 using message_ptr = std::shared_ptr<const message>;
 
-// A fresh message id, unique per node: the node's id (set_msgid_node) in hex, and a counter
-// that starts at a random point each run, so that a node restarted under the same id is
-// unlikely to repeat its earlier ids.
+// A fresh message id: the node's id (set_msgid_node) in hex, then a counter. Unique among the
+// ids of one node's run; across nodes and runs as unique as the node ids are, which is why a
+// node draws its id afresh each run (a cluster that names its nodes maps each start of a
+// node to a fresh id: the name alone would repeat the ids of its last run).
 std::string make_msgid();
 // Called once at start-up (before any id is made); without it the node part is random.
 void set_msgid_node(std::uint32_t node);

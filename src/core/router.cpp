@@ -86,6 +86,7 @@ route_result router::inject(const std::shared_ptr<message>& msg, publish_options
     return r;
   }
   if (msg->qos > 0) msg->seq = next_seq();
+  msg->offset = 0;  // history offsets are each node's own: numbered here if its tag has one
   route_state st(msg, opts);
   st.injected = true;
   return route_here(st);
@@ -276,12 +277,23 @@ void router::offer_offline(session& s, const message_ptr& msg, std::uint8_t qos,
                            std::int64_t now_ms) {
   std::shared_ptr<session> next;
   std::vector<message_ptr> dropped;
+  bool evicted = false;
   {
     common::lock lock(s.mutex());
     next = s.successor();
+    evicted = !next && s.evicted();
     // Not sent: it goes out when the client is back (a first delivery, not a resend).
-    if (!next)
+    if (!next && !evicted)
       s.window().offer(msg, now_ms, &dropped, qos, false, delivery_window::origin::offline);
+  }
+  if (evicted) {
+    // Another node owns the client id now: its queue entry there stands; only this node's
+    // count of it goes.
+    if (store_ && s.persistent()) {
+      std::vector<store_op> not_written;
+      refs_.release(msg->seq, not_written);
+    }
+    return;
   }
   if (next) {
     if (auto* sink = next->sink())
@@ -306,7 +318,8 @@ void router::persist(const session& s, std::vector<store_op> ops, std::function<
 }
 
 void router::forget(const session& s, std::uint64_t seq) {
-  if (!store_ || !s.persistent()) return;
+  // An evicted session's entries are the new owner's; its count went at the eviction.
+  if (!store_ || !s.persistent() || s.evicted()) return;
   std::vector<store_op> ops{store_ops::dequeue{s.client_id(), seq}};
   refs_.release(seq, ops);
   store_->submit(std::move(ops));

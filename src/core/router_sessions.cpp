@@ -123,14 +123,17 @@ bool router::evict(std::string_view client_id) {
     sessions_.erase(*s);
   }
   wills_.cancel(client_id);  // the client is back, on the other node
+  std::vector<message_ptr> held;
+  {
+    common::lock lock(s->mutex());
+    s->evicted_.store(true, std::memory_order_release);
+    s->window().all(held);
+  }
   if (store_ && s->persistent()) {
     // Its queue entries are the new owner's (the shared store keeps them): only this node's
-    // count of them goes; the operations that would delete them are not written.
-    std::vector<message_ptr> held;
-    {
-      common::lock lock(s->mutex());
-      s->window().all(held);
-    }
+    // count of them goes; the operations that would delete them are not written. From now
+    // on its window takes nothing (superseded), what reaches it is dropped here
+    // (offer_offline), and its acknowledgements write nothing (forget).
     std::vector<store_op> not_written;
     refs_.release(held, not_written);
   }

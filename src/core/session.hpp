@@ -129,8 +129,11 @@ class session : public std::enable_shared_from_this<session> {
   }
   // A newer session took this one's place (its window moved there): a delivery that reaches
   // this one now belongs to the successor (router::redeliver).
-  bool superseded() const REQUIRES(mutex_) { return successor_ != nullptr; }
+  // Or another node took its client id (router::evict): a delivery that reaches it is
+  // dropped there, its queue being the new owner's.
+  bool superseded() const REQUIRES(mutex_) { return successor_ != nullptr || evicted(); }
   const std::shared_ptr<session>& successor() const REQUIRES(mutex_) { return successor_; }
+  bool evicted() const noexcept { return evicted_.load(std::memory_order_acquire); }
 
  private:
   friend class router;
@@ -144,6 +147,9 @@ class session : public std::enable_shared_from_this<session> {
   std::atomic<std::int64_t> disconnected_ms_{0};
   session_sink* sink_ GUARDED_BY(routing);
   mutable common::mutex mutex_;
+  // Set once, by router::evict, under mutex_; read by any thread without it (forget() runs
+  // with and without the session's lock).
+  std::atomic<bool> evicted_{false};
   delivery_window window_ GUARDED_BY(mutex_);
   std::unordered_set<std::string, string_hash, std::equal_to<>> incoming_ GUARDED_BY(mutex_);
   // Set by the router when a newer session took this one's place (takeover or resume).

@@ -165,8 +165,8 @@ void connection::send_last(std::string bytes) {
 // --- reading ---
 
 void connection::read() {
-  // Held input waits (unless the exchange is over: then everything is discarded).
-  if (terminated_ || read_paused_ || reading_ || (input_paused_ && !close_sent_)) return;
+  // Held input waits (until the adapter lets it go, or the agent says goodbye).
+  if (terminated_ || read_paused_ || reading_ || input_paused_) return;
   reading_ = true;
   if (rlen_ == 0) {
     if (!rbuf_.empty()) std::vector<std::uint8_t>().swap(rbuf_);
@@ -289,7 +289,12 @@ void connection::resume_input() {
   input_paused_ = false;
   // From a handler of its own: the adapter that resumes is in the middle of something.
   asio::post(executor_, [self = shared_from_this()] {
-    if (self->terminated_ || self->input_paused_ || self->reading_) return;
+    if (self->terminated_ || self->input_paused_) return;
+    // The answer that let input go may have authenticated the client (its auth deadline
+    // goes, its keep alive comes) or set a deadline of the adapter's (an expiry).
+    if (self->adapter_ && self->adapter_->authenticated()) self->authenticated();
+    if (self->adapter_ && self->adapter_->take_rearm()) self->arm_timer();
+    if (self->reading_) return;
     // What came while input was held, first; then more from the stream.
     if (self->rlen_ > 0) return self->on_data(self->rbuf_.data(), self->rlen_, true);
     self->read();
@@ -441,6 +446,8 @@ void connection::said_goodbye() {
   close_deadline_ms_ =
       common::steady_ms() + (handshake ? env_.settings.close_timeout_ms : env_.settings.linger_ms);
   arm_timer();
+  // What was held unread (input held for an answer) first: it may end with the close frame.
+  if (rlen_ > 0 && !reading_) return on_data(rbuf_.data(), rlen_, true);
   read();  // (a paused read resumes: everything now is discarded or a close frame)
 }
 
@@ -455,6 +462,9 @@ void connection::close_with(std::uint16_t code, std::string_view reason, close_r
   if (terminated_ || close_sent_) return;
   close_sent_ = true;
   read_paused_ = false;
+  // Input held for an answer (a refusal that came later): what the client sent is read again,
+  // the adapter ignoring it, so that its close frame ends the handshake.
+  input_paused_ = false;
   if (adapter_) adapter_->on_closed();
   // Queued messages are not worth waiting for once we are leaving.
   const auto before = queue_.waiting_bytes();

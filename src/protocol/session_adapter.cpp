@@ -152,7 +152,8 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
       auth_pending_ = false;
       if (closing_) return;
       then(std::move(call->result));
-      if (closing_) return;
+      // Ended, or asking again (a rename after a refresh): the input stays held.
+      if (closing_ || auth_pending_) return;
       auth_answered_later();
       link_.resume_input();
     });

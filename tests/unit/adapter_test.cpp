@@ -97,6 +97,28 @@ TEST_F(AdapterTest, NativeAuthAnsweredLaterHoldsWhatFollowsAndHandsItOverInOrder
   EXPECT_EQ(router.subscription_count(), 1u);
 }
 
+TEST_F(AdapterTest, AQuestionAskedWhileAnsweringAnotherKeepsTheInputHeld) {
+  open_native();
+  link.text(R"({"type":"auth","token":"t1"})");  // no client id: the agent names it
+  later->answer(0, later_authenticator::accept());
+  link.run_posted();
+  ASSERT_TRUE(adapter->authenticated());
+  // A fresh token and a name: the token is checked (a question), then the rename asks again.
+  link.text(R"({"type":"auth","token":"t2","deviceId":"named"})");
+  link.text(R"({"type":"subscribe","id":"s1","tags":["a/#"]})");
+  ASSERT_EQ(later->waiting(), 2u);
+  later->answer(1, later_authenticator::accept());
+  link.run_posted();
+  ASSERT_EQ(later->waiting(), 3u);  // the rename's question
+  EXPECT_TRUE(link.input_held());   // the subscribe still waits
+  EXPECT_EQ(router.subscription_count(), 0u);
+  later->answer(2, later_authenticator::accept());
+  link.run_posted();
+  EXPECT_EQ(adapter->client_id(), "named");
+  ASSERT_EQ(router.subscription_count(), 1u);  // on the named session
+  EXPECT_FALSE(link.input_held());
+}
+
 TEST_F(AdapterTest, NativeRefusalThatComesLaterClosesWith4403) {
   open_native();
   link.text(R"({"type":"auth","token":"bad"})");

@@ -191,11 +191,19 @@ TEST_F(ClusterSeam, EvictKicksTheConnectionAndDropsTheSessionHere) {
   EXPECT_EQ(r.session_count(), 1u);
   EXPECT_EQ(r.subscription_count(), 0u);
   EXPECT_TRUE(ownership.events.empty());  // not this node's to release
+  // What its connection still does (an acknowledgement already read, a delivery handed
+  // back) writes nothing: the queue entry is the new owner's.
+  const auto seq = mem.load().queue.at(0).seq;
+  r.forget(*c2, seq);
+  auto late = make_message("t", 1);
+  late->seq = r.next_seq();
+  r.redeliver(*c2, late, 1);
   // Its state stays in the store, for the new owner.
   writer.flush();
   auto held = mem.load_client("c");
   ASSERT_TRUE(held);
   EXPECT_EQ(held->queue.size(), 1u);
+  EXPECT_EQ(held->messages.size(), 1u);
   EXPECT_EQ(held->session.subscriptions.size(), 1u);
   EXPECT_FALSE(r.evict("c"));
   r.set_store(nullptr);

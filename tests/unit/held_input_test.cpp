@@ -130,6 +130,7 @@ struct HeldInput : ::testing::Test {
     net::server_settings settings;
     settings.listeners = {{"127.0.0.1:0", {"mqtt"}}, {"127.0.0.1:0", {"ws"}}};
     settings.connection.auth_timeout_ms = 2000;
+    settings.connection.close_timeout_ms = 10000;  // a close handshake that fails shows
     srv = std::make_unique<net::server>(settings, app::make_protocols(ctx, cfg, {}), probe);
     srv->listen();
     io = std::thread([this] { srv->run(); });
@@ -206,6 +207,60 @@ TEST_F(HeldInput, AnAuthenticatorThatDoesNotAnswerIsCutOffByTheAuthTimeout) {
   // The answer after the connection is gone reaches nobody.
   later->answer(0, later_authenticator::accept());
   EXPECT_EQ(router.session_count(), 0u);
+}
+
+TEST_F(HeldInput, AnAnswerThatComesLaterLiftsTheAuthDeadline) {
+  client c(port(0));
+  mqtt::connect_options o;
+  o.client_id = "held-4";
+  o.username = "dev";
+  o.keep_alive = 60;
+  std::string bytes;
+  mqtt::encode_connect(bytes, o);
+  c.send(bytes);  // the CONNECT alone: nothing follows it
+  wait_for_question(1);
+  later->answer(0, later_authenticator::accept());
+  auto got = c.read_until([](const std::string& in) { return !packets_in(in).empty(); });
+  ASSERT_EQ(packets_in(got), std::vector<mqtt::packet_type>{mqtt::packet_type::connack});
+  // Past heartbeat.auth_timeout_ms: still connected (its keep alive applies now).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  std::string ping;
+  mqtt::encode_pingreq(ping);
+  c.send(ping);
+  got = c.read_until([](const std::string& in) { return packets_in(in).size() >= 2; });
+  EXPECT_EQ(packets_in(got), (std::vector<mqtt::packet_type>{mqtt::packet_type::connack,
+                                                             mqtt::packet_type::pingresp}));
+}
+
+TEST_F(HeldInput, ARefusalThatComesLaterEndsTheCloseHandshake) {
+  client c(port(1));
+  c.send(
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" +
+      client_text(R"({"type":"auth","token":"bad"})") +
+      client_text(R"({"type":"subscribe","id":"s","tags":["b/#"]})"));
+  wait_for_question(1);
+  later->answer(0, core::auth_result{false, {}, 0, "unknown token"});
+  // The agent's close frame (4403), then the client's answer to it: the agent ends the
+  // connection then, reading the held frames and the close frame, not at its close timeout.
+  auto got = c.read_until([](const std::string& in) {
+    auto end = in.find("\r\n\r\n");
+    return end != std::string::npos && in.size() > end + 4 + 2;
+  });
+  const auto end = got.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos);
+  ASSERT_GE(got.size(), end + 8);
+  EXPECT_EQ(static_cast<std::uint8_t>(got[end + 4]), 0x88);  // a close frame
+  EXPECT_EQ(
+      (static_cast<std::uint8_t>(got[end + 6]) << 8) | static_cast<std::uint8_t>(got[end + 7]),
+      4403);
+  const std::uint32_t key = 1;
+  auto h = ws::make_header(ws::opcode::close, 0, true, &key);
+  c.send(std::string_view(reinterpret_cast<const char*>(h.bytes.data()), h.size));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(router.subscription_count(), 0u);
 }
 
 }  // namespace
