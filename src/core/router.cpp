@@ -44,6 +44,7 @@ void router::set_store(store_writer* w) noexcept {
 // One publish on its way: what the pipeline's steps hand each other.
 struct router::route_state {
   route_state(const message_ptr& m, publish_options& o) : msg(m), opts(o) {}
+  route_state(message_ptr&&, publish_options&) = delete;  // it keeps a reference
   const message_ptr& msg;
   publish_options& opts;
   std::shared_ptr<session> direct;  // opts.to's session, looked up before the routing lock
@@ -87,7 +88,8 @@ route_result router::inject(const std::shared_ptr<message>& msg, publish_options
   }
   if (msg->qos > 0) msg->seq = next_seq();
   msg->offset = 0;  // history offsets are each node's own: numbered here if its tag has one
-  route_state st(msg, opts);
+  const message_ptr shared = msg;  // route_state keeps a reference: not to a temporary
+  route_state st(shared, opts);
   st.injected = true;
   return route_here(st);
 }
