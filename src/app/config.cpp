@@ -144,6 +144,9 @@ const std::vector<key_spec>& schema() {
           "server.allow_anonymous", [](config& c) -> bool& { return c.server.allow_anonymous; },
           "allow running without tokens on a non-loopback address (anyone may connect)"),
       bool_key(
+          "server.require_tls", [](config& c) -> bool& { return c.server.require_tls; },
+          "refuse to start with a listener on a non-loopback address without TLS"),
+      bool_key(
           "server.diagnostics", [](config& c) -> bool& { return c.server.diagnostics; },
           "enable the /echo WebSocket endpoint"),
       int_key(
@@ -714,14 +717,108 @@ class loader {
           }
         } else if (field == "protocols") {
           string_array(v, path, at, key, lc.protocols);
+        } else if (field == "tls") {
+          lc.tls = load_tls(v, path, at);
         } else {
-          error(path, at, key, "unknown key" + did_you_mean(field, {"bind", "protocols"}));
+          error(path, at, key, "unknown key" + did_you_mean(field, {"bind", "protocols", "tls"}));
         }
       }
       if (!have_bind) error(path, lc.line, "listeners.bind", "a listener needs a bind address");
       check_protocols(lc);
       cfg_.listeners.push_back(std::move(lc));
     }
+  }
+
+  // A listener's tls table (docs/configuration.md, "TLS"). File paths are taken relative to
+  // the directory of the file that names them.
+  std::optional<net::tls_config> load_tls(const toml::node& node, const std::string& path,
+                                          int line) {
+    auto* table = node.as_table();
+    if (!table) {
+      error(path, line, "listeners.tls", "expected a table, got " + type_of(node));
+      return std::nullopt;
+    }
+    net::tls_config t;
+    const auto dir = std::filesystem::path(path).parent_path();
+    auto file = [&](const std::string& v) {
+      if (v.empty()) return v;
+      std::filesystem::path p(v);
+      return p.is_absolute() || dir.empty() ? v : (dir / p).string();
+    };
+    static const std::vector<std::string> keys{"cert",
+                                               "key",
+                                               "client_ca",
+                                               "crl",
+                                               "client_certs",
+                                               "min_version",
+                                               "ciphers",
+                                               "ciphersuites",
+                                               "alpn",
+                                               "ocsp_response",
+                                               "handshake_timeout_ms",
+                                               "session_tickets"};
+    for (auto&& [k, v] : *table) {
+      const std::string field(k.str());
+      const int at = line_of(k, v) > 0 ? line_of(k, v) : line;
+      const std::string key = "listeners.tls." + field;
+      auto text = [&](std::string& out, const std::vector<std::string>& allowed = {}) {
+        auto* s = v.as_string();
+        if (!s) return error(path, at, key, "expected a string, got " + type_of(v));
+        if (!allowed.empty() &&
+            std::find(allowed.begin(), allowed.end(), s->get()) == allowed.end()) {
+          std::string list;
+          for (const auto& a : allowed)
+            list += (list.empty() ? "" : ", ") + a;
+          return error(path, at, key, in_quotes(s->get()) + " is not one of " + list);
+        }
+        out = s->get();
+      };
+      if (field == "cert" || field == "key" || field == "client_ca" || field == "crl" ||
+          field == "ocsp_response") {
+        std::string v2;
+        text(v2);
+        v2 = file(v2);
+        if (field == "cert") t.cert = v2;
+        if (field == "key") t.key = v2;
+        if (field == "client_ca") t.client_ca = v2;
+        if (field == "crl") t.crl = v2;
+        if (field == "ocsp_response") t.ocsp_response = v2;
+      } else if (field == "client_certs") {
+        std::string mode = "none";
+        text(mode, {"none", "optional", "required"});
+        t.client_certificates = mode == "required"   ? net::client_certs::required
+                                : mode == "optional" ? net::client_certs::optional
+                                                     : net::client_certs::none;
+      } else if (field == "min_version") {
+        text(t.min_version, {"1.2", "1.3"});
+      } else if (field == "ciphers") {
+        text(t.ciphers);
+      } else if (field == "ciphersuites") {
+        text(t.ciphersuites);
+      } else if (field == "alpn") {
+        string_array(v, path, at, key, t.alpn);
+      } else if (field == "handshake_timeout_ms") {
+        auto* i = v.as_integer();
+        if (!i || i->get() < 100 || i->get() > 600000)
+          error(path, at, key, "expected an integer from 100 to 600000 (ms)");
+        else
+          t.handshake_timeout_ms = static_cast<int>(i->get());
+      } else if (field == "session_tickets") {
+        auto* b = v.as_boolean();
+        if (!b)
+          error(path, at, key, "expected true or false, got " + type_of(v));
+        else
+          t.session_tickets = b->get();
+      } else {
+        error(path, at, key, "unknown key" + did_you_mean(field, keys));
+      }
+    }
+    if (t.cert.empty()) error(path, line, "listeners.tls.cert", "a TLS listener needs a cert");
+    if (t.key.empty()) error(path, line, "listeners.tls.key", "a TLS listener needs a key");
+    if (t.client_certificates != net::client_certs::none && t.client_ca.empty())
+      error(path, line, "listeners.tls.client_ca",
+            "client_certs = optional or required needs a client_ca to verify them against");
+    return t;
   }
 
   void check_protocols(const listener_config& lc) {

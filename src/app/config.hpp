@@ -16,6 +16,7 @@
 
 #include "auth/token_file.hpp"
 #include "common/toml_read.hpp"
+#include "net/tls_config.hpp"
 
 namespace CLI {
 class App;
@@ -38,7 +39,8 @@ struct auth_config : auth::token_set {
 struct listener_config {
   std::string bind;
   std::vector<std::string> protocols;
-  std::string source;  // where it was declared, for messages
+  std::optional<net::tls_config> tls;  // a TLS listener's: wss, mqtts
+  std::string source;                  // where it was declared, for messages
   int line = 0;
 };
 
@@ -47,6 +49,7 @@ struct config {
     std::string listen = "127.0.0.1:8080";  // host:port; [v6]:port
     int threads = 0;                        // 0: one per core
     bool allow_anonymous = false;           // run without tokens on a non-loopback address
+    bool require_tls = false;               // non-loopback listeners must have TLS
     bool diagnostics = false;               // adds the /echo WebSocket endpoint
     int shutdown_timeout_ms = 5000;
   } server;

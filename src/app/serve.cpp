@@ -2,6 +2,8 @@
 
 #include <sys/resource.h>
 
+#include <csignal>
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -18,6 +20,7 @@
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
 #include "net/server.hpp"
+#include "net/tls_context.hpp"
 #include "protocol/wire_formats.hpp"
 #include "store/memory_store.hpp"
 #include "store/sqlite_store.hpp"
@@ -63,6 +66,26 @@ std::string open_access_problem(const config& cfg) {
              ") without authentication: configure tokens ([auth] in the config file), listen "
              "on a loopback address, or set server.allow_anonymous = true to accept anyone on "
              "the network";
+  }
+  return {};
+}
+
+// A listener beyond loopback without TLS: a warning that names it, or the error of
+// server.require_tls.
+std::string plaintext_problem(const config& cfg) {
+  for (const auto& l : cfg.listeners) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (l.tls || !split_listen(l.bind, host, port) || is_loopback(host)) continue;
+    const auto what = l.bind + " (" + net::join(l.protocols) + ")";
+    if (cfg.server.require_tls)
+      return "refusing to listen on " + what +
+             " without TLS (server.require_tls): give the listener a tls table, or bind it to "
+             "a loopback address";
+    spdlog::warn(
+        "listener {} is not encrypted: tokens and messages cross the network in clear "
+        "(give it a tls table; server.require_tls = true makes this an error)",
+        what);
   }
   return {};
 }
@@ -173,14 +196,17 @@ void add_collectors(common::metrics_registry& metrics, std::int64_t started_ms,
 
 // Offline persistent sessions past their expiry, and history entries past
 // history.max_age_s, are dropped: now, then every second.
-void sweep(boost::asio::steady_timer& timer, core::router& router) {
+// Once a second: expired sessions, history past its age, and TLS certificates whose files
+// changed on disk (rotation without a signal).
+void sweep(boost::asio::steady_timer& timer, core::router& router, net::server& srv) {
   const auto now = common::now_ms();
   for (const auto& id : router.expire_sessions(now))
     spdlog::debug("session {} expired", id);
   router.trim_history(now);
+  srv.reload_tls(true);
   timer.expires_after(std::chrono::seconds(1));
-  timer.async_wait([&timer, &router](boost::system::error_code ec) {
-    if (!ec) sweep(timer, router);
+  timer.async_wait([&timer, &router, &srv](boost::system::error_code ec) {
+    if (!ec) sweep(timer, router, srv);
   });
 }
 
@@ -227,24 +253,24 @@ net::server_settings server_settings_of(const config& cfg) {
   c.idle_timeout_ms = cfg.heartbeat.idle_timeout_ms;
   c.auth_timeout_ms = cfg.heartbeat.auth_timeout_ms;
   for (const auto& l : cfg.listeners)
-    s.listeners.push_back({l.bind, l.protocols});
+    s.listeners.push_back({l.bind, l.protocols, l.tls});
   return s;
 }
 
 // One line per listener, as clients address it (the tests read the first two shapes).
 void say_listening(const net::server& srv, int threads) {
   for (const auto& l : srv.listeners()) {
-    const auto& h = l->host();
-    const auto shown = h.find(':') != std::string::npos ? "[" + h + "]" : h;
     const auto& ps = l->config().protocols;
     auto has = [&](const char* p) { return std::find(ps.begin(), ps.end(), p) != ps.end(); };
+    const auto url = l->url();
     if (has("mqtt"))
-      spdlog::info("MQTT (3.1.1, 5.0) listening on mqtt://{}:{}", shown, l->port());
+      spdlog::info("MQTT (3.1.1, 5.0) listening on {}", url);
     else if (has("ws"))
-      spdlog::info("wsagent {} listening on ws://{}:{}/ws ({}; {} I/O threads)",
-                   WSAGENT_VERSION_STRING, shown, l->port(), net::join(ps), threads);
+      spdlog::info("wsagent {} listening on {}/ws ({}; {} I/O threads)", WSAGENT_VERSION_STRING,
+                   url, net::join(ps), threads);
     else
-      spdlog::info("listening on http://{}:{} ({})", shown, l->port(), net::join(ps));
+      spdlog::info("listening on {} ({})", url, net::join(ps));
+    if (const auto& tls = l->info().tls) spdlog::info("TLS on {}: {}", url, tls->describe());
   }
 }
 
@@ -273,6 +299,9 @@ void reload(const std::string& config_path, const config& cfg, core::auth_holder
 }  // namespace
 
 int serve(const config& cfg, const std::string& config_path) {
+  // A write to a socket its peer closed is an error to handle, not a reason to die: OpenSSL
+  // writes TLS sockets with write(2), which raises SIGPIPE (Asio's sends do not).
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     setup_logging(cfg.log);
   } catch (const std::exception& e) {
@@ -281,6 +310,10 @@ int serve(const config& cfg, const std::string& config_path) {
   }
   auto auth = make_authenticator(cfg.auth);
   if (auto problem = open_access_problem(cfg); !problem.empty()) {
+    spdlog::critical("{}", problem);
+    return 1;
+  }
+  if (auto problem = plaintext_problem(cfg); !problem.empty()) {
     spdlog::critical("{}", problem);
     return 1;
   }
@@ -336,13 +369,17 @@ int serve(const config& cfg, const std::string& config_path) {
   say_listening(*srv, settings.threads);
 
   boost::asio::steady_timer expiry_timer(srv->main_context());
-  sweep(expiry_timer, router);
+  sweep(expiry_timer, router, *srv);
 
   std::function<void(boost::system::error_code, int)> on_signal;
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
       reload(config_path, cfg, auth_holder, audit);
+      const auto failed = srv->reload_tls(false);
+      audit.record(core::audit_event::admin, {}, "signal",
+                   failed.empty() ? "SIGHUP: certificates reloaded"
+                                  : "SIGHUP: certificate reload failed: " + failed.front());
       return signals.async_wait(on_signal);
     }
     spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");

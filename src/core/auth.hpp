@@ -12,11 +12,20 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/mutex.hpp"
 #include "core/acl.hpp"
 
 namespace wsagent::core {
+
+// A client certificate the TLS handshake verified (net/tls_context.hpp reads it).
+struct certificate_identity {
+  std::string subject;  // RFC 2253, "CN=dev1,O=Plant"
+  std::string common_name;
+  std::vector<std::string> dns, uri, email;  // subject alternative names
+  std::string fingerprint;                   // SHA-256 of the DER, lowercase hex
+};
 
 // What a client presents. The views are valid during authenticate() only: an authenticator
 // that answers later copies what it keeps.
@@ -26,9 +35,8 @@ struct auth_request {
   std::string_view remote;     // "address:port"
   std::string_view protocol;   // "ws" (the native protocol), "mqtt", "mqtt-ws"
   std::string_view username;   // MQTT's CONNECT User Name ("" none)
-  // The identity of the client certificate the TLS handshake verified (its subject), when
-  // there is one (issue 13); "" none.
-  std::string_view certificate;
+  // The client certificate the TLS handshake verified; null when there is none.
+  const certificate_identity* certificate = nullptr;
 };
 
 struct identity {

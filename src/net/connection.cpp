@@ -170,6 +170,13 @@ void connection::read() {
   reading_ = true;
   if (rlen_ == 0) {
     if (!rbuf_.empty()) std::vector<std::uint8_t>().swap(rbuf_);
+    if (more_to_read_) {
+      // The last read filled the thread's buffer: the stream may hold more, and its
+      // readiness was reported already (Asio's reactor is edge-triggered: a wait would not
+      // see it again until more bytes come). Read again, from a handler of its own.
+      more_to_read_ = false;
+      return asio::post(executor_, [self = shared_from_this()] { self->readable({}); });
+    }
     return stream_wait_readable();
   }
   if (rbuf_.size() - rlen_ < read_chunk / 2 + padding) {
@@ -199,6 +206,7 @@ void connection::on_readable() {
   if (ec == asio::error::would_block || ec == asio::error::try_again) return read();
   if (ec) return terminate();  // the end of the stream, or an error
   env_.probe.bytes_in.fetch_add(n, std::memory_order_relaxed);
+  more_to_read_ = n == thread_read_size;
   on_data(buffer.data(), n, false);
 }
 

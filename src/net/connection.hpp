@@ -46,6 +46,7 @@ namespace wsagent::net {
 
 class channel;
 class connection;
+class tls_context;
 
 struct connection_settings {
   std::size_t max_message_size = 1 << 20;
@@ -84,6 +85,8 @@ struct listener_info {
   route_table routes;        // an HTTP listener's (empty for a raw one)
   adapter_factory raw;       // a raw listener's (MQTT over TCP); empty for an HTTP one
   std::string raw_protocol;  // "mqtt"
+  // A TLS listener's context (rotated in place: net/tls_context.hpp); null for plain TCP.
+  std::shared_ptr<tls_context> tls;
   // Connections open now by protocol ("http" while a request is being read).
   struct counts {
     std::atomic<std::int64_t> http{0}, ws{0}, mqtt_ws{0}, echo{0}, mqtt{0};
@@ -148,6 +151,9 @@ class connection : public std::enable_shared_from_this<connection>,
   void pause_input() override { input_paused_ = true; }
   std::shared_ptr<void> hold() override;
   void resume_input() override;
+  const core::certificate_identity* peer_certificate() override {
+    return stream_peer_certificate();
+  }
 
   // session_sink (any thread)
   void deliver(core::message_ptr msg, std::uint8_t qos) override;
@@ -195,6 +201,8 @@ class connection : public std::enable_shared_from_this<connection>,
   virtual void stream_shutdown_send() = 0;
   virtual void stream_close() = 0;
   virtual std::string stream_remote() const = 0;
+  // The client certificate a TLS stream verified (null for plain TCP, or without one).
+  virtual const core::certificate_identity* stream_peer_certificate() { return nullptr; }
   // Completions the stream calls.
   void readable(boost::system::error_code ec);
   void read_done(boost::system::error_code ec, std::size_t n);
@@ -265,6 +273,7 @@ class connection : public std::enable_shared_from_this<connection>,
   bool registered_ = false;
   bool read_paused_ = false;   // backpressure: too many replies waiting to be written
   bool input_paused_ = false;  // the adapter holds input (an authentication in progress)
+  bool more_to_read_ = false;  // the last read filled its buffer: read again before waiting
 };
 
 }  // namespace wsagent::net

@@ -9,6 +9,7 @@
 #include "net/server.hpp"
 #include "net/stream_connection.hpp"
 #include "net/tcp_stream.hpp"
+#include "net/tls_stream.hpp"
 
 namespace wsagent::net {
 
@@ -83,6 +84,17 @@ void listener::open() {
   }
 }
 
+std::string listener::url() const {
+  const bool tls = info_->tls != nullptr;
+  const auto& ps = config_.protocols;
+  auto has = [&](const char* p) { return std::find(ps.begin(), ps.end(), p) != ps.end(); };
+  const char* scheme = has("mqtt")                                  ? (tls ? "mqtts" : "mqtt")
+                       : has("ws") || has("mqtt-ws") || has("echo") ? (tls ? "wss" : "ws")
+                                                                    : (tls ? "https" : "http");
+  const auto shown = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+  return std::string(scheme) + "://" + shown + ":" + std::to_string(port_);
+}
+
 void listener::close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
@@ -119,8 +131,14 @@ void listener::accept() {
         boost::system::error_code ep_ec;
         auto ip = socket.remote_endpoint(ep_ec).address().to_string();
         const bool admitted = server_.admit(ip);
-        auto c = std::make_shared<stream_connection<tcp_stream>>(
-            env_, tcp_stream(std::move(socket)), std::move(ip), *server_.threads_state_[worker]);
+        auto& thread = *server_.threads_state_[worker];
+        std::shared_ptr<connection> c;
+        if (info_->tls)
+          c = std::make_shared<stream_connection<tls_stream>>(
+              env_, tls_stream(std::move(socket), *info_->tls), std::move(ip), thread);
+        else
+          c = std::make_shared<stream_connection<tcp_stream>>(env_, tcp_stream(std::move(socket)),
+                                                              std::move(ip), thread);
         if (!admitted) {
           server_.probe.rejected.fetch_add(1, std::memory_order_relaxed);
           spdlog::warn("connection from {} to {} refused: connection limit reached", c->ip(),

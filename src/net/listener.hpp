@@ -10,11 +10,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "net/connection.hpp"
+#include "net/tls_config.hpp"
 
 namespace wsagent::net {
 
@@ -23,6 +25,7 @@ class server;
 struct listener_config {
   std::string bind;                    // "host:port", "[v6]:port"
   std::vector<std::string> protocols;  // ws, mqtt-ws, echo, http | mqtt
+  std::optional<tls_config> tls;       // a TLS listener's (wss, mqtts)
 };
 
 // The protocols a listener may name, and whether one speaks HTTP.
@@ -53,6 +56,8 @@ class listener {
   const std::string& host() const noexcept { return host_; }
   std::uint16_t port() const noexcept { return port_; }  // bound (a port 0 resolved)
   const listener_info& info() const noexcept { return *info_; }
+  // "ws://host:port" ("wss", "mqtt", "mqtts", "http", "https"), as clients address it.
+  std::string url() const;
 
  private:
   void accept();

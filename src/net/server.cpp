@@ -8,6 +8,7 @@
 
 #include "common/clock.hpp"
 #include "net/connection.hpp"
+#include "net/tls_context.hpp"
 
 namespace wsagent::net {
 
@@ -45,6 +46,16 @@ server::server(server_settings settings, served_protocols protocols, net_probe& 
       }
     }
     if (!info->raw) info->routes = protocols_.routes.only(cfg.protocols);
+    if (cfg.tls) {
+      // ALPN: what the listener speaks (HTTP for WebSocket, "mqtt" for MQTT over TCP).
+      auto alpn = cfg.tls->alpn;
+      if (alpn.empty()) alpn = {info->raw ? "mqtt" : "http/1.1"};
+      try {
+        info->tls = std::make_shared<tls_context>(*cfg.tls, std::move(alpn));
+      } catch (const tls_error& e) {
+        throw listen_error("listener " + cfg.bind + " (" + join(cfg.protocols) + "): " + e.what());
+      }
+    }
     listeners_.push_back(std::make_unique<listener>(*this, cfg, std::move(info)));
   }
 }
@@ -167,18 +178,37 @@ void server::poll_stop(std::chrono::steady_clock::time_point deadline) {
   stop_timer_->async_wait([this, deadline](boost::system::error_code) { poll_stop(deadline); });
 }
 
+std::vector<std::string> server::reload_tls(bool changed_only) {
+  std::vector<std::string> out;
+  for (const auto& l : listeners_) {
+    auto& tls = l->info().tls;
+    if (!tls || (changed_only && !tls->files_changed())) continue;
+    const auto where = l->url() + " (" + join(l->config().protocols) + ")";
+    if (auto error = tls->reload(); !error.empty()) {
+      spdlog::error("TLS reload of {} failed, the previous certificate stays in use: {}", where,
+                    error);
+      out.push_back(where + ": " + error);
+    } else {
+      spdlog::info("TLS reload of {}: {}", where, tls->describe());
+    }
+  }
+  return out;
+}
+
 void server::finish_stop() {
   for (auto& c : contexts_)
     c->stop();
 }
 
 void server::write_metrics(common::metric_set& out) const {
+  // A listener as clients address it (a port 0 resolved).
+  auto bind_of = [](const listener& l) {
+    const auto& h = l.host();
+    return (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(l.port());
+  };
   for (const auto& l : listeners_) {
     const auto& open = l->info().open;
-    // As clients address it (a port 0 resolved).
-    const auto& h = l->host();
-    const auto bind =
-        (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(l->port());
+    const auto bind = bind_of(*l);
     const std::pair<const char*, const std::atomic<std::int64_t>*> by_protocol[] = {
         {"http", &open.http}, {"ws", &open.ws},     {"mqtt-ws", &open.mqtt_ws},
         {"echo", &open.echo}, {"mqtt", &open.mqtt},
@@ -197,6 +227,18 @@ void server::write_metrics(common::metric_set& out) const {
     }
   }
   auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  for (const auto& l : listeners_) {
+    const auto& tls = l->info().tls;
+    if (!tls) continue;
+    const auto url = bind_of(*l);
+    const char* help = "TLS handshakes, by listener and result.";
+    out.counter("tls_handshakes_total", help, load(tls->handshakes),
+                {{"listener", url}, {"result", "ok"}});
+    out.counter("tls_handshakes_total", help, load(tls->handshake_failures),
+                {{"listener", url}, {"result", "failed"}});
+    out.counter("tls_resumed_sessions_total", "TLS handshakes that resumed a session.",
+                load(tls->resumed), {{"listener", url}});
+  }
   out.counter("connections_accepted_total", "Connections accepted.", load(probe.accepted));
   out.counter("connections_rejected_total",
               "Connections refused for limits.max_connections or max_connections_per_ip.",

@@ -62,6 +62,11 @@ class server final : public connection_registry {
   // them to go, then stops the I/O threads. Safe from any thread (a signal handler's post).
   void stop(int timeout_ms);
 
+  // Loads the TLS listeners' certificates again (`changed_only`: those whose files changed
+  // on disk). A listener whose files are broken keeps its certificate; the errors are
+  // logged and returned. Any thread.
+  std::vector<std::string> reload_tls(bool changed_only);
+
   // The first context, for signal handling and reloads.
   boost::asio::io_context& main_context() { return *contexts_[0]; }
 

@@ -82,6 +82,12 @@ class stream_connection final : public connection {
   void stream_shutdown_send() override { stream_.shutdown_send(); }
   void stream_close() override { stream_.close(); }
   std::string stream_remote() const override { return stream_.remote(); }
+  const core::certificate_identity* stream_peer_certificate() override {
+    if constexpr (requires(Stream & s) { s.peer_certificate(); })
+      return stream_.peer_certificate();
+    else
+      return nullptr;
+  }
 
   Stream stream_;
 };

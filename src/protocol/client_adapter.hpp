@@ -61,6 +61,9 @@ class transport_link {
   // a handler of its own. An authentication that answers later holds input this way.
   virtual void pause_input() = 0;
   virtual void resume_input() = 0;
+  // The client certificate the TLS handshake verified (null over plain TCP, or when the
+  // client sent none); valid as long as the connection.
+  virtual const core::certificate_identity* peer_certificate() { return nullptr; }
 };
 
 // The adapters' counters (the metrics page's); relaxed atomics, written by any I/O thread.

@@ -128,7 +128,7 @@ struct HeldInput : ::testing::Test {
   HeldInput() {
     app::config cfg;
     net::server_settings settings;
-    settings.listeners = {{"127.0.0.1:0", {"mqtt"}}, {"127.0.0.1:0", {"ws"}}};
+    settings.listeners = {{"127.0.0.1:0", {"mqtt"}, {}}, {"127.0.0.1:0", {"ws"}, {}}};
     settings.connection.auth_timeout_ms = 2000;
     settings.connection.close_timeout_ms = 10000;  // a close handshake that fails shows
     srv = std::make_unique<net::server>(settings, app::make_protocols(ctx, cfg, {}), probe);

@@ -272,6 +272,7 @@ void adapter::on_connect(const connect_request& c,
   req.remote = remote_;
   req.protocol = websocket_ ? "mqtt-ws" : "mqtt";
   req.username = c.username.value_or("");
+  req.certificate = link_.peer_certificate();
   // The views point into `body`, which the answer keeps.
   ask_authenticator(req, [this, c, props, will_props, body](core::auth_result result) {
     connect_authenticated(c, props, will_props, std::move(result));

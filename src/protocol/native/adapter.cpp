@@ -112,6 +112,7 @@ void adapter::authenticate(std::string_view token, std::string_view requested_id
   req.client_id = requested_id;
   req.remote = info_.remote;
   req.protocol = "ws";
+  req.certificate = link_.peer_certificate();
   // The answer may come after the frame is gone: what it needs is copied.
   ask_authenticator(req, [this, requested = std::string(requested_id), id = std::string(id),
                           then = std::move(then)](core::auth_result result) {
@@ -253,6 +254,7 @@ void adapter::on_auth(const auth_request& r) {
   req.client_id = session_->client_id();
   req.remote = info_.remote;
   req.protocol = "ws";
+  req.certificate = link_.peer_certificate();
   ask_authenticator(req, [this, step](core::auth_result result) {
     if (!result.ok || !set_auth_expiry(result.expires_ms)) {
       ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,

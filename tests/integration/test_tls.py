@@ -1,0 +1,394 @@
+"""TLS listeners (wss, mqtts) with real clients: python3-websockets over wss, mosquitto_pub /
+mosquitto_sub and python3-paho-mqtt over mqtts, and `openssl s_client` for what only it can
+check (versions, ALPN, client certificates, resumption, rotation). Certificates are made by
+the tests with the `openssl` command (tls_certs.py)."""
+import asyncio
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+
+import paho.mqtt.client as paho
+import pytest
+import websockets
+
+from conftest import recv_type, run, still_serves
+from tls_certs import Certs
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+def tls_agent(agent_factory, certs, tls="", extra="", args=()):
+    """An agent with a plain listener (ws, http: for still_serves), a TLS WebSocket listener
+    (ws, mqtt-ws, http) and a TLS MQTT one; `tls` is added to both tls tables."""
+    table = (f'cert = "{certs.path("server.pem")}", key = "{certs.path("server.key")}"'
+             + (", " + tls if tls else ""))
+    config = f"""
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws", "http"]
+
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws", "mqtt-ws", "http"]
+tls = {{ {table} }}
+
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["mqtt"]
+tls = {{ {table} }}
+{extra}
+"""
+    a = agent_factory(config, args=args)
+    a.wss_port = int(a.wait_log(r"listening on wss://127\.0\.0\.1:(\d+)/ws").group(1))
+    a.mqtts_port = int(a.wait_log(r"listening on mqtts://127\.0\.0\.1:(\d+)").group(1))
+    return a
+
+
+def client_context(certs, cert=None, **kw):
+    ctx = ssl.create_default_context(cafile=certs.path("ca.pem"))
+    if cert:
+        ctx.load_cert_chain(certs.path(f"{cert}.pem"), certs.path(f"{cert}.key"))
+    for k, v in kw.items():
+        setattr(ctx, k, v)
+    return ctx
+
+
+async def wss(agent, certs, cert=None, path="/ws"):
+    return await websockets.connect(f"wss://localhost:{agent.wss_port}{path}",
+                                    ssl=client_context(certs, cert), open_timeout=5,
+                                    ping_interval=None)
+
+
+def s_client(port, *options, request=True, timeout=10):
+    """`openssl s_client` to the port; with `request`, a GET /healthz through it. Returns
+    (served, output): served when the agent answered the request."""
+    stdin = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" if request \
+        else b""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        "localhost", *(["-ign_eof"] if request else []), *options], input=stdin, capture_output=True,
+                       timeout=timeout)
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    return "HTTP/1.1 200 OK" in out, out
+
+
+def https_health(agent, certs, port=None):
+    ctx = client_context(certs)
+    with urllib.request.urlopen(f"https://localhost:{port or agent.wss_port}/healthz",
+                                context=ctx, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def served_fingerprint(port):
+    """SHA-256 of the certificate a new connection to `port` is shown, lowercase hex."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    import hashlib
+    return hashlib.sha256(der).hexdigest()
+
+
+def paho_tls(agent, certs, client_id, cert=None):
+    c = paho.Client(client_id=client_id, protocol=paho.MQTTv311)
+    c.tls_set(ca_certs=certs.path("ca.pem"),
+              certfile=certs.path(f"{cert}.pem") if cert else None,
+              keyfile=certs.path(f"{cert}.key") if cert else None)
+    c.inbox = queue.Queue()
+    c.on_message = lambda cl, ud, m: c.inbox.put(m)
+    connacks = queue.Queue()
+    c.on_connect = lambda cl, ud, flags, rc: connacks.put(rc)
+    c.connect("localhost", agent.mqtts_port, keepalive=30)
+    c.loop_start()
+    assert connacks.get(timeout=5) == 0
+    return c
+
+
+def test_native_and_mqtt_clients_share_tags_over_tls(agent_factory, certs):
+    a = tls_agent(agent_factory, certs)
+
+    async def go():
+        ws = await wss(a, certs)
+        await ws.send(json.dumps({"type": "subscribe", "tags": ["plant/#"]}))
+        await recv_type(ws, "subscribed")
+        # mosquitto_sub over mqtts, mosquitto_pub over mqtts, paho over mqtts.
+        sub = subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(a.mqtts_port),
+                                "--cafile", certs.path("ca.pem"), "-t", "plant/#", "-C", "2",
+                                "-v", "-W", "10"], stdout=subprocess.PIPE, text=True)
+        p = paho_tls(a, certs, "paho-tls")
+        p.subscribe("plant/#", 1)
+        deadline = time.monotonic() + 5
+        while a.health()["subscriptions"] < 3:
+            assert time.monotonic() < deadline, a.health()
+            await asyncio.sleep(0.05)
+        subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(a.mqtts_port), "--cafile",
+                        certs.path("ca.pem"), "-t", "plant/temp", "-m", '{"c":21.5}', "-q", "1"],
+                       check=True, timeout=10)
+        m = await recv_type(ws, "message")
+        assert m["tag"] == "plant/temp" and m["payload"] == {"c": 21.5}
+        await ws.send(json.dumps({"type": "publish", "tag": "plant/hum", "payload": {"rh": 40}}))
+        got = p.inbox.get(timeout=5)
+        assert json.loads(got.payload) == {"c": 21.5}
+        got = p.inbox.get(timeout=5)
+        assert got.topic == "plant/hum" and json.loads(got.payload) == {"rh": 40}
+        out, _ = sub.communicate(timeout=10)
+        assert out.splitlines() == ['plant/temp {"c":21.5}', 'plant/hum {"rh":40}']
+        p.disconnect()
+        p.loop_stop()
+        await ws.close()
+
+    run(go())
+
+
+def test_mqtt_over_wss(agent_factory, certs):
+    a = tls_agent(agent_factory, certs)
+    c = paho.Client(client_id="ws-tls", transport="websockets")
+    c.ws_set_options(path="/mqtt")
+    c.tls_set(ca_certs=certs.path("ca.pem"))
+    inbox = queue.Queue()
+    c.on_message = lambda cl, ud, m: inbox.put(m)
+    connacks = queue.Queue()
+    c.on_connect = lambda cl, ud, flags, rc: connacks.put(rc)
+    c.connect("localhost", a.wss_port, keepalive=30)
+    c.loop_start()
+    assert connacks.get(timeout=5) == 0
+    done = queue.Queue()
+    c.on_subscribe = lambda *x: done.put(x)
+    c.subscribe("x/#", 0)
+    done.get(timeout=5)
+    c.publish("x/y", b"over wss", qos=1)
+    m = inbox.get(timeout=5)
+    assert m.topic == "x/y" and m.payload == b"over wss"
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_versions_alpn_and_suites(agent_factory, certs):
+    a = tls_agent(agent_factory, certs)
+    for old in ("-tls1", "-tls1_1"):
+        served, out = s_client(a.wss_port, old, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert not served, out
+    served, out = s_client(a.wss_port, "-tls1_2", "-alpn", "http/1.1")
+    assert served, out
+    assert "ALPN protocol: http/1.1" in out
+    assert re.search(r"Cipher is ECDHE-(ECDSA|RSA)-(AES\d+-GCM-SHA\d+|CHACHA20-POLY1305)", out)
+    served, out = s_client(a.wss_port, "-tls1_3", "-alpn", "h2,http/1.1")
+    assert served and "TLSv1.3" in out and "ALPN protocol: http/1.1" in out, out
+    # MQTT over TLS answers "mqtt" (the client speaks first: no HTTP request).
+    _, out = s_client(a.mqtts_port, "-alpn", "mqtt", request=False)
+    assert "ALPN protocol: mqtt" in out, out
+    # A TLS 1.2 suite without ECDHE or AEAD is not offered.
+    served, out = s_client(a.wss_port, "-tls1_2", "-cipher", "AES128-SHA")
+    assert not served, out
+    assert https_health(a, certs)["status"] == "ok"
+
+
+def test_client_certificates_required(agent_factory, certs):
+    a = tls_agent(agent_factory, certs, tls=f'client_ca = "{certs.path("ca.pem")}", '
+                                            f'crl = "{certs.path("crl.pem")}", '
+                                            'client_certs = "required"')
+
+    def with_cert(name, *extra):
+        return s_client(a.wss_port, "-cert", certs.path(f"{name}.pem"), "-key",
+                        certs.path(f"{name}.key"), *extra)
+
+    for version in ("-tls1_2", "-tls1_3"):
+        assert not s_client(a.wss_port, version)[0]  # no certificate
+        assert with_cert("client", version)[0]
+        assert not with_cert("stranger", version)[0]  # another CA
+        assert not with_cert("revoked", version)[0]  # in the CRL
+        assert not with_cert("expired", version)[0]
+    # mosquitto_pub with its certificate.
+    r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(a.mqtts_port), "--cafile",
+                        certs.path("ca.pem"), "--cert", certs.path("client.pem"), "--key",
+                        certs.path("client.key"), "-t", "t", "-m", "x"], timeout=10,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(a.mqtts_port), "--cafile",
+                        certs.path("ca.pem"), "-t", "t", "-m", "x"], timeout=10,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    run(still_serves(a))
+
+
+def test_client_certificates_optional_and_none(agent_factory, certs):
+    a = tls_agent(agent_factory, certs, tls=f'client_ca = "{certs.path("ca.pem")}", '
+                                            'client_certs = "optional"')
+    assert s_client(a.wss_port)[0]
+    assert s_client(a.wss_port, "-cert", certs.path("client.pem"), "-key",
+                    certs.path("client.key"))[0]
+    assert not s_client(a.wss_port, "-cert", certs.path("stranger.pem"), "-key",
+                        certs.path("stranger.key"))[0]
+    b = tls_agent(agent_factory, certs)  # none: a certificate is not asked for
+    _, out = s_client(b.wss_port, "-tls1_2")
+    assert "Acceptable client certificate CA names" not in out
+    assert "No client certificate CA names sent" in out, out
+
+
+def test_resumption(agent_factory, certs, tmp_path):
+    a = tls_agent(agent_factory, certs)
+    for version in ("-tls1_2", "-tls1_3"):
+        sess = str(tmp_path / f"session{version}")
+        served, out = s_client(a.wss_port, version, "-sess_out", sess)
+        assert served, out
+        served, out = s_client(a.wss_port, version, "-sess_in", sess)
+        assert served and "Reused," in out, out
+
+
+def replace_server_certificate(certs, cn):
+    """A new certificate (and key) for the server, written over the files in use."""
+    certs.server("next", cn)
+    for ext in ("pem", "key"):
+        tmp = certs.path(f"server.{ext}.new")
+        shutil.copy(certs.path(f"next.{ext}"), tmp)
+        os.replace(tmp, certs.path(f"server.{ext}"))
+
+
+def test_rotation_on_sighup_and_on_file_change(agent_factory, certs, tmp_path):
+    # The agent's own copy of the files: the module's stay as they are for other tests.
+    own = Certs.__new__(Certs)
+    own.dir = str(tmp_path / "own")
+    shutil.copytree(certs.dir, own.dir)
+    a = tls_agent(agent_factory, own)
+    before = served_fingerprint(a.wss_port)
+    assert before == own.fingerprint("server")
+
+    async def go():
+        ws = await wss(a, own)  # a connection of the old certificate
+        await ws.send(json.dumps({"type": "subscribe", "tags": ["rot/#"]}))
+        await recv_type(ws, "subscribed")
+
+        # SIGHUP: new connections see the new certificate, the old one goes on.
+        replace_server_certificate(own, "localhost")
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"TLS reload of wss://127\.0\.0\.1:\d+ .*subject CN=localhost")
+        after = served_fingerprint(a.wss_port)
+        assert after == own.fingerprint("server") and after != before
+        assert served_fingerprint(a.mqtts_port) == after
+        await ws.send(json.dumps({"type": "publish", "tag": "rot/a", "payload": 1}))
+        assert (await recv_type(ws, "message"))["payload"] == 1
+
+        # A broken file is refused with a clear line; the certificate in use stays.
+        with open(own.path("server.pem"), "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"TLS reload of wss://\S+ .*failed, the previous certificate stays in use: "
+                   r"tls\.cert .* is not a PEM certificate")
+        assert served_fingerprint(a.wss_port) == after
+
+        # A change on disk, without a signal.
+        replace_server_certificate(own, "localhost")
+        deadline = time.monotonic() + 10
+        while served_fingerprint(a.wss_port) == after:
+            assert time.monotonic() < deadline, "the changed files were not loaded"
+            await asyncio.sleep(0.2)
+        assert served_fingerprint(a.wss_port) == own.fingerprint("server")
+        await ws.send(json.dumps({"type": "publish", "tag": "rot/b", "payload": 2}))
+        assert (await recv_type(ws, "message"))["payload"] == 2
+        await ws.close()
+
+    run(go())
+
+
+def test_garbage_plain_http_and_silent_handshakes_hurt_nobody(agent_factory, certs):
+    a = tls_agent(agent_factory, certs, tls="handshake_timeout_ms = 500")
+    silent = [socket.create_connection(("127.0.0.1", a.wss_port)) for _ in range(20)]
+    garbage = socket.create_connection(("127.0.0.1", a.wss_port))
+    garbage.sendall(os.urandom(4096))
+    http = socket.create_connection(("127.0.0.1", a.wss_port))
+    http.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    mqtt = socket.create_connection(("127.0.0.1", a.mqtts_port))
+    mqtt.sendall(bytes([0x10, 0x0c, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 30, 0, 0]))
+    for s in (garbage, http, mqtt):
+        ended(s)  # at most an alert, then the end
+    # Meanwhile, a client over TLS is served.
+    run(still_serves(a))
+    assert https_health(a, certs)["status"] == "ok"
+    # The silent ones are cut off at the handshake timeout.
+    for s in silent:
+        assert ended(s) == b""
+    text = metrics(a)
+    m = re.search(r'wsagent_tls_handshakes_total\{listener="127\.0\.0\.1:%d",result="failed"\} '
+                  r'(\d+)' % a.wss_port, text)
+    assert m and int(m.group(1)) >= 22, text
+    from test_metrics import promtool_check
+    code, report = promtool_check(text)
+    assert code == 0, report
+
+
+def ended(s, timeout=5):
+    """Reads until the agent closes `s`; returns what came (an alert, say)."""
+    s.settimeout(timeout)
+    got = b""
+    while True:
+        try:
+            chunk = s.recv(4096)
+        except ConnectionResetError:
+            return got
+        if not chunk:
+            return got
+        got += chunk
+        assert len(got) < 4096, got
+
+
+def metrics(agent):
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_a_non_loopback_listener_without_tls_is_named_or_refused(agent_factory, tmp_path):
+    config = """
+[server]
+allow_anonymous = true
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws", "http"]
+[[listeners]]
+bind = "0.0.0.0:0"
+protocols = ["mqtt"]
+"""
+    a = agent_factory(config)
+    a.wait_log(r"listener 0\.0\.0\.0:0 \(mqtt\) is not encrypted")
+    path = tmp_path / "require.toml"
+    path.write_text(config.replace("allow_anonymous = true",
+                                   "allow_anonymous = true\nrequire_tls = true"))
+    from conftest import BIN
+    r = subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "refusing to listen on 0.0.0.0:0 (mqtt) without TLS (server.require_tls)" in r.stderr
+
+
+def test_a_broken_tls_table_names_the_file(tmp_path, certs):
+    from conftest import BIN
+    path = tmp_path / "bad.toml"
+    path.write_text(f"""
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws"]
+tls = {{ cert = "{certs.path('server.pem')}", key = "{certs.path('client.key')}" }}
+""")
+    r = subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert re.search(r"listener 127\.0\.0\.1:0 \(ws\): tls\.key \S+client\.key\" does not match "
+                     r"tls\.cert", r.stderr), r.stderr
+    path.write_text("""
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws"]
+tls = { cert = "missing.pem", key = "missing.key", client_certs = "sometimes" }
+""")
+    r = subprocess.run([BIN, "serve", "--config", str(path), "--check-config"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert re.search(r"bad\.toml:5: listeners\.tls\.client_certs: 'sometimes' is not one of "
+                     r"none, optional, required", r.stderr + r.stdout), r.stderr + r.stdout
