@@ -17,6 +17,7 @@ test_pkgs=(
   python3 python3-websockets python3-pytest mosquitto mosquitto-clients python3-paho-mqtt
   clang libclang-rt-14-dev
   prometheus  # promtool checks /metrics
+  testssl.sh sslscan  # the TLS listeners, scanned
 )
 
 want=("${build_pkgs[@]}")

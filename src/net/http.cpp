@@ -1,5 +1,7 @@
 #include "net/http.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -92,6 +94,21 @@ std::string serialize(const http_response& r) {
     out.append("Server: wsagent\r\nContent-Type: ").append(r.content_type).append("\r\n");
     out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
     out.append("Connection: close\r\n");
+    // What browsers should do with an answer of the agent's (an endpoint's JSON or text, an
+    // error): not sniff it, not cache it, not run or frame it. A handler that serves pages
+    // (a dashboard) names its own.
+    static constexpr std::pair<std::string_view, std::string_view> defaults[] = {
+        {"X-Content-Type-Options", "nosniff"},
+        {"Cache-Control", "no-store"},
+        {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+        {"Referrer-Policy", "no-referrer"},
+    };
+    for (const auto& [name, value] : defaults) {
+      const bool named = std::any_of(r.headers.begin(), r.headers.end(), [&](const auto& h) {
+        return boost::beast::iequals(h.first, name);
+      });
+      if (!named) out.append(name).append(": ").append(value).append("\r\n");
+    }
   }
   for (const auto& [k, v] : r.headers)
     out.append(k).append(": ").append(v).append("\r\n");

@@ -392,3 +392,46 @@ tls = { cert = "missing.pem", key = "missing.key", client_certs = "sometimes" }
     assert r.returncode != 0
     assert re.search(r"bad\.toml:5: listeners\.tls\.client_certs: 'sometimes' is not one of "
                      r"none, optional, required", r.stderr + r.stdout), r.stderr + r.stdout
+
+
+def test_testssl_finds_nothing_medium_or_worse(agent_factory, certs, tmp_path):
+    """testssl.sh (Debian's) against a wss listener: every finding rated MEDIUM or worse
+    fails. The certificate is one a deployment would have (a year, a CRL distribution
+    point): testssl rates the certificate too."""
+    certs.server("scanned", "localhost", days=365,
+                 ext="crlDistributionPoints=URI:http://127.0.0.1/crl.pem\n")
+    a = agent_factory(f"""
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws", "http"]
+[[listeners]]
+bind = "127.0.0.1:0"
+protocols = ["ws", "mqtt-ws", "http"]
+tls = {{ cert = "{certs.path('scanned.pem')}", key = "{certs.path('scanned.key')}" }}
+""")
+    port = int(a.wait_log(r"listening on wss://127\.0\.0\.1:(\d+)/ws").group(1))
+    report = tmp_path / "testssl.json"
+    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--add-ca",
+                    certs.path("ca.pem"), "--severity", "MEDIUM", "--jsonfile", str(report),
+                    f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=600)
+    findings = [f for f in json.loads(report.read_text())
+                if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL")]
+    assert not findings, findings
+    run(still_serves(a))
+
+
+def test_sslscan_sees_tls12_and_13_only(agent_factory, certs):
+    a = tls_agent(agent_factory, certs)
+    for port in (a.wss_port, a.mqtts_port):
+        out = subprocess.run(["sslscan", "--no-colour", f"127.0.0.1:{port}"],
+                             capture_output=True, text=True, timeout=120).stdout
+        for old in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
+            assert re.search(rf"{re.escape(old)}\s+disabled", out), out
+        for new in ("TLSv1.2", "TLSv1.3"):
+            assert re.search(rf"{re.escape(new)}\s+enabled", out), out
+        accepted = re.findall(r"^(?:Preferred|Accepted)\s+TLSv1\.2\s+\d+ bits\s+(\S+)", out,
+                              re.M)
+        assert accepted, out
+        for suite in accepted:
+            assert suite.startswith("ECDHE-") and ("GCM" in suite or "CHACHA20" in suite), out

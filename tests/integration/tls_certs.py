@@ -63,21 +63,21 @@ default_crl_days = 30
 commonName = supplied
 """)
 
-    def _sign(self, name, cn, ca, ext, expired=False):
+    def _sign(self, name, cn, ca, ext, expired=False, days=30):
         self._key(name)
         _run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
              cwd=self.dir)
         with open(self.path(f"{name}.ext"), "w") as f:
             f.write(ext)
         dates = (["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"]
-                 if expired else ["-days", "30"])
+                 if expired else ["-days", str(days)])
         _run("ca", "-batch", "-notext", "-config", os.path.join(self.dir, f"{ca}.db", "ca.cnf"),
              "-in", f"{name}.csr", "-out", f"{name}.pem", *dates, "-extfile", f"{name}.ext",
              cwd=self.dir)
 
-    def server(self, name, cn, ca="ca"):
+    def server(self, name, cn, ca="ca", days=30, ext=""):
         self._sign(name, cn, ca, "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                 "extendedKeyUsage=serverAuth\n")
+                                 "extendedKeyUsage=serverAuth\n" + ext, days=days)
 
     def client(self, name, cn, ca="ca", san=None, expired=False):
         ext = "extendedKeyUsage=clientAuth\n"
