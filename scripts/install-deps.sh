@@ -18,6 +18,7 @@ test_pkgs=(
   clang libclang-rt-14-dev
   prometheus  # promtool checks /metrics
   testssl.sh sslscan  # the TLS listeners, scanned
+  chromium  # browser tests (playwright-core drives it)
 )
 
 want=("${build_pkgs[@]}")

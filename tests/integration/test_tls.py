@@ -435,3 +435,68 @@ def test_sslscan_sees_tls12_and_13_only(agent_factory, certs):
         assert accepted, out
         for suite in accepted:
             assert suite.startswith("ECDHE-") and ("GCM" in suite or "CHACHA20" in suite), out
+
+
+def test_mqttjs_over_wss_and_a_native_client(agent_factory, certs):
+    """MQTT.js (npm, tests/js) over wss://…/mqtt, trusting the test CA as Node does
+    (NODE_EXTRA_CA_CERTS), against a native client over wss on the same tags."""
+    from test_mqttjs import SCRIPT
+    a = tls_agent(agent_factory, certs)
+
+    async def go():
+        ws = await wss(a, certs)
+        await ws.send(json.dumps({"type": "subscribe", "tags": ["js/from-js"], "qos": 1}))
+        await recv_type(ws, "subscribed")
+        js = await asyncio.create_subprocess_exec(
+            "node", SCRIPT, f"wss://localhost:{a.wss_port}/mqtt", "mqttjs-tls", "4",
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "NODE_EXTRA_CA_CERTS": certs.path("ca.pem")})
+        line = json.loads(await asyncio.wait_for(js.stdout.readline(), 10))
+        assert line == {"ready": True}, line
+        for n in (1, 2):
+            m = await recv_type(ws, "message")
+            assert m["payload"] == {"from": "mqtt.js", "n": n} and m["from"] == "mqttjs-tls"
+            await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        for n in (1, 2):
+            await ws.send(json.dumps({"type": "publish", "tag": "js/to-js",
+                                      "payload": {"n": n}, "qos": 1}))
+            await recv_type(ws, "ack")
+        for n in (1, 2):
+            got = json.loads(await asyncio.wait_for(js.stdout.readline(), 10))
+            assert got["topic"] == "js/to-js" and got["payload"] == '{"n":%d}' % n, got
+        assert await asyncio.wait_for(js.wait(), 10) == 0
+        await ws.close()
+
+    run(go())
+
+
+def spki_sha256(certs, name):
+    """Base64 of the SHA-256 of the certificate's public key (what Chromium pins)."""
+    pub = subprocess.run(["openssl", "x509", "-in", certs.path(f"{name}.pem"), "-pubkey",
+                          "-noout"], check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         check=True, capture_output=True).stdout
+    import base64
+    import hashlib
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_a_page_in_chromium_over_wss(agent_factory, certs):
+    """A page in Debian's Chromium (playwright-core) subscribes and publishes over wss; an
+    MQTT client over mqtts gets what the page published."""
+    script = os.path.join(os.path.dirname(__file__), "..", "js", "browser_wss.mjs")
+    a = tls_agent(agent_factory, certs)
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(a.mqtts_port),
+                            "--cafile", certs.path("ca.pem"), "-t", "browser/#", "-C", "1",
+                            "-W", "20"], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 5
+    while a.health()["subscriptions"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = subprocess.run(["node", script, f"wss://localhost:{a.wss_port}/ws",
+                        spki_sha256(certs, "server")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    assert m["tag"] == "browser/echo" and m["payload"] == {"from": "chromium"}, m
+    out, _ = sub.communicate(timeout=20)
+    assert json.loads(out) == {"from": "chromium"}
