@@ -611,12 +611,14 @@ class loader {
           tokens_.read_tokens(node2, path, line, "auth.tokens");
         } else if (name == "auth.roles") {
           tokens_.read_roles(node2, path, line, "auth.roles");
+        } else if (name == "auth.jwt") {
+          cfg_.auth.jwt = auth::read_jwt_config(node2, path, line, errors_);
         } else {
           std::vector<std::string> candidates;
           for (const auto& spec2 : schema())
             if (spec2.name.substr(0, section.size() + 1) == section + ".")
               candidates.emplace_back(spec2.name.substr(section.size() + 1));
-          if (section == "auth") candidates.insert(candidates.end(), {"tokens", "roles"});
+          if (section == "auth") candidates.insert(candidates.end(), {"tokens", "roles", "jwt"});
           error(path, line, name, "unknown key" + did_you_mean(k2.str(), candidates));
         }
       }
@@ -757,7 +759,10 @@ class loader {
                                                "ocsp_response",
                                                "handshake_timeout_ms",
                                                "session_tickets"};
-    for (auto&& [k, v] : *table) {
+    for (auto&& entry : *table) {
+      // Named, not bound: clang 14 cannot capture structured bindings in the lambdas below.
+      const auto& k = entry.first;
+      auto& v = entry.second;
       const std::string field(k.str());
       const int at = line_of(k, v) > 0 ? line_of(k, v) : line;
       const std::string key = "listeners.tls." + field;
@@ -1015,6 +1020,7 @@ config_result reload_auth(const std::string& path, const config& current) {
     config start = current;
     start.auth.tokens.clear();
     start.auth.roles.clear();
+    start.auth.jwt.reset();
     loader l{start};
     if (!path.empty()) l.load_file(path, true);
     l.use_tokens_file(current.auth.tokens_file);

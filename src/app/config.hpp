@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/jwt_config.hpp"
 #include "auth/token_file.hpp"
 #include "common/toml_read.hpp"
 #include "net/tls_config.hpp"
@@ -31,6 +32,7 @@ struct auth_config : auth::token_set {
   // The role of clients that present no token, where such clients are let in (open mode, or
   // with tokens when this is set); "" = open mode grants everything, tokens refuse them.
   std::string anonymous_role;
+  std::optional<auth::jwt_config> jwt;  // [auth.jwt]: JSON Web Tokens beside the static ones
 };
 
 // One listener: a bind address and the protocols it serves (docs/configuration.md,

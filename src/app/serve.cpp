@@ -16,6 +16,8 @@
 #include "app/endpoints.hpp"
 #include "app/logging.hpp"
 #include "app/protocols.hpp"
+#include "auth/jwt_authenticator.hpp"
+#include "auth/jwt_config.hpp"
 #include "common/clock.hpp"
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
@@ -50,13 +52,23 @@ bool is_loopback(const std::string& host) {
   return !ec && a.is_loopback();
 }
 
-std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth) {
-  return auth::make_authenticator(auth, auth.anonymous_role);
+// The static tokens (or open mode), with JWT in front when [auth.jwt] is configured; null
+// when a JWT key cannot be used (`problems` say which and why).
+std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth,
+                                                              std::vector<std::string>& problems) {
+  if (!auth.jwt) return auth::make_authenticator(auth, auth.anonymous_role);
+  auto keys = auth::load_jwt_keys(*auth.jwt, problems);
+  if (!problems.empty()) return nullptr;
+  auto tokens = auth::make_authenticator(auth, auth.anonymous_role, true);
+  return std::make_shared<auth::jwt_authenticator>(
+      auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)),
+      auth::role_grants(auth), std::move(tokens));
 }
 
 std::string open_access_problem(const config& cfg) {
   // Anonymous clients are let in without tokens, or with tokens and an anonymous role.
-  const bool anonymous = cfg.auth.tokens.empty() || !cfg.auth.anonymous_role.empty();
+  const bool anonymous =
+      (cfg.auth.tokens.empty() && !cfg.auth.jwt) || !cfg.auth.anonymous_role.empty();
   if (!anonymous || cfg.server.allow_anonymous) return {};
   for (const auto& l : cfg.listeners) {
     std::string host;
@@ -286,13 +298,22 @@ void reload(const std::string& config_path, const config& cfg, core::auth_holder
     audit.record(core::audit_event::admin, {}, "signal", "SIGHUP reload failed");
     return;
   }
-  auto fresh = make_authenticator(reloaded.value.auth);
+  std::vector<std::string> problems;
+  auto fresh = make_authenticator(reloaded.value.auth, problems);
+  if (!fresh) {
+    for (const auto& p : problems)
+      spdlog::error("reload: {}", p);
+    spdlog::error("reload failed: keeping the previous tokens and keys");
+    audit.record(core::audit_event::admin, {}, "signal", "SIGHUP reload failed");
+    return;
+  }
   if (fresh->open() && !holder.get()->open()) {
     spdlog::error("reload: the new configuration has no tokens; keeping the previous ones");
     return;
   }
   holder.set(fresh);
-  spdlog::info("reload: {} token(s) active", reloaded.value.auth.tokens.size());
+  spdlog::info("reload: {} token(s) active{}", reloaded.value.auth.tokens.size(),
+               reloaded.value.auth.jwt ? ", JWT keys loaded again" : "");
   audit.record(core::audit_event::admin, {}, "signal", "SIGHUP: tokens reloaded");
 }
 
@@ -308,7 +329,13 @@ int serve(const config& cfg, const std::string& config_path) {
     std::cerr << "wsagent: cannot open the log: " << e.what() << "\n";
     return 1;
   }
-  auto auth = make_authenticator(cfg.auth);
+  std::vector<std::string> key_problems;
+  auto auth = make_authenticator(cfg.auth, key_problems);
+  if (!auth) {
+    for (const auto& p : key_problems)
+      spdlog::critical("{}", p);
+    return 1;
+  }
   if (auto problem = open_access_problem(cfg); !problem.empty()) {
     spdlog::critical("{}", problem);
     return 1;

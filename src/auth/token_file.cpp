@@ -85,7 +85,10 @@ void token_file_reader::read_tokens(const toml::node& node, const std::string& p
     bool has_token = false;
     bool has_sha256 = false;
     bool ok = true;
-    for (auto&& [k, v] : *table) {
+    for (auto&& field : *table) {
+      // Named, not bound: clang 14 cannot capture structured bindings in the lambdas below.
+      const auto& k = field.first;
+      auto& v = field.second;
       std::string name(k.str());
       std::string full = key + "." + name;
       int kl = line_of(k, v);
@@ -210,23 +213,8 @@ token_set token_file_reader::finish(std::string_view anonymous_role,
   return out;
 }
 
-namespace {
-
-// The rights of several roles are the union of their patterns.
-void add_role(core::grants& g, const core::grants& role) {
-  auto append = [](std::vector<std::string>& to, const std::vector<std::string>& from) {
-    to.insert(to.end(), from.begin(), from.end());
-  };
-  append(g.publish, role.publish);
-  append(g.subscribe, role.subscribe);
-  append(g.deny_publish, role.deny_publish);
-  append(g.deny_subscribe, role.deny_subscribe);
-}
-
-}  // namespace
-
-std::shared_ptr<const core::authenticator> make_authenticator(const token_set& set,
-                                                              std::string_view anonymous_role) {
+std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> role_grants(
+    const token_set& set) {
   std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> roles;
   for (const auto& [name, role] : set.roles) {
     auto g = std::make_shared<core::grants>();
@@ -236,14 +224,21 @@ std::shared_ptr<const core::authenticator> make_authenticator(const token_set& s
     g->deny_subscribe = role.deny_subscribe;
     roles.emplace(name, std::move(g));
   }
+  return roles;
+}
+
+std::shared_ptr<const core::authenticator> make_authenticator(const token_set& set,
+                                                              std::string_view anonymous_role,
+                                                              bool closed) {
+  const auto roles = role_grants(set);
   std::shared_ptr<const core::grants> anonymous;
   if (auto it = roles.find(anonymous_role); it != roles.end()) anonymous = it->second;
-  if (set.tokens.empty()) return std::make_shared<core::open_authenticator>(anonymous);
+  if (set.tokens.empty() && !closed) return std::make_shared<core::open_authenticator>(anonymous);
   std::vector<token_entry> entries;
   for (const auto& t : set.tokens) {
     auto g = std::make_shared<core::grants>();
     for (const auto& r : t.roles)
-      if (auto it = roles.find(r); it != roles.end()) add_role(*g, *it->second);
+      if (auto it = roles.find(r); it != roles.end()) g->add(*it->second);
     entries.push_back(token_entry{t.token_sha256.empty() ? sha256_hex(t.token) : t.token_sha256,
                                   t.identity, t.user, std::move(g)});
   }

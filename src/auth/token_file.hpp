@@ -79,9 +79,16 @@ class token_file_reader {
 // What is wrong with an ACL pattern (a tag filter with %c and %u), or "".
 std::string check_pattern(std::string_view pattern);
 
-// Open mode (with the anonymous role's rights, when one is named) for a set without tokens;
-// else the tokens', with `anonymous_role`'s rights for clients that present none.
+// The rights of each role of `set`, by name.
+std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> role_grants(
+    const token_set& set);
+
+// Open mode (with the anonymous role's rights, when one is named) for a set without tokens,
+// unless `closed` (another authenticator, JWT, stands in front: then an empty set refuses
+// every token); else the tokens', with `anonymous_role`'s rights for clients that present
+// none.
 std::shared_ptr<const core::authenticator> make_authenticator(const token_set& set,
-                                                              std::string_view anonymous_role);
+                                                              std::string_view anonymous_role,
+                                                              bool closed = false);
 
 }  // namespace wsagent::auth

@@ -100,4 +100,15 @@ bool acl::can_receive(std::string_view tag) const noexcept {
   return true;
 }
 
+void grants::add(const grants& other) {
+  auto append = [](std::vector<std::string>& to, const std::vector<std::string>& from) {
+    to.insert(to.end(), from.begin(), from.end());
+  };
+  append(publish, other.publish);
+  append(subscribe, other.subscribe);
+  append(deny_publish, other.deny_publish);
+  append(deny_subscribe, other.deny_subscribe);
+  allow_all = allow_all || other.allow_all;
+}
+
 }  // namespace wsagent::core

@@ -22,6 +22,9 @@ struct grants {
   std::vector<std::string> deny_publish;    // checked first: never these
   std::vector<std::string> deny_subscribe;  // checked first: never these
   bool allow_all = false;  // open mode: everything but reserved tags (and what is denied)
+
+  // Adds `other`'s patterns (the rights of several roles are the union of their patterns).
+  void add(const grants& other);
 };
 
 class acl {

@@ -192,7 +192,9 @@ TEST_F(ClusterSeam, EvictKicksTheConnectionAndDropsTheSessionHere) {
   EXPECT_EQ(r.subscription_count(), 0u);
   EXPECT_TRUE(ownership.events.empty());  // not this node's to release
   // What its connection still does (an acknowledgement already read, a delivery handed
-  // back) writes nothing: the queue entry is the new owner's.
+  // back) writes nothing: the queue entry is the new owner's. (The store is read once its
+  // writer is idle: the memory store is read and written by one thread at a time.)
+  writer.flush();
   const auto seq = mem.load().queue.at(0).seq;
   r.forget(*c2, seq);
   auto late = make_message("t", 1);
