@@ -95,7 +95,9 @@ class tls_stream {
           socket_.get_executor(), [h = std::forward<Handler>(handler)]() mutable {
             h(boost::asio::error::make_error_code(boost::asio::error::connection_aborted));
           });
-    if (more_ || SSL_has_pending(ssl_)) {
+    // SSL_pending, not SSL_has_pending: the latter counts a partial record too, and waiting
+    // for the rest of it must not spin.
+    if (more_ || SSL_pending(ssl_) > 0) {
       more_ = false;
       return boost::asio::post(socket_.get_executor(),
                                [h = std::forward<Handler>(handler)]() mutable { h({}); });

@@ -500,3 +500,20 @@ def test_a_page_in_chromium_over_wss(agent_factory, certs):
     assert m["tag"] == "browser/echo" and m["payload"] == {"from": "chromium"}, m
     out, _ = sub.communicate(timeout=20)
     assert json.loads(out) == {"from": "chromium"}
+
+
+def test_ocsp_stapling_from_a_file(agent_factory, certs, tmp_path):
+    """An OCSP response made by `openssl ocsp` for the server certificate is stapled for a
+    client that asks (s_client -status), and not sent to one that does not."""
+    response = tmp_path / "ocsp.der"
+    subprocess.run(["openssl", "ocsp", "-index", certs.path("ca.db/index.txt"), "-rsigner",
+                    certs.path("ca.pem"), "-rkey", certs.path("ca.key"), "-CA",
+                    certs.path("ca.pem"), "-issuer", certs.path("ca.pem"), "-cert",
+                    certs.path("server.pem"), "-respout", str(response), "-ndays", "1"],
+                   check=True, capture_output=True, timeout=30)
+    a = tls_agent(agent_factory, certs, tls=f'ocsp_response = "{response}"')
+    served, out = s_client(a.wss_port, "-status")
+    assert served, out
+    assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
+    _, out = s_client(a.wss_port)
+    assert "OCSP Response Status" not in out
