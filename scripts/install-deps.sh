@@ -15,9 +15,10 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-websockets python3-pytest mosquitto mosquitto-clients python3-paho-mqtt
+  python3-jwt python3-cryptography  # JWTs issued by an independent implementation
   clang libclang-rt-14-dev
   prometheus  # promtool checks /metrics
-  testssl.sh sslscan  # the TLS listeners, scanned
+  openssl testssl.sh sslscan  # test certificates; the TLS listeners, scanned
   chromium  # browser tests (playwright-core drives it)
 )
 
