@@ -613,6 +613,8 @@ class loader {
           tokens_.read_roles(node2, path, line, "auth.roles");
         } else if (name == "auth.jwt") {
           cfg_.auth.jwt = auth::read_jwt_config(node2, path, line, errors_);
+        } else if (name == "auth.certificates") {
+          cfg_.auth.certificates = auth::read_certificate_settings(node2, path, line, errors_);
         } else {
           std::vector<std::string> candidates;
           for (const auto& spec2 : schema())
@@ -1021,6 +1023,7 @@ config_result reload_auth(const std::string& path, const config& current) {
     start.auth.tokens.clear();
     start.auth.roles.clear();
     start.auth.jwt.reset();
+    start.auth.certificates.reset();
     loader l{start};
     if (!path.empty()) l.load_file(path, true);
     l.use_tokens_file(current.auth.tokens_file);

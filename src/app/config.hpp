@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/certificate_authenticator.hpp"
 #include "auth/jwt_config.hpp"
 #include "auth/token_file.hpp"
 #include "common/toml_read.hpp"
@@ -33,6 +34,8 @@ struct auth_config : auth::token_set {
   // with tokens when this is set); "" = open mode grants everything, tokens refuse them.
   std::string anonymous_role;
   std::optional<auth::jwt_config> jwt;  // [auth.jwt]: JSON Web Tokens beside the static ones
+  // [auth.certificates]: verified client certificates as credentials
+  std::optional<auth::certificate_settings> certificates;
 };
 
 // One listener: a bind address and the protocols it serves (docs/configuration.md,

@@ -16,6 +16,7 @@
 #include "app/endpoints.hpp"
 #include "app/logging.hpp"
 #include "app/protocols.hpp"
+#include "auth/certificate_authenticator.hpp"
 #include "auth/jwt_authenticator.hpp"
 #include "auth/jwt_config.hpp"
 #include "common/clock.hpp"
@@ -54,21 +55,35 @@ bool is_loopback(const std::string& host) {
 
 // The static tokens (or open mode), with JWT in front when [auth.jwt] is configured; null
 // when a JWT key cannot be used (`problems` say which and why).
+// The static tokens (or open mode), with JWT in front when [auth.jwt] is configured and
+// client certificates in front of that with [auth.certificates]; null when a JWT key cannot
+// be used (`problems` say which and why).
 std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth,
                                                               std::vector<std::string>& problems) {
-  if (!auth.jwt) return auth::make_authenticator(auth, auth.anonymous_role);
-  auto keys = auth::load_jwt_keys(*auth.jwt, problems);
-  if (!problems.empty()) return nullptr;
-  auto tokens = auth::make_authenticator(auth, auth.anonymous_role, true);
-  return std::make_shared<auth::jwt_authenticator>(
-      auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)),
-      auth::role_grants(auth), std::move(tokens));
+  const bool closed = auth.jwt || auth.certificates;
+  std::shared_ptr<const core::authenticator> a =
+      auth::make_authenticator(auth, auth.anonymous_role, closed);
+  const auto roles = auth::role_grants(auth);
+  if (auth.jwt) {
+    auto keys = auth::load_jwt_keys(*auth.jwt, problems);
+    if (!problems.empty()) return nullptr;
+    a = std::make_shared<auth::jwt_authenticator>(
+        auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)), roles, a);
+  }
+  if (auth.certificates) {
+    auto rights = std::make_shared<core::grants>();
+    for (const auto& r : auth.certificates->roles)
+      if (auto it = roles.find(r); it != roles.end()) rights->add(*it->second);
+    a = std::make_shared<auth::certificate_authenticator>(*auth.certificates, std::move(rights),
+                                                          std::move(a));
+  }
+  return a;
 }
 
 std::string open_access_problem(const config& cfg) {
   // Anonymous clients are let in without tokens, or with tokens and an anonymous role.
-  const bool anonymous =
-      (cfg.auth.tokens.empty() && !cfg.auth.jwt) || !cfg.auth.anonymous_role.empty();
+  const bool anonymous = (cfg.auth.tokens.empty() && !cfg.auth.jwt && !cfg.auth.certificates) ||
+                         !cfg.auth.anonymous_role.empty();
   if (!anonymous || cfg.server.allow_anonymous) return {};
   for (const auto& l : cfg.listeners) {
     std::string host;

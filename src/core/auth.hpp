@@ -43,6 +43,7 @@ struct identity {
   std::string client_id;  // "" when the token does not fix one: the client chooses
   std::string user;       // %u in patterns
   std::shared_ptr<const grants> rights;
+  std::string via;  // for the audit log: the credential beside the token ("certificate …")
 };
 
 struct auth_result {

@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 import websockets
 
-from conftest import recv_type, run, still_serves
+from conftest import closed_with, recv_type, run, still_serves
 from tls_certs import Certs
 
 
@@ -517,3 +517,64 @@ def test_ocsp_stapling_from_a_file(agent_factory, certs, tmp_path):
     assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
     _, out = s_client(a.wss_port)
     assert "OCSP Response Status" not in out
+
+
+CERT_IDENTITY = """
+[auth.certificates]
+client_id = "{cn}"
+user = "{email}"
+roles = ["device"]
+match_client_id = true
+
+[auth.roles.device]
+publish = ["devices/%c/#"]
+subscribe = ["devices/%c/#", "owners/%u/#"]
+"""
+
+
+def test_a_client_certificate_is_the_identity_on_wss_and_mqtts(agent_factory, certs):
+    """[auth.certificates]: the verified certificate's CN is the client id and its e-mail
+    SAN the user, identically over wss and mqtts; the audit line names its subject and
+    fingerprint; a client claiming another id is refused."""
+    a = tls_agent(agent_factory, certs,
+                  tls=f'client_ca = "{certs.path("ca.pem")}", client_certs = "optional"',
+                  extra=CERT_IDENTITY)
+
+    async def go():
+        ws = await wss(a, certs, cert="client")
+        await ws.send(json.dumps({"type": "auth"}))
+        r = await recv_type(ws, "auth_response")
+        assert r["clientId"] == "dev-1", r
+        fp = certs.fingerprint("client")
+        a.wait_log(r'"audit":"auth_success","clientId":"dev-1".*"detail":"dev-1@devices\.example, '
+                   r'certificate CN=dev-1 \(SHA-256 %s\)"' % fp)
+        # Its rights are the role's, with %c and %u from the certificate.
+        await ws.send(json.dumps({"type": "subscribe", "tags": ["owners/dev-1@devices.example/#"]}))
+        assert (await recv_type(ws, "subscribed"))["tags"] == ["owners/dev-1@devices.example/#"]
+        await ws.send(json.dumps({"type": "publish", "tag": "devices/dev-2/x", "payload": 1,
+                                  "qos": 1, "msgid": "other"}))
+        assert (await recv_type(ws, "error"))["code"] == "forbidden"
+        await ws.close()
+        # The same certificate over mqtts: the same client id (MQTT's own id must match it).
+        ok = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(a.mqtts_port),
+                             "--cafile", certs.path("ca.pem"), "--cert", certs.path("client.pem"),
+                             "--key", certs.path("client.key"), "-i", "dev-1", "-t",
+                             "devices/dev-1/temp", "-m", "20", "-q", "1"],
+                            capture_output=True, text=True, timeout=10)
+        assert ok.returncode == 0, ok.stderr
+        a.wait_log(r'"audit":"auth_success","clientId":"dev-1".*\(MQTT\), certificate CN=dev-1')
+        bad = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(a.mqtts_port),
+                              "--cafile", certs.path("ca.pem"), "--cert",
+                              certs.path("client.pem"), "--key", certs.path("client.key"), "-i",
+                              "dev-2", "-t", "devices/dev-2/temp", "-m", "20"],
+                             capture_output=True, text=True, timeout=10)
+        assert bad.returncode != 0
+        a.wait_log(r'"audit":"auth_failure".*"detail":"certificate CN=dev-1 \(SHA-256 %s\) is '
+                   r'client dev-1, not dev-2"' % fp)
+        # Without a certificate (optional), no token: refused, as any client without one.
+        ws = await wss(a, certs)
+        await ws.send(json.dumps({"type": "auth"}))
+        code, _ = await closed_with(ws)
+        assert code in (4401, 4403)
+
+    run(go())

@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "auth/certificate_authenticator.hpp"
 #include "auth/token_authenticator.hpp"
 #include "auth/token_file.hpp"
 
@@ -155,6 +156,69 @@ TEST(TokenFile, WithoutTokensTheAuthenticatorIsOpenModeWithTheAnonymousRole) {
   auto r = ask(*a, "");
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.who.rights->subscribe, std::vector<std::string>{"public/#"});
+}
+
+// --- client certificates ---
+
+core::certificate_identity device_certificate() {
+  core::certificate_identity c;
+  c.subject = "CN=dev-1,O=Plant";
+  c.common_name = "dev-1";
+  c.dns = {"dev-1.devices.example"};
+  c.email = {"dev-1@devices.example"};
+  c.fingerprint = "ab12";
+  return c;
+}
+
+TEST(CertificateTemplates, FillFromTheCertificateAndNameWhatIsMissing) {
+  const auto c = device_certificate();
+  std::string missing;
+  EXPECT_EQ(fill_certificate_template("{cn}", c, missing), "dev-1");
+  EXPECT_EQ(fill_certificate_template("site-{dns}/{fingerprint}", c, missing),
+            "site-dev-1.devices.example/ab12");
+  EXPECT_FALSE(fill_certificate_template("{uri}", c, missing));
+  EXPECT_EQ(missing, "uri");
+  EXPECT_EQ(check_certificate_template("{cn}-{email}"), "");
+  EXPECT_NE(check_certificate_template("{serial}").find("unknown field {serial}"),
+            std::string::npos);
+  EXPECT_NE(check_certificate_template("{cn"), "");
+  EXPECT_NE(check_certificate_template("cn}"), "");
+}
+
+TEST(CertificateAuthenticator, TheCertificateStandsForAClientWithoutAToken) {
+  auto rights = std::make_shared<grants>();
+  rights->publish = {"devices/%c/#"};
+  auto tokens = std::make_shared<token_authenticator>(
+      std::vector<token_entry>{{sha256_hex("t-dev-2"), "dev-2", "", rights}});
+  certificate_settings s;
+  s.client_id = "{cn}";
+  s.user = "{email}";
+  s.match_client_id = true;
+  certificate_authenticator a(s, rights, tokens);
+  const auto cert = device_certificate();
+  auto ask_with = [&](std::string_view token, std::string_view client_id,
+                      const core::certificate_identity* c) {
+    std::optional<core::auth_result> got;
+    core::auth_request r;
+    r.token = token;
+    r.client_id = client_id;
+    r.certificate = c;
+    a.authenticate(r, [&](core::auth_result res) { got = std::move(res); });
+    return got.value();
+  };
+  auto r = ask_with("", "", &cert);
+  ASSERT_TRUE(r.ok) << r.reason;
+  EXPECT_EQ(r.who.client_id, "dev-1");
+  EXPECT_EQ(r.who.user, "dev-1@devices.example");
+  EXPECT_EQ(r.who.via, "certificate CN=dev-1,O=Plant (SHA-256 ab12)");
+  // Another id asked for, or another device's token beside this certificate: refused.
+  EXPECT_FALSE(ask_with("", "dev-2", &cert).ok);
+  r = ask_with("t-dev-2", "", &cert);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.reason.find("is client dev-1, the token's is dev-2"), std::string::npos);
+  // Without a certificate, tokens as before.
+  EXPECT_TRUE(ask_with("t-dev-2", "", nullptr).ok);
+  EXPECT_FALSE(ask_with("", "", nullptr).ok);
 }
 
 }  // namespace

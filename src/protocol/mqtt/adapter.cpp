@@ -318,7 +318,8 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
   if (announced_)
     presence("connected", false, remote_, ver_ == version::v5 ? "mqtt5" : "mqtt3.1.1");
   ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), remote_,
-                    who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)");
+                    (who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)") +
+                        (who.via.empty() ? "" : ", " + who.via));
   if (took_over)
     ctx_.audit.record(core::audit_event::takeover, session_->client_id(), remote_,
                       "an older connection with this client id was closed");

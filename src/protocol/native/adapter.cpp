@@ -160,8 +160,9 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   // Presence is for clients with an id of their own, not for the agent's provisional ones.
   announced_ = !provisional_id_;
   if (announced_) presence("connected", false, info_.remote);
-  ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), info_.remote,
-                    who.user.empty() ? "anonymous" : who.user);
+  ctx_.audit.record(
+      core::audit_event::auth_success, session_->client_id(), info_.remote,
+      (who.user.empty() ? "anonymous" : who.user) + (who.via.empty() ? "" : ", " + who.via));
   if (took_over)
     ctx_.audit.record(core::audit_event::takeover, session_->client_id(), info_.remote,
                       "an older connection with this client id was closed");
