@@ -4,10 +4,11 @@
 // it when the socket is readable or writable.
 //
 // Why not asio::ssl::stream: it keeps two 17 KiB buffers per stream for as long as the
-// stream lives, which would make every idle TLS connection some fifteen times the size of a
-// plain one. Here the SSL object owns its record buffers and gives them back when the
-// connection is idle (SSL_MODE_RELEASE_BUFFERS, net/tls_context.cpp), and the only buffer of
-// the stream's own is the unsent rest of a write the socket could not take.
+// stream lives, on top of OpenSSL's own. Here the SSL object owns its record buffers and is
+// asked to give them back when the connection is idle (SSL_MODE_RELEASE_BUFFERS,
+// net/tls_context.cpp), and the only buffer of the stream's own is the unsent rest of a
+// write the socket could not take. (Measured: an idle TLS connection is still about 17 KiB
+// against 2.2 KiB plain, most of it OpenSSL's per-connection state: work in progress.)
 //
 // Writes: the frames of one gather write are copied into one buffer and handed to OpenSSL
 // in one SSL_write, so they leave in as few records as their size allows (16 KiB each),
