@@ -297,27 +297,59 @@ void sqlite_store::exec(const char* sql) {
     fail(std::string("cannot run '") + std::string(sql).substr(0, 60) + "'");
 }
 
+template <class F>
+void sqlite_store::each(const char* sql, F&& row, std::string_view param, bool bind) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail("cannot be read");
+  if (bind) sqlite3_bind_text(s, 1, param.data(), static_cast<int>(param.size()), SQLITE_TRANSIENT);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    row(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) fail("cannot be read");
+}
+
+// One row of each table, as load() and load_client() both read it.
+namespace {
+
+core::stored_session session_of(sqlite3_stmt* s) {  // client_id, expiry_s, disconnected_ms
+  core::stored_session sess;
+  sess.client_id = column_text(s, 0);
+  sess.expiry_s = sqlite3_column_int64(s, 1);
+  sess.disconnected_ms = sqlite3_column_int64(s, 2);
+  return sess;
+}
+
+core::queued_message queued_of(sqlite3_stmt* s) {  // client_id, seq, message_id, qos, sent
+  core::queued_message q;
+  q.client_id = column_text(s, 0);
+  q.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 1));
+  q.message_id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
+  q.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
+  q.sent = sqlite3_column_int(s, 4) != 0;
+  return q;
+}
+
+core::stored_message stored_message_of(sqlite3_stmt* s) {  // SELECT * FROM messages
+  const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+  auto m = read_message(s, 1, 2);
+  m->seq = id;  // a stored message's id is its seq
+  return {id, std::move(m)};
+}
+
+core::stored_will will_of(sqlite3_stmt* s) {  // SELECT * FROM wills
+  return {std::string(column_text(s, 0)), read_message(s, 3, 4), sqlite3_column_int(s, 2) != 0,
+          sqlite3_column_int64(s, 1)};
+}
+
+}  // namespace
+
 core::store_snapshot sqlite_store::load() {
   core::store_snapshot snap;
-  auto each = [&](const char* sql, auto&& row) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail("cannot be read");
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-      row(s);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) fail("cannot be read");
-  };
   each("SELECT * FROM retained ORDER BY tag",
        [&](sqlite3_stmt* s) { snap.retained.push_back(read_message(s, 0, 1)); });
   each("SELECT client_id, expiry_s, disconnected_ms FROM sessions ORDER BY client_id",
-       [&](sqlite3_stmt* s) {
-         core::stored_session sess;
-         sess.client_id = column_text(s, 0);
-         sess.expiry_s = sqlite3_column_int64(s, 1);
-         sess.disconnected_ms = sqlite3_column_int64(s, 2);
-         snap.sessions.push_back(std::move(sess));
-       });
+       [&](sqlite3_stmt* s) { snap.sessions.push_back(session_of(s)); });
   {
     std::size_t i = 0;
     each("SELECT client_id, filter, qos FROM subscriptions ORDER BY client_id, filter",
@@ -331,59 +363,27 @@ core::store_snapshot sqlite_store::load() {
          });
   }
   each("SELECT client_id, seq, message_id, qos, sent FROM queue ORDER BY client_id, seq",
-       [&](sqlite3_stmt* s) {
-         core::queued_message q;
-         q.client_id = column_text(s, 0);
-         q.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 1));
-         q.message_id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
-         q.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
-         q.sent = sqlite3_column_int(s, 4) != 0;
-         snap.queue.push_back(std::move(q));
-       });
+       [&](sqlite3_stmt* s) { snap.queue.push_back(queued_of(s)); });
   each("SELECT tag, offset, message_id FROM history ORDER BY tag, offset", [&](sqlite3_stmt* s) {
     snap.history.push_back({std::string(column_text(s, 0)),
                             static_cast<std::uint64_t>(sqlite3_column_int64(s, 1)),
                             static_cast<std::uint64_t>(sqlite3_column_int64(s, 2))});
   });
-  each("SELECT * FROM messages ORDER BY id", [&](sqlite3_stmt* s) {
-    const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
-    auto m = read_message(s, 1, 2);
-    m->seq = id;  // a stored message's id is its seq
-    snap.messages.push_back({id, std::move(m)});
-  });
+  each("SELECT * FROM messages ORDER BY id",
+       [&](sqlite3_stmt* s) { snap.messages.push_back(stored_message_of(s)); });
   each("SELECT client_id, msgid FROM incoming ORDER BY client_id, msgid", [&](sqlite3_stmt* s) {
     snap.incoming.emplace_back(std::string(column_text(s, 0)), std::string(column_text(s, 1)));
   });
-  each("SELECT * FROM wills ORDER BY client_id", [&](sqlite3_stmt* s) {
-    snap.wills.push_back({std::string(column_text(s, 0)), read_message(s, 3, 4),
-                          sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 1)});
-  });
+  each("SELECT * FROM wills ORDER BY client_id",
+       [&](sqlite3_stmt* s) { snap.wills.push_back(will_of(s)); });
   return snap;
-}
-
-template <class F>
-void sqlite_store::each(const char* sql, F&& row, std::string_view param, bool bind) {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail("cannot be read");
-  if (bind) sqlite3_bind_text(s, 1, param.data(), static_cast<int>(param.size()), SQLITE_TRANSIENT);
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-    row(s);
-  sqlite3_finalize(s);
-  if (rc != SQLITE_DONE) fail("cannot be read");
 }
 
 std::optional<core::stored_client> sqlite_store::load_client(std::string_view client_id) {
   std::optional<core::stored_client> c;
   each(
       "SELECT client_id, expiry_s, disconnected_ms FROM sessions WHERE client_id = ?1",
-      [&](sqlite3_stmt* s) {
-        c.emplace();
-        c->session.client_id = column_text(s, 0);
-        c->session.expiry_s = sqlite3_column_int64(s, 1);
-        c->session.disconnected_ms = sqlite3_column_int64(s, 2);
-      },
-      client_id, true);
+      [&](sqlite3_stmt* s) { c.emplace().session = session_of(s); }, client_id, true);
   if (!c) return c;
   each(
       "SELECT filter, qos FROM subscriptions WHERE client_id = ?1 ORDER BY filter",
@@ -394,35 +394,16 @@ std::optional<core::stored_client> sqlite_store::load_client(std::string_view cl
       client_id, true);
   each(
       "SELECT client_id, seq, message_id, qos, sent FROM queue WHERE client_id = ?1 ORDER BY seq",
-      [&](sqlite3_stmt* s) {
-        core::queued_message q;
-        q.client_id = column_text(s, 0);
-        q.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 1));
-        q.message_id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
-        q.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
-        q.sent = sqlite3_column_int(s, 4) != 0;
-        c->queue.push_back(std::move(q));
-      },
-      client_id, true);
+      [&](sqlite3_stmt* s) { c->queue.push_back(queued_of(s)); }, client_id, true);
   each(
       "SELECT * FROM messages WHERE id IN (SELECT message_id FROM queue WHERE client_id = ?1) "
       "ORDER BY id",
-      [&](sqlite3_stmt* s) {
-        const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
-        auto m = read_message(s, 1, 2);
-        m->seq = id;
-        c->messages.push_back({id, std::move(m)});
-      },
-      client_id, true);
+      [&](sqlite3_stmt* s) { c->messages.push_back(stored_message_of(s)); }, client_id, true);
   each(
       "SELECT msgid FROM incoming WHERE client_id = ?1 ORDER BY msgid",
       [&](sqlite3_stmt* s) { c->incoming.emplace_back(column_text(s, 0)); }, client_id, true);
   each(
-      "SELECT * FROM wills WHERE client_id = ?1",
-      [&](sqlite3_stmt* s) {
-        c->will = core::stored_will{std::string(column_text(s, 0)), read_message(s, 3, 4),
-                                    sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 1)};
-      },
+      "SELECT * FROM wills WHERE client_id = ?1", [&](sqlite3_stmt* s) { c->will = will_of(s); },
       client_id, true);
   return c;
 }
