@@ -226,20 +226,6 @@ std::string subscribe_packet(mqtt::version v, std::string_view filter) {
   return out;
 }
 
-// The packets in `bytes`, by type.
-std::vector<mqtt::packet_type> packet_types(std::string_view bytes) {
-  std::vector<mqtt::packet_type> out;
-  std::span<const std::uint8_t> in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                                   bytes.size());
-  while (!in.empty()) {
-    auto r = mqtt::split(in, 1 << 24);
-    if (r.st != mqtt::split_result::status::packet) break;
-    out.push_back(r.type);
-    in = in.subspan(r.size);
-  }
-  return out;
-}
-
 std::string joined(const std::vector<std::string>& frames) {
   std::string out;
   for (const auto& f : frames)

@@ -21,6 +21,7 @@
 #include "core/auth.hpp"
 #include "core/router.hpp"
 #include "protocol/client_adapter.hpp"
+#include "protocol/mqtt/codec.hpp"
 #include "protocol/websocket/frame.hpp"
 
 namespace wsagent::testing {
@@ -281,5 +282,19 @@ class later_authenticator final : public core::authenticator {
   mutable std::mutex mutex_;
   mutable std::vector<question> asked_;
 };
+
+// The packets in `bytes`, by type (the complete ones, in order).
+inline std::vector<protocol::mqtt::packet_type> packet_types(std::string_view bytes) {
+  std::vector<protocol::mqtt::packet_type> out;
+  std::span<const std::uint8_t> in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                   bytes.size());
+  while (!in.empty()) {
+    auto r = protocol::mqtt::split(in, 1 << 24);
+    if (r.st != protocol::mqtt::split_result::status::packet) break;
+    out.push_back(r.type);
+    in = in.subspan(r.size);
+  }
+  return out;
+}
 
 }  // namespace wsagent::testing

@@ -78,19 +78,6 @@ class client {
   std::string in_;
 };
 
-std::vector<mqtt::packet_type> packets_in(std::string_view bytes) {
-  std::vector<mqtt::packet_type> out;
-  std::span<const std::uint8_t> in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                                   bytes.size());
-  while (!in.empty()) {
-    auto r = mqtt::split(in, 1 << 24);
-    if (r.st != mqtt::split_result::status::packet) break;
-    out.push_back(r.type);
-    in = in.subspan(r.size);
-  }
-  return out;
-}
-
 // A client's (masked) text frame.
 std::string client_text(std::string_view text) {
   const std::uint32_t key = 0x12345678;
@@ -164,9 +151,9 @@ TEST_F(HeldInput, MqttPacketsAfterTheConnectWaitForTheAnswer) {
   wait_for_question(1);
   EXPECT_TRUE(c.nothing_yet());
   later->answer(0, later_authenticator::accept());
-  auto got = c.read_until([](const std::string& in) { return packets_in(in).size() >= 2; });
-  EXPECT_EQ(packets_in(got), (std::vector<mqtt::packet_type>{mqtt::packet_type::connack,
-                                                             mqtt::packet_type::suback}));
+  auto got = c.read_until([](const std::string& in) { return packet_types(in).size() >= 2; });
+  EXPECT_EQ(packet_types(got), (std::vector<mqtt::packet_type>{mqtt::packet_type::connack,
+                                                               mqtt::packet_type::suback}));
   EXPECT_EQ(router.subscription_count(), 1u);
 }
 
@@ -220,16 +207,16 @@ TEST_F(HeldInput, AnAnswerThatComesLaterLiftsTheAuthDeadline) {
   c.send(bytes);  // the CONNECT alone: nothing follows it
   wait_for_question(1);
   later->answer(0, later_authenticator::accept());
-  auto got = c.read_until([](const std::string& in) { return !packets_in(in).empty(); });
-  ASSERT_EQ(packets_in(got), std::vector<mqtt::packet_type>{mqtt::packet_type::connack});
+  auto got = c.read_until([](const std::string& in) { return !packet_types(in).empty(); });
+  ASSERT_EQ(packet_types(got), std::vector<mqtt::packet_type>{mqtt::packet_type::connack});
   // Past heartbeat.auth_timeout_ms: still connected (its keep alive applies now).
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   std::string ping;
   mqtt::encode_pingreq(ping);
   c.send(ping);
-  got = c.read_until([](const std::string& in) { return packets_in(in).size() >= 2; });
-  EXPECT_EQ(packets_in(got), (std::vector<mqtt::packet_type>{mqtt::packet_type::connack,
-                                                             mqtt::packet_type::pingresp}));
+  got = c.read_until([](const std::string& in) { return packet_types(in).size() >= 2; });
+  EXPECT_EQ(packet_types(got), (std::vector<mqtt::packet_type>{mqtt::packet_type::connack,
+                                                               mqtt::packet_type::pingresp}));
 }
 
 TEST_F(HeldInput, ARefusalThatComesLaterEndsTheCloseHandshake) {
