@@ -91,8 +91,12 @@ std::string listener::url() const {
   const char* scheme = has("mqtt")                                  ? (tls ? "mqtts" : "mqtt")
                        : has("ws") || has("mqtt-ws") || has("echo") ? (tls ? "wss" : "ws")
                                                                     : (tls ? "https" : "http");
+  return std::string(scheme) + "://" + address();
+}
+
+std::string listener::address() const {
   const auto shown = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
-  return std::string(scheme) + "://" + shown + ":" + std::to_string(port_);
+  return shown + ":" + std::to_string(port_);
 }
 
 void listener::close() {

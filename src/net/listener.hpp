@@ -56,7 +56,9 @@ class listener {
   const std::string& host() const noexcept { return host_; }
   std::uint16_t port() const noexcept { return port_; }  // bound (a port 0 resolved)
   const listener_info& info() const noexcept { return *info_; }
-  // "ws://host:port" ("wss", "mqtt", "mqtts", "http", "https"), as clients address it.
+  // "host:port" ("[v6]:port"), as clients address it (a port 0 resolved).
+  std::string address() const;
+  // "ws://" + address() ("wss", "mqtt", "mqtts", "http", "https").
   std::string url() const;
 
  private:

@@ -201,14 +201,9 @@ void server::finish_stop() {
 }
 
 void server::write_metrics(common::metric_set& out) const {
-  // A listener as clients address it (a port 0 resolved).
-  auto bind_of = [](const listener& l) {
-    const auto& h = l.host();
-    return (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(l.port());
-  };
   for (const auto& l : listeners_) {
     const auto& open = l->info().open;
-    const auto bind = bind_of(*l);
+    const auto bind = l->address();
     const std::pair<const char*, const std::atomic<std::int64_t>*> by_protocol[] = {
         {"http", &open.http}, {"ws", &open.ws},     {"mqtt-ws", &open.mqtt_ws},
         {"echo", &open.echo}, {"mqtt", &open.mqtt},
@@ -230,14 +225,14 @@ void server::write_metrics(common::metric_set& out) const {
   for (const auto& l : listeners_) {
     const auto& tls = l->info().tls;
     if (!tls) continue;
-    const auto url = bind_of(*l);
+    const auto bind = l->address();
     const char* help = "TLS handshakes, by listener and result.";
     out.counter("tls_handshakes_total", help, load(tls->handshakes),
-                {{"listener", url}, {"result", "ok"}});
+                {{"listener", bind}, {"result", "ok"}});
     out.counter("tls_handshakes_total", help, load(tls->handshake_failures),
-                {{"listener", url}, {"result", "failed"}});
+                {{"listener", bind}, {"result", "failed"}});
     out.counter("tls_resumed_sessions_total", "TLS handshakes that resumed a session.",
-                load(tls->resumed), {{"listener", url}});
+                load(tls->resumed), {{"listener", bind}});
   }
   out.counter("connections_accepted_total", "Connections accepted.", load(probe.accepted));
   out.counter("connections_rejected_total",

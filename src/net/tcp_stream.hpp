@@ -71,9 +71,12 @@ class tcp_stream {
   }
 
   // "address:port" of the peer ("" when unknown).
-  std::string remote() const {
+  std::string remote() const { return remote_of(socket_); }
+
+  // The same, of any socket of this type (the TLS stream's too).
+  static std::string remote_of(const socket_type& socket) {
     boost::system::error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
+    auto ep = socket.remote_endpoint(ec);
     if (ec) return {};
     return ep.address().to_string() + ":" + std::to_string(ep.port());
   }

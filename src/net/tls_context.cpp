@@ -12,6 +12,8 @@
 #include <iterator>
 #include <system_error>
 
+#include "common/text.hpp"
+
 namespace wsagent::net {
 
 namespace {
@@ -80,22 +82,11 @@ std::string alpn_wire(const std::vector<std::string>& names) {
   return out;
 }
 
-std::string hex(const unsigned char* p, std::size_t n, const char* sep = "") {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (i && *sep) out += sep;
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
-  return out;
-}
-
-std::string fingerprint(X509* cert, const char* sep = "") {
+std::string fingerprint(X509* cert, std::string_view sep = {}) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (!X509_digest(cert, EVP_sha256(), md, &n)) return {};
-  return hex(md, n, sep);
+  return common::hex(std::string_view(reinterpret_cast<const char*>(md), n), sep);
 }
 
 std::string name_line(X509_NAME* name) {

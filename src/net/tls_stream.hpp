@@ -191,12 +191,7 @@ class tls_stream {
     socket_.close(ec);
   }
 
-  std::string remote() const {
-    boost::system::error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
-    if (ec) return {};
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
-  }
+  std::string remote() const { return tcp_stream::remote_of(socket_); }
 
   // The client certificate the handshake verified (null without one), read once.
   const core::certificate_identity* peer_certificate() {
