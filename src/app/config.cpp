@@ -743,12 +743,7 @@ class loader {
       return std::nullopt;
     }
     net::tls_config t;
-    const auto dir = std::filesystem::path(path).parent_path();
-    auto file = [&](const std::string& v) {
-      if (v.empty()) return v;
-      std::filesystem::path p(v);
-      return p.is_absolute() || dir.empty() ? v : (dir / p).string();
-    };
+    auto file = [&](const std::string& v) { return common::path_beside(path, v); };
     static const std::vector<std::string> keys{"cert",
                                                "key",
                                                "client_ca",
@@ -930,11 +925,7 @@ class loader {
     // A tokens file named in the config file is relative to that file's directory.
     if (spec.name == "auth.tokens_file") {
       auto& s = std::get<std::string>(v);
-      if (!s.empty()) {
-        std::filesystem::path p(s);
-        auto dir = std::filesystem::path(path).parent_path();
-        if (p.is_relative() && !dir.empty()) s = (dir / p).lexically_normal().string();
-      }
+      s = common::path_beside(path, s);
     }
     if (auto bad = store(spec, v, cfg_); !bad.empty()) {
       error(path, line, std::string(spec.name), bad);

@@ -31,11 +31,7 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
     problem(line, "", "expected a table ([auth.jwt]), got " + common::type_of(node));
     return std::nullopt;
   }
-  const auto dir = std::filesystem::path(path).parent_path();
-  auto file = [&](const std::string& v) {
-    std::filesystem::path p(v);
-    return v.empty() || p.is_absolute() || dir.empty() ? v : (dir / p).string();
-  };
+  auto file = [&](const std::string& v) { return common::path_beside(path, v); };
   jwt_config c;
   c.source = path;
   c.line = line;

@@ -2,20 +2,15 @@
 
 #include <openssl/evp.h>
 
+#include "common/text.hpp"
+
 namespace wsagent::auth {
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 15]);
-  }
-  return out;
+  return common::hex(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 token_authenticator::token_authenticator(std::vector<token_entry> entries,

@@ -1,6 +1,8 @@
 #pragma once
-// Small text helpers shared by the configuration loader and the HTTP layer.
+// Small text helpers shared by the configuration loader, the HTTP layer and the
+// authenticators.
 
+#include <string>
 #include <string_view>
 
 namespace wsagent::common {
@@ -19,6 +21,20 @@ void for_each_list_item(std::string_view list, char sep, F&& f) {
     if (!item.empty()) f(item);
     list = end == std::string_view::npos ? std::string_view() : list.substr(end + 1);
   }
+}
+
+// `bytes` in lowercase hex, `sep` between bytes ("ab:cd" with ":"): digests, fingerprints.
+inline std::string hex(std::string_view bytes, std::string_view sep = {}) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * (2 + sep.size()));
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i) out.append(sep);
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
 }
 
 }  // namespace wsagent::common

@@ -1,5 +1,7 @@
 #include "common/toml_read.hpp"
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cctype>
 
@@ -47,6 +49,13 @@ int line_of(const toml::node& n) {
 int line_of(const toml::key& k, const toml::node& n) {
   auto line = static_cast<int>(k.source().begin.line);
   return line > 0 ? line : line_of(n);
+}
+
+std::string path_beside(const std::string& source, const std::string& value) {
+  if (value.empty()) return value;
+  std::filesystem::path p(value);
+  const auto dir = std::filesystem::path(source).parent_path();
+  return p.is_relative() && !dir.empty() ? (dir / p).lexically_normal().string() : value;
 }
 
 std::string in_quotes(std::string_view s) {

@@ -27,6 +27,9 @@ int line_of(const toml::node& n);
 // The key's line, or its value's when the key has none.
 int line_of(const toml::key& k, const toml::node& n);
 std::string in_quotes(std::string_view s);
+// A path named in the file `source`: relative ones are taken from `source`'s directory; ""
+// stays "".
+std::string path_beside(const std::string& source, const std::string& value);
 // " (did you mean 'x'?)" for the candidate closest to `got`, when one is close; else "".
 std::string did_you_mean(std::string_view got, const std::vector<std::string>& candidates);
 // Appends the strings of the array `node` to `out`; a problem for a value of another type
