@@ -311,6 +311,16 @@ const std::vector<key_spec>& schema() {
           " = "
           "none)",
           {}, nullptr, "ROLE"),
+      int_key(
+          "auth.refresh_notice_s", [](config& c) -> int& { return c.auth.refresh_notice_s; },
+          "a native client whose token expires is sent token_expiring this long before "
+          "(seconds; at most half the token's life)",
+          0, 7 * 86400),
+      int_key(
+          "auth.expiry_grace_s", [](config& c) -> int& { return c.auth.expiry_grace_s; },
+          "a connection whose token expired is closed this long after its expiry, unless it "
+          "refreshed its token (seconds)",
+          0, 86400),
   };
   return keys;
 }

@@ -33,6 +33,10 @@ struct auth_config : auth::token_set {
   // The role of clients that present no token, where such clients are let in (open mode, or
   // with tokens when this is set); "" = open mode grants everything, tokens refuse them.
   std::string anonymous_role;
+  // An identity that expires (a JWT): the native client is told this long before, and the
+  // connection closed this long after, unless it refreshes its token.
+  int refresh_notice_s = 60;
+  int expiry_grace_s = 0;
   std::optional<auth::jwt_config> jwt;  // [auth.jwt]: JSON Web Tokens beside the static ones
   // [auth.certificates]: verified client certificates as credentials
   std::optional<auth::certificate_settings> certificates;

@@ -53,22 +53,33 @@ bool is_loopback(const std::string& host) {
   return !ec && a.is_loopback();
 }
 
-// The static tokens (or open mode), with JWT in front when [auth.jwt] is configured; null
-// when a JWT key cannot be used (`problems` say which and why).
 // The static tokens (or open mode), with JWT in front when [auth.jwt] is configured and
-// client certificates in front of that with [auth.certificates]; null when a JWT key cannot
-// be used (`problems` say which and why).
-std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth,
-                                                              std::vector<std::string>& problems) {
+// client certificates in front of that with [auth.certificates]; null when a JWT key or the
+// revocation file cannot be used (`problems` say which and why). The revocation file's
+// entries go into `revocations` (which outlives every authenticator: what was revoked at
+// run time, and the one-time tokens used, survive a reload) only when all is well.
+std::shared_ptr<const core::authenticator> make_authenticator(
+    const auth_config& auth, const std::shared_ptr<auth::revocation_list>& revocations,
+    std::vector<std::string>& problems) {
   const bool closed = auth.jwt || auth.certificates;
   std::shared_ptr<const core::authenticator> a =
       auth::make_authenticator(auth, auth.anonymous_role, closed);
   const auto roles = auth::role_grants(auth);
   if (auth.jwt) {
     auto keys = auth::load_jwt_keys(*auth.jwt, problems);
+    auth::revocation_entries revoked;
+    if (!auth.jwt->revocations.empty()) {
+      std::vector<common::config_problem> found;
+      if (auto entries = auth::read_revocation_file(auth.jwt->revocations, found))
+        revoked = std::move(*entries);
+      for (const auto& p : found)
+        problems.push_back("auth.jwt.revocations: " + p.to_string());
+    }
     if (!problems.empty()) return nullptr;
+    revocations->set_file_entries(std::move(revoked));
     a = std::make_shared<auth::jwt_authenticator>(
-        auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)), roles, a);
+        auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)), roles, a,
+        auth::jwt_authenticator::clock{}, revocations);
   }
   if (auth.certificates) {
     auto rights = std::make_shared<core::grants>();
@@ -262,6 +273,8 @@ void set_adapter_limits(protocol::adapter_context& actx, const config& cfg) {
   actx.retry_ms = cfg.delivery.retry_ms;
   actx.max_keepalive_s = static_cast<std::uint16_t>(cfg.mqtt.max_keepalive);
   actx.untyped_readings = cfg.native.untyped_frames == "reading";
+  actx.refresh_notice_ms = std::int64_t{cfg.auth.refresh_notice_s} * 1000;
+  actx.expiry_grace_ms = std::int64_t{cfg.auth.expiry_grace_s} * 1000;
 }
 
 net::server_settings server_settings_of(const config& cfg) {
@@ -304,7 +317,7 @@ void say_listening(const net::server& srv, int threads) {
 // SIGHUP: the tokens again; a broken file, or one that would turn authentication off,
 // leaves the previous ones.
 void reload(const std::string& config_path, const config& cfg, core::auth_holder& holder,
-            audit_writer& audit) {
+            const std::shared_ptr<auth::revocation_list>& revocations, audit_writer& audit) {
   auto reloaded = reload_auth(config_path, cfg);
   if (!reloaded.ok()) {
     for (const auto& e : reloaded.errors)
@@ -314,7 +327,7 @@ void reload(const std::string& config_path, const config& cfg, core::auth_holder
     return;
   }
   std::vector<std::string> problems;
-  auto fresh = make_authenticator(reloaded.value.auth, problems);
+  auto fresh = make_authenticator(reloaded.value.auth, revocations, problems);
   if (!fresh) {
     for (const auto& p : problems)
       spdlog::error("reload: {}", p);
@@ -345,7 +358,8 @@ int serve(const config& cfg, const std::string& config_path) {
     return 1;
   }
   std::vector<std::string> key_problems;
-  auto auth = make_authenticator(cfg.auth, key_problems);
+  auto revocations = std::make_shared<auth::revocation_list>();
+  auto auth = make_authenticator(cfg.auth, revocations, key_problems);
   if (!auth) {
     for (const auto& p : key_problems)
       spdlog::critical("{}", p);
@@ -417,7 +431,9 @@ int serve(const config& cfg, const std::string& config_path) {
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      reload(config_path, cfg, auth_holder, audit);
+      reload(config_path, cfg, auth_holder, revocations, audit);
+      // Tokens removed and revoked close their connections now.
+      srv->recheck_credentials();
       const auto failed = srv->reload_tls(false);
       audit.record(core::audit_event::admin, {}, "signal",
                    failed.empty() ? "SIGHUP: certificates reloaded"

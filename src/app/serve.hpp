@@ -4,8 +4,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "app/config.hpp"
+#include "auth/revocation.hpp"
 #include "core/auth.hpp"
 
 namespace wsagent::app {
@@ -13,8 +15,11 @@ namespace wsagent::app {
 // Exit code: 0 after a clean shutdown, 1 on a start-up failure (said on stderr).
 int serve(const config& cfg, const std::string& config_path);
 
-// Builds the authenticator `cfg` describes: tokens when any are configured, else open.
-std::shared_ptr<const core::authenticator> make_authenticator(const auth_config& auth);
+// Builds the authenticator `auth` describes (static tokens or open mode, JWT, client
+// certificates); null, with `problems`, when a key or the revocation file cannot be used.
+std::shared_ptr<const core::authenticator> make_authenticator(
+    const auth_config& auth, const std::shared_ptr<auth::revocation_list>& revocations,
+    std::vector<std::string>& problems);
 
 // The secure default: without tokens, only a loopback address may be served, unless
 // server.allow_anonymous says otherwise. Returns the reason to refuse, or "" when fine.

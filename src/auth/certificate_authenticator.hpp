@@ -54,6 +54,7 @@ class certificate_authenticator final : public core::authenticator {
   bool owned_client_id(std::string_view client_id) const noexcept override {
     return next_->owned_client_id(client_id);
   }
+  std::string revoked(const core::credential& c) const override { return next_->revoked(c); }
 
  private:
   certificate_settings settings_;

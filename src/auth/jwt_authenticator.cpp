@@ -58,12 +58,19 @@ core::auth_result refuse(std::string why) {
 jwt_authenticator::jwt_authenticator(
     jwt_settings settings, std::shared_ptr<const jwt_key_store> keys,
     std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> roles,
-    std::shared_ptr<const core::authenticator> next, clock now)
+    std::shared_ptr<const core::authenticator> next, clock now,
+    std::shared_ptr<revocation_list> revocations)
     : settings_(std::move(settings)),
       keys_(std::move(keys)),
       roles_(std::move(roles)),
       next_(std::move(next)),
-      now_(now ? std::move(now) : clock([] { return common::now_ms(); })) {}
+      now_(now ? std::move(now) : clock([] { return common::now_ms(); })),
+      revocations_(std::move(revocations)) {}
+
+std::string jwt_authenticator::revoked(const core::credential& c) const {
+  if (!c.jwt) return next_ ? next_->revoked(c) : std::string();
+  return revocations_ ? revocations_->check(c.jwt_id, c.subject, c.issued_s) : std::string();
+}
 
 void jwt_authenticator::authenticate(const core::auth_request& r, core::auth_done done) const {
   if (!looks_like_jwt(r.token)) {
@@ -178,14 +185,31 @@ core::auth_result jwt_authenticator::check(std::string_view token, jwt_claims* o
       into->insert(into->end(), patterns.begin(), patterns.end());
     }
   }
+  const auto subject = string_claim(claims, "sub").value_or("");
+  const auto jti = string_claim(claims, "jti").value_or("");
+  if (revocations_) {
+    if (auto why = revocations_->check(jti, subject, iat.value_or(0)); !why.empty())
+      return refuse(std::move(why));
+    if (bool once = false; !settings_.one_time_claim.empty() &&
+                           claims[settings_.one_time_claim].get(once) == simdjson::SUCCESS &&
+                           once) {
+      if (jti.empty() || !exp) return refuse("JWT: a one-time token needs jti and exp");
+      if (!revocations_->first_use(jti, *exp + leeway, now_s))
+        return refuse("JWT: one-time token already used");
+    }
+  }
   if (out) {
-    out->subject = std::string(string_claim(claims, "sub").value_or(""));
+    out->subject = std::string(subject);
     out->issuer = std::string(string_claim(claims, "iss").value_or(""));
-    out->id = std::string(string_claim(claims, "jti").value_or(""));
+    out->id = std::string(jti);
     out->expires_s = exp.value_or(0);
     out->not_before_s = nbf.value_or(0);
     out->issued_s = iat.value_or(0);
   }
+  who.from.jwt = true;
+  who.from.jwt_id = std::string(jti);
+  who.from.subject = std::string(subject);
+  who.from.issued_s = iat.value_or(0);
   core::auth_result r;
   r.ok = true;
   who.rights = std::move(rights);

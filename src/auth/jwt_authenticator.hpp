@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
+#include "auth/revocation.hpp"
 #include "common/mutex.hpp"
 #include "core/auth.hpp"
 
@@ -38,6 +39,9 @@ struct jwt_settings {
   bool require_exp = true;
   std::int64_t max_age_s = 0;  // `iat` at most this old (0: not checked)
   std::int64_t leeway_s = 30;  // clock skew allowed on exp, nbf and iat
+  // A token whose claim of this name is true is used once (its jti is remembered until it
+  // expires; auth/revocation.hpp); "" none.
+  std::string one_time_claim = "once";
 };
 
 class jwt_key_store {
@@ -69,16 +73,20 @@ struct jwt_claims {
 class jwt_authenticator final : public core::authenticator {
  public:
   using clock = std::function<std::int64_t()>;  // wall clock, ms since the epoch
-  // `roles`: the configuration's, by name; `next`: what checks tokens that are not JWTs.
+  // `roles`: the configuration's, by name; `next`: what checks tokens that are not JWTs;
+  // `revocations`: revoked tokens and used one-time ones (null: none are).
   jwt_authenticator(jwt_settings settings, std::shared_ptr<const jwt_key_store> keys,
                     std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> roles,
-                    std::shared_ptr<const core::authenticator> next, clock now = {});
+                    std::shared_ptr<const core::authenticator> next, clock now = {},
+                    std::shared_ptr<revocation_list> revocations = nullptr);
 
   void authenticate(const core::auth_request& r, core::auth_done done) const override;
   bool open() const noexcept override { return false; }
   bool owned_client_id(std::string_view client_id) const noexcept override {
     return next_ && next_->owned_client_id(client_id);
   }
+  // A JWT's credential: revoked by the revocation list; any other: the next one's answer.
+  std::string revoked(const core::credential& c) const override;
 
   // The answer for a JWT (`claims`, when given, gets what it said).
   core::auth_result check(std::string_view token, jwt_claims* claims = nullptr) const;
@@ -92,6 +100,7 @@ class jwt_authenticator final : public core::authenticator {
   std::map<std::string, std::shared_ptr<const core::grants>, std::less<>> roles_;
   std::shared_ptr<const core::authenticator> next_;
   clock now_;
+  std::shared_ptr<revocation_list> revocations_;
 };
 
 }  // namespace wsagent::auth

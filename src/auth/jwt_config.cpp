@@ -38,7 +38,8 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
   auto& s = c.settings;
   static const std::vector<std::string> names{
       "keys",        "key",       "issuer",      "audience",  "client_id_claim", "user_claim",
-      "roles_claim", "acl_claim", "require_exp", "max_age_s", "leeway_s"};
+      "roles_claim", "acl_claim", "require_exp", "max_age_s", "leeway_s",        "one_time_claim",
+      "revocations"};
   for (auto&& entry : *table) {
     // Named, not bound: clang 14 cannot capture structured bindings in the lambdas below.
     const auto& k = entry.first;
@@ -73,6 +74,11 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
       text(s.roles_claim);
     } else if (field == "acl_claim") {
       text(s.acl_claim);
+    } else if (field == "one_time_claim") {
+      text(s.one_time_claim);
+    } else if (field == "revocations") {
+      text(c.revocations);
+      c.revocations = file(c.revocations);
     } else if (field == "require_exp") {
       if (auto* b = v.as_boolean())
         s.require_exp = b->get();

@@ -24,7 +24,8 @@ struct jwt_key_config {
 
 struct jwt_config {
   jwt_settings settings;
-  std::string jwks_file;  // `keys`: a JWKS document
+  std::string jwks_file;    // `keys`: a JWKS document
+  std::string revocations;  // a revocation file (auth/revocation.hpp); "" none
   std::vector<jwt_key_config> keys;
   std::string source;  // the file that declared it, for messages
   int line = 0;

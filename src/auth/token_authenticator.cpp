@@ -28,16 +28,24 @@ bool token_authenticator::owned_client_id(std::string_view client_id) const noex
 
 core::auth_result token_authenticator::check(std::string_view token) const {
   if (token.empty()) {
-    if (anonymous_) return {true, core::identity{"", "", anonymous_, {}}, 0, {}};
+    if (anonymous_) return {true, core::identity{"", "", anonymous_, {}, {}}, 0, {}};
     return {false, {}, 0, "no token"};
   }
   auto it = by_digest_.find(sha256_hex(token));
   if (it == by_digest_.end()) return {false, {}, 0, "unknown token"};
   const auto& e = it->second;
-  return {true,
-          core::identity{e.client_id, e.user.empty() ? e.client_id : e.user, e.rights, {}},
-          0,
-          {}};
+  core::auth_result r{
+      true,
+      core::identity{e.client_id, e.user.empty() ? e.client_id : e.user, e.rights, {}, {}},
+      0,
+      {}};
+  r.who.from.token_digest = e.sha256_hex;
+  return r;
+}
+
+std::string token_authenticator::revoked(const core::credential& c) const {
+  if (c.token_digest.empty() || by_digest_.contains(c.token_digest)) return {};
+  return "token removed from the configuration";
 }
 
 void token_authenticator::authenticate(const core::auth_request& r, core::auth_done done) const {

@@ -33,6 +33,8 @@ class token_authenticator final : public core::authenticator {
   core::auth_result check(std::string_view token) const;
   bool open() const noexcept override { return false; }
   bool owned_client_id(std::string_view client_id) const noexcept override;
+  // "token removed" when the token is no longer in the configuration.
+  std::string revoked(const core::credential& c) const override;
   std::size_t size() const noexcept { return by_digest_.size(); }
 
  private:

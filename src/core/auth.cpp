@@ -11,7 +11,7 @@ open_authenticator::open_authenticator(std::shared_ptr<const grants> anonymous)
 }
 
 void open_authenticator::authenticate(const auth_request&, auth_done done) const {
-  done({true, identity{"", "", all_, {}}, 0, {}});
+  done({true, identity{"", "", all_, {}, {}}, 0, {}});
 }
 
 }  // namespace wsagent::core

@@ -39,11 +39,22 @@ struct auth_request {
   const certificate_identity* certificate = nullptr;
 };
 
+// What an identity was granted on, kept by the connection so that a reload or a revocation
+// can ask whether it still stands (authenticator::revoked).
+struct credential {
+  std::string token_digest;   // a static token's SHA-256, lowercase hex ("" none)
+  bool jwt = false;           // a JWT's, with what revocation reads:
+  std::string jwt_id;         // jti ("" none)
+  std::string subject;        // sub
+  std::int64_t issued_s = 0;  // iat (0 none)
+};
+
 struct identity {
   std::string client_id;  // "" when the token does not fix one: the client chooses
   std::string user;       // %u in patterns
   std::shared_ptr<const grants> rights;
   std::string via;  // for the audit log: the credential beside the token ("certificate …")
+  credential from;
 };
 
 struct auth_result {
@@ -74,6 +85,13 @@ class authenticator {
   virtual bool owned_client_id(std::string_view client_id) const noexcept {
     (void)client_id;
     return false;
+  }
+  // Why an identity granted on `c` (by this authenticator or an earlier one) no longer
+  // stands: its static token is gone from the configuration, its JWT was revoked; "" when
+  // it still does. Asked of every live connection after a reload or a revocation.
+  virtual std::string revoked(const credential& c) const {
+    (void)c;
+    return {};
   }
 };
 

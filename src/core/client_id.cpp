@@ -35,6 +35,8 @@ const char* to_string(close_reason r) noexcept {
       return "authentication failed";
     case close_reason::auth_expired:
       return "authentication expired";
+    case close_reason::auth_revoked:
+      return "authentication revoked";
   }
   return "unknown";
 }

@@ -18,6 +18,7 @@ enum class close_reason : std::uint8_t {
   auth_required,      // a request before authenticating, or no authentication in time
   auth_failed,        // a refused credential
   auth_expired,       // the identity's expiry passed (auth_result::expires_ms)
+  auth_revoked,       // its credential was revoked, or removed from the configuration
 };
 
 const char* to_string(close_reason r) noexcept;

@@ -206,6 +206,10 @@ class router {
                          const recovery_request* request = nullptr,
                          recovery_result* recovery = nullptr, bool retained_if_new = false);
   route_result unsubscribe(session& s, std::string_view filter);
+  // `s`'s client authenticated again (a refreshed token) and now has `rights`: they replace
+  // its old ones, and the subscriptions they no longer allow are removed, in the same
+  // critical section; returns those. Called on `s`'s connection thread only.
+  std::vector<std::string> set_rights(session& s, acl rights);
   // How many subscriptions `s` holds, and a copy of them, taken under the routing lock (a
   // takeover may clear them meanwhile: no thread reads a session's set without it).
   std::size_t subscription_count_of(const session& s) const;

@@ -337,6 +337,16 @@ route_result router::unsubscribe(session& s, std::string_view filter) {
   return r;
 }
 
+std::vector<std::string> router::set_rights(session& s, acl rights) {
+  std::vector<std::string> removed;
+  subscription_index::exclusive lock(index_);
+  s.acl_ = std::move(rights);
+  for (auto& [filter, options] : index_.copy_of(s))
+    if (!may_subscribe(s, filter) && index_.remove(s, filter)) removed.push_back(filter);
+  if (!removed.empty()) save_session(s);
+  return removed;
+}
+
 std::size_t router::subscription_count_of(const session& s) const {
   subscription_index::shared lock(index_);
   return index_.count_of(s);

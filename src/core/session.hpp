@@ -98,6 +98,9 @@ class session : public std::enable_shared_from_this<session> {
   // Read-only after construction: any thread.
   const std::string& client_id() const noexcept { return client_id_; }
   const std::string& user() const noexcept { return user_; }
+  // The client's rights. Replaced only by router::set_rights (a refreshed token), on the
+  // session's connection thread and with the routing lock held exclusive: that thread reads
+  // them freely, every other thread with the routing lock held (the fan-out does).
   const core::acl& rights() const noexcept { return acl_; }
   const session_options& options() const noexcept { return options_; }
   bool persistent() const noexcept { return options_.persistent; }
@@ -141,7 +144,7 @@ class session : public std::enable_shared_from_this<session> {
   friend class session_registry;
   std::string client_id_;
   std::string user_;
-  core::acl acl_;
+  core::acl acl_;  // see rights()
   session_options options_;
   std::atomic<std::int64_t> expiry_s_;
   std::atomic<std::int64_t> disconnected_ms_{0};

@@ -504,6 +504,12 @@ void connection::shutdown(close_reason why, std::string text) {
   });
 }
 
+void connection::recheck_credentials() {
+  asio::post(executor_, [self = shared_from_this()] {
+    if (!self->terminated_ && self->adapter_) self->adapter_->recheck_credentials();
+  });
+}
+
 void connection::terminate() {
   if (terminated_) return;
   add_queued(-static_cast<std::int64_t>(queue_.waiting_bytes()));  // what waits leaves the figure

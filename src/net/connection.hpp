@@ -161,6 +161,8 @@ class connection : public std::enable_shared_from_this<connection>,
 
   // Any thread: close for `why` (going_away at shutdown).
   void shutdown(core::close_reason why, std::string text);
+  // Any thread: the adapter checks its client's credential again (a reload, a revocation).
+  void recheck_credentials();
 
   std::string_view ip() const noexcept { return std::string_view(remote_).substr(0, ip_size_); }
   executor_type get_executor() const noexcept { return executor_; }

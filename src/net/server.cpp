@@ -178,6 +178,18 @@ void server::poll_stop(std::chrono::steady_clock::time_point deadline) {
   stop_timer_->async_wait([this, deadline](boost::system::error_code) { poll_stop(deadline); });
 }
 
+void server::recheck_credentials() {
+  std::vector<std::shared_ptr<connection>> live;
+  {
+    common::lock lock(mutex_);
+    live.reserve(connections_.size());
+    for (auto& [p, w] : connections_)
+      if (auto c = w.lock()) live.push_back(std::move(c));
+  }
+  for (auto& c : live)
+    c->recheck_credentials();
+}
+
 std::vector<std::string> server::reload_tls(bool changed_only) {
   std::vector<std::string> out;
   for (const auto& l : listeners_) {

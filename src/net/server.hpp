@@ -67,6 +67,10 @@ class server final : public connection_registry {
   // logged and returned. Any thread.
   std::vector<std::string> reload_tls(bool changed_only);
 
+  // Every connection checks its client's credential again, on its own thread (soon after
+  // this returns): those revoked or removed are closed. Any thread.
+  void recheck_credentials();
+
   // The first context, for signal handling and reloads.
   boost::asio::io_context& main_context() { return *contexts_[0]; }
 

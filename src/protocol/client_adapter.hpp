@@ -70,6 +70,8 @@ class transport_link {
 struct adapter_probe {
   // The authenticator's answers, and identities closed at their expiry.
   std::atomic<std::uint64_t> auth_accepted{0}, auth_refused{0}, auth_expired{0};
+  // Fresh tokens accepted on live connections, and connections closed for a revocation.
+  std::atomic<std::uint64_t> auth_refreshed{0}, auth_revoked{0};
   // Native: error frames sent (what limits.max_protocol_errors counts); MQTT: violations.
   std::atomic<std::uint64_t> native_errors{0}, mqtt_errors{0};
 };
@@ -89,6 +91,11 @@ struct adapter_context {
   std::size_t max_queued_bytes = 0;    // payload bytes waiting per client; 0: no limit
   std::int64_t max_queued_age_ms = 0;  // older waiting messages are not delivered; 0: none
   std::int64_t retry_ms = 20000;
+  // An identity that expires: the client is told this long before (native: a token_expiring
+  // frame; at most half its life), and closed this long after (auth.refresh_notice_s,
+  // auth.expiry_grace_s).
+  std::int64_t refresh_notice_ms = 60000;
+  std::int64_t expiry_grace_ms = 0;
   // MQTT: the longest keep alive a client may ask for, in seconds (mqtt.max_keepalive); 0:
   // no ceiling.
   std::uint16_t max_keepalive_s = 0;
@@ -139,6 +146,9 @@ class client_adapter {
   // DISCONNECT with the matching reason code), as they go on the wire (in a WebSocket frame
   // of their own over WebSocket), sent before the transport's close; empty: none.
   virtual std::string goodbye(core::close_reason /*why*/) const { return {}; }
+  // The authenticator changed (a reload) or a revocation was made: a connection whose
+  // credential no longer stands is closed (close_reason::auth_revoked).
+  virtual void recheck_credentials() {}
 };
 
 }  // namespace wsagent::protocol

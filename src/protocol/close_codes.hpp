@@ -26,7 +26,8 @@ constexpr std::uint16_t websocket_close_code(core::close_reason r) noexcept {
     case core::close_reason::auth_expired:
       return 4401;  // "Authentication required" / "Authentication timeout" / "... expired"
     case core::close_reason::auth_failed:
-      return 4403;  // "Authentication failed"
+    case core::close_reason::auth_revoked:
+      return 4403;  // "Authentication failed" / "Authentication revoked"
     case core::close_reason::taken_over:
       return 4409;  // "Session taken over"
   }

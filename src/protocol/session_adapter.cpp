@@ -15,10 +15,14 @@ const std::string empty_string;
 
 void write_metrics(const adapter_probe& p, common::metric_set& out) {
   auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
-  constexpr std::string_view help = "Authentications, by result (expired: closed at its expiry).";
+  constexpr std::string_view help =
+      "Authentications, by result (refreshed: a fresh token on a live connection; expired, "
+      "revoked: live connections closed for it).";
   out.counter("authentications_total", help, load(p.auth_accepted), {{"result", "accepted"}});
   out.counter("authentications_total", help, load(p.auth_refused), {{"result", "refused"}});
   out.counter("authentications_total", help, load(p.auth_expired), {{"result", "expired"}});
+  out.counter("authentications_total", help, load(p.auth_refreshed), {{"result", "refreshed"}});
+  out.counter("authentications_total", help, load(p.auth_revoked), {{"result", "revoked"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.native_errors),
               {{"protocol", "native"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.mqtt_errors),
@@ -169,18 +173,64 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
 
 bool session_adapter::set_auth_expiry(std::int64_t expires_ms) {
   if (!expires_ms) {
-    auth_expiry_ms_ = 0;
+    auth_expiry_ms_ = auth_notice_ms_ = auth_closes_wall_ms_ = 0;
     return true;
   }
-  const auto left = expires_ms - common::now_ms();
+  const auto wall = common::now_ms();
+  const auto left = expires_ms - wall;
   if (left <= 0) return false;
-  auth_expiry_ms_ = common::steady_ms() + left;
+  const auto steady = common::steady_ms();
+  auth_expiry_ms_ = steady + left + ctx_.expiry_grace_ms;
+  auth_closes_wall_ms_ = expires_ms + ctx_.expiry_grace_ms;
+  // Told ahead by refresh_notice_ms, or at half its life when that is shorter.
+  auth_notice_ms_ = steady + left - std::min(ctx_.refresh_notice_ms, left / 2);
   rearm_ = true;  // the connection's next deadline may be this one
   return true;
 }
 
+core::acl session_adapter::rights_of(const core::identity& who, std::string_view client_id) {
+  if (!who.rights) return core::acl();
+  if (who.rights->allow_all) return core::acl::allow_all();
+  return core::acl(*who.rights, client_id, who.user);
+}
+
+std::string session_adapter::apply_refresh(core::auth_result result,
+                                           std::vector<std::string>& removed) {
+  if (!result.ok) return result.reason;
+  const auto& id = session_->client_id();
+  if (!result.who.client_id.empty() && result.who.client_id != id)
+    return "the token stands for client '" + result.who.client_id + "', not '" + id + "'";
+  if (result.who.user != session_->user())
+    return "the token names another user ('" + result.who.user + "')";
+  if (!set_auth_expiry(result.expires_ms)) return "credentials already expired";
+  credential_ = std::move(result.who.from);
+  removed = ctx_.router.set_rights(*session_, rights_of(result.who, id));
+  ctx_.probe.auth_refreshed.fetch_add(1, std::memory_order_relaxed);
+  std::string detail = "refreshed";
+  for (const auto& f : removed)
+    detail += (&f == &removed.front() ? "; no longer allowed, unsubscribed: " : ", ") + f;
+  ctx_.audit.record(core::audit_event::auth_success, id, remote_address(), detail);
+  return {};
+}
+
+void session_adapter::recheck_credentials() {
+  if (closing_ || !session_) return;
+  auto why = ctx_.auth.get()->revoked(credential_);
+  if (why.empty()) return;
+  closing_ = true;
+  ctx_.probe.auth_revoked.fetch_add(1, std::memory_order_relaxed);
+  ctx_.audit.record(core::audit_event::auth_failure, client_id(), remote_address(),
+                    "closed: " + why);
+  link_.close(core::close_reason::auth_revoked, "Authentication revoked");
+}
+
 void session_adapter::on_timer(std::int64_t now_ms) {
   if (closing_) return;
+  if (auth_notice_ms_ && now_ms >= auth_notice_ms_ &&
+      (!auth_expiry_ms_ || now_ms < auth_expiry_ms_)) {
+    auth_notice_ms_ = 0;
+    expiry_notice(auth_closes_wall_ms_);
+  }
   if (auth_expiry_ms_ && now_ms >= auth_expiry_ms_) {
     auth_expiry_ms_ = 0;
     closing_ = true;
@@ -204,6 +254,7 @@ std::optional<std::int64_t> session_adapter::next_due() const {
     due = session_->window().next_due(ctx_.retry_ms);
   }
   if (auth_expiry_ms_ && (!due || auth_expiry_ms_ < *due)) due = auth_expiry_ms_;
+  if (auth_notice_ms_ && (!due || auth_notice_ms_ < *due)) due = auth_notice_ms_;
   return due;
 }
 

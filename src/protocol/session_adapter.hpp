@@ -45,6 +45,7 @@ class session_adapter : public client_adapter {
   void on_timer(std::int64_t now_ms) override;
   std::optional<std::int64_t> next_due() const override;
   bool take_rearm() noexcept override { return std::exchange(rearm_, false); }
+  void recheck_credentials() override;
 
  protected:
   // One window entry going out: a delivery (e.dup: sent before), or, for a released QoS 2
@@ -77,9 +78,26 @@ class session_adapter : public client_adapter {
   // bytes of its own (MQTT over WebSocket) handles them here.
   virtual void auth_answered_later() {}
   // The identity's expiry (auth_result::expires_ms, wall clock; 0: none): the connection is
-  // closed then (close_reason::auth_expired) unless it is set again (the client
-  // authenticated again). False when it has passed already.
+  // closed then, plus adapter_context::expiry_grace_ms (close_reason::auth_expired), unless
+  // it is set again (the client authenticated again); expiry_notice() comes
+  // refresh_notice_ms before. False when it has passed already.
   bool set_auth_expiry(std::int64_t expires_ms);
+  // The identity expires at wall time `closes_ms` (the grace included) unless the client
+  // sends a fresh token: said on the protocol's wire, if it has a way (the native protocol).
+  virtual void expiry_notice(std::int64_t /*closes_ms*/) {}
+  // When the connection closes for the identity's expiry (wall clock, the grace included);
+  // 0: never.
+  std::int64_t auth_closes_ms() const noexcept { return auth_closes_wall_ms_; }
+  // The rights `who` grants the client named `client_id`.
+  static core::acl rights_of(const core::identity& who, std::string_view client_id);
+  // The identity's credential (revocation asks about it), set with each authentication.
+  void set_credential(core::credential c) { credential_ = std::move(c); }
+  // A fresh token on a live connection (native refresh, MQTT 5 re-authentication) whose
+  // answer is `result`: when accepted, its expiry, credential and rights replace the
+  // identity's, and the subscriptions the new rights no longer allow are removed (into
+  // `removed`). Returns "" then, else why it is refused (the identity stays as it was): the
+  // authenticator's reason, or a token that stands for another client or user.
+  std::string apply_refresh(core::auth_result result, std::vector<std::string>& removed);
 
   // The client acknowledged QoS 1 delivery `seq` (`completed`: QoS 2's last step); false
   // when nothing in flight had it.
@@ -114,7 +132,10 @@ class session_adapter : public client_adapter {
   // The last will, published by end_session() unless the client said goodbye; on the heap:
   // most clients leave none.
   std::unique_ptr<session_will> will_;
-  std::int64_t auth_expiry_ms_ = 0;  // steady clock; 0: none
+  std::int64_t auth_expiry_ms_ = 0;       // steady clock; 0: none
+  std::int64_t auth_notice_ms_ = 0;       // steady clock; 0: none (or sent)
+  std::int64_t auth_closes_wall_ms_ = 0;  // wall clock of auth_expiry_ms_
+  core::credential credential_;
   bool auth_pending_ = false;
   bool announced_ = false;  // $sys/clients/<id>/connected was published for session_
   bool closing_ = false;

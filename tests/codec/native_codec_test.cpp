@@ -24,6 +24,9 @@ struct recorder : request_handler {
     log.push_back("auth token=" + std::string(r.token) + " id=" + std::string(r.client_id) +
                   (r.binary ? " binary" : "") + will);
   }
+  void on_refresh(std::string_view id, std::string_view token) override {
+    log.push_back("refresh token=" + std::string(token) + " id=" + std::string(id));
+  }
   void on_subscribe(const subscribe_request& r) override {
     std::string s = r.unsubscribe ? "unsubscribe" : "subscribe";
     for (auto t : r.tags)
@@ -89,6 +92,11 @@ TEST(NativeParse, Requests) {
   EXPECT_EQ(one(R"({"type":"auth","token":"t1","deviceId":"sensor-001"})"),
             "auth token=t1 id=sensor-001");
   EXPECT_EQ(one(R"({"type":"auth","clientId":"c","binary":true})"), "auth token= id=c binary");
+  EXPECT_EQ(one(R"({"type":"refresh","token":"eyJ.x.y","id":"r9"})"),
+            "refresh token=eyJ.x.y id=r9");
+  EXPECT_TRUE(starts_with(one(R"({"type":"refresh","id":"r9"})"), "error bad_request"));
+  EXPECT_TRUE(starts_with(one(R"({"type":"token_expiring","tag":"a"})"), "error bad_request"));
+  EXPECT_TRUE(starts_with(one(R"({"type":"refreshed","tag":"a"})"), "error bad_request"));
   EXPECT_EQ(one(R"({"type":"subscribe","id":"r1","tags":["a/+/c","d/#"]})"), "subscribe a/+/c d/#");
   EXPECT_EQ(one(R"({"tags":["x"],"type":"unsubscribe"})"), "unsubscribe x");  // any field order
   EXPECT_EQ(one(R"({"type":"subscribe","tag":"one/tag"})"), "subscribe one/tag");

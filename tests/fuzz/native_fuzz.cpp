@@ -20,6 +20,10 @@ struct checker : request_handler {
     if (!s.empty() && (s.data() < begin || s.data() + s.size() > end)) std::abort();
   }
   void on_auth(const auth_request&) override {}
+  void on_refresh(std::string_view, std::string_view token) override {
+    inside(token);
+    if (token.empty()) std::abort();
+  }
   void on_subscribe(const subscribe_request& r) override {
     if (r.tags.empty()) std::abort();
   }

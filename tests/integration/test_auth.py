@@ -188,9 +188,14 @@ def test_takeover_closes_the_older_connection_4409(agent):
     agent.wait_log(r'"audit":"takeover","clientId":"dev-1"')
 
 
-def test_sighup_reloads_tokens_without_dropping_connections(agent_factory, tmp_path):
+def test_sighup_reloads_tokens_without_dropping_connections_whose_token_stays(agent_factory,
+                                                                             tmp_path):
     tokens = tmp_path / "tokens.toml"
     tokens.write_text("""
+[[tokens]]
+token = "kept"
+user = "k"
+roles = ["all"]
 [[tokens]]
 token = "first"
 user = "u"
@@ -202,18 +207,21 @@ subscribe = ["#"]
     a = agent_factory(f'[auth]\ntokens_file = "{tokens}"\n')
 
     async def go():
-        keep = await connect(a, headers={"Authorization": "Bearer first"})
+        keep = await connect(a, headers={"Authorization": "Bearer kept"})
         await subscribe(keep, "t")
+        old = await connect(a, headers={"Authorization": "Bearer first"})
         tokens.write_text(tokens.read_text().replace('"first"', '"second"'))
         a.signal(signal.SIGHUP)
-        a.wait_log("reload: 1 token")
-        # The old token is gone for new connections...
+        a.wait_log("reload: 2 token")
+        # The connection whose token was removed is closed (docs/operations.md)...
+        assert (await closed_with(old)) == (4403, "Authentication revoked")
+        # ...the old token is gone for new connections...
         ws = await connect(a, headers={"Authorization": "Bearer first"})
         assert (await closed_with(ws))[0] == 4403
         # ...the new one works...
         ws = await connect(a, headers={"Authorization": "Bearer second"})
         await publish(ws, "t", 1)
-        # ...and the connection made before the reload is still served.
+        # ...and the connection whose token stayed is still served.
         m = await recv_type(keep, "message")
         assert m["payload"] == 1
         await ws.close()

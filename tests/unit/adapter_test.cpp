@@ -142,30 +142,123 @@ TEST_F(AdapterTest, AnAnswerAfterTheConnectionClosedEstablishesNothing) {
   EXPECT_FALSE(adapter->authenticated());
 }
 
-TEST_F(AdapterTest, NativeIdentityThatExpiresIsClosedWith4401ThenAndARefreshMovesIt) {
+TEST_F(AdapterTest, NativeIdentityThatExpiresIsToldThenClosedWith4401AndARefreshMovesIt) {
+  ctx.expiry_grace_ms = 5'000;
   open_native();
   link.text(R"({"type":"auth","token":"t1","deviceId":"dev-2"})");
   later->answer(0, later_authenticator::accept({}, clock.wall() + 60'000));
   link.run_posted();
   ASSERT_TRUE(adapter->authenticated());
-  // The connection's next deadline is the expiry.
+  const auto first = link.messages();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_TRUE(has(first[0], R"("expiresAt":)" + std::to_string(clock.wall() + 65'000)));
+  // The connection's next deadline is the notice: at half the identity's life, since that is
+  // shorter than refresh_notice_ms.
   ASSERT_TRUE(adapter->next_due());
-  EXPECT_EQ(*adapter->next_due(), clock.steady() + 60'000);
+  EXPECT_EQ(*adapter->next_due(), clock.steady() + 30'000);
   clock.advance(30'000);
+  link.tick();
+  auto told = link.messages();
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_TRUE(has(
+      told[1], R"({"type":"token_expiring","expiresAt":)" + std::to_string(clock.wall() + 35'000)));
   // A fresh token before it expires: a refresh.
-  link.text(R"({"type":"auth","token":"t2"})");
+  link.text(R"({"type":"refresh","id":"r1","token":"t2"})");
   ASSERT_EQ(later->waiting(), 2u);
   EXPECT_EQ(later->asked(1).client_id, "dev-2");
+  EXPECT_EQ(later->asked(1).token, "t2");
   later->answer(1, later_authenticator::accept({}, clock.wall() + 60'000));
   link.run_posted();
-  clock.advance(40'000);  // past the first expiry
+  auto refreshed = link.messages();
+  ASSERT_EQ(refreshed.size(), 3u);
+  EXPECT_TRUE(has(refreshed[2], R"({"type":"refreshed","id":"r1","expiresAt":)" +
+                                    std::to_string(clock.wall() + 65'000) +
+                                    R"(,"unsubscribed":[]})"));
+  clock.advance(40'000);  // past the first expiry and its grace
   link.tick();
   EXPECT_FALSE(link.closed());
-  clock.advance(20'000);  // past the refreshed one
+  clock.advance(20'000);  // past the refreshed one, within its grace
+  link.tick();
+  EXPECT_FALSE(link.closed());
+  clock.advance(5'000);
   link.tick();
   EXPECT_EQ(link.closed(), core::close_reason::auth_expired);
   EXPECT_EQ(protocol::websocket_close_code(*link.closed()), 4401);
   EXPECT_EQ(link.close_text(), "Authentication expired");
+}
+
+TEST_F(AdapterTest, NativeRefreshWithNarrowerRightsRemovesAndReportsWhatTheyNoLongerAllow) {
+  open_native();
+  link.text(R"({"type":"auth","token":"t1","deviceId":"dev-3"})");
+  later->answer(0, later_authenticator::accept({}, clock.wall() + 600'000));
+  link.run_posted();
+  link.text(R"({"type":"subscribe","id":"s1","tags":["plant/#","devices/dev-3/control"]})");
+  ASSERT_EQ(router.subscription_count(), 2u);
+  auto narrow = std::make_shared<core::grants>();
+  narrow->subscribe = {"devices/%c/#"};
+  narrow->publish = {"devices/%c/#"};
+  link.text(R"({"type":"refresh","id":"r2","token":"t2"})");
+  later->answer(1, {true, core::identity{"", "u", narrow, {}, {}}, clock.wall() + 600'000, {}});
+  link.run_posted();
+  const auto out = link.messages();
+  EXPECT_TRUE(has(out.back(), R"("unsubscribed":["plant/#"])")) << out.back();
+  EXPECT_EQ(router.subscription_count(), 1u);
+  // The new rights hold: publishing where they no longer allow is forbidden.
+  link.text(R"({"type":"publish","id":"p1","tag":"plant/x","payload":1})");
+  EXPECT_TRUE(has(link.messages().back(), R"("code":"forbidden")"));
+  EXPECT_EQ(audit.events.back().what, core::audit_event::forbidden);
+}
+
+TEST_F(AdapterTest, NativeRefreshRefusedOrForAnotherClientIsAnErrorAndTheConnectionStays) {
+  open_native();
+  link.text(R"({"type":"auth","token":"t1","deviceId":"dev-4"})");
+  later->answer(0, later_authenticator::accept({}, clock.wall() + 600'000));
+  link.run_posted();
+  link.text(R"({"type":"refresh","id":"r3","token":"bad"})");
+  later->answer(1, core::auth_result{false, {}, 0, "JWT: bad signature"});
+  link.run_posted();
+  EXPECT_TRUE(has(link.messages().back(),
+                  R"("code":"unauthorized","message":"refresh refused: JWT: bad signature")"))
+      << link.messages().back();
+  link.text(R"({"type":"refresh","id":"r4","token":"other"})");
+  later->answer(2, later_authenticator::accept("dev-5", clock.wall() + 600'000));
+  link.run_posted();
+  EXPECT_TRUE(has(link.messages().back(), "the token stands for client 'dev-5', not 'dev-4'"));
+  EXPECT_FALSE(link.closed());
+  EXPECT_EQ(audit.events.back().what, core::audit_event::auth_failure);
+  // The old identity still holds, with its expiry.
+  ASSERT_TRUE(adapter->next_due());
+}
+
+// An authenticator that answers at once and says which credentials are revoked.
+struct revoking_authenticator final : core::authenticator {
+  std::string revoked_digest;
+  void authenticate(const core::auth_request& r, core::auth_done done) const override {
+    auto g = std::make_shared<core::grants>();
+    g->allow_all = true;
+    core::auth_result res{true, core::identity{"", "u", g, {}, {}}, 0, {}};
+    res.who.from.token_digest = std::string(r.token);
+    done(res);
+  }
+  bool open() const noexcept override { return false; }
+  std::string revoked(const core::credential& c) const override {
+    return c.token_digest == revoked_digest ? "token removed from the configuration" : "";
+  }
+};
+
+TEST_F(AdapterTest, ARecheckClosesTheConnectionsWhoseCredentialWasRevoked) {
+  auto revoking = std::make_shared<revoking_authenticator>();
+  auth.set(revoking);
+  open_native();
+  link.text(R"({"type":"auth","token":"kept","deviceId":"dev-6"})");
+  ASSERT_TRUE(adapter->authenticated());
+  adapter->recheck_credentials();
+  EXPECT_FALSE(link.closed());
+  revoking->revoked_digest = "kept";
+  adapter->recheck_credentials();
+  EXPECT_EQ(link.closed(), core::close_reason::auth_revoked);
+  EXPECT_EQ(protocol::websocket_close_code(*link.closed()), 4403);
+  EXPECT_EQ(audit.events.back().detail, "closed: token removed from the configuration");
 }
 
 TEST_F(AdapterTest, NativeIdentityExpiredAlreadyIsRefused) {

@@ -275,7 +275,7 @@ class later_authenticator final : public core::authenticator {
   static core::auth_result accept(std::string client_id = {}, std::int64_t expires_ms = 0) {
     auto g = std::make_shared<core::grants>();
     g->allow_all = true;
-    return {true, core::identity{std::move(client_id), "u", std::move(g), {}}, expires_ms, {}};
+    return {true, core::identity{std::move(client_id), "u", std::move(g), {}, {}}, expires_ms, {}};
   }
 
  private:

@@ -19,6 +19,8 @@ namespace {
 // MQTT 3.1.1 sessions have no expiry of their own; a persistent one is kept this long after
 // its client leaves (Mosquitto's persistent_client_expiration is off by default: forever).
 constexpr std::int64_t v311_session_expiry_s = 7 * 24 * 3600;
+// The one MQTT 5 Authentication Method offered: the data is a token (docs/protocol.md, "MQTT").
+constexpr std::string_view token_auth_method = "token";
 
 // Topic aliases a 5.0 client may set up on its connection (CONNACK Topic Alias Maximum).
 constexpr std::uint16_t topic_alias_maximum = 64;
@@ -215,7 +217,26 @@ bool adapter::on_packet(const split_result& r) {
     case packet_type::connect:
       violation(reason::protocol_error, "a second CONNECT");
       return false;
-    default:  // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH: not for a server
+    case packet_type::auth: {
+      if (ver_ != version::v5) return violation(reason::protocol_error, "AUTH is MQTT 5's"), false;
+      const auto a = parse_auth(r.flags, r.body);
+      if (!a.ok) return violation(a.error.reason, a.error.message), false;
+      auto props = parse_properties(a.value.properties, property_scope::auth);
+      if (!props.ok) return violation(props.error.reason, props.error.message), false;
+      // 5.0 section 4.12.1: only after a CONNECT with an Authentication Method, and the same.
+      if (!token_method_)
+        return violation(reason::protocol_error,
+                         "AUTH after a CONNECT without an Authentication Method"),
+               false;
+      if (props.value.auth_method.value_or("") != token_auth_method)
+        return violation(reason::protocol_error, "AUTH with another Authentication Method"), false;
+      if (a.value.reason != reason::re_authenticate)
+        return violation(reason::protocol_error, "only re-authentication (AUTH 0x19) is offered"),
+               false;
+      on_reauthenticate(props.value.auth_data ? text_of(*props.value.auth_data) : "");
+      break;
+    }
+    default:  // CONNACK, SUBACK, UNSUBACK, PINGRESP: not for a server
       violation(reason::protocol_error, "a packet a client does not send");
       return false;
   }
@@ -243,9 +264,13 @@ void adapter::on_connect(const connect_request& c,
     auto p = parse_properties(c.properties, property_scope::connect);
     if (!p.ok) return violation(p.error.reason, p.error.message);
     props = p.value;
-    if (props.auth_method)
-      return refuse_connect(connack_v311::not_authorized, reason::bad_authentication_method,
-                            "enhanced authentication is not offered");
+    if (props.auth_method) {
+      if (*props.auth_method != token_auth_method)
+        return refuse_connect(connack_v311::not_authorized, reason::bad_authentication_method,
+                              "the authentication method '" + std::string(*props.auth_method) +
+                                  "' is not offered (\"token\" is)");
+      token_method_ = true;
+    }
     if (c.will) {
       auto w = parse_properties(c.will->properties, property_scope::will);
       if (!w.ok) return violation(w.error.reason, w.error.message);
@@ -267,7 +292,10 @@ void adapter::on_connect(const connect_request& c,
   }
   // The token: the password, or else the user name (docs/protocol.md, "MQTT").
   core::auth_request req;
-  req.token = c.password ? text_of(*c.password) : c.username.value_or("");
+  if (token_method_ && props.auth_data)
+    req.token = text_of(*props.auth_data);
+  else
+    req.token = c.password ? text_of(*c.password) : c.username.value_or("");
   req.client_id = c.client_id;
   req.remote = remote_;
   req.protocol = websocket_ ? "mqtt-ws" : "mqtt";
@@ -299,9 +327,8 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
   bool assigned = false;
   if (!client_id_for(who, id, assigned)) return;
   const auto options = session_options_of(c, props);
-  core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
-                     : who.rights                        ? core::acl(*who.rights, id, who.user)
-                                                         : core::acl();
+  core::acl rights = rights_of(who, id);
+  set_credential(who.from);
   std::size_t inflight = ctx_.max_inflight;
   if (props.receive_maximum) inflight = std::min<std::size_t>(inflight, *props.receive_maximum);
   client_max_packet_ = props.maximum_packet_size.value_or(0);
@@ -325,6 +352,41 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
                       "an older connection with this client id was closed");
   review_subscriptions();        // a resumed session's may want identifiers
   if (resumed) resume_window();  // what it had not acknowledged goes again (dup)
+}
+
+void adapter::on_reauthenticate(std::string_view token) {
+  if (!session_) return violation(reason::protocol_error, "AUTH before the CONNECT was accepted");
+  core::auth_request req;
+  req.token = token;
+  req.client_id = session_->client_id();
+  req.remote = remote_;
+  req.protocol = websocket_ ? "mqtt-ws" : "mqtt";
+  req.username = session_->user();
+  req.certificate = link_.peer_certificate();
+  ask_authenticator(req, [this](core::auth_result result) {
+    std::vector<std::string> removed;
+    if (auto why = apply_refresh(std::move(result), removed); !why.empty()) {
+      // 5.0 section 4.12.1: a failed re-authentication ends the connection.
+      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), remote_,
+                        "re-authentication refused: " + why);
+      std::string bye;
+      encode_disconnect(bye, ver_, reason::not_authorized);
+      send(std::move(bye));
+      closing_ = true;
+      return link_.close(core::close_reason::auth_failed, "re-authentication refused");
+    }
+    if (!removed.empty()) review_subscriptions();
+    // Success, with the subscriptions the new rights no longer allow as user properties.
+    properties p;
+    p.auth_method = token_auth_method;
+    std::vector<std::pair<std::string_view, std::string_view>> user;
+    for (const auto& f : removed)
+      user.emplace_back("unsubscribed", f);
+    std::string body, packet;
+    encode_property_body(body, p, user);
+    encode_auth(packet, reason::success, bytes_of(body));
+    send(std::move(packet));
+  });
 }
 
 bool adapter::client_id_for(const core::identity& who, std::string& id, bool& assigned) {
@@ -395,6 +457,7 @@ void adapter::send_connack(bool resumed, bool assigned, bool server_keep_alive) 
     ack.topic_alias_maximum = topic_alias_maximum;
     if (server_keep_alive)
       ack.server_keep_alive = static_cast<std::uint16_t>(keep_alive_ms_ / 1000);
+    if (token_method_) ack.auth_method = token_auth_method;
     encode_property_body(body, ack);
   }
   encode_connack(packet, ver_, resumed, reason::success, bytes_of(body));
@@ -466,6 +529,9 @@ std::string adapter::goodbye(core::close_reason why) const {
       // "The maximum connection time authorized for this connection has been exceeded"
       // (5.0 section 3.14.2.1): what an identity that expires grants.
       code = reason::maximum_connect_time;
+      break;
+    case core::close_reason::auth_revoked:
+      code = reason::not_authorized;
       break;
     default:  // the client's goodbye, or a close the adapter explained itself
       return {};

@@ -92,6 +92,8 @@ class adapter final : public session_adapter {
   void publish_qos2(const std::shared_ptr<core::message>& m, std::uint16_t packet_id, bool retain);
   void on_pubrel(std::uint16_t packet_id);
   void on_puback(packet_type t, std::uint16_t packet_id);
+  // 5.0 AUTH, Re-authenticate: a fresh token (its Authentication Data) for the connection.
+  void on_reauthenticate(std::string_view token);
   void on_subscribe(const subscribe_request& r);
   void on_unsubscribe(const subscribe_request& r);
   // Keeps the CONNECT's will, or refuses the connection (an invalid or forbidden topic).
@@ -135,6 +137,9 @@ class adapter final : public session_adapter {
   version ver_ = version::v311;
   bool websocket_ = false;
   bool connected_ = false;  // CONNECT handled (whatever its answer)
+  // 5.0: the CONNECT named the Authentication Method "token": its Authentication Data is the
+  // token, and AUTH packets may re-authenticate with a fresh one.
+  bool token_method_ = false;
   std::int64_t keep_alive_ms_ = 0;
   std::size_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size; 0: no limit
   // Outbound QoS 1 and 2: packet id <-> seq of the deliveries in flight on this connection.

@@ -250,6 +250,15 @@ void encode_disconnect(std::string& out, version v, std::uint8_t reason_code) {
   put_header(out, packet_type::disconnect, 0, 0);
 }
 
+void encode_auth(std::string& out, std::uint8_t reason_code,
+                 std::span<const std::uint8_t> properties) {
+  const auto props = properties.size();
+  put_header(out, packet_type::auth, 0, 1 + varint_size(props) + props);
+  out.push_back(static_cast<char>(reason_code));
+  put_varint(out, props);
+  out.append(reinterpret_cast<const char*>(properties.data()), props);
+}
+
 // --- parsers ------------------------------------------------------------------------------
 
 result<connect_request> parse_connect(std::uint8_t, std::span<const std::uint8_t> body) {
@@ -454,6 +463,19 @@ result<disconnect> parse_disconnect(std::uint8_t, std::span<const std::uint8_t> 
   if (c.ok() && !c.at_end()) r.properties = c.properties();
   if (!c.ok()) return fail<disconnect>(c.error().reason, c.error().message);
   if (!c.at_end()) return fail<disconnect>(reason::malformed_packet, "bytes after the DISCONNECT");
+  return done(r);
+}
+
+result<auth_packet> parse_auth(std::uint8_t, std::span<const std::uint8_t> body) {
+  cursor c(body);
+  auth_packet r;
+  if (!c.at_end()) r.reason = c.u8("truncated reason");
+  if (c.ok() && !c.at_end()) r.properties = c.properties();
+  if (!c.ok()) return fail<auth_packet>(c.error().reason, c.error().message);
+  if (!c.at_end()) return fail<auth_packet>(reason::malformed_packet, "bytes after the AUTH");
+  if (r.reason != reason::success && r.reason != reason::continue_authentication &&
+      r.reason != reason::re_authenticate)
+    return fail<auth_packet>(reason::protocol_error, "an AUTH reason code that does not exist");
   return done(r);
 }
 

@@ -168,6 +168,12 @@ struct disconnect {
   std::span<const std::uint8_t> properties;
 };
 
+// 5.0's AUTH (enhanced authentication; the agent offers re-authentication with a token).
+struct auth_packet {
+  std::uint8_t reason = 0;
+  std::span<const std::uint8_t> properties;
+};
+
 // --- encoders: each appends one whole packet to `out` -------------------------------------
 
 void encode_connect(std::string& out, const connect_options& o);
@@ -192,6 +198,8 @@ void encode_unsuback(std::string& out, version v, std::uint16_t packet_id,
 void encode_pingreq(std::string& out);
 void encode_pingresp(std::string& out);
 void encode_disconnect(std::string& out, version v, std::uint8_t reason = 0);
+// 5.0 AUTH with `reason` and a property block's body.
+void encode_auth(std::string& out, std::uint8_t reason, std::span<const std::uint8_t> properties);
 
 // Bytes of a PUBLISH with no properties before its payload (fixed header, topic, packet id,
 // 5.0's empty properties): a sender can write that header and a shared payload without
@@ -218,6 +226,8 @@ result<suback> parse_unsuback(std::uint8_t flags, std::span<const std::uint8_t> 
 result<bool> parse_empty(std::uint8_t flags, std::span<const std::uint8_t> body);
 result<disconnect> parse_disconnect(std::uint8_t flags, std::span<const std::uint8_t> body,
                                     version v);
+// 5.0 only (3.1.1 has no AUTH): the reason (0 when the body is empty) and properties.
+result<auth_packet> parse_auth(std::uint8_t flags, std::span<const std::uint8_t> body);
 
 // Reads the entries of a parsed SUBSCRIBE (valid by construction).
 template <class F>

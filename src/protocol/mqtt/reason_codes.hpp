@@ -21,6 +21,8 @@ inline constexpr std::uint8_t suback_failure = 0x80;
 
 namespace reason {
 inline constexpr std::uint8_t success = 0x00;  // also "normal disconnection", "granted QoS 0"
+inline constexpr std::uint8_t continue_authentication = 0x18;  // AUTH
+inline constexpr std::uint8_t re_authenticate = 0x19;          // AUTH
 inline constexpr std::uint8_t granted_qos1 = 0x01;
 inline constexpr std::uint8_t granted_qos2 = 0x02;
 inline constexpr std::uint8_t no_matching_subscribers = 0x10;

@@ -130,6 +130,7 @@ void adapter::authenticate(std::string_view token, std::string_view requested_id
                          "client id '" + requested + "' belongs to another token", id);
     }
     establish(result.who, requested);
+    set_credential(std::move(result.who.from));
     if (then) then();
   });
 }
@@ -147,9 +148,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   if (provisional_id_) options.persistent = false;  // a session to resume needs a known id
   if (options.persistent && options.expiry_s <= 0) options.expiry_s = default_session_expiry_s;
   options.direct = true;  // device messages sent `to` it reach it, subscribed or not
-  core::acl rights = who.rights && who.rights->allow_all ? core::acl::allow_all()
-                     : who.rights                        ? core::acl(*who.rights, id, who.user)
-                                                         : core::acl();
+  core::acl rights = rights_of(who, id);
   if (session_ && ctx_.router.detach(*session_) && announced_)
     presence("disconnected", true, info_.remote);  // renamed
   session_ =
@@ -257,14 +256,55 @@ void adapter::on_auth(const auth_request& r) {
   req.protocol = "ws";
   req.certificate = link_.peer_certificate();
   ask_authenticator(req, [this, step](core::auth_result result) {
-    if (!result.ok || !set_auth_expiry(result.expires_ms)) {
-      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
-                        result.ok ? "credentials already expired" : result.reason);
+    // A client the agent had to name, naming itself: authenticated again below, as itself.
+    const bool renaming =
+        provisional_id_ && !step->client_id.empty() && step->client_id != session_->client_id();
+    std::vector<std::string> removed;
+    std::string why;
+    if (!renaming)
+      why = apply_refresh(std::move(result), removed);
+    else if (!result.ok)
+      why = result.reason;
+    if (!why.empty()) {
+      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote, why);
       closing_ = true;
       return link_.close(core::close_reason::auth_failed, "Authentication failed");
     }
+    if (!removed.empty()) {
+      std::vector<std::string_view> tags(removed.begin(), removed.end());
+      std::string frame;
+      encode_subscribed(frame, step->request_id, tags, true);
+      link_.send_frame(std::move(frame));
+    }
     reauthenticated(step);
   });
+}
+
+void adapter::on_refresh(std::string_view id, std::string_view token) {
+  if (closing_ || !require_auth()) return;
+  core::auth_request req;
+  req.token = token;
+  req.client_id = session_->client_id();
+  req.remote = info_.remote;
+  req.protocol = "ws";
+  req.certificate = link_.peer_certificate();
+  ask_authenticator(req, [this, id = std::string(id)](core::auth_result result) {
+    std::vector<std::string> removed;
+    if (auto why = apply_refresh(std::move(result), removed); !why.empty()) {
+      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
+                        "refresh refused: " + why);
+      return reply_error(error_code::unauthorized, "refresh refused: " + why, id);
+    }
+    std::string frame;
+    encode_refreshed(frame, id, auth_closes_ms(), removed);
+    link_.send_frame(std::move(frame));
+  });
+}
+
+void adapter::expiry_notice(std::int64_t closes_ms) {
+  std::string frame;
+  encode_token_expiring(frame, closes_ms, common::now_ms());
+  link_.send_frame(std::move(frame));
 }
 
 void adapter::reauthenticated(const std::shared_ptr<auth_step>& step) {
@@ -296,7 +336,7 @@ void adapter::complete_auth(const auth_step& step) {
 void adapter::send_auth_response() {
   std::string frame;
   encode_auth_response(frame, session_->client_id(), common::now_ms(), session_->persistent(),
-                       resumed_);
+                       resumed_, auth_closes_ms());
   link_.send_frame(std::move(frame));
   finish_resume();
 }

@@ -76,6 +76,8 @@ class adapter final : public session_adapter, private request_handler {
 
  private:
   void on_auth(const auth_request& r) override;
+  void on_refresh(std::string_view id, std::string_view token) override;
+  void expiry_notice(std::int64_t closes_ms) override;
   void on_subscribe(const subscribe_request& r) override;
   void on_publish(const publish_request& r) override;
   void on_typed(const typed_request& r) override;

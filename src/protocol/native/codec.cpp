@@ -32,6 +32,8 @@ const char* to_string(native::error_code c) noexcept {
       return "unavailable";
     case native::error_code::unknown_client:
       return "unknown_client";
+    case native::error_code::unauthorized:
+      return "unauthorized";
   }
   return "bad_request";
 }
@@ -46,6 +48,7 @@ constexpr std::size_t max_msgid = 128;
 enum class word {
   none,
   auth,
+  refresh,
   subscribe,
   unsubscribe,
   publish,
@@ -63,6 +66,7 @@ word classify(std::string_view t) {
   if (t == "subscribe") return word::subscribe;
   if (t == "unsubscribe") return word::unsubscribe;
   if (t == "auth") return word::auth;
+  if (t == "refresh") return word::refresh;
   if (t == "batch") return word::batch;
   if (t == "ping") return word::ping;
   if (t == "ack") return word::ack;
@@ -70,8 +74,9 @@ word classify(std::string_view t) {
   if (t == "pubrel") return word::pubrel;
   if (t == "pubcomp") return word::pubcomp;
   static constexpr std::string_view reserved[] = {
-      "message", "auth_response", "subscribed", "unsubscribed", "error", "pong",  // sent by us
-      "nack",    "history",       "presence",
+      "message",   "auth_response",  "subscribed", "unsubscribed", "error",
+      "pong",  // sent by us
+      "refreshed", "token_expiring", "nack",       "history",      "presence",
       "sys",  // kept
   };
   for (auto r : reserved)
@@ -586,6 +591,12 @@ void dispatch(fields& f, request_handler& h, bool in_batch, bool untyped_reading
           f.id, f.token, f.client_id, f.binary, f.will_parsed, f.session == "persistent", f.expiry};
       return h.on_auth(r);
     }
+    case word::refresh:
+      if (in_batch)
+        return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
+      if (f.token.empty())
+        return h.on_error(native::error_code::bad_request, "refresh needs a 'token'", f.id);
+      return h.on_refresh(f.id, f.token);
     case word::ping:
       if (in_batch)
         return h.on_error(native::error_code::bad_request, "a batch carries only messages", f.id);
@@ -846,7 +857,7 @@ void encode_pubrel(std::string& out, std::uint64_t seq) {
 }
 
 void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
-                          bool persistent, bool resumed) {
+                          bool persistent, bool resumed, std::int64_t expires_ms) {
   append_text_frame(out, [&](std::string& json) {
     json_writer w(json);
     w.begin_object()
@@ -855,7 +866,33 @@ void encode_auth_response(std::string& out, std::string_view client_id, std::int
         .string("clientId", client_id)
         .integer("timestamp", now_ms);
     if (persistent) w.string("session", "persistent").boolean("resumed", resumed);
+    if (expires_ms) w.integer("expiresAt", expires_ms);
     w.end_object();
+  });
+}
+
+void encode_refreshed(std::string& out, std::string_view id, std::int64_t expires_ms,
+                      std::span<const std::string> unsubscribed) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object().string("type", "refreshed");
+    if (!id.empty()) w.string("id", id);
+    if (expires_ms) w.integer("expiresAt", expires_ms);
+    w.begin_array("unsubscribed");
+    for (const auto& f : unsubscribed)
+      w.string_value(f);
+    w.end_array().end_object();
+  });
+}
+
+void encode_token_expiring(std::string& out, std::int64_t expires_ms, std::int64_t now_ms) {
+  append_text_frame(out, [&](std::string& json) {
+    json_writer w(json);
+    w.begin_object()
+        .string("type", "token_expiring")
+        .integer("expiresAt", expires_ms)
+        .integer("timestamp", now_ms)
+        .end_object();
   });
 }
 

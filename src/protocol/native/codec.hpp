@@ -26,6 +26,7 @@ enum class error_code {
   unsupported,     // valid but not offered by this agent (yet)
   unavailable,     // the agent could not do it now (its store failed); try again
   unknown_client,  // a 'to' names no client that is connected or keeps a persistent session
+  unauthorized,    // a refresh whose token was refused (the connection keeps its identity)
 };
 const char* to_string(error_code c) noexcept;
 
@@ -108,6 +109,8 @@ class request_handler {
  public:
   virtual ~request_handler() = default;
   virtual void on_auth(const auth_request& r) = 0;
+  // {"type":"refresh","token":...}: a fresh token for the live connection.
+  virtual void on_refresh(std::string_view id, std::string_view token) = 0;
   virtual void on_subscribe(const subscribe_request& r) = 0;
   virtual void on_publish(const publish_request& r) = 0;
   virtual void on_typed(const typed_request& r) = 0;
@@ -186,9 +189,17 @@ void encode_publish_ack(std::string& out, std::string_view msgid, std::string_vi
                         std::string_view type = "ack");
 // {"type":"pubrel","seq":N}: QoS 2 delivery N is released; the client answers pubcomp.
 void encode_pubrel(std::string& out, std::uint64_t seq);
-// `persistent`: adds "session":"persistent" and "resumed".
+// `persistent`: adds "session":"persistent" and "resumed"; `expires_ms` (wall clock, 0 none):
+// "expiresAt", when the connection closes unless the client refreshes its token.
 void encode_auth_response(std::string& out, std::string_view client_id, std::int64_t now_ms,
-                          bool persistent = false, bool resumed = false);
+                          bool persistent = false, bool resumed = false,
+                          std::int64_t expires_ms = 0);
+// {"type":"refreshed","id":...,"expiresAt":...,"unsubscribed":[...]}: a refresh was accepted;
+// the subscriptions the new rights no longer allow were removed.
+void encode_refreshed(std::string& out, std::string_view id, std::int64_t expires_ms,
+                      std::span<const std::string> unsubscribed);
+// {"type":"token_expiring","expiresAt":...,"timestamp":...}: send a refresh before then.
+void encode_token_expiring(std::string& out, std::int64_t expires_ms, std::int64_t now_ms);
 // With `recovery` (the subscribe asked for history): "recovered" and, when false, the tags
 // for which something may be missing ("incomplete").
 struct recovery_report {
