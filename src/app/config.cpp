@@ -18,6 +18,7 @@
 
 #include "common/text.hpp"
 #include "core/tag.hpp"
+#include "net/origin_policy.hpp"
 
 namespace wsagent::app {
 namespace {
@@ -146,6 +147,13 @@ const std::vector<key_spec>& schema() {
       bool_key(
           "server.require_tls", [](config& c) -> bool& { return c.server.require_tls; },
           "refuse to start with a listener on a non-loopback address without TLS"),
+      list_key(
+          "server.allowed_origins",
+          [](config& c) -> std::vector<std::string>& { return c.server.allowed_origins; },
+          "web pages (their Origin) that may open a WebSocket: \"self\", \"loopback\", "
+          "exact origins, patterns such as https://*.example.com, or \"*\"; empty = self and "
+          "loopback (comma-separated outside a file)",
+          [](std::string_view e) { return net::origin_policy::check_entry(e); }, "ORIGINS"),
       bool_key(
           "server.diagnostics", [](config& c) -> bool& { return c.server.diagnostics; },
           "enable the /echo WebSocket endpoint"),

@@ -59,7 +59,10 @@ struct config {
     int threads = 0;                        // 0: one per core
     bool allow_anonymous = false;           // run without tokens on a non-loopback address
     bool require_tls = false;               // non-loopback listeners must have TLS
-    bool diagnostics = false;               // adds the /echo WebSocket endpoint
+    // Pages (their Origin) that may open a WebSocket; empty: ["self", "loopback"]
+    // (net/origin_policy.hpp).
+    std::vector<std::string> allowed_origins;
+    bool diagnostics = false;  // adds the /echo WebSocket endpoint
     int shutdown_timeout_ms = 5000;
   } server;
 

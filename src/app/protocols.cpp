@@ -77,6 +77,14 @@ net::served_protocols make_protocols(protocol::adapter_context& ctx, const confi
                       std::string_view remote) -> std::unique_ptr<protocol::client_adapter> {
     return std::make_unique<protocol::mqtt::adapter>(ctx, link, remote, max_packet, false);
   };
+  p.routes.origins(
+      cfg.server.allowed_origins.empty() ? net::origin_policy()
+                                         : net::origin_policy(cfg.server.allowed_origins),
+      [&ctx](const net::http_request& r) {
+        ctx.audit.record(core::audit_event::forbidden, {}, r.remote,
+                         "WebSocket upgrade from origin " + std::string(r.header("Origin")) +
+                             " to " + std::string(r.path) + " refused (server.allowed_origins)");
+      });
   if (endpoints) endpoints(p.routes);
   return p;
 }

@@ -27,6 +27,7 @@ std::size_t http_channel::on_bytes(std::uint8_t* data, std::size_t len, std::siz
   auto& request = reader_.request();
   request.remote = c_.remote();
   auto answer = answer_request(request, c_.env().listener.routes);
+  if (answer.origin_refused) c_.env().listener.routes.origin_refused(request);
   if (!answer.route) {
     c_.reply_and_end(std::move(answer.response));
     return len;

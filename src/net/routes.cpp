@@ -23,9 +23,17 @@ const websocket_route* route_table::find_websocket(std::string_view path) const 
   return it == websocket_.end() ? nullptr : &it->second;
 }
 
+void route_table::origins(origin_policy policy,
+                          std::function<void(const http_request&)> on_refused) {
+  origins_ = std::move(policy);
+  on_origin_refused_ = std::move(on_refused);
+}
+
 route_table route_table::only(const std::vector<std::string>& protocols) const {
   route_table out;
   out.http_ = http_;
+  out.origins_ = origins_;
+  out.on_origin_refused_ = on_origin_refused_;
   for (const auto& [path, r] : websocket_)
     if (std::find(protocols.begin(), protocols.end(), r.protocol) != protocols.end())
       out.websocket_.emplace(path, r);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net/http.hpp"
+#include "net/origin_policy.hpp"
 #include "protocol/client_adapter.hpp"
 
 namespace wsagent::net {
@@ -53,7 +54,17 @@ class route_table {
   // A copy with the WebSocket routes of these listener protocols only (and every HTTP one).
   route_table only(const std::vector<std::string>& protocols) const;
 
+  // The pages that may open a WebSocket (their Origin), and who hears of one refused (the
+  // audit log): server.allowed_origins.
+  void origins(origin_policy policy, std::function<void(const http_request&)> on_refused);
+  const origin_policy& origins() const noexcept { return origins_; }
+  void origin_refused(const http_request& r) const {
+    if (on_origin_refused_) on_origin_refused_(r);
+  }
+
  private:
+  origin_policy origins_;
+  std::function<void(const http_request&)> on_origin_refused_;
   std::map<std::string, http_handler, std::less<>> http_;
   std::map<std::string, websocket_route, std::less<>> websocket_;
 };

@@ -47,6 +47,14 @@ request_answer answer_request(const http_request& request, const route_table& ro
   const auto key = request.header("Sec-WebSocket-Key");
   auto decoded = common::base64_decode(key);
   if (!decoded || decoded->size() != 16) return refuse(400, "bad Sec-WebSocket-Key\n");
+  // A browser's page (clients that are not browsers send no Origin).
+  if (const auto origin = request.header("Origin");
+      !origin.empty() && !routes.origins().allows(origin, request.header("Host"))) {
+    auto answer =
+        refuse(403, "origin not allowed: " + std::string(origin) + " (server.allowed_origins)\n");
+    answer.origin_refused = true;
+    return answer;
+  }
   // The client may offer subprotocols; the route answers the first of its own it finds.
   std::string_view chosen;
   const auto offered = request.header("Sec-WebSocket-Protocol");

@@ -82,6 +82,8 @@ void parse_all(const mqtt::split_result& r) {
     (void)mqtt::parse_unsuback(r.flags, r.body, v);
     (void)mqtt::parse_empty(r.flags, r.body);
     (void)mqtt::parse_disconnect(r.flags, r.body, v);
+    if (auto a = mqtt::parse_auth(r.flags, r.body); a.ok)
+      (void)mqtt::parse_properties(a.value.properties, mqtt::property_scope::auth);
   }
 }
 
