@@ -605,6 +605,23 @@ void adapter::on_typed(const typed_request& r) {
   if (closing_ || !require_auth()) return;
   if (r.qos == 2 && r.msgid.empty())
     return reply_error(error_code::bad_request, "a QoS 2 message needs a msgid", r.id);
+  // A deviceId that is not the sender's own would let one client speak as another to the
+  // dashboards that key on it: only a client that may publish on that device's tags (a
+  // gateway whose role grants devices/plc-101/#, or devices/+/data) may name it.
+  if (!r.device_id.empty() && r.device_id != session_->client_id()) {
+    const bool may = valid_segment(r.device_id) &&
+                     session_->rights().can_publish("devices/" + std::string(r.device_id) + "/" +
+                                                    std::string(r.type));
+    if (!may) {
+      ctx_.audit.record(core::audit_event::forbidden, session_->client_id(), info_.remote,
+                        "deviceId " + std::string(r.device_id));
+      return reply_error(error_code::forbidden,
+                         "deviceId '" + std::string(r.device_id) + "' is not this client ('" +
+                             session_->client_id() + "'), and it may not publish on devices/" +
+                             std::string(r.device_id) + "/" + std::string(r.type),
+                         r.id);
+    }
+  }
   std::string tag;
   if (!r.tag.empty()) {
     tag = r.tag;

@@ -537,11 +537,12 @@ void dispatch(fields& f, request_handler& h, bool in_batch, bool untyped_reading
     // A reading: a batch's element (the IoT lesson's DataBatcher) or, when the agent is
     // told so, any frame without a type (its IIoT frame).
     if (in_batch || untyped_readings) {
-      typed_request r{f.id,      reading_type,
-                      f.tag,     f.to,
-                      f.msgid,   f.has_timestamp,
-                      f.members, static_cast<int>(f.qos),
-                      f.retain,  true};
+      typed_request r{f.id,       reading_type,
+                      f.tag,      f.to,
+                      f.msgid,    f.has_timestamp,
+                      f.members,  static_cast<int>(f.qos),
+                      f.retain,   true,
+                      f.client_id};
       return h.on_typed(r);
     }
     h.on_error(native::error_code::bad_request, "missing field 'type'", f.id);
@@ -631,11 +632,9 @@ void dispatch(fields& f, request_handler& h, bool in_batch, bool untyped_reading
       if (!valid_type_name(f.type))
         return h.on_error(native::error_code::bad_request,
                           "'type' must be 1 to 64 letters, digits, '_', '-' or '.'", f.id);
-      typed_request r{f.id,      f.type,
-                      f.tag,     f.to,
-                      f.msgid,   f.has_timestamp,
-                      f.members, static_cast<int>(f.qos),
-                      f.retain,  false};
+      typed_request r{f.id,     f.type,          f.tag,      f.to,
+                      f.msgid,  f.has_timestamp, f.members,  static_cast<int>(f.qos),
+                      f.retain, false,           f.client_id};
       return h.on_typed(r);
     }
   }

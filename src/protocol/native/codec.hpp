@@ -100,6 +100,8 @@ struct typed_request {
   int qos = 0;           // the IoT message format's: acknowledged and delivered like a publish
   bool retain = false;   // kept as its tag's retained message
   bool reading = false;  // it had no type
+  // "deviceId" (or "clientId"): the device the message says it is about; kept in members.
+  std::string_view device_id = {};
 };
 
 // The type a reading is routed as (devices/<client id>/data).
