@@ -171,6 +171,18 @@ const std::vector<key_spec>& schema() {
           [](config& c) -> int& { return c.limits.max_connections_per_ip; },
           "connections from one IP address; more are refused with HTTP 503", 1, max_count),
       int_key(
+          "limits.max_auth_failures", [](config& c) -> int& { return c.limits.max_auth_failures; },
+          "failed authentications from one IP address within auth_failure_window_s before it "
+          "is refused for auth_penalty_s; 0 = no limit",
+          0, 1000000),
+      int_key(
+          "limits.auth_failure_window_s",
+          [](config& c) -> int& { return c.limits.auth_failure_window_s; },
+          "the window over which failed authentications are counted (seconds)", 1, 86400),
+      int_key(
+          "limits.auth_penalty_s", [](config& c) -> int& { return c.limits.auth_penalty_s; },
+          "how long an address that failed too often is refused (seconds)", 1, 86400),
+      int_key(
           "limits.max_message_size", [](config& c) -> int& { return c.limits.max_message_size; },
           "largest WebSocket message accepted (bytes, at most 64 MiB)", 1, max_message_bytes),
       int_key(

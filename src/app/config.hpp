@@ -69,6 +69,11 @@ struct config {
   struct limits_section {
     int max_connections = 10000;
     int max_connections_per_ip = 1000;
+    // Failed authentications from one address within the window before it is refused for
+    // the penalty (core/auth_throttle.hpp); 0: no limit.
+    int max_auth_failures = 10;
+    int auth_failure_window_s = 60;
+    int auth_penalty_s = 30;
     int max_message_size = 1024 * 1024;          // bytes, one WebSocket message
     int max_subscriptions = 1000;                // per client
     int max_tag_length = 256;                    // bytes

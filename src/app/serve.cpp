@@ -396,6 +396,10 @@ int serve(const config& cfg, const std::string& config_path) {
                                  static_cast<std::size_t>(cfg.limits.max_batch),
                                  cfg.limits.max_protocol_errors};
   set_adapter_limits(actx, cfg);
+  core::auth_throttle throttle({cfg.limits.max_auth_failures,
+                                std::int64_t{cfg.limits.auth_failure_window_s} * 1000,
+                                std::int64_t{cfg.limits.auth_penalty_s} * 1000});
+  actx.throttle = &throttle;
 
   // One registry reads every module's probe: /healthz and /metrics.
   common::metrics_registry metrics;
@@ -414,6 +418,12 @@ int serve(const config& cfg, const std::string& config_path) {
     return 1;
   }
   add_collectors(metrics, started_ms, *srv, router, actx.probe, writer);
+  metrics.add([&throttle](common::metric_set& out) {
+    out.counter("auth_penalties_total",
+                "Addresses refused for limits.auth_penalty_s after limits.max_auth_failures "
+                "failed authentications.",
+                static_cast<double>(throttle.penalties.load(std::memory_order_relaxed)));
+  });
   // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
   boost::asio::signal_set signals(srv->main_context(), SIGINT, SIGTERM, SIGHUP);
   try {

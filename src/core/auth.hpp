@@ -65,6 +65,8 @@ struct auth_result {
   // authenticated again meanwhile; 0: never.
   std::int64_t expires_ms = 0;
   std::string reason;  // for the audit log when !ok
+  // Refused without a look at the credential: the address failed too often (auth_throttle).
+  bool throttled = false;
 };
 
 using auth_done = std::function<void(auth_result)>;

@@ -37,6 +37,8 @@ const char* to_string(close_reason r) noexcept {
       return "authentication expired";
     case close_reason::auth_revoked:
       return "authentication revoked";
+    case close_reason::auth_throttled:
+      return "too many failed authentications";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@ enum class close_reason : std::uint8_t {
   auth_failed,        // a refused credential
   auth_expired,       // the identity's expiry passed (auth_result::expires_ms)
   auth_revoked,       // its credential was revoked, or removed from the configuration
+  auth_throttled,     // its address failed to authenticate too often (auth_throttle)
 };
 
 const char* to_string(close_reason r) noexcept;

@@ -17,6 +17,7 @@
 #include "common/metrics.hpp"
 #include "core/audit.hpp"
 #include "core/auth.hpp"
+#include "core/auth_throttle.hpp"
 #include "core/close_reason.hpp"
 #include "core/message.hpp"
 #include "core/router.hpp"
@@ -72,6 +73,8 @@ struct adapter_probe {
   std::atomic<std::uint64_t> auth_accepted{0}, auth_refused{0}, auth_expired{0};
   // Fresh tokens accepted on live connections, and connections closed for a revocation.
   std::atomic<std::uint64_t> auth_refreshed{0}, auth_revoked{0};
+  // Attempts refused because their address failed too often (limits.max_auth_failures).
+  std::atomic<std::uint64_t> auth_throttled{0};
   // Native: error frames sent (what limits.max_protocol_errors counts); MQTT: violations.
   std::atomic<std::uint64_t> native_errors{0}, mqtt_errors{0};
 };
@@ -96,6 +99,8 @@ struct adapter_context {
   // auth.expiry_grace_s).
   std::int64_t refresh_notice_ms = 60000;
   std::int64_t expiry_grace_ms = 0;
+  // Failed authentications per address; null: not limited.
+  core::auth_throttle* throttle = nullptr;
   // MQTT: the longest keep alive a client may ask for, in seconds (mqtt.max_keepalive); 0:
   // no ceiling.
   std::uint16_t max_keepalive_s = 0;

@@ -30,6 +30,8 @@ constexpr std::uint16_t websocket_close_code(core::close_reason r) noexcept {
       return 4403;  // "Authentication failed" / "Authentication revoked"
     case core::close_reason::taken_over:
       return 4409;  // "Session taken over"
+    case core::close_reason::auth_throttled:
+      return 4429;  // "Too many failed authentications"
   }
   return 1011;
 }

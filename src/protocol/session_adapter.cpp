@@ -17,12 +17,14 @@ void write_metrics(const adapter_probe& p, common::metric_set& out) {
   auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
   constexpr std::string_view help =
       "Authentications, by result (refreshed: a fresh token on a live connection; expired, "
-      "revoked: live connections closed for it).";
+      "revoked: live connections closed for it; throttled: refused, their address having "
+      "failed too often).";
   out.counter("authentications_total", help, load(p.auth_accepted), {{"result", "accepted"}});
   out.counter("authentications_total", help, load(p.auth_refused), {{"result", "refused"}});
   out.counter("authentications_total", help, load(p.auth_expired), {{"result", "expired"}});
   out.counter("authentications_total", help, load(p.auth_refreshed), {{"result", "refreshed"}});
   out.counter("authentications_total", help, load(p.auth_revoked), {{"result", "revoked"}});
+  out.counter("authentications_total", help, load(p.auth_throttled), {{"result", "throttled"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.native_errors),
               {{"protocol", "native"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.mqtt_errors),
@@ -133,6 +135,16 @@ struct auth_call {
 }  // namespace
 
 void session_adapter::ask_authenticator(const core::auth_request& r, auth_then then) {
+  const auto ip = std::string(core::ip_of(r.remote));
+  if (ctx_.throttle)
+    if (const auto left = ctx_.throttle->penalty_left(ip, common::steady_ms())) {
+      ctx_.probe.auth_throttled.fetch_add(1, std::memory_order_relaxed);
+      core::auth_result refused;
+      refused.throttled = true;
+      refused.reason = "too many failed authentications from " + ip + ": refused for " +
+                       std::to_string((left + 999) / 1000) + " s more";
+      return then(std::move(refused));
+    }
   auto call = std::make_shared<auth_call>();
   auto post = link_.owner_poster();
   auto auth = ctx_.auth.get();
@@ -141,11 +153,17 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
   // Counted once per connection that gets in (a rename or a refresh asks again), and for
   // every refusal.
   const bool first = !session_;
-  auth->authenticate(r, [this, call, post = std::move(post), then, first,
+  auth->authenticate(r, [this, call, post = std::move(post), then, first, ip,
                          held = link_.hold()](core::auth_result res) mutable {
-    if (!res.ok)
+    if (!res.ok) {
       ctx_.probe.auth_refused.fetch_add(1, std::memory_order_relaxed);
-    else if (first)
+      if (ctx_.throttle && ctx_.throttle->failed(ip, common::steady_ms()))
+        ctx_.audit.record(core::audit_event::auth_failure, {}, ip,
+                          std::to_string(ctx_.throttle->settings().max_failures) +
+                              " failed authentications: refused for " +
+                              std::to_string(ctx_.throttle->settings().penalty_ms / 1000) +
+                              " s (limits.max_auth_failures)");
+    } else if (first)
       ctx_.probe.auth_accepted.fetch_add(1, std::memory_order_relaxed);
     call->result = std::move(res);
     int asking = 0;

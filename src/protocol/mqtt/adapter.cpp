@@ -316,6 +316,15 @@ void adapter::auth_answered_later() {
 
 void adapter::connect_authenticated(const connect_request& c, const properties& props,
                                     const properties& will_props, core::auth_result result) {
+  if (result.throttled) {  // counted; its address's penalty was audited when it began
+    std::string packet;
+    encode_connack(
+        packet, ver_, false,
+        ver_ == version::v5 ? reason::connection_rate_exceeded : connack_v311::not_authorized);
+    send(std::move(packet));
+    closing_ = true;
+    return link_.close(core::close_reason::auth_throttled, result.reason);
+  }
   if (!result.ok)
     return refuse_connect(connack_v311::bad_username_or_password, reason::bad_user_name_or_password,
                           result.reason);

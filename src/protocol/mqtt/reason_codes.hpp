@@ -52,6 +52,7 @@ inline constexpr std::uint8_t server_shutting_down = 0x8B;
 inline constexpr std::uint8_t bad_authentication_method = 0x8C;
 inline constexpr std::uint8_t topic_alias_invalid = 0x94;
 inline constexpr std::uint8_t shared_subscriptions_not_supported = 0x9E;
+inline constexpr std::uint8_t connection_rate_exceeded = 0x9F;
 inline constexpr std::uint8_t maximum_connect_time = 0xA0;
 inline constexpr std::uint8_t subscription_identifiers_not_supported = 0xA1;
 inline constexpr std::uint8_t disconnect_with_will = 0x04;

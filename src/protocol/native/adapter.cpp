@@ -116,6 +116,10 @@ void adapter::authenticate(std::string_view token, std::string_view requested_id
   // The answer may come after the frame is gone: what it needs is copied.
   ask_authenticator(req, [this, requested = std::string(requested_id), id = std::string(id),
                           then = std::move(then)](core::auth_result result) {
+    if (result.throttled) {  // counted; its address's penalty was audited when it began
+      closing_ = true;
+      return link_.close(core::close_reason::auth_throttled, "Too many failed authentications");
+    }
     if (!result.ok || !set_auth_expiry(result.expires_ms)) {
       ctx_.audit.record(core::audit_event::auth_failure, requested, info_.remote,
                         result.ok ? "credentials already expired" : result.reason);
