@@ -17,11 +17,13 @@
 #include "app/logging.hpp"
 #include "app/protocols.hpp"
 #include "auth/certificate_authenticator.hpp"
+#include "auth/jwks_refresher.hpp"
 #include "auth/jwt_authenticator.hpp"
 #include "auth/jwt_config.hpp"
 #include "common/clock.hpp"
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
+#include "net/https_client.hpp"
 #include "net/server.hpp"
 #include "net/tls_context.hpp"
 #include "protocol/wire_formats.hpp"
@@ -60,7 +62,7 @@ bool is_loopback(const std::string& host) {
 // run time, and the one-time tokens used, survive a reload) only when all is well.
 std::shared_ptr<const core::authenticator> make_authenticator(
     const auth_config& auth, const std::shared_ptr<auth::revocation_list>& revocations,
-    std::vector<std::string>& problems) {
+    auth::jwks_refresher* refresher, std::vector<std::string>& problems) {
   const bool closed = auth.jwt || auth.certificates;
   std::shared_ptr<const core::authenticator> a =
       auth::make_authenticator(auth, auth.anonymous_role, closed);
@@ -77,9 +79,19 @@ std::shared_ptr<const core::authenticator> make_authenticator(
     }
     if (!problems.empty()) return nullptr;
     revocations->set_file_entries(std::move(revoked));
-    a = std::make_shared<auth::jwt_authenticator>(
-        auth.jwt->settings, std::make_shared<auth::jwt_key_store>(std::move(keys)), roles, a,
-        auth::jwt_authenticator::clock{}, revocations);
+    auto store = std::make_shared<auth::jwt_key_store>(keys);
+    auto jwt = std::make_shared<auth::jwt_authenticator>(
+        auth.jwt->settings, store, roles, a, auth::jwt_authenticator::clock{}, revocations);
+    if (refresher) {
+      const auto& j = *auth.jwt;
+      refresher->use(store, std::move(keys),
+                     {j.jwks_url, j.jwks_ca, std::chrono::seconds(j.jwks_refresh_s),
+                      std::chrono::seconds(j.jwks_refetch_min_s)});
+      if (!j.jwks_url.empty()) jwt->on_unknown_kid([refresher] { refresher->unknown_kid(); });
+    }
+    a = std::move(jwt);
+  } else if (refresher) {
+    refresher->use(std::make_shared<auth::jwt_key_store>(), {}, {});  // nothing to fetch
   }
   if (auth.certificates) {
     auto rights = std::make_shared<core::grants>();
@@ -317,7 +329,8 @@ void say_listening(const net::server& srv, int threads) {
 // SIGHUP: the tokens again; a broken file, or one that would turn authentication off,
 // leaves the previous ones.
 void reload(const std::string& config_path, const config& cfg, core::auth_holder& holder,
-            const std::shared_ptr<auth::revocation_list>& revocations, audit_writer& audit) {
+            const std::shared_ptr<auth::revocation_list>& revocations,
+            auth::jwks_refresher& refresher, audit_writer& audit) {
   auto reloaded = reload_auth(config_path, cfg);
   if (!reloaded.ok()) {
     for (const auto& e : reloaded.errors)
@@ -327,7 +340,7 @@ void reload(const std::string& config_path, const config& cfg, core::auth_holder
     return;
   }
   std::vector<std::string> problems;
-  auto fresh = make_authenticator(reloaded.value.auth, revocations, problems);
+  auto fresh = make_authenticator(reloaded.value.auth, revocations, &refresher, problems);
   if (!fresh) {
     for (const auto& p : problems)
       spdlog::error("reload: {}", p);
@@ -359,7 +372,12 @@ int serve(const config& cfg, const std::string& config_path) {
   }
   std::vector<std::string> key_problems;
   auto revocations = std::make_shared<auth::revocation_list>();
-  auto auth = make_authenticator(cfg.auth, revocations, key_problems);
+  // Keys from auth.jwt.jwks_url, fetched over HTTPS on the refresher's own thread.
+  auth::jwks_refresher refresher([](const auth::jwks_url_settings& from) {
+    auto r = net::https_get(from.url, {from.ca_file});
+    return auth::jwks_fetch_result{r.ok, std::move(r.body), std::move(r.error)};
+  });
+  auto auth = make_authenticator(cfg.auth, revocations, &refresher, key_problems);
   if (!auth) {
     for (const auto& p : key_problems)
       spdlog::critical("{}", p);
@@ -374,6 +392,10 @@ int serve(const config& cfg, const std::string& config_path) {
     return 1;
   }
   say_who_may_connect(cfg, *auth);
+  // The first fetch before serving (its failure is logged: the agent serves on, and tokens
+  // of that issuer are refused until a fetch succeeds), then the refresher's thread.
+  refresher.fetch_now();
+  refresher.start();
   check_file_limit(cfg);
   // Encoding slots and message flags, in their documented order, before any message exists
   // (the store's messages carry the flags).
@@ -424,6 +446,13 @@ int serve(const config& cfg, const std::string& config_path) {
                 "failed authentications.",
                 static_cast<double>(throttle.penalties.load(std::memory_order_relaxed)));
   });
+  metrics.add([&refresher](common::metric_set& out) {
+    const auto all = refresher.fetches.load(std::memory_order_relaxed);
+    const auto failed = refresher.failures.load(std::memory_order_relaxed);
+    constexpr std::string_view help = "Fetches of auth.jwt.jwks_url, by result.";
+    out.counter("jwks_fetches_total", help, static_cast<double>(all - failed), {{"result", "ok"}});
+    out.counter("jwks_fetches_total", help, static_cast<double>(failed), {{"result", "failed"}});
+  });
   // Signals first: a SIGHUP or SIGTERM that arrives while starting must not kill the process.
   boost::asio::signal_set signals(srv->main_context(), SIGINT, SIGTERM, SIGHUP);
   try {
@@ -441,7 +470,7 @@ int serve(const config& cfg, const std::string& config_path) {
   on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      reload(config_path, cfg, auth_holder, revocations, audit);
+      reload(config_path, cfg, auth_holder, revocations, refresher, audit);
       // Tokens removed and revoked close their connections now.
       srv->recheck_credentials();
       const auto failed = srv->reload_tls(false);

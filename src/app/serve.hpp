@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "auth/jwks_refresher.hpp"
 #include "auth/revocation.hpp"
 #include "core/auth.hpp"
 
@@ -17,9 +18,10 @@ int serve(const config& cfg, const std::string& config_path);
 
 // Builds the authenticator `auth` describes (static tokens or open mode, JWT, client
 // certificates); null, with `problems`, when a key or the revocation file cannot be used.
+// `refresher` (null: none) gets the key store and auth.jwt.jwks_url to keep current.
 std::shared_ptr<const core::authenticator> make_authenticator(
     const auth_config& auth, const std::shared_ptr<auth::revocation_list>& revocations,
-    std::vector<std::string>& problems);
+    auth::jwks_refresher* refresher, std::vector<std::string>& problems);
 
 // The secure default: without tokens, only a loopback address may be served, unless
 // server.allow_anonymous says otherwise. Returns the reason to refuse, or "" when fine.

@@ -93,6 +93,7 @@ const jwt_key* jwt_authenticator::find_key(const jwt_key_store::key_set& keys,
   if (!found) {
     error =
         parts.kid.empty() ? "no kid, and no key without one" : "unknown kid \"" + parts.kid + "\"";
+    if (!parts.kid.empty() && on_unknown_kid_) on_unknown_kid_();
     return nullptr;
   }
   if (parts.alg != name_of(found->alg)) {

@@ -88,6 +88,10 @@ class jwt_authenticator final : public core::authenticator {
   // A JWT's credential: revoked by the revocation list; any other: the next one's answer.
   std::string revoked(const core::credential& c) const override;
 
+  // Called (on the asking thread) when a token names a kid no key has: a JWKS URL's keys
+  // may have rotated. Set before the authenticator is shared.
+  void on_unknown_kid(std::function<void()> hook) { on_unknown_kid_ = std::move(hook); }
+
   // The answer for a JWT (`claims`, when given, gets what it said).
   core::auth_result check(std::string_view token, jwt_claims* claims = nullptr) const;
 
@@ -101,6 +105,7 @@ class jwt_authenticator final : public core::authenticator {
   std::shared_ptr<const core::authenticator> next_;
   clock now_;
   std::shared_ptr<revocation_list> revocations_;
+  std::function<void()> on_unknown_kid_;
 };
 
 }  // namespace wsagent::auth

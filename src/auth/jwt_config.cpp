@@ -36,10 +36,23 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
   c.source = path;
   c.line = line;
   auto& s = c.settings;
-  static const std::vector<std::string> names{
-      "keys",        "key",       "issuer",      "audience",  "client_id_claim", "user_claim",
-      "roles_claim", "acl_claim", "require_exp", "max_age_s", "leeway_s",        "one_time_claim",
-      "revocations"};
+  static const std::vector<std::string> names{"keys",
+                                              "key",
+                                              "issuer",
+                                              "audience",
+                                              "client_id_claim",
+                                              "user_claim",
+                                              "roles_claim",
+                                              "acl_claim",
+                                              "require_exp",
+                                              "max_age_s",
+                                              "leeway_s",
+                                              "one_time_claim",
+                                              "revocations",
+                                              "jwks_url",
+                                              "jwks_ca",
+                                              "jwks_refresh_s",
+                                              "jwks_refetch_min_s"};
   for (auto&& entry : *table) {
     // Named, not bound: clang 14 cannot capture structured bindings in the lambdas below.
     const auto& k = entry.first;
@@ -76,6 +89,19 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
       text(s.acl_claim);
     } else if (field == "one_time_claim") {
       text(s.one_time_claim);
+    } else if (field == "jwks_url") {
+      text(c.jwks_url);
+      if (!c.jwks_url.empty() && c.jwks_url.rfind("https://", 0) != 0)
+        problem(at, field, "must be an https:// URL (keys fetched in the clear could be swapped)");
+    } else if (field == "jwks_ca") {
+      text(c.jwks_ca);
+      c.jwks_ca = file(c.jwks_ca);
+    } else if (field == "jwks_refresh_s") {
+      seconds(c.jwks_refresh_s);
+      if (c.jwks_refresh_s < 10) problem(at, field, "at least 10 seconds");
+    } else if (field == "jwks_refetch_min_s") {
+      seconds(c.jwks_refetch_min_s);
+      if (c.jwks_refetch_min_s < 1) problem(at, field, "at least 1 second");
     } else if (field == "revocations") {
       text(c.revocations);
       c.revocations = file(c.revocations);
@@ -135,8 +161,9 @@ std::optional<jwt_config> read_jwt_config(const toml::node& node, const std::str
       problem(at, field, "unknown key" + common::did_you_mean(field, names));
     }
   }
-  if (c.jwks_file.empty() && c.keys.empty())
-    problem(line, "keys", "JWT authentication needs keys: a JWKS file (keys) or [[auth.jwt.key]]");
+  if (c.jwks_file.empty() && c.keys.empty() && c.jwks_url.empty())
+    problem(line, "keys",
+            "JWT authentication needs keys: a JWKS file (keys), a jwks_url or [[auth.jwt.key]]");
   return c;
 }
 

@@ -26,6 +26,10 @@ struct jwt_config {
   jwt_settings settings;
   std::string jwks_file;    // `keys`: a JWKS document
   std::string revocations;  // a revocation file (auth/revocation.hpp); "" none
+  std::string jwks_url;     // https://…: keys fetched (auth/jwks_refresher.hpp); "" none
+  std::string jwks_ca;      // PEM CA file for jwks_url's server; "" = the system's
+  std::int64_t jwks_refresh_s = 300;
+  std::int64_t jwks_refetch_min_s = 30;
   std::vector<jwt_key_config> keys;
   std::string source;  // the file that declared it, for messages
   int line = 0;
