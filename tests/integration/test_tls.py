@@ -578,3 +578,22 @@ def test_a_client_certificate_is_the_identity_on_wss_and_mqtts(agent_factory, ce
         assert code in (4401, 4403)
 
     run(go())
+
+
+@pytest.mark.parametrize("url", ["wss://localhost:{wss}/ws", "mqtts://localhost:{mqtts}",
+                                 "mqtt+wss://localhost:{wss}/mqtt"])
+def test_wsagent_bench_over_tls_verifies_and_loses_nothing(agent_factory, certs, url):
+    """`wsagent bench` over each TLS target (bench/compare's TLS rows), the agent's
+    certificate checked against the test CA: every message counted, none lost."""
+    from test_bench import assert_no_loss, bench, short
+    a = tls_agent(agent_factory, certs)
+    u = url.format(wss=a.wss_port, mqtts=a.mqtts_port)
+    rc, r, err = bench("--url", u, "--cafile", certs.path("ca.pem"), "--scenario", "fan-out",
+                       "--subscribers", "20", *short())
+    assert rc == 0, err
+    assert_no_loss(r)
+    assert r["expected"] == 20 * r["sent"]
+    # A CA that did not sign it: every connection fails its handshake.
+    rc, r, err = bench("--url", u, "--cafile", certs.path("other-ca.pem"), "--scenario",
+                       "pairs", "--pairs", "1", *short())
+    assert rc == 1 and "certificate verify failed" in (r or {}).get("error", "") + err, (r, err)

@@ -118,6 +118,7 @@ scenario_shape make_shape(const bench_options& o) {
   s.p.threads = o.threads;
   s.p.sources = split_list(o.sources);
   s.p.token = o.token;
+  s.p.cafile = o.cafile;
   s.p.persistent = o.persistent;
   return s;
 }
@@ -546,7 +547,8 @@ void add_bench_command(CLI::App& app, bench_options& o) {
       "bench", "load generator: drive wsagent (native or MQTT) or an MQTT broker and measure it");
   cmd->add_option("--url", o.url,
                   "server: ws://host:port/path (native), mqtt://host:port (MQTT over TCP), "
-                  "mqtt+ws://host:port/path (MQTT over WebSocket)")
+                  "mqtt+ws://host:port/path (MQTT over WebSocket); over TLS: wss://, "
+                  "mqtts://, mqtt+wss://")
       ->capture_default_str();
   cmd->add_option("-s,--scenario", o.scenario, "the load to apply")
       ->check(CLI::IsMember({"fan-in", "fan-out", "pairs", "wildcard", "connections", "qos1"}))
@@ -584,6 +586,9 @@ void add_bench_command(CLI::App& app, bench_options& o) {
                 "session off), so QoS 1 messages go through the server's store");
   cmd->add_option("--token", o.token, "token (native: Authorization header; MQTT: password)")
       ->envname("WSAGENT_TOKEN");
+  cmd->add_option("--cafile", o.cafile,
+                  "TLS: verify the server's certificate against this CA file (PEM) and the "
+                  "URL's host; without it the certificate is not checked");
   cmd->add_flag("--json", o.json, "print only the JSON report line");
   cmd->add_flag("--quiet", o.quiet, "no progress line");
 }

@@ -32,6 +32,7 @@ struct bench_options {
   std::string sources;  // comma-separated local addresses
   pid_t server_pid = 0;
   std::string token;
+  std::string cafile;  // TLS: check the server's certificate against it ("" not checked)
   bool persistent = false;
   bool json = false;
   bool quiet = false;

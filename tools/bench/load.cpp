@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
@@ -109,24 +110,28 @@ struct batch {
 std::optional<target> parse_target(const std::string& url, std::string& error) {
   target t;
   std::string_view rest = url;
-  if (rest.starts_with("ws://")) {
+  if (rest.starts_with("ws://") || rest.starts_with("wss://")) {
     t.proto = target::protocol::native;
     t.via = target::transport::ws;
-    rest.remove_prefix(5);
-  } else if (rest.starts_with("mqtt+ws://")) {
+    t.tls = rest.starts_with("wss://");
+  } else if (rest.starts_with("mqtt+ws://") || rest.starts_with("mqtt+wss://")) {
     t.proto = target::protocol::mqtt;
     t.via = target::transport::ws;
     t.path = "/mqtt";
-    rest.remove_prefix(10);
-  } else if (rest.starts_with("mqtt://") || rest.starts_with("tcp://")) {
+    t.tls = rest.starts_with("mqtt+wss://");
+  } else if (rest.starts_with("mqtt://") || rest.starts_with("tcp://") ||
+             rest.starts_with("mqtts://")) {
     t.proto = target::protocol::mqtt;
     t.via = target::transport::tcp;
-    t.port = "1883";
-    rest.remove_prefix(rest.find("://") + 3);
+    t.tls = rest.starts_with("mqtts://");
+    t.port = t.tls ? "8883" : "1883";
   } else {
-    error = "unsupported URL '" + url + "': use ws://, mqtt:// or mqtt+ws://";
+    error = "unsupported URL '" + url +
+            "': use ws://, mqtt://, mqtt+ws:// (or wss://, mqtts://, mqtt+wss://)";
     return std::nullopt;
   }
+  if (t.tls && t.via == target::transport::ws) t.port = "443";
+  rest.remove_prefix(rest.find("://") + 3);
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) t.path = std::string(rest.substr(slash));
@@ -170,6 +175,8 @@ struct engine::impl {
   target tgt;
   plan pl;
   tcp::endpoint remote;
+  // TLS targets: one client context for every connection (read-only once set up).
+  asio::ssl::context tls{asio::ssl::context::tls_client};
   std::vector<asio::ip::address> sources;
   std::vector<std::unique_ptr<worker>> workers;
   std::vector<std::unique_ptr<conn>> conns;
@@ -273,6 +280,7 @@ class conn {
 
   void do_connect() {
     boost::system::error_code ec;
+    tls_.reset();
     sock_.open(tcp::v4(), ec);
     if (ec) {
       fail(ec == boost::system::errc::too_many_files_open
@@ -294,7 +302,16 @@ class conn {
     state_ = state::connecting;
     sock_.async_connect(e_.remote, [this](boost::system::error_code err) {
       if (err) return fail("connect: " + err.message());
-      on_connected();
+      if (!e_.tgt.tls) return on_connected();
+      tls_.emplace(sock_, e_.tls);
+      SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(e_.tgt.host.c_str()));
+      if (!e_.pl.cafile.empty())
+        tls_->set_verify_callback(asio::ssl::host_name_verification(e_.tgt.host));
+      tls_->async_handshake(asio::ssl::stream_base::client, [this](boost::system::error_code e) {
+        if (e) return fail("TLS handshake: " + e.message());
+        on_connected();
+      });
     });
   }
 
@@ -520,15 +537,14 @@ class conn {
     if (writing_ || out_.empty() || state_ == state::closed) return;
     std::swap(out_, writing_buf_);
     writing_ = true;
-    asio::async_write(sock_, asio::buffer(writing_buf_),
-                      [this](boost::system::error_code ec, std::size_t) {
-                        writing_ = false;
-                        writing_buf_.clear();
-                        if (ec) return fail("write: " + ec.message());
-                        if (closing_) return;
-                        try_publish();
-                        flush();
-                      });
+    write_some_bytes(asio::buffer(writing_buf_), [this](boost::system::error_code ec, std::size_t) {
+      writing_ = false;
+      writing_buf_.clear();
+      if (ec) return fail("write: " + ec.message());
+      if (closing_) return;
+      try_publish();
+      flush();
+    });
   }
 
   // --- reading ----------------------------------------------------------------------
@@ -536,8 +552,21 @@ class conn {
   void read() {
     if (rbuf_.size() - rlen_ < read_chunk / 4)
       rbuf_.resize(std::min(rbuf_.size() * 2, max_message + 64));
-    sock_.async_read_some(asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
-                          [this](boost::system::error_code ec, std::size_t n) { on_read(ec, n); });
+    auto into = asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_);
+    auto then = [this](boost::system::error_code ec, std::size_t n) { on_read(ec, n); };
+    if (tls_)
+      tls_->async_read_some(into, then);
+    else
+      sock_.async_read_some(into, then);
+  }
+
+  // All of `buffer` on the socket, or through TLS (one SSL_write: as few records as fit).
+  template <class Handler>
+  void write_some_bytes(asio::const_buffer buffer, Handler&& h) {
+    if (tls_)
+      asio::async_write(*tls_, buffer, std::forward<Handler>(h));
+    else
+      asio::async_write(sock_, buffer, std::forward<Handler>(h));
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
@@ -780,6 +809,7 @@ class conn {
   worker& w_;
   const conn_plan& plan_;
   tcp::socket sock_;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;  // TLS targets, once connected
   asio::steady_timer timer_;
   state state_ = state::idle;
 
@@ -839,6 +869,15 @@ engine::~engine() {
 void engine::start() {
   auto& m = *impl_;
   boost::system::error_code ec;
+  if (m.tgt.tls) {
+    if (m.pl.cafile.empty()) {
+      m.tls.set_verify_mode(asio::ssl::verify_none);
+    } else {
+      m.tls.set_verify_mode(asio::ssl::verify_peer);
+      m.tls.load_verify_file(m.pl.cafile, ec);
+      if (ec) throw std::runtime_error("--cafile " + m.pl.cafile + ": " + ec.message());
+    }
+  }
   auto addr = asio::ip::make_address(m.tgt.host, ec);
   if (ec) {
     asio::io_context tmp;

@@ -43,10 +43,12 @@ struct target {
   std::string host = "127.0.0.1";
   std::string port = "8080";
   std::string path = "/ws";
+  bool tls = false;  // wss://, mqtts://, mqtt+wss://
 };
 
 // ws://host:port/path (native), mqtt://host:port (MQTT over TCP), mqtt+ws://host:port/path
-// (MQTT over WebSocket). nullopt and `error` set when the URL is none of these.
+// (MQTT over WebSocket); wss://, mqtts:// and mqtt+wss:// the same over TLS. nullopt and
+// `error` set when the URL is none of these.
 std::optional<target> parse_target(const std::string& url, std::string& error);
 
 struct publish_route {
@@ -70,6 +72,9 @@ struct plan {
   int threads = 1;
   std::vector<std::string> sources;  // local addresses to bind, round-robin
   std::string token;
+  // TLS: the server's certificate is checked against this CA file (PEM) and the URL's host;
+  // "" = not checked (a benchmark on loopback measures the encryption, not the trust).
+  std::string cafile;
   bool persistent = false;  // subscribers keep persistent sessions (native) / sessions (MQTT)
 };
 
