@@ -80,8 +80,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
-    if (auto problem = app::open_access_problem(loaded.value); !problem.empty()) {
-      std::cerr << "wsagent: " << problem << "\n";
+    if (const auto problems = app::check_files(loaded.value); !problems.empty()) {
+      for (const auto& p : problems)
+        std::cerr << "wsagent: " << p << "\n";
       return 2;
     }
     std::cout << (config_path.empty() ? std::string("defaults") : config_path)

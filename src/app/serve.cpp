@@ -360,6 +360,27 @@ void reload(const std::string& config_path, const config& cfg, core::auth_holder
 
 }  // namespace
 
+std::vector<std::string> check_files(const config& cfg) {
+  std::vector<std::string> problems;
+  if (auto p = open_access_problem(cfg); !p.empty()) problems.push_back(p);
+  if (auto p = plaintext_problem(cfg); !p.empty() && cfg.server.require_tls) problems.push_back(p);
+  for (const auto& l : cfg.listeners) {
+    if (!l.tls) continue;
+    try {
+      net::tls_context ctx(*l.tls, l.tls->alpn.empty() ? std::vector<std::string>{"http/1.1"}
+                                                       : l.tls->alpn);
+    } catch (const net::tls_error& e) {
+      problems.push_back(l.source + ":" + std::to_string(l.line) + ": listener " + l.bind + " (" +
+                         net::join(l.protocols) + "): " + e.what());
+    }
+  }
+  auto revocations = std::make_shared<auth::revocation_list>();
+  std::vector<std::string> key_problems;
+  (void)make_authenticator(cfg.auth, revocations, nullptr, key_problems);
+  problems.insert(problems.end(), key_problems.begin(), key_problems.end());
+  return problems;
+}
+
 int serve(const config& cfg, const std::string& config_path) {
   // A write to a socket its peer closed is an error to handle, not a reason to die: OpenSSL
   // writes TLS sockets with write(2), which raises SIGPIPE (Asio's sends do not).

@@ -27,6 +27,12 @@ std::shared_ptr<const core::authenticator> make_authenticator(
 // server.allow_anonymous says otherwise. Returns the reason to refuse, or "" when fine.
 std::string open_access_problem(const config& cfg);
 
+// What `wsagent serve --check-config` checks beyond the configuration's own keys, as serve
+// would at start: the secure default, server.require_tls, every TLS listener's certificate,
+// key, CA and CRL files, the JWT key files and JWKS file, the revocation file (a JWKS URL is
+// not fetched). Every problem found; empty when all is well.
+std::vector<std::string> check_files(const config& cfg);
+
 // True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost).
 bool is_loopback(const std::string& host);
 

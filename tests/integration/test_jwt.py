@@ -285,3 +285,8 @@ alg = "HS256"
     assert r.returncode == 1
     assert "bad.toml:5: auth.jwt.key: HS256 needs a secret of at least 32 bytes" in r.stderr, \
         r.stderr
+    r = subprocess.run([BIN, "serve", "--config", str(path), "--check-config"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "bad.toml:5: auth.jwt.key: HS256 needs a secret of at least 32 bytes" in r.stderr, \
+        r.stderr

@@ -381,6 +381,12 @@ tls = {{ cert = "{certs.path('server.pem')}", key = "{certs.path('client.key')}"
     assert r.returncode == 1
     assert re.search(r"listener 127\.0\.0\.1:0 \(ws\): tls\.key \S+client\.key\" does not match "
                      r"tls\.cert", r.stderr), r.stderr
+    # --check-config opens the files as serve would, before anyone restarts the agent.
+    r = subprocess.run([BIN, "serve", "--config", str(path), "--check-config"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert re.search(r"bad\.toml:2: listener 127\.0\.0\.1:0 \(ws\): tls\.key \S+client\.key\" "
+                     r"does not match tls\.cert", r.stderr), r.stderr
     path.write_text("""
 [[listeners]]
 bind = "127.0.0.1:0"
