@@ -367,8 +367,8 @@ std::vector<std::string> check_files(const config& cfg) {
   for (const auto& l : cfg.listeners) {
     if (!l.tls) continue;
     try {
-      net::tls_context ctx(*l.tls, l.tls->alpn.empty() ? std::vector<std::string>{"http/1.1"}
-                                                       : l.tls->alpn);
+      net::tls_context ctx(
+          *l.tls, l.tls->alpn.empty() ? std::vector<std::string>{"http/1.1"} : l.tls->alpn);
     } catch (const net::tls_error& e) {
       problems.push_back(l.source + ":" + std::to_string(l.line) + ": listener " + l.bind + " (" +
                          net::join(l.protocols) + "): " + e.what());
