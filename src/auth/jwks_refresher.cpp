@@ -97,10 +97,14 @@ void jwks_refresher::run() {
   common::unique_lock lock(mutex_);
   while (!stopping_) {
     if (settings_.url.empty() || clock::now() < next_fetch_) {
-      if (settings_.url.empty())
+      if (settings_.url.empty()) {
         wake_.wait(lock);
-      else
-        wake_.wait_until(lock, next_fetch_);
+      } else {
+        // A copy: the wait reads its deadline while the lock is let go, and unknown_kid()
+        // may move next_fetch_ meanwhile (then it wakes this thread).
+        const auto until = next_fetch_;
+        wake_.wait_until(lock, until);
+      }
       continue;
     }
     const auto from = settings_;
