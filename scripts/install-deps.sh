@@ -20,6 +20,7 @@ test_pkgs=(
   prometheus  # promtool checks /metrics
   openssl testssl.sh sslscan  # test certificates; the TLS listeners, scanned
   chromium  # browser tests (playwright-core drives it)
+  redis-server redis-sentinel  # the cluster's tests start their own
 )
 
 want=("${build_pkgs[@]}")
