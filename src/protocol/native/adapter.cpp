@@ -101,42 +101,48 @@ void adapter::on_closed(bool clean) {
   end_session(clean, info_.remote);
 }
 
+core::auth_request adapter::auth_request_for(std::string_view token, std::string_view client_id) {
+  core::auth_request req;
+  req.token = token;
+  req.client_id = client_id;
+  req.remote = info_.remote;
+  req.protocol = "ws";
+  req.certificate = link_.peer_certificate();
+  return req;
+}
+
 void adapter::authenticate(std::string_view token, std::string_view requested_id,
                            std::string_view id, std::function<void()> then) {
   if (!requested_id.empty() && !core::valid_client_id(requested_id))
     return reply_error(error_code::bad_request,
                        "invalid client id: 1 to 128 bytes, no '/', '+', '#' or control characters",
                        id);
-  core::auth_request req;
-  req.token = token;
-  req.client_id = requested_id;
-  req.remote = info_.remote;
-  req.protocol = "ws";
-  req.certificate = link_.peer_certificate();
   // The answer may come after the frame is gone: what it needs is copied.
-  ask_authenticator(req, [this, requested = std::string(requested_id), id = std::string(id),
-                          then = std::move(then)](core::auth_result result) {
-    if (result.throttled) {  // counted; its address's penalty was audited when it began
-      closing_ = true;
-      return link_.close(core::close_reason::auth_throttled, "Too many failed authentications");
-    }
-    if (!result.ok || !set_auth_expiry(result.expires_ms)) {
-      ctx_.audit.record(core::audit_event::auth_failure, requested, info_.remote,
-                        result.ok ? "credentials already expired" : result.reason);
-      closing_ = true;
-      return link_.close(core::close_reason::auth_failed, "Authentication failed");
-    }
-    if (result.who.client_id.empty() && !requested.empty() &&
-        ctx_.auth.get()->owned_client_id(requested)) {
-      ctx_.audit.record(core::audit_event::forbidden, requested, info_.remote,
-                        "client id belongs to another token");
-      return reply_error(error_code::forbidden,
-                         "client id '" + requested + "' belongs to another token", id);
-    }
-    establish(result.who, requested);
-    set_credential(std::move(result.who.from));
-    if (then) then();
-  });
+  ask_authenticator(
+      auth_request_for(token, requested_id),
+      [this, requested = std::string(requested_id), id = std::string(id),
+       then = std::move(then)](core::auth_result result) {
+        if (result.throttled) {  // counted; its address's penalty was audited when it began
+          closing_ = true;
+          return link_.close(core::close_reason::auth_throttled, "Too many failed authentications");
+        }
+        if (!result.ok || !set_auth_expiry(result.expires_ms)) {
+          ctx_.audit.record(core::audit_event::auth_failure, requested, info_.remote,
+                            result.ok ? "credentials already expired" : result.reason);
+          closing_ = true;
+          return link_.close(core::close_reason::auth_failed, "Authentication failed");
+        }
+        if (result.who.client_id.empty() && !requested.empty() &&
+            ctx_.auth.get()->owned_client_id(requested)) {
+          ctx_.audit.record(core::audit_event::forbidden, requested, info_.remote,
+                            "client id belongs to another token");
+          return reply_error(error_code::forbidden,
+                             "client id '" + requested + "' belongs to another token", id);
+        }
+        establish(result.who, requested);
+        set_credential(std::move(result.who.from));
+        if (then) then();
+      });
 }
 
 void adapter::establish(const core::identity& who, std::string_view requested_id) {
@@ -253,56 +259,47 @@ void adapter::on_auth(const auth_request& r) {
   // still be valid (and its expiry replaces the one before: a refresh), and a client that
   // the agent had to name may name itself.
   if (ctx_.auth.get()->open() || step->token.empty()) return reauthenticated(step);
-  core::auth_request req;
-  req.token = step->token;
-  req.client_id = session_->client_id();
-  req.remote = info_.remote;
-  req.protocol = "ws";
-  req.certificate = link_.peer_certificate();
-  ask_authenticator(req, [this, step](core::auth_result result) {
-    // A client the agent had to name, naming itself: authenticated again below, as itself.
-    const bool renaming =
-        provisional_id_ && !step->client_id.empty() && step->client_id != session_->client_id();
-    std::vector<std::string> removed;
-    std::string why;
-    if (!renaming)
-      why = apply_refresh(std::move(result), removed);
-    else if (!result.ok)
-      why = result.reason;
-    if (!why.empty()) {
-      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote, why);
-      closing_ = true;
-      return link_.close(core::close_reason::auth_failed, "Authentication failed");
-    }
-    if (!removed.empty()) {
-      std::vector<std::string_view> tags(removed.begin(), removed.end());
-      std::string frame;
-      encode_subscribed(frame, step->request_id, tags, true);
-      link_.send_frame(std::move(frame));
-    }
-    reauthenticated(step);
-  });
+  ask_authenticator(
+      auth_request_for(step->token, session_->client_id()), [this, step](core::auth_result result) {
+        // A client the agent had to name, naming itself: authenticated again below, as itself.
+        const bool renaming =
+            provisional_id_ && !step->client_id.empty() && step->client_id != session_->client_id();
+        std::vector<std::string> removed;
+        std::string why;
+        if (!renaming)
+          why = apply_refresh(std::move(result), removed);
+        else if (!result.ok)
+          why = result.reason;
+        if (!why.empty()) {
+          ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
+                            why);
+          closing_ = true;
+          return link_.close(core::close_reason::auth_failed, "Authentication failed");
+        }
+        if (!removed.empty()) {
+          std::vector<std::string_view> tags(removed.begin(), removed.end());
+          std::string frame;
+          encode_subscribed(frame, step->request_id, tags, true);
+          link_.send_frame(std::move(frame));
+        }
+        reauthenticated(step);
+      });
 }
 
 void adapter::on_refresh(std::string_view id, std::string_view token) {
   if (closing_ || !require_auth()) return;
-  core::auth_request req;
-  req.token = token;
-  req.client_id = session_->client_id();
-  req.remote = info_.remote;
-  req.protocol = "ws";
-  req.certificate = link_.peer_certificate();
-  ask_authenticator(req, [this, id = std::string(id)](core::auth_result result) {
-    std::vector<std::string> removed;
-    if (auto why = apply_refresh(std::move(result), removed); !why.empty()) {
-      ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(), info_.remote,
-                        "refresh refused: " + why);
-      return reply_error(error_code::unauthorized, "refresh refused: " + why, id);
-    }
-    std::string frame;
-    encode_refreshed(frame, id, auth_closes_ms(), removed);
-    link_.send_frame(std::move(frame));
-  });
+  ask_authenticator(auth_request_for(token, session_->client_id()),
+                    [this, id = std::string(id)](core::auth_result result) {
+                      std::vector<std::string> removed;
+                      if (auto why = apply_refresh(std::move(result), removed); !why.empty()) {
+                        ctx_.audit.record(core::audit_event::auth_failure, session_->client_id(),
+                                          info_.remote, "refresh refused: " + why);
+                        return reply_error(error_code::unauthorized, "refresh refused: " + why, id);
+                      }
+                      std::string frame;
+                      encode_refreshed(frame, id, auth_closes_ms(), removed);
+                      link_.send_frame(std::move(frame));
+                    });
 }
 
 void adapter::expiry_notice(std::int64_t closes_ms) {

@@ -98,6 +98,8 @@ class adapter final : public session_adapter, private request_handler {
   // belongs to another token is an error to request `id`.
   void authenticate(std::string_view token, std::string_view requested_id, std::string_view id,
                     std::function<void()> then);
+  // What this client presents with `token` for `client_id` (views: valid while they are).
+  core::auth_request auth_request_for(std::string_view token, std::string_view client_id);
   struct auth_step;
   // An auth request from a client that is authenticated already: a rename, a persistent
   // session asked for, or nothing more.
