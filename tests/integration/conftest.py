@@ -124,6 +124,15 @@ class Agent:
         return self.proc.returncode
 
 
+def serve_file(tmp_path, text, *args):
+    """`wsagent serve` (or, with "--check-config" in `args`, the check) on a configuration
+    file bad.toml holding `text`, in memory; the finished process (it is expected to refuse)."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory", *args],
+                          capture_output=True, text=True, timeout=10)
+
+
 @pytest.fixture
 def agent_factory(tmp_path):
     agents = []

@@ -158,11 +158,7 @@ def test_an_issuer_whose_certificate_is_not_trusted_is_never_believed(agent_fact
 
 
 def test_a_plain_http_url_is_a_configuration_error(tmp_path):
-    import subprocess
-    from conftest import BIN
-    path = tmp_path / "bad.toml"
-    path.write_text('[auth.jwt]\njwks_url = "http://issuer.example/jwks.json"\n')
-    r = subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory"],
-                       capture_output=True, text=True, timeout=10)
+    from conftest import serve_file
+    r = serve_file(tmp_path, '[auth.jwt]\njwks_url = "http://issuer.example/jwks.json"\n')
     assert r.returncode == 2
     assert "bad.toml:2: auth.jwt.jwks_url: must be an https:// URL" in r.stderr, r.stderr

@@ -270,23 +270,20 @@ roles = ["device"]
 
 
 def test_a_key_that_cannot_be_used_stops_the_agent_with_its_line(tmp_path, keys):
-    from conftest import BIN
-    path = tmp_path / "bad.toml"
-    path.write_text(f"""
+    from conftest import serve_file
+    text = f"""
 [auth.jwt]
 keys = "{keys.dir / 'jwks.json'}"
 
 [[auth.jwt.key]]
 secret = "short"
 alg = "HS256"
-""")
-    r = subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory"],
-                       capture_output=True, text=True, timeout=10)
+"""
+    r = serve_file(tmp_path, text)
     assert r.returncode == 1
     assert "bad.toml:5: auth.jwt.key: HS256 needs a secret of at least 32 bytes" in r.stderr, \
         r.stderr
-    r = subprocess.run([BIN, "serve", "--config", str(path), "--check-config"],
-                       capture_output=True, text=True, timeout=10)
+    r = serve_file(tmp_path, text, "--check-config")
     assert r.returncode == 2
     assert "bad.toml:5: auth.jwt.key: HS256 needs a secret of at least 32 bytes" in r.stderr, \
         r.stderr

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import publish, recv_type, run, subscribe
+from conftest import publish, recv_type, run, serve_file, subscribe
 
 
 async def upgrade(agent, origin=None, path="/ws"):
@@ -62,11 +62,7 @@ def test_a_configured_list_replaces_the_default(agent_factory):
 
 
 def test_a_bad_entry_stops_the_agent_with_its_line(tmp_path):
-    from conftest import BIN
-    path = tmp_path / "bad.toml"
-    path.write_text('[server]\nallowed_origins = ["dash.example.com"]\n')
-    r = subprocess.run([BIN, "serve", "--config", str(path), "--store.kind", "memory"],
-                       capture_output=True, text=True, timeout=10)
+    r = serve_file(tmp_path, '[server]\nallowed_origins = ["dash.example.com"]\n')
     assert r.returncode == 2  # a configuration error
     assert "bad.toml:2: server.allowed_origins: 'dash.example.com' is not an origin" in r.stderr, \
         r.stderr
