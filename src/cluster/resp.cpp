@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 
 #include <charconv>
+#include <string>
 
 namespace wsagent::cluster {
 
@@ -12,6 +13,33 @@ void append_number(std::string& out, std::size_t n) {
   char digits[24];
   const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
   out.append(digits, end);
+}
+
+// hiredis allocates an array's element pointers when it reads the array's header, so a
+// header claiming billions of elements would take gigabytes before a byte of them arrives
+// (the fuzzer found it). The reader's object functions are hiredis's own but for arrays,
+// which are refused past max_array_elements.
+thread_local bool array_refused = false;
+
+const redisReplyObjectFunctions& bounded_functions() {
+  static const redisReplyObjectFunctions fns = [] {
+    redisReader* probe = redisReaderCreate();
+    redisReplyObjectFunctions f = *probe->fn;
+    redisReaderFree(probe);
+    return f;
+  }();
+  static redisReplyObjectFunctions bounded = [] {
+    redisReplyObjectFunctions f = fns;
+    f.createArray = [](const redisReadTask* task, int elements) -> void* {
+      if (elements > static_cast<int>(max_array_elements)) {
+        array_refused = true;
+        return nullptr;  // hiredis: an error, the stream is not read further
+      }
+      return fns.createArray(task, elements);
+    };
+    return f;
+  }();
+  return bounded;
 }
 
 resp_value convert(const redisReply& r) {
@@ -69,7 +97,9 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
   append_command(out, std::span<const std::string_view>(args.begin(), args.size()));
 }
 
-resp_reader::resp_reader() : reader_(redisReaderCreate()) {}
+resp_reader::resp_reader()
+    : reader_(redisReaderCreateWithFunctions(
+          const_cast<redisReplyObjectFunctions*>(&bounded_functions()))) {}
 
 resp_reader::~resp_reader() {
   redisReaderFree(reader_);
@@ -81,8 +111,12 @@ void resp_reader::feed(const char* data, std::size_t size) {
 
 resp_reader::status resp_reader::next(resp_value& out) {
   void* reply = nullptr;
+  array_refused = false;
   if (redisReaderGetReply(reader_, &reply) != REDIS_OK) {
-    error_ = reader_->errstr[0] ? reader_->errstr : "malformed RESP";
+    if (array_refused)
+      error_ = "an array of more than " + std::to_string(max_array_elements) + " elements";
+    else if (error_.empty())
+      error_ = reader_->errstr[0] ? reader_->errstr : "malformed RESP";
     return status::error;
   }
   if (!reply) return status::need_more;

@@ -39,6 +39,10 @@ struct resp_value {
 void append_command(std::string& out, std::span<const std::string_view> args);
 void append_command(std::string& out, std::initializer_list<std::string_view> args);
 
+// The most elements a reply's array may claim (a Redis answers the cluster's commands with
+// far fewer); more is an error of the stream.
+inline constexpr std::size_t max_array_elements = 1 << 20;
+
 class resp_reader {
  public:
   resp_reader();

@@ -54,6 +54,18 @@ TEST(Resp, RepliesOfEveryKindInPiecesOfAnySize) {
   }
 }
 
+TEST(Resp, AnArrayClaimingTooManyElementsIsAnErrorNotAnAllocation) {
+  resp_reader r;
+  r.feed("*666666660\r\n", 12);
+  resp_value v;
+  EXPECT_EQ(r.next(v), resp_reader::status::error);
+  EXPECT_EQ(r.error(), "an array of more than 1048576 elements");
+  resp_reader fine;
+  fine.feed("*2\r\n:1\r\n:2\r\n", 14);
+  EXPECT_EQ(fine.next(v), resp_reader::status::value);
+  EXPECT_EQ(v.elements.size(), 2u);
+}
+
 TEST(Resp, AStreamThatIsNotRespIsAnErrorThatStays) {
   resp_reader r;
   r.feed("HTTP/1.1 400 Bad Request\r\n", 26);
