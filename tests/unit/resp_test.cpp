@@ -56,12 +56,14 @@ TEST(Resp, RepliesOfEveryKindInPiecesOfAnySize) {
 
 TEST(Resp, AnArrayClaimingTooManyElementsIsAnErrorNotAnAllocation) {
   resp_reader r;
-  r.feed("*666666660\r\n", 12);
+  const std::string_view huge = "*666666660\r\n";
+  r.feed(huge.data(), huge.size());
   resp_value v;
   EXPECT_EQ(r.next(v), resp_reader::status::error);
   EXPECT_EQ(r.error(), "an array of more than 1048576 elements");
   resp_reader fine;
-  fine.feed("*2\r\n:1\r\n:2\r\n", 14);
+  const std::string_view two = "*2\r\n:1\r\n:2\r\n";
+  fine.feed(two.data(), two.size());
   EXPECT_EQ(fine.next(v), resp_reader::status::value);
   EXPECT_EQ(v.elements.size(), 2u);
 }
