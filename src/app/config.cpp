@@ -16,6 +16,7 @@
 #include <utility>
 #include <variant>
 
+#include "cluster/redis_connection.hpp"
 #include "common/text.hpp"
 #include "core/tag.hpp"
 #include "net/origin_policy.hpp"
@@ -112,6 +113,29 @@ key_spec list_key(std::string_view name, list_field field, std::string_view doc,
   k.check = check;
   k.type_name = type_name;
   return k;
+}
+
+// A credential: any text but control characters (a pasted secret with its newline is a
+// mistake better caught here than as a refused login).
+std::string check_credential(std::string_view text) {
+  for (char c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "contains a control character";
+  return {};
+}
+
+std::string check_redis_url(std::string_view url) {
+  if (url.empty()) return {};
+  cluster::redis_endpoint e;
+  return cluster::parse_redis_url(url, e);
+}
+
+// A node name or key prefix: it goes into Redis keys and channel names.
+std::string check_node_id(std::string_view name) {
+  if (name.size() > 64) return "must be at most 64 characters";
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return "may hold only letters, digits, '-', '_' and '.'";
+  return {};
 }
 
 std::string check_listen_or_off(std::string_view listen) {
@@ -305,6 +329,42 @@ const std::vector<key_spec>& schema() {
           "full: a commit is on disk before it is acknowledged; normal: it survives a crash of "
           "the agent, not a power loss",
           {"full", "normal"}, nullptr, "MODE"),
+      // [cluster]
+      string_key(
+          "cluster.redis", [](config& c) -> std::string& { return c.cluster.redis; },
+          "join a cluster through this Redis: redis://[[user]:password@]host[:port][/db] "
+          "(\"\" = no cluster)",
+          {}, check_redis_url, "URL"),
+      string_key(
+          "cluster.node_id", [](config& c) -> std::string& { return c.cluster.node_id; },
+          "this node's name in the cluster (\"\" = the one kept in store.data_dir/node_id)", {},
+          check_node_id, "NAME"),
+      string_key(
+          "cluster.username", [](config& c) -> std::string& { return c.cluster.username; },
+          "Redis ACL user (over the URL's)", {}, check_credential, "USER"),
+      string_key(
+          "cluster.password", [](config& c) -> std::string& { return c.cluster.password; },
+          "Redis password (over the URL's; best set in the environment)", {}, check_credential,
+          "SECRET"),
+      string_key(
+          "cluster.prefix", [](config& c) -> std::string& { return c.cluster.prefix; },
+          "prefix of every Redis key and channel of this cluster", {}, check_node_id, "PREFIX"),
+      int_key(
+          "cluster.heartbeat_ms", [](config& c) -> int& { return c.cluster.heartbeat_ms; },
+          "how often this node refreshes its heartbeat in Redis (ms)", 100, 60000),
+      int_key(
+          "cluster.node_timeout_ms", [](config& c) -> int& { return c.cluster.node_timeout_ms; },
+          "a node whose heartbeat is older than this is gone (ms)", 300, 600000),
+      int_key(
+          "cluster.reconcile_ms", [](config& c) -> int& { return c.cluster.reconcile_ms; },
+          "how often each node's filters are compared with Redis's (ms)", 100, 3600000),
+      int_key(
+          "cluster.inbound_queue", [](config& c) -> int& { return c.cluster.inbound_queue; },
+          "messages from other nodes waiting to be routed here; more are dropped and counted", 16,
+          1 << 24),
+      int_key(
+          "cluster.outbound_queue", [](config& c) -> int& { return c.cluster.outbound_queue; },
+          "messages waiting to be sent to other nodes; more are dropped and counted", 16, 1 << 24),
       // [log]
       string_key(
           "log.level", [](config& c) -> std::string& { return c.log.level; },

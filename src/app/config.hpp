@@ -124,6 +124,21 @@ struct config {
     std::string sync = "full";        // full | normal
   } store;
 
+  // [cluster]: several agents sharing one Redis (docs/cluster.md). Off without cluster.redis.
+  struct cluster_section {
+    std::string redis;     // redis://[[user]:password@]host[:port][/db]; "" = no cluster
+    std::string node_id;   // "" = the one kept in store.data_dir/node_id (made at first start)
+    std::string username;  // an ACL user for Redis, over the URL's
+    std::string password;  // over the URL's (keep it in WSAGENT_CLUSTER_PASSWORD)
+    std::string prefix = "wsagent";  // of every Redis key and channel
+    int heartbeat_ms = 1000;
+    int node_timeout_ms = 5000;
+    int reconcile_ms = 10000;
+    int inbound_queue = 65536;
+    int outbound_queue = 65536;
+    bool enabled() const { return !redis.empty(); }
+  } cluster;
+
   struct log_section {
     std::string level = "info";   // trace debug info warn error off
     std::string format = "text";  // text | json

@@ -36,6 +36,23 @@ net::http_handler health_handler(const common::metrics_registry& metrics) {
   };
 }
 
+net::http_handler ready_handler(std::function<std::string()> cluster_state) {
+  return [cluster_state = std::move(cluster_state)](const net::http_request&) {
+    const auto state = cluster_state();
+    const bool ready = state != "connecting";
+    net::http_response r;
+    r.status = ready ? 200 : 503;
+    r.content_type = "application/json";
+    common::json_writer(r.body)
+        .begin_object()
+        .boolean("ready", ready)
+        .string("cluster", state)
+        .end_object();
+    r.body.push_back('\n');
+    return r;
+  };
+}
+
 net::http_handler metrics_handler(const common::metrics_registry& metrics) {
   return [&metrics](const net::http_request&) {
     net::http_response r;

@@ -9,6 +9,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <random>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "auth/jwks_refresher.hpp"
 #include "auth/jwt_authenticator.hpp"
 #include "auth/jwt_config.hpp"
+#include "cluster/engine.hpp"
 #include "common/clock.hpp"
 #include "core/router.hpp"
 #include "core/store_writer.hpp"
@@ -233,6 +236,47 @@ std::uint32_t draw_node_id() {
   return id;
 }
 
+// This node's name in the cluster: cluster.node_id, or the one kept in store.data_dir/node_id,
+// made at the first start ("wsagent-" and 12 random hex digits) so that a restarted node is
+// the same node to the others. Empty, with `error` set, when it can be neither read nor made.
+std::string cluster_node_name(const config& cfg, std::string& error) {
+  if (!cfg.cluster.node_id.empty()) return cfg.cluster.node_id;
+  namespace fs = std::filesystem;
+  const fs::path path = fs::path(cfg.store.data_dir) / "node_id";
+  std::error_code ec;
+  fs::create_directories(cfg.store.data_dir, ec);
+  if (std::ifstream in(path); in) {
+    std::string name;
+    std::getline(in, name);
+    if (!name.empty()) return name;
+  }
+  std::random_device rd;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "wsagent-%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
+  std::ofstream out(path);
+  if (!(out << buf << "\n") || !out.flush()) {
+    error = "cannot write the cluster node id to " + path.string() +
+            " (set cluster.node_id, or a writable store.data_dir)";
+    return {};
+  }
+  return buf;
+}
+
+cluster::engine_settings cluster_settings_of(const config& cfg, std::string node) {
+  cluster::engine_settings s;
+  s.node = std::move(node);
+  (void)cluster::parse_redis_url(cfg.cluster.redis, s.redis);  // checked when loaded
+  if (!cfg.cluster.username.empty()) s.redis.user = cfg.cluster.username;
+  if (!cfg.cluster.password.empty()) s.redis.password = cfg.cluster.password;
+  s.prefix = cfg.cluster.prefix;
+  s.heartbeat_ms = cfg.cluster.heartbeat_ms;
+  s.node_timeout_ms = cfg.cluster.node_timeout_ms;
+  s.reconcile_ms = cfg.cluster.reconcile_ms;
+  s.inbound_queue = static_cast<std::size_t>(cfg.cluster.inbound_queue);
+  s.outbound_queue = static_cast<std::size_t>(cfg.cluster.outbound_queue);
+  return s;
+}
+
 // Each module's figures, read by one registry (/healthz, /metrics).
 void add_collectors(common::metrics_registry& metrics, std::int64_t started_ms,
                     const net::server& srv, const core::router& router,
@@ -435,6 +479,21 @@ int serve(const config& cfg, const std::string& config_path) {
   core::set_msgid_node(node);
   router.set_store(&writer);
   restore(router, restored, cfg);
+  // The cluster, when configured: joins in the background (its log line says when), so a
+  // Redis that is down does not keep this node from serving its own clients.
+  std::unique_ptr<cluster::engine> cluster;
+  if (cfg.cluster.enabled()) {
+    std::string error;
+    auto name = cluster_node_name(cfg, error);
+    if (name.empty()) {
+      spdlog::critical("cluster: {}", error);
+      return 1;
+    }
+    cluster = std::make_unique<cluster::engine>(router, cluster_settings_of(cfg, name));
+    spdlog::info("cluster: node {}, Redis {} (prefix {})", name,
+                 cluster->settings().redis.describe(), cfg.cluster.prefix);
+    cluster->start();
+  }
   protocol::adapter_context actx{router, auth_holder, audit,
                                  static_cast<std::size_t>(cfg.limits.max_batch),
                                  cfg.limits.max_protocol_errors};
@@ -451,6 +510,9 @@ int serve(const config& cfg, const std::string& config_path) {
   auto protocols = make_protocols(actx, cfg, [&](net::route_table& routes) {
     routes.http("/healthz", health_handler(metrics));
     routes.http("/metrics", metrics_handler(metrics));
+    routes.http("/readyz", ready_handler([&cluster] {
+                  return !cluster ? "off" : cluster->ready() ? "connected" : "connecting";
+                }));
   });
   auto settings = server_settings_of(cfg);
   std::unique_ptr<net::server> srv;
@@ -461,6 +523,7 @@ int serve(const config& cfg, const std::string& config_path) {
     return 1;
   }
   add_collectors(metrics, started_ms, *srv, router, actx.probe, writer);
+  if (cluster) metrics.add([&cluster](common::metric_set& out) { cluster->write_metrics(out); });
   metrics.add([&throttle](common::metric_set& out) {
     out.counter("auth_penalties_total",
                 "Addresses refused for limits.auth_penalty_s after limits.max_auth_failures "
@@ -508,6 +571,9 @@ int serve(const config& cfg, const std::string& config_path) {
   };
   signals.async_wait(on_signal);
   srv->run();
+  // The server's connections are closed: their last publishes and filter removals go out,
+  // then this node leaves the cluster.
+  if (cluster) cluster->stop();
   writer.stop();  // what was submitted is written before the process ends
   spdlog::info("stopped");
   spdlog::default_logger()->flush();

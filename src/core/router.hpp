@@ -132,6 +132,10 @@ class router {
   void set_ownership(client_ownership* o) noexcept { ownership_ = o ? o : &local_; }
   // Told of each message published here (null: none, the default). Set once, before serving.
   void set_observer(publish_observer* o) noexcept { observer_ = o; }
+  // Told of this node's filters coming and going (null: none, the default). Set before
+  // serving; node_filters() then gives those held already (the restored sessions').
+  void set_filter_observer(filter_observer* o);
+  std::vector<std::string> node_filters() const;
   // This node's id, stamped on every message published here (message::node). Set once at
   // start-up, before serving (the default, 0, is a node alone).
   void set_node(std::uint32_t id) noexcept { node_ = id; }

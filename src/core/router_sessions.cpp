@@ -347,6 +347,16 @@ std::vector<std::string> router::set_rights(session& s, acl rights) {
   return removed;
 }
 
+void router::set_filter_observer(filter_observer* o) {
+  subscription_index::exclusive lock(index_);
+  index_.set_observer(o);
+}
+
+std::vector<std::string> router::node_filters() const {
+  subscription_index::shared lock(index_);
+  return index_.node_filters();
+}
+
 std::size_t router::subscription_count_of(const session& s) const {
   subscription_index::shared lock(index_);
   return index_.count_of(s);

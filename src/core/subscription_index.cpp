@@ -18,10 +18,12 @@ bool subscription_index::add(session& s, std::span<const std::string_view> filte
     return false;
   }
   for (auto filter : filters) {
-    if (auto it = mine.find(filter); it != mine.end())
+    if (auto it = mine.find(filter); it != mine.end()) {
       it->second = o;
-    else
+    } else {
       mine.emplace(std::string(filter), o);
+      count_up(filter);
+    }
     index_locked(filter, s, o);
   }
   return true;
@@ -30,10 +32,12 @@ bool subscription_index::add(session& s, std::span<const std::string_view> filte
 void subscription_index::add_one(session& s, std::string_view filter,
                                  const subscription_options& o) {
   auto& mine = by_session_[&s];
-  if (auto it = mine.find(filter); it != mine.end())
+  if (auto it = mine.find(filter); it != mine.end()) {
     it->second = o;
-  else
+  } else {
     mine.emplace(std::string(filter), o);
+    count_up(filter);
+  }
   index_locked(filter, s, o);
 }
 
@@ -43,6 +47,7 @@ bool subscription_index::remove(session& s, std::string_view filter) {
   auto it = mine->second.find(filter);
   if (it == mine->second.end()) return false;
   unindex_locked(filter, s);
+  count_down(filter);
   mine->second.erase(it);
   if (mine->second.empty()) by_session_.erase(mine);
   return true;
@@ -55,9 +60,36 @@ filter_list subscription_index::take_all(session& s) {
   out.reserve(mine->second.size());
   for (auto& [filter, o] : mine->second) {
     unindex_locked(filter, s);
+    count_down(filter);
     out.emplace_back(filter, o);
   }
   by_session_.erase(mine);
+  return out;
+}
+
+void subscription_index::count_up(std::string_view filter) {
+  auto it = node_counts_.find(filter);
+  if (it != node_counts_.end()) {
+    ++it->second;
+    return;
+  }
+  node_counts_.emplace(std::string(filter), 1);
+  if (observer_) observer_->filter_added(filter);
+}
+
+void subscription_index::count_down(std::string_view filter) {
+  auto it = node_counts_.find(filter);
+  if (it == node_counts_.end()) return;
+  if (--it->second > 0) return;
+  node_counts_.erase(it);
+  if (observer_) observer_->filter_removed(filter);
+}
+
+std::vector<std::string> subscription_index::node_filters() const {
+  std::vector<std::string> out;
+  out.reserve(node_counts_.size());
+  for (const auto& [filter, n] : node_counts_)
+    out.push_back(filter);
   return out;
 }
 

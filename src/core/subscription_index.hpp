@@ -40,6 +40,18 @@ struct shared_group {
 
 using filter_list = std::vector<std::pair<std::string, subscription_options>>;
 
+// The cluster seam, subscribing side (issue 14): told when this node's first subscription
+// to a whole filter ("a/+/b", "$share/g/a/#") appears and when its last one goes, so that a
+// cluster can record in its route table which filters each node holds. Called with the
+// routing lock held exclusive: it must only take note (a queue) and return, never call back
+// into the router.
+class filter_observer {
+ public:
+  virtual ~filter_observer() = default;
+  virtual void filter_added(std::string_view filter) = 0;
+  virtual void filter_removed(std::string_view filter) = 0;
+};
+
 class subscription_index {
  public:
   explicit subscription_index(std::size_t max_subscriptions)
@@ -87,6 +99,8 @@ class subscription_index {
   bool remove(session& s, std::string_view filter) REQUIRES(mutex_);
   // Every subscription of `s`, taken out of the index (its session ended or was taken over).
   filter_list take_all(session& s) REQUIRES(mutex_);
+  // Told of the node's filters coming and going (null: nobody). Set before serving.
+  void set_observer(filter_observer* o) REQUIRES(mutex_) { observer_ = o; }
   // Points `s` at `sink` (null: it has no connection).
   void set_sink(session& s, session_sink* sink) REQUIRES(mutex_, routing) { s.sink_ = sink; }
 
@@ -108,6 +122,9 @@ class subscription_index {
   session* other_member(std::string_view whole, const message& m, const session& leaving,
                         std::uint8_t& qos) const REQUIRES_SHARED(mutex_, routing);
 
+  // Every whole filter some session of this node holds, once each.
+  std::vector<std::string> node_filters() const REQUIRES_SHARED(mutex_);
+
   // Subscriptions in all (each shared group member counts one).
   std::size_t size() const REQUIRES_SHARED(mutex_);
   std::size_t max_subscriptions() const noexcept { return max_subscriptions_; }
@@ -118,6 +135,9 @@ class subscription_index {
   void index_locked(std::string_view filter, session& s, const subscription_options& o)
       REQUIRES(mutex_);
   void unindex_locked(std::string_view filter, session& s) REQUIRES(mutex_);
+  // A session took `filter` / let it go: the node's count of it, the observer told at 0.
+  void count_up(std::string_view filter) REQUIRES(mutex_);
+  void count_down(std::string_view filter) REQUIRES(mutex_);
 
   const std::size_t max_subscriptions_;
   mutable common::shared_mutex mutex_;
@@ -128,6 +148,10 @@ class subscription_index {
       GUARDED_BY(mutex_);
   shared_index group_index_ GUARDED_BY(mutex_);
   std::unordered_map<const session*, filter_map> by_session_ GUARDED_BY(mutex_);
+  // How many sessions hold each whole filter.
+  std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> node_counts_
+      GUARDED_BY(mutex_);
+  filter_observer* observer_ GUARDED_BY(mutex_) = nullptr;
 };
 
 // Sorts `v` so that each session appears once, at the highest QoS it matched with; a single

@@ -99,6 +99,28 @@ class Agent:
             assert r.status == 200
             return json.loads(r.read())
 
+    def metric(self, name, labels=""):
+        """The value of one sample of /metrics (`labels` as rendered: '{reason="x"}'); 0 when
+        the agent has no such sample."""
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + labels + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def wait_metric(self, name, check, labels="", timeout=5.0):
+        """Waits until check(value of the metric) holds; returns the value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.metric(name, labels)
+            if check(v):
+                return v
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}{labels} is {v}; log:\n" + self.log())
+            time.sleep(0.05)
+
     def wait_subscriptions(self, n, timeout=5.0):
         """Waits until the agent holds `n` subscriptions (a CLI client is ready)."""
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 // ownership stand in for a cluster here; the Redis one is tested against real Redis.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -219,6 +220,36 @@ TEST(MessageIds, CarryTheNodeIdAndDoNotRepeat) {
   EXPECT_NE(a, b);
   set_msgid_node(0xdef);
   EXPECT_EQ(make_msgid().substr(0, 9), "00000def-");
+}
+
+struct recording_filters : filter_observer {
+  std::vector<std::string> events;
+  void filter_added(std::string_view f) override { events.push_back("+" + std::string(f)); }
+  void filter_removed(std::string_view f) override { events.push_back("-" + std::string(f)); }
+};
+
+TEST_F(ClusterSeam, TheFilterObserverHearsOfANodesFirstAndLastSubscriberOfEachFilter) {
+  recording_filters filters;
+  recording_sink s1, s2;
+  auto a = make_session("a", s1), b = make_session("b", s2, acl::allow_all(), true);
+  r.attach(a);
+  r.attach(b);
+  ASSERT_TRUE(r.subscribe(*a, "x/#", 0).ok());  // before the observer: node_filters() has it
+  r.set_filter_observer(&filters);
+  EXPECT_EQ(r.node_filters(), std::vector<std::string>{"x/#"});
+  ASSERT_TRUE(r.subscribe(*b, "x/#", 0).ok());  // a second subscriber: no event
+  ASSERT_TRUE(r.subscribe(*b, "$share/g/y", 0).ok());
+  ASSERT_TRUE(r.subscribe(*b, "$share/g/y", 1).ok());  // the same again: no event
+  EXPECT_TRUE(r.unsubscribe(*a, "x/#").ok());          // b still holds it
+  EXPECT_EQ(filters.events, (std::vector<std::string>{"+$share/g/y"}));
+  r.detach(*a);
+  r.detach(*b);  // persistent: offline, its subscriptions stay
+  EXPECT_EQ(filters.events.size(), 1u);
+  auto c = make_session("b", s1);
+  r.attach(c);  // a clean session takes b's id: b's subscriptions go
+  std::sort(filters.events.begin() + 1, filters.events.end());  // in the set's order
+  EXPECT_EQ(filters.events, (std::vector<std::string>{"+$share/g/y", "-$share/g/y", "-x/#"}));
+  EXPECT_TRUE(r.node_filters().empty());
 }
 
 }  // namespace

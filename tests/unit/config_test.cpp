@@ -605,7 +605,7 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 48u);
+  EXPECT_EQ(keys.size(), 58u);
   for (const char* k : {"server.listen",
                         "mqtt.max_keepalive",
                         "server.threads",
@@ -627,7 +627,10 @@ TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
                         "history.max_count",
                         "history.max_age_s",
                         "history.max_tags",
-                        "mqtt.listen"})
+                        "mqtt.listen",
+                        "cluster.redis",
+                        "cluster.node_id",
+                        "cluster.password"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   // Each environment variable reaches its key: setting it to garbage is an error for that key
   // (for auth.tokens_file: the file cannot be read).

@@ -1,0 +1,207 @@
+#include "cluster/route_table.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include "core/tag.hpp"
+#include "core/tag_index_impl.hpp"
+
+namespace wsagent::cluster {
+
+struct route_table::node_state {
+  remote_node_ptr id;
+  std::uint64_t version = 0;  // the last change applied
+  std::set<std::string, std::less<>> filters;
+};
+
+}  // namespace wsagent::cluster
+
+namespace wsagent::core {
+template class basic_tag_index<cluster::route_table::node_state>;
+}
+
+namespace wsagent::cluster {
+
+namespace {
+
+bool is_shared(std::string_view filter) {
+  return filter.starts_with("$share/");
+}
+
+bool read_number(std::string_view& s, std::uint64_t& out) {
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  if (r.ec != std::errc() || r.ptr == s.data()) return false;
+  s.remove_prefix(static_cast<std::size_t>(r.ptr - s.data()));
+  return true;
+}
+
+}  // namespace
+
+std::optional<route_change> parse_route_change(std::string_view s) {
+  route_change c;
+  const auto space = s.find(' ');
+  if (space == 0 || space == std::string_view::npos) return std::nullopt;
+  c.node.assign(s.substr(0, space));
+  s.remove_prefix(space + 1);
+  if (!read_number(s, c.version) || s.empty() || s.front() != ' ') return std::nullopt;
+  s.remove_prefix(1);
+  if (s == "!" || s == "~") {
+    c.what = s == "!" ? route_change::kind::reset : route_change::kind::left;
+    return c;
+  }
+  while (!s.empty()) {
+    const char op = s.front();
+    if (op != '+' && op != '-') return std::nullopt;
+    s.remove_prefix(1);
+    std::uint64_t n = 0;
+    if (!read_number(s, n) || s.empty() || s.front() != ':') return std::nullopt;
+    s.remove_prefix(1);
+    if (n == 0 || n > s.size()) return std::nullopt;
+    c.ops.emplace_back(op == '+', std::string(s.substr(0, n)));
+    s.remove_prefix(n);
+  }
+  return c;
+}
+
+std::string format_route_change(const route_change& c) {
+  std::string out = c.node + ' ' + std::to_string(c.version) + ' ';
+  if (c.what != route_change::kind::ops)
+    return out + (c.what == route_change::kind::reset ? '!' : '~');
+  for (const auto& [added, filter] : c.ops) {
+    out += added ? '+' : '-';
+    out += std::to_string(filter.size());
+    out += ':';
+    out += filter;
+  }
+  return out;
+}
+
+route_table::route_table(std::string self, std::string channel_prefix)
+    : self_(std::move(self)), channel_prefix_(std::move(channel_prefix)) {}
+
+route_table::~route_table() = default;
+
+route_table::node_state& route_table::node_locked(std::string_view name) {
+  auto it = nodes_.find(name);
+  if (it != nodes_.end()) return *it->second;
+  auto n = std::make_unique<node_state>();
+  n->id = std::make_shared<remote_node>(
+      remote_node{std::string(name), channel_prefix_ + std::string(name)});
+  return *nodes_.emplace(std::string(name), std::move(n)).first->second;
+}
+
+// A filter another node published that is not a valid filter here (another version's rules,
+// other limits) is kept in the node's set but not matched.
+void route_table::add_locked(node_state& n, const std::string& filter) {
+  if (!n.filters.insert(filter).second) return;
+  ++filters_;
+  if (!is_shared(filter) &&
+      core::validate_filter(filter, {1 << 16, 1 << 10}) == core::tag_error::none)
+    trie_.add(filter, &n, 0);
+}
+
+void route_table::drop_locked(node_state& n, const std::string& filter) {
+  auto it = n.filters.find(filter);
+  if (it == n.filters.end()) return;
+  --filters_;
+  if (!is_shared(filter)) trie_.remove(filter, &n);
+  n.filters.erase(it);
+}
+
+route_table::applied route_table::apply(const route_change& c) {
+  if (c.node == self_) return applied::stale;
+  if (c.what == route_change::kind::left) {
+    remove(c.node);
+    return applied::ok;
+  }
+  common::lock<common::shared_mutex> lock(mutex_);
+  auto it = nodes_.find(c.node);
+  if (it == nodes_.end()) return applied::gap;
+  auto& n = *it->second;
+  if (c.version <= n.version) return applied::stale;
+  if (c.version != n.version + 1 || c.what == route_change::kind::reset) return applied::gap;
+  for (const auto& [added, filter] : c.ops) {
+    if (added)
+      add_locked(n, filter);
+    else
+      drop_locked(n, filter);
+  }
+  n.version = c.version;
+  return applied::ok;
+}
+
+void route_table::replace(std::string_view node, std::uint64_t version,
+                          std::vector<std::string> filters) {
+  if (node == self_) return;
+  common::lock<common::shared_mutex> lock(mutex_);
+  auto& n = node_locked(node);
+  if (version < n.version) return;  // a change newer than the read was applied meanwhile
+  std::set<std::string, std::less<>> fresh(std::make_move_iterator(filters.begin()),
+                                           std::make_move_iterator(filters.end()));
+  std::vector<std::string> gone;
+  for (const auto& f : n.filters)
+    if (!fresh.contains(f)) gone.push_back(f);
+  for (const auto& f : gone)
+    drop_locked(n, f);
+  for (const auto& f : fresh)
+    add_locked(n, f);
+  n.version = version;
+}
+
+void route_table::remove(std::string_view node) {
+  common::lock<common::shared_mutex> lock(mutex_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  std::vector<std::string> all(it->second->filters.begin(), it->second->filters.end());
+  for (const auto& f : all)
+    drop_locked(*it->second, f);
+  nodes_.erase(it);
+}
+
+void route_table::clear() {
+  for (const auto& n : nodes())
+    remove(n);
+}
+
+std::optional<std::uint64_t> route_table::version_of(std::string_view node) const {
+  common::shared_lock lock(mutex_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second->version;
+}
+
+std::vector<std::string> route_table::nodes() const {
+  common::shared_lock lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [name, n] : nodes_)
+    out.push_back(name);
+  return out;
+}
+
+void route_table::match(std::string_view tag, std::vector<remote_node_ptr>& out) const {
+  out.clear();
+  thread_local std::vector<core::basic_subscriber<node_state>> hits;
+  hits.clear();
+  {
+    common::shared_lock lock(mutex_);
+    if (filters_ == 0) return;
+    const auto lists = trie_.match(tag, hits);
+    if (lists > 1) {
+      std::sort(hits.begin(), hits.end(),
+                [](const auto& a, const auto& b) { return a.who < b.who; });
+      hits.erase(std::unique(hits.begin(), hits.end(),
+                             [](const auto& a, const auto& b) { return a.who == b.who; }),
+                 hits.end());
+    }
+    out.reserve(hits.size());
+    for (const auto& h : hits)
+      out.push_back(h.who->id);
+  }
+}
+
+std::size_t route_table::size() const {
+  common::shared_lock lock(mutex_);
+  return filters_;
+}
+
+}  // namespace wsagent::cluster

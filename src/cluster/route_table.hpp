@@ -1,0 +1,109 @@
+#pragma once
+// The cluster's route table as one node sees it (docs/cluster.md, "The route table"): which
+// filters every other node's clients hold, so that a publish is sent to exactly the nodes
+// that have a subscriber for it, one copy each.
+//
+// Each node records its own filters in Redis (a hash per node, reference-counted in the
+// node's memory: a filter is written when its first local subscriber appears and removed
+// with its last), with a version that grows with every change, and publishes each change
+// on the routes channel. Every node applies those changes to this table in version order;
+// a change that skips a version, or a node it has not seen, asks for that node's whole hash
+// again (resync), and a periodic reconciliation compares versions with what Redis holds.
+//
+// Thread: written by the cluster's thread; matched by publishers on any I/O thread, under
+// the table's shared mutex (a match holds it shared; a change, exclusive).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/mutex.hpp"
+#include "core/tag_index.hpp"
+
+namespace wsagent::cluster {
+
+// Another node: its name and the channel its messages go to. Immutable; a publish in flight
+// holds it (shared_ptr) past the node's removal from the table.
+struct remote_node {
+  std::string name;
+  std::string channel;
+};
+using remote_node_ptr = std::shared_ptr<const remote_node>;
+
+// One change of a node's filters, as published on the routes channel.
+struct route_change {
+  enum class kind {
+    ops,    // filters added and removed
+    reset,  // the node wrote its whole set again (it started, or reconnected): read it
+    left,   // the node left the cluster: drop it
+  };
+  std::string node;
+  std::uint64_t version = 0;
+  kind what = kind::ops;
+  std::vector<std::pair<bool, std::string>> ops;  // (added?, whole filter), in order
+};
+
+// The routes channel's payload: "<node> <version> " then either '!' (reset), '~' (left), or
+// each op as '+' or '-', the filter's length in decimal, ':' and the filter. Null when
+// malformed.
+std::optional<route_change> parse_route_change(std::string_view payload);
+std::string format_route_change(const route_change& c);
+
+class route_table {
+ public:
+  // `self`: this node's name (its own changes are ignored); a node's channel is
+  // `channel_prefix` + its name.
+  route_table(std::string self, std::string channel_prefix);
+  ~route_table();
+  route_table(const route_table&) = delete;
+  route_table& operator=(const route_table&) = delete;
+
+  enum class applied { ok, stale, gap };
+  // A change from the routes channel. `gap`: the node is unknown or a version was missed;
+  // nothing was applied and the caller resyncs that node. `stale`: already seen (or this
+  // node's own): ignored.
+  applied apply(const route_change& c);
+  // A node's whole set of filters at `version`, read from Redis (a resync or the
+  // reconciliation): replaces what the table had, unless the table is already past it.
+  void replace(std::string_view node, std::uint64_t version, std::vector<std::string> filters);
+  // A node that is gone (its heartbeat expired, or it left): its filters are dropped.
+  void remove(std::string_view node);
+
+  // Every node dropped (Redis lost its data: each node writes its set again).
+  void clear();
+
+  // The version the table holds for `node` (nullopt: unknown).
+  std::optional<std::uint64_t> version_of(std::string_view node) const;
+  std::vector<std::string> nodes() const;
+
+  // The nodes with a subscriber for `tag` (a valid tag), each once, appended to `out`
+  // (cleared first). Shared subscriptions ("$share/g/f") are not matched here.
+  void match(std::string_view tag, std::vector<remote_node_ptr>& out) const;
+
+  // Filters in the table, all nodes together.
+  std::size_t size() const;
+
+ private:
+  struct node_state;
+  node_state& node_locked(std::string_view name) REQUIRES(mutex_);
+  void add_locked(node_state& n, const std::string& filter) REQUIRES(mutex_);
+  void drop_locked(node_state& n, const std::string& filter) REQUIRES(mutex_);
+
+  const std::string self_;
+  const std::string channel_prefix_;
+  mutable common::shared_mutex mutex_;
+  // The trie points at node states: stable (unique_ptr), removed from the trie before they
+  // are destroyed.
+  std::unordered_map<std::string, std::unique_ptr<node_state>, core::string_hash, std::equal_to<>>
+      nodes_ GUARDED_BY(mutex_);
+  core::basic_tag_index<node_state> trie_ GUARDED_BY(mutex_);
+  std::size_t filters_ GUARDED_BY(mutex_) = 0;
+};
+
+}  // namespace wsagent::cluster

@@ -1,0 +1,82 @@
+"""Real Redis processes for the cluster tests: Debian's redis-server on a free loopback port,
+in the test's own directory, with no persistence unless asked."""
+
+import os
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server; stop() and start() again keep its port (a restart)."""
+
+    def __init__(self, directory, port=None, args=()):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.args = list(args)
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.log = open(self.dir / f"redis-{self.port}.log", "a")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir), *self.args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.cli("PING") == "PONG":
+                    return
+            except (OSError, subprocess.CalledProcessError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server on {self.port} did not start")
+
+    def cli(self, *args):
+        """One command through redis-cli; its reply as text."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip()
+
+    def send_raw(self, *args):
+        """One command with byte-string arguments (binary-safe, unlike redis-cli's argv);
+        returns the first line of the reply."""
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else a.encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"".join(parts))
+            return s.recv(4096).split(b"\r\n")[0]
+
+    def command_calls(self, name):
+        """How many times `name` ran since the last CONFIG RESETSTAT (INFO commandstats)."""
+        for line in self.cli("INFO", "commandstats").splitlines():
+            if line.startswith(f"cmdstat_{name.lower()}:"):
+                fields = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
+                return int(fields["calls"])
+        return 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()

@@ -1,0 +1,311 @@
+"""Several agents sharing one real redis-server (docs/cluster.md): messages cross nodes with
+the same wildcards and protocols, each node receives only what its clients subscribed to and
+once, the route table follows subscriptions, nodes that die or leave are dropped, and a Redis
+that goes away and comes back empty is survived."""
+
+import asyncio
+import queue
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import paho.mqtt.client as paho
+import pytest
+
+from conftest import (BIN, close_all, client, nothing_for, publish, recv_type, run, serve_file,
+                      subscribe)
+from redis_procs import RedisServer
+
+FAST = ["--cluster.heartbeat_ms", "200", "--cluster.node_timeout_ms", "1500",
+        "--cluster.reconcile_ms", "500"]
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = RedisServer(tmp_path / "redis")
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def nodes(agent_factory, redis):
+    """make(n): n agents on one Redis, named n0, n1...; each waits until it joined."""
+    def make(n, extra=()):
+        out = []
+        for i in range(n):
+            a = agent_factory(name=f"n{i}", args=["--store.kind", "memory", "--cluster.redis",
+                                                  redis.url, "--cluster.node_id", f"n{i}",
+                                                  *FAST, *extra])
+            a.wait_log(r"cluster: node n\d+ joined")
+            out.append(a)
+        for a in out:  # every node sees every other
+            a.wait_metric("wsagent_cluster_nodes", lambda v: v == n - 1)
+        return out
+    return make
+
+
+def ready(agent):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent.port}/readyz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_filters(agent, n):
+    """Waits until `agent`'s route table holds `n` filters of other nodes."""
+    agent.wait_metric("wsagent_cluster_route_filters", lambda v: v == n)
+
+
+def test_wildcard_fan_out_across_nodes_without_gap_or_duplicate(nodes):
+    a, b, c = nodes(3)
+    count = 200
+
+    async def go():
+        subs = []
+        for i, (node, flt) in enumerate([(b, "plant/+/temp"), (b, "plant/#"), (c, "#"),
+                                         (c, "plant/l1/temp"), (a, "plant/#")]):
+            ws = await client(node, f"s{i}")
+            await subscribe(ws, flt)
+            subs.append(ws)
+        other = await client(c, "other")
+        await subscribe(other, "elsewhere/#")  # matches nothing published here
+        wait_filters(a, 5)  # b's 2 filters and c's 3
+        pub = await client(a, "sensor")
+        for i in range(count):
+            await publish(pub, "plant/l1/temp", i, msgid=f"m{i}")
+        for ws in subs:
+            got = []
+            while len(got) < count:
+                m = await recv_type(ws, "message")
+                assert m["tag"] == "plant/l1/temp" and m["from"] == "sensor"
+                got.append(m["payload"])
+            assert got == list(range(count))  # in order, none missing, none twice
+            await nothing_for(ws, 0.2)
+        await nothing_for(other, 0.2)
+        await close_all()
+    run(go())
+    # One copy per interested node, however many of its filters match.
+    assert b.metric("wsagent_cluster_messages_received_total") == count
+    assert c.metric("wsagent_cluster_messages_received_total") == count
+    assert a.metric("wsagent_cluster_messages_sent_total") == 2 * count
+
+
+def test_redis_carries_one_publish_per_interested_node(nodes, redis):
+    a, b, c = nodes(3)
+
+    async def go():
+        s = await client(b, "only-b")
+        await subscribe(s, "x/#")
+        wait_filters(a, 1)
+        wait_filters(c, 1)
+        redis.cli("CONFIG", "RESETSTAT")
+        pub = await client(a, "p")
+        for i in range(50):
+            await publish(pub, "x/y", i)
+        for i in range(50):
+            assert (await recv_type(s, "message"))["payload"] == i
+        # A tag nobody outside a subscribed to costs Redis nothing.
+        for i in range(50):
+            await publish(pub, "not/subscribed", i)
+        await asyncio.sleep(0.3)
+        # (before close_all: the filter's removal is a PUBLISH on the routes channel)
+        assert redis.command_calls("publish") == 50
+        await close_all()
+    run(go())
+    assert c.metric("wsagent_cluster_messages_received_total") == 0  # c has no subscriber
+
+
+def test_native_and_mqtt_clients_on_different_nodes(nodes):
+    a, b = nodes(2)
+    inbox = queue.Queue()
+    m = paho.Client(client_id="mqtt-sub", protocol=paho.MQTTv5)
+    m.on_message = lambda cl, ud, msg: inbox.put(msg)
+    subscribed = queue.Queue()
+    m.on_subscribe = lambda *args: subscribed.put(True)
+    m.connect("127.0.0.1", b.mqtt_port)
+    m.loop_start()
+    try:
+        m.subscribe("dev/+/status", qos=0)
+        subscribed.get(timeout=5)
+        wait_filters(a, 1)
+
+        async def go():
+            pub = await client(a, "native-pub")
+            await publish(pub, "dev/d1/status", {"online": True})
+            await close_all()
+        run(go())
+        msg = inbox.get(timeout=5)
+        assert msg.topic == "dev/d1/status" and msg.payload == b'{"online":true}'
+
+        # and back: an MQTT publisher on b, a native subscriber on a
+        async def back():
+            s = await client(a, "native-sub")
+            await subscribe(s, "cmd/#")
+            wait_filters(b, 1)
+            m.publish("cmd/d1", b"reboot", qos=0)
+            got = await recv_type(s, "message")
+            assert got["tag"] == "cmd/d1" and got["from"] == "mqtt-sub"
+            await close_all()
+        run(back())
+    finally:
+        m.loop_stop()
+        m.disconnect()
+
+
+def test_presence_events_are_cluster_wide(nodes):
+    a, b = nodes(2)
+
+    async def go():
+        watcher = await client(a, "watcher")
+        await subscribe(watcher, "$sys/clients/#")
+        wait_filters(b, 1)
+        dev = await client(b, "device-7")
+        m = await recv_type(watcher, "message")
+        assert m["tag"] == "$sys/clients/device-7/connected"
+        await dev.close()
+        m = await recv_type(watcher, "message")
+        assert m["tag"] == "$sys/clients/device-7/disconnected"
+        await close_all()
+    run(go())
+
+
+def test_route_table_follows_unsubscribe_and_disconnect(nodes):
+    a, b = nodes(2)
+
+    async def go():
+        s1 = await client(b, "s1")
+        s2 = await client(b, "s2")
+        await subscribe(s1, "t/#")
+        await subscribe(s2, "t/#")  # the same filter: b records it once
+        wait_filters(a, 1)
+        await s1.send('{"type":"unsubscribe","tags":["t/#"]}')
+        await recv_type(s1, "unsubscribed")
+        time.sleep(0.3)
+        assert a.metric("wsagent_cluster_route_filters") == 1  # s2 still holds it
+        await s2.close()
+        wait_filters(a, 0)
+        pub = await client(a, "p")
+        before = a.metric("wsagent_cluster_messages_sent_total")
+        await publish(pub, "t/1", 1)
+        await asyncio.sleep(0.2)
+        assert a.metric("wsagent_cluster_messages_sent_total") == before  # nobody to send to
+        await close_all()
+    run(go())
+
+
+def test_a_node_that_joins_late_learns_the_table_and_is_learnt(nodes, agent_factory, redis):
+    a, b = nodes(2)
+
+    async def go():
+        s = await client(b, "early")
+        await subscribe(s, "late/#")
+        c = agent_factory(name="late", args=["--store.kind", "memory", "--cluster.redis",
+                                             redis.url, "--cluster.node_id", "late", *FAST])
+        c.wait_log("cluster: node late joined")
+        wait_filters(c, 1)  # b's filter, read when c joined
+        pub = await client(c, "late-pub")
+        await publish(pub, "late/x", "hello")
+        assert (await recv_type(s, "message"))["payload"] == "hello"
+        s2 = await client(c, "late-sub")
+        await subscribe(s2, "late/#")
+        wait_filters(a, 2)  # a learns of c's filter by the routes channel
+        await publish(await client(a, "a-pub"), "late/y", "both")
+        assert (await recv_type(s, "message"))["payload"] == "both"
+        assert (await recv_type(s2, "message"))["payload"] == "both"
+        await close_all()
+    run(go())
+
+
+def test_a_killed_node_is_dropped_and_a_stopped_one_leaves_at_once(nodes):
+    a, b, c = nodes(3)
+
+    async def go():
+        for node, name in ((b, "on-b"), (c, "on-c")):
+            ws = await client(node, name)
+            await subscribe(ws, "k/#")
+        wait_filters(a, 2)
+        b.proc.kill()  # kill -9: no goodbye; its heartbeat stops
+        a.wait_metric("wsagent_cluster_nodes", lambda v: v == 1, timeout=5)
+        assert a.metric("wsagent_cluster_route_filters") == 1
+        assert "node n1 is gone" in a.log()
+        c.stop()  # SIGTERM: it leaves, the others drop it without waiting for the timeout
+        a.wait_metric("wsagent_cluster_nodes", lambda v: v == 0, timeout=1.0)
+        assert "node n2 left" in a.log()
+        await close_all()
+    run(go())
+
+
+def test_redis_restarted_empty_is_survived(nodes, redis):
+    a, b = nodes(2)
+
+    async def go():
+        s = await client(b, "s")
+        await subscribe(s, "r/#")
+        wait_filters(a, 1)
+        redis.kill()
+        a.wait_metric("wsagent_cluster_up", lambda v: v == 0)
+        status, body = ready(a)
+        assert status == 503 and '"cluster":"connecting"' in body
+        pub = await client(a, "p")
+        await publish(pub, "r/1", "lost")  # QoS 0 with Redis down: dropped, and counted
+        a.wait_metric("wsagent_cluster_messages_dropped_total", lambda v: v >= 1,
+                      labels='{reason="redis_down"}')
+        # Local clients are served meanwhile.
+        local = await client(a, "local")
+        await subscribe(local, "r/#")
+        await publish(pub, "r/2", "local")
+        assert (await recv_type(local, "message"))["payload"] == "local"
+        redis.start()  # empty: every node writes its filters again
+        a.wait_metric("wsagent_cluster_up", lambda v: v == 1, timeout=10)
+        b.wait_metric("wsagent_cluster_up", lambda v: v == 1, timeout=10)
+        wait_filters(a, 1)
+        wait_filters(b, 1)
+        assert ready(a)[0] == 200
+        await publish(pub, "r/3", "after")
+        m = await recv_type(s, "message")
+        assert m["payload"] == "after"  # r/1 was dropped, never delivered late
+        await close_all()
+    run(go())
+    assert "Redis lost its data" in a.log() or "Redis lost its data" in b.log()
+
+
+def test_malformed_messages_on_a_node_channel_hurt_nobody(nodes, redis):
+    a, b = nodes(2)
+
+    async def go():
+        s = await client(b, "s")
+        await subscribe(s, "m/#")
+        wait_filters(a, 1)
+        for junk in [b"", b"x", b"\x01\x00\x00", b"\x01" + b"\xff" * 40,
+                     b"\x01\x00\x00\x00\x00" + b"\x00" * 30]:
+            assert redis.send_raw(b"PUBLISH", b"wsagent:node:n1", junk) == b":1"
+        redis.cli("PUBLISH", "wsagent:routes", "garbage")
+        b.wait_metric("wsagent_cluster_malformed_total", lambda v: v == 6)
+        pub = await client(a, "p")
+        await publish(pub, "m/1", "fine")
+        assert (await recv_type(s, "message"))["payload"] == "fine"
+        await close_all()
+    run(go())
+
+
+def test_cluster_configuration_errors_name_the_key(tmp_path):
+    r = serve_file(tmp_path, '[cluster]\nredis = "http://127.0.0.1:6379"\n')
+    assert r.returncode == 2
+    assert "cluster.redis" in r.stderr and "redis://" in r.stderr
+    r = serve_file(tmp_path, '[cluster]\nredis = "redis://127.0.0.1:6379"\nnode_id = "a b"\n')
+    assert r.returncode == 2 and "cluster.node_id" in r.stderr
+
+
+def test_node_id_is_kept_in_the_data_directory(agent_factory, redis, tmp_path):
+    data = tmp_path / "keep"
+    args = ["--store.kind", "memory", "--store.data_dir", str(data), "--cluster.redis",
+            redis.url, *FAST]
+    first = agent_factory(name="first", args=args)
+    name = first.wait_log(r"cluster: node (\S+) joined").group(1)
+    assert name.startswith("wsagent-") and (data / "node_id").read_text().strip() == name
+    first.stop()
+    again = agent_factory(name="again", args=args)
+    assert again.wait_log(r"cluster: node (\S+) joined").group(1) == name

@@ -1,0 +1,193 @@
+// The cluster's pure parts: the message envelope between nodes, the route table and its
+// changes, Redis URLs. (The engine is tested with real redis-server processes:
+// tests/integration/test_cluster.py.)
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "cluster/envelope.hpp"
+#include "cluster/redis_connection.hpp"
+#include "cluster/route_table.hpp"
+
+namespace wsagent::cluster {
+namespace {
+
+TEST(Envelope, CarriesEveryFieldARecipientNodeNeeds) {
+  core::message m;
+  m.tag = "plant/l1/temp";
+  m.payload = std::string("\0\x01bin", 5);
+  m.from = "sensor-1";
+  m.msgid = "abc-1";
+  m.timestamp_ms = 1700000000123;
+  m.expires_ms = 1700000060000;
+  m.format = core::payload_format::binary;
+  m.flags = 0x05;
+  m.published_retain = true;
+  m.qos = 2;
+  m.node = 0xdeadbeef;
+  auto props = std::make_shared<core::message_properties>();
+  props->content_type = "application/octet-stream";
+  props->user = {{"k", "v"}};
+  m.props = props;
+  std::string bytes;
+  encode_envelope(m, {"device-9"}, bytes);
+  auto d = decode_envelope(bytes);
+  ASSERT_TRUE(d.msg) << d.error;
+  EXPECT_EQ(d.msg->tag, m.tag);
+  EXPECT_EQ(d.msg->payload, m.payload);
+  EXPECT_EQ(d.msg->from, m.from);
+  EXPECT_EQ(d.msg->msgid, m.msgid);
+  EXPECT_EQ(d.msg->timestamp_ms, m.timestamp_ms);
+  EXPECT_EQ(d.msg->expires_ms, m.expires_ms);
+  EXPECT_EQ(d.msg->format, m.format);
+  EXPECT_EQ(d.msg->flags, m.flags);
+  EXPECT_TRUE(d.msg->published_retain);
+  EXPECT_EQ(d.msg->qos, 2);
+  EXPECT_EQ(d.msg->node, m.node);
+  ASSERT_TRUE(d.msg->props);
+  EXPECT_EQ(d.msg->props->content_type, props->content_type);
+  EXPECT_EQ(d.msg->props->user, props->user);
+  EXPECT_EQ(d.opts.to, "device-9");
+  EXPECT_FALSE(d.msg->retain);
+  EXPECT_EQ(d.msg->seq, 0u);  // each node numbers its own
+}
+
+TEST(Envelope, EveryTruncationAndBadFieldIsRefused) {
+  core::message m;
+  m.tag = "a/b";
+  m.payload = "1";
+  m.node = 3;
+  std::string bytes;
+  encode_envelope(m, {}, bytes);
+  ASSERT_TRUE(decode_envelope(bytes).msg);
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    auto d = decode_envelope(std::string_view(bytes).substr(0, n));
+    EXPECT_FALSE(d.msg) << n;
+    EXPECT_FALSE(d.error.empty());
+  }
+  EXPECT_FALSE(decode_envelope(bytes + "x").msg);  // bytes after it
+  auto bad = bytes;
+  bad[0] = 2;  // another version
+  EXPECT_FALSE(decode_envelope(bad).msg);
+  bad = bytes;
+  bad[2] = 3;  // qos 3
+  EXPECT_FALSE(decode_envelope(bad).msg);
+  bad = bytes;
+  bad[5] = bad[6] = bad[7] = bad[8] = 0;  // node 0: no node
+  EXPECT_FALSE(decode_envelope(bad).msg);
+}
+
+route_change ops(std::string node, std::uint64_t v,
+                 std::vector<std::pair<bool, std::string>> list) {
+  route_change c;
+  c.node = std::move(node);
+  c.version = v;
+  c.ops = std::move(list);
+  return c;
+}
+
+std::vector<std::string> names(const std::vector<remote_node_ptr>& v) {
+  std::vector<std::string> out;
+  for (const auto& n : v)
+    out.push_back(n->name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(RouteChange, FormatsAndParsesEveryKind) {
+  auto c = ops("n1", 42, {{true, "a/+/b"}, {false, "x y/#"}, {true, "$share/g/t"}});
+  const auto text = format_route_change(c);
+  EXPECT_EQ(text, "n1 42 +5:a/+/b-5:x y/#+10:$share/g/t");
+  auto back = parse_route_change(text);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->ops, c.ops);
+  auto reset = parse_route_change("n2 7 !");
+  ASSERT_TRUE(reset);
+  EXPECT_EQ(reset->what, route_change::kind::reset);
+  EXPECT_EQ(parse_route_change("n2 8 ~")->what, route_change::kind::left);
+  for (std::string_view bad : {"", "n1", "n1 ", " 1 +1:a", "n1 x +1:a", "n1 1 +2:a", "n1 1 *1:a",
+                               "n1 1 +0:", "n1 1 +1a", "n1 1"})
+    EXPECT_FALSE(parse_route_change(bad)) << bad;
+}
+
+TEST(RouteTable, MatchesEachInterestedNodeOnce) {
+  route_table t("me", "wsagent:node:");
+  t.replace("b", 1, {"plant/+/temp", "plant/#", "#"});
+  t.replace("c", 1, {"other/#"});
+  t.replace("me", 1, {"plant/#"});  // this node's own: not in the table
+  std::vector<remote_node_ptr> out;
+  t.match("plant/l1/temp", out);
+  ASSERT_EQ(names(out), std::vector<std::string>{"b"});
+  EXPECT_EQ(out[0]->channel, "wsagent:node:b");
+  t.match("other/x", out);
+  EXPECT_EQ(names(out), (std::vector<std::string>{"b", "c"}));
+  t.match("$sys/clients/x/connected", out);  // '#' does not match $ tags
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(t.size(), 4u);
+}
+
+TEST(RouteTable, AppliesChangesInVersionOrderAndAsksForAResyncOnAGap) {
+  route_table t("me", "p:");
+  EXPECT_EQ(t.apply(ops("b", 1, {{true, "a"}})), route_table::applied::gap);  // unknown node
+  t.replace("b", 3, {"a"});
+  EXPECT_EQ(t.apply(ops("b", 3, {{true, "zzz"}})), route_table::applied::stale);
+  EXPECT_EQ(t.apply(ops("b", 4, {{true, "b"}, {false, "a"}})), route_table::applied::ok);
+  std::vector<remote_node_ptr> out;
+  t.match("a", out);
+  EXPECT_TRUE(out.empty());
+  t.match("b", out);
+  EXPECT_EQ(names(out), std::vector<std::string>{"b"});
+  EXPECT_EQ(t.apply(ops("b", 6, {{true, "c"}})), route_table::applied::gap);  // 5 missed
+  EXPECT_EQ(*t.version_of("b"), 4u);
+  // A resync read before change 4 arrived does not take the table back.
+  t.replace("b", 2, {"old"});
+  t.match("old", out);
+  EXPECT_TRUE(out.empty());
+  route_change reset = ops("b", 5, {});
+  reset.what = route_change::kind::reset;
+  EXPECT_EQ(t.apply(reset), route_table::applied::gap);
+  route_change left = ops("b", 6, {});
+  left.what = route_change::kind::left;
+  EXPECT_EQ(t.apply(left), route_table::applied::ok);
+  EXPECT_FALSE(t.version_of("b"));
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(RouteTable, KeepsFiltersItCannotMatchWithoutMatchingThem) {
+  route_table t("me", "p:");
+  t.replace("b", 1, {"$share/g/a/#", "a/#/b"});  // a shared group; an invalid filter
+  EXPECT_EQ(t.size(), 2u);
+  std::vector<remote_node_ptr> out;
+  t.match("a/x/b", out);
+  EXPECT_TRUE(out.empty());
+  t.remove("b");
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(RedisUrl, ParsesHostPortCredentialsAndDatabase) {
+  redis_endpoint e;
+  ASSERT_EQ(parse_redis_url("redis://127.0.0.1:6390", e), "");
+  EXPECT_EQ(e.host, "127.0.0.1");
+  EXPECT_EQ(e.port, 6390);
+  EXPECT_TRUE(e.password.empty());
+  ASSERT_EQ(parse_redis_url("redis://agent:s3cr:et@redis.local/2", e), "");
+  EXPECT_EQ(e.user, "agent");
+  EXPECT_EQ(e.password, "s3cr:et");
+  EXPECT_EQ(e.host, "redis.local");
+  EXPECT_EQ(e.port, 6379);
+  EXPECT_EQ(e.db, 2);
+  EXPECT_EQ(e.describe(), "redis.local:6379/2");  // no credentials in logs
+  ASSERT_EQ(parse_redis_url("redis://:pw@[::1]:7000", e), "");
+  EXPECT_EQ(e.host, "::1");
+  EXPECT_EQ(e.user, "");
+  EXPECT_EQ(e.password, "pw");
+  EXPECT_EQ(e.port, 7000);
+  for (std::string_view bad : {"http://x", "redis://", "redis://h:0", "redis://h:99999",
+                               "redis://h:x", "redis://[::1", "redis://h/x", "redis://u:@h"})
+    EXPECT_NE(parse_redis_url(bad, e), "") << bad;
+  EXPECT_NE(parse_redis_url("rediss://h", e).find("not supported"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wsagent::cluster
