@@ -10,6 +10,7 @@
 #include <future>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include "cluster/envelope.hpp"
 
@@ -22,36 +23,57 @@ namespace {
 // Every script touches only the keys it is given (KEYS), so each runs on a Redis Cluster's
 // shard of its key too; PUBLISH inside a script is replicated as the script's effect.
 
-// A change of this node's filters: KEYS[1] its hash; ARGV: the routes channel, the node,
-// then each op ('+' or '-' and the filter). The hash's field "" (never a filter) holds the
-// version; the change goes out on the routes channel with it.
+// A change of this node's record: KEYS[1] its hash, KEYS[2] the claims counter; ARGV: the
+// routes channel, the node, then triplets (op '+' or '-', key, value). A value '*' is a new
+// claim, the counter's next number. The hash's field "v" holds the version; the change goes
+// out on the routes channel with it. Returns the version, then each new claim's key and
+// number.
 constexpr std::string_view change_script = R"lua(
-local v = redis.call('HINCRBY', KEYS[1], '', 1)
-local out = {ARGV[2], ' ', v, ' '}
-for i = 3, #ARGV do
-  local op, f = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
-  if op == '+' then redis.call('HSET', KEYS[1], f, '1') else redis.call('HDEL', KEYS[1], f) end
-  out[#out + 1] = op .. #f .. ':' .. f
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+local out, claims = {ARGV[2], ' ', v, ' '}, {v}
+for i = 3, #ARGV, 3 do
+  local op, k, val = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == '+' then
+    if val == '*' then
+      val = tostring(redis.call('INCR', KEYS[2]))
+      claims[#claims + 1] = k
+      claims[#claims + 1] = val
+    end
+    redis.call('HSET', KEYS[1], k, val)
+  else
+    redis.call('HDEL', KEYS[1], k)
+  end
+  out[#out + 1] = op .. #k .. ':' .. k .. #val .. ':' .. val
 end
 redis.call('PUBLISH', ARGV[1], table.concat(out))
-return v
+return claims
 )lua";
 
-// This node's whole set, written again (start, reconnect): the hash replaced, its version
-// moved on, and the others told to read it ('!').
+// This node's whole record, written again (start, reconnect): the hash replaced, its version
+// moved on, and the others told to read it ('!'). ARGV: channel, node, a flag ("1": the first
+// part of the record, which replaces the hash; "0": a further part), then pairs (key, value),
+// '*' as above. Returns as the change script does.
 constexpr std::string_view reset_script = R"lua(
-local v = (tonumber(redis.call('HGET', KEYS[1], '')) or 0) + 1
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '', v)
-for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], '1') end
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' !')
-return v
-)lua";
-
-// More filters of the same reset (a set too large for one script call).
-constexpr std::string_view add_script = R"lua(
-for i = 1, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], '1') end
-return #ARGV
+local v
+if ARGV[3] == '1' then
+  v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'v', v)
+else
+  v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
+end
+local claims = {v}
+for i = 4, #ARGV, 2 do
+  local k, val = ARGV[i], ARGV[i + 1]
+  if val == '*' then
+    val = tostring(redis.call('INCR', KEYS[2]))
+    claims[#claims + 1] = k
+    claims[#claims + 1] = val
+  end
+  redis.call('HSET', KEYS[1], k, val)
+end
+if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' !') end
+return claims
 )lua";
 
 // The heartbeat: KEYS[1] the nodes' sorted set; ARGV: the node, the node timeout (ms).
@@ -65,14 +87,14 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')
 
 // Leaving: KEYS[1] the node's hash, KEYS[2] the nodes' set; ARGV: routes channel, node.
 constexpr std::string_view leave_script = R"lua(
-local v = (tonumber(redis.call('HGET', KEYS[1], '')) or 0) + 1
+local v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' ~')
 return v
 )lua";
 
-constexpr std::size_t filters_per_call = 5000;
+constexpr std::size_t entries_per_call = 5000;
 
 std::string random_epoch() {
   std::random_device rd;
@@ -85,6 +107,8 @@ std::string random_epoch() {
 
 // The cluster thread's state.
 struct engine::impl {
+  using claims_list = std::vector<std::pair<std::string, std::uint64_t>>;
+
   explicit impl(engine& e)
       : self(e),
         work(asio::make_work_guard(io)),
@@ -92,13 +116,14 @@ struct engine::impl {
         reconcile_timer(io),
         retry_timer(io),
         nodes_key(e.settings_.prefix + ":nodes"),
+        claims_key(e.settings_.prefix + ":claims"),
         routes_channel(e.settings_.prefix + ":routes"),
         epoch_key(e.settings_.prefix + ":epoch"),
         my_channel(e.settings_.prefix + ":node:" + e.settings_.node),
-        my_filters(filters_key(e.settings_.node)) {}
+        my_record(record_key(e.settings_.node)) {}
 
-  std::string filters_key(std::string_view node) const {
-    return self.settings_.prefix + ":filters:" + std::string(node);
+  std::string record_key(std::string_view node) const {
+    return self.settings_.prefix + ":record:" + std::string(node);
   }
 
   engine& self;
@@ -107,7 +132,7 @@ struct engine::impl {
   asio::steady_timer heartbeat_timer;
   asio::steady_timer reconcile_timer;
   asio::steady_timer retry_timer;
-  const std::string nodes_key, routes_channel, epoch_key, my_channel, my_filters;
+  const std::string nodes_key, claims_key, routes_channel, epoch_key, my_channel, my_record;
 
   std::shared_ptr<redis_connection> cmd, sub;
   int subscribed = 0;   // confirmations of the pub/sub connection's SUBSCRIBE
@@ -119,6 +144,10 @@ struct engine::impl {
   std::vector<std::string> live;  // the nodes the last heartbeat saw
   std::string envelope;           // reused for each message sent
   std::uint64_t logged_down = 0;
+  // The claim of each client id this node holds (0: claimed, the number not known yet).
+  std::unordered_map<std::string, std::uint64_t> own_claims;
+  // Ids a connection took while Redis was away: claimed afresh when it is back.
+  std::set<std::string> claim_on_reconnect;
 
   // --- connecting ---
 
@@ -171,13 +200,13 @@ struct engine::impl {
       if (!epoch.empty() && v.text != epoch) {
         spdlog::warn(
             "cluster: Redis lost its data (epoch {} is now {}): every node writes its "
-            "filters again",
+            "record again",
             epoch, v.text);
         self.table_.clear();
       }
       epoch = v.text;
     });
-    register_filters();
+    register_record();
     heartbeat([this, c] {
       if (c != cmd) return;
       reconcile([this, c] {
@@ -196,23 +225,84 @@ struct engine::impl {
     });
   }
 
-  // This node's filters, all of them (what the router holds now; changes queued meanwhile
-  // follow in order, so the hash ends as the router is).
-  void register_filters() {
-    auto all = self.router_.node_filters();
+  // This node's whole record: the filters and sessions the router holds now (changes queued
+  // meanwhile follow in order, so the hash ends as the router is). An id keeps the claim it
+  // had; one taken while Redis was away is claimed afresh; one restored from the store
+  // claims 0, so that a session a client opened on another node meanwhile keeps its id.
+  void register_record() {
+    std::vector<std::pair<std::string, std::string>> all;
+    for (auto& f : self.router_.node_filters())
+      all.emplace_back("f:" + f, "1");
+    for (auto& id : self.router_.session_ids()) {
+      auto it = own_claims.find(id);
+      std::string claim = claim_on_reconnect.contains(id)        ? "*"
+                          : it != own_claims.end() && it->second ? std::to_string(it->second)
+                                                                 : "0";
+      if (claim == "0") own_claims[id] = 0;
+      all.emplace_back("c:" + id, std::move(claim));
+    }
+    claim_on_reconnect.clear();
     std::size_t i = 0;
     do {
-      std::vector<std::string_view> args;
-      const bool first = i == 0;
-      args.insert(args.end(), {"EVAL", first ? reset_script : add_script, "1", my_filters});
-      if (first) args.insert(args.end(), {routes_channel, self.settings_.node});
-      for (std::size_t n = 0; i < all.size() && n < filters_per_call; ++i, ++n)
-        args.push_back(all[i]);
-      cmd->send(args, [](const resp_value& v) {
-        if (v.is(resp_value::kind::error) && v.text != connection_lost)
-          spdlog::error("cluster: registering this node's filters failed: {}", v.text);
-      });
+      std::vector<std::string_view> args{"EVAL",
+                                         reset_script,
+                                         "2",
+                                         my_record,
+                                         claims_key,
+                                         routes_channel,
+                                         self.settings_.node,
+                                         i == 0 ? "1" : "0"};
+      for (std::size_t n = 0; i < all.size() && n < entries_per_call; ++i, ++n) {
+        args.push_back(all[i].first);
+        args.push_back(all[i].second);
+      }
+      cmd->send(args, [this](const resp_value& v) { claims_made(v, "registering this node"); });
     } while (i < all.size());
+  }
+
+  // A change or reset script's reply: the version, then each new claim (key "c:<id>", number).
+  void claims_made(const resp_value& v, std::string_view what) {
+    if (!v.is(resp_value::kind::array)) {
+      if (v.text != connection_lost) spdlog::error("cluster: {} failed: {}", what, v.text);
+      return;
+    }
+    for (std::size_t i = 1; i + 1 < v.elements.size(); i += 2) {
+      std::string_view key = v.elements[i].text;
+      if (!key.starts_with("c:")) continue;
+      key.remove_prefix(2);
+      const auto claim = std::strtoull(v.elements[i + 1].text.c_str(), nullptr, 10);
+      auto it = own_claims.find(std::string(key));
+      if (it == own_claims.end()) continue;  // released meanwhile
+      it->second = claim;
+      std::uint64_t theirs = 0;
+      if (self.table_.owner_of(key, &theirs) && theirs > claim) yield(std::string(key));
+    }
+  }
+
+  // Another node claimed ids: those this node holds under an older claim are let go.
+  void claimed_elsewhere(const claims_list& claims) {
+    for (const auto& [id, theirs] : claims) {
+      auto it = own_claims.find(id);
+      if (it == own_claims.end()) continue;
+      if (it->second != 0 && it->second < theirs) yield(id);
+      // (0 with a claim pending: its reply compares, in claims_made)
+      else if (it->second == 0 && !claim_pending(id) && theirs > 0)
+        yield(id);
+    }
+  }
+
+  // Claims sent and not yet answered, by id (a claim of 0 from a restore is not pending).
+  std::set<std::string> pending_claims;
+  bool claim_pending(const std::string& id) const { return pending_claims.contains(id); }
+
+  void yield(const std::string& id) {
+    own_claims.erase(id);
+    pending_claims.erase(id);
+    if (self.router_.evict(id)) {
+      self.probe_.evictions.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("cluster: client {} is now on another node: its session here is closed", id);
+    }
+    if (cmd && cmd->is_ready()) send_ops({{'-', "c:" + id, ""}});
   }
 
   // --- heartbeat and reconciliation ---
@@ -254,7 +344,7 @@ struct engine::impl {
       return;
     }
     for (const auto& n : live) {
-      cmd->send({"HGET", filters_key(n), ""}, [this, n, left, done](const resp_value& v) {
+      cmd->send({"HGET", record_key(n), "v"}, [this, n, left, done](const resp_value& v) {
         const std::uint64_t redis_version =
             v.is(resp_value::kind::string) ? std::strtoull(v.text.c_str(), nullptr, 10) : 0;
         auto finish = [left, done] {
@@ -286,7 +376,7 @@ struct engine::impl {
     });
   }
 
-  // A node's whole set read again; a resync asked for while one is running runs after it.
+  // A node's whole record read again; a resync asked for while one is running runs after it.
   void resync(const std::string& node, std::function<void()> then = {}) {
     if (!resyncing.insert(node).second) {
       resync_again.insert(node);
@@ -294,23 +384,25 @@ struct engine::impl {
       return;
     }
     self.probe_.resyncs.fetch_add(1, std::memory_order_relaxed);
-    cmd->send({"HGETALL", filters_key(node)},
+    cmd->send({"HGETALL", record_key(node)},
               [this, node, then = std::move(then)](const resp_value& v) {
                 resyncing.erase(node);
                 if (v.is(resp_value::kind::array)) {
                   std::uint64_t version = 0;
-                  std::vector<std::string> filters;
+                  std::vector<route_entry> all;
                   for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
                     const auto& field = v.elements[i].text;
-                    if (field.empty())
+                    if (field == "v")
                       version = std::strtoull(v.elements[i + 1].text.c_str(), nullptr, 10);
                     else
-                      filters.push_back(field);
+                      all.push_back({field, v.elements[i + 1].text});
                   }
+                  claims_list claims;
                   if (version == 0)
                     self.table_.remove(node);  // nothing in Redis: left, or never registered
                   else
-                    self.table_.replace(node, version, std::move(filters));
+                    self.table_.replace(node, version, all, &claims);
+                  claimed_elsewhere(claims);
                 }
                 if (resync_again.erase(node) && cmd && cmd->is_ready()) resync(node);
                 if (then) then();
@@ -339,22 +431,51 @@ struct engine::impl {
     }
     if (c->node == self.settings_.node) return;
     if (c->what == route_change::kind::left) spdlog::info("cluster: node {} left", c->node);
-    if (self.table_.apply(*c) == route_table::applied::gap) resync(c->node);
+    claims_list claims;
+    if (self.table_.apply(*c, &claims) == route_table::applied::gap) resync(c->node);
+    claimed_elsewhere(claims);
   }
 
   // --- sending ---
 
+  struct op {
+    char sign;  // '+' or '-'
+    std::string key, value;
+  };
+
   void drain() {
     std::vector<outgoing> batch;
-    std::vector<std::pair<bool, std::string>> changes;
+    std::vector<std::pair<bool, std::string>> filters;
+    std::unordered_map<std::string, bool> clients;
     {
       common::lock<common::mutex> lock(self.queue_mutex_);
       batch.swap(self.outbound_);
-      changes.swap(self.filter_changes_);
+      filters.swap(self.filter_changes_);
+      clients.swap(self.client_changes_);
       self.drain_posted_ = false;
     }
-    // Changes made while Redis was away are in the set written on reconnect.
-    if (!changes.empty() && cmd && cmd->is_ready() && synced) send_changes(changes);
+    const bool connected = cmd && cmd->is_ready() && synced;
+    std::vector<op> ops;
+    for (auto& [added, f] : filters)
+      ops.push_back({added ? '+' : '-', "f:" + f, added ? "1" : ""});
+    // What the router holds now decides: the events only say which ids to look at.
+    for (auto& [id, fresh] : clients) {
+      const bool here = self.router_.has_session(id);
+      if (here && fresh) {
+        own_claims[id] = 0;
+        pending_claims.insert(id);
+        if (connected)
+          ops.push_back({'+', "c:" + id, "*"});
+        else
+          claim_on_reconnect.insert(id);
+      } else if (!here && own_claims.erase(id)) {
+        pending_claims.erase(id);
+        claim_on_reconnect.erase(id);
+        ops.push_back({'-', "c:" + id, ""});
+      }
+    }
+    // Changes made while Redis was away are in the record written on reconnect.
+    if (!ops.empty() && connected) send_ops(ops);
     const bool up = cmd && cmd->is_ready() && self.ready();
     for (auto& o : batch) {
       if (!up) {
@@ -375,19 +496,22 @@ struct engine::impl {
     }
   }
 
-  void send_changes(const std::vector<std::pair<bool, std::string>>& changes) {
-    std::vector<std::string> ops;
-    ops.reserve(changes.size());
-    for (const auto& [added, f] : changes)
-      ops.push_back((added ? '+' : '-') + f);
+  void send_ops(const std::vector<op>& ops) {
     for (std::size_t i = 0; i < ops.size();) {
-      std::vector<std::string_view> args{"EVAL",     change_script,  "1",
-                                         my_filters, routes_channel, self.settings_.node};
-      for (std::size_t n = 0; i < ops.size() && n < filters_per_call; ++i, ++n)
-        args.push_back(ops[i]);
-      cmd->send(args, [](const resp_value& v) {
-        if (v.is(resp_value::kind::error) && v.text != connection_lost)
-          spdlog::error("cluster: recording a filter change failed: {}", v.text);
+      std::vector<std::string_view> args{
+          "EVAL", change_script, "2", my_record, claims_key, routes_channel, self.settings_.node};
+      for (std::size_t n = 0; i < ops.size() && n < entries_per_call; ++i, ++n) {
+        args.push_back(std::string_view(&ops[i].sign, 1));
+        args.push_back(ops[i].key);
+        args.push_back(ops[i].value);
+      }
+      cmd->send(args, [this](const resp_value& v) {
+        claims_made(v, "recording a change of this node's record");
+        // a claim answered: no longer pending
+        if (v.is(resp_value::kind::array))
+          for (std::size_t k = 1; k + 1 < v.elements.size(); k += 2)
+            if (std::string_view(v.elements[k].text).starts_with("c:"))
+              pending_claims.erase(v.elements[k].text.substr(2));
       });
     }
   }
@@ -397,7 +521,7 @@ struct engine::impl {
     drain();
     if (!cmd || !cmd->is_ready()) return done();
     cmd->send(
-        {"EVAL", leave_script, "2", my_filters, nodes_key, routes_channel, self.settings_.node},
+        {"EVAL", leave_script, "2", my_record, nodes_key, routes_channel, self.settings_.node},
         [done](const resp_value&) { done(); });
   }
 };
@@ -417,6 +541,7 @@ void engine::start() {
   started_ = true;
   router_.set_filter_observer(this);
   router_.set_observer(this);
+  router_.set_ownership(this);
   inbound_thread_ = std::thread([this] { inbound_loop(); });
   asio::post(impl_->io, [this] { impl_->connect(); });
   cluster_thread_ = std::thread([this] { impl_->io.run(); });
@@ -427,6 +552,7 @@ void engine::stop(int timeout_ms) {
   started_ = false;
   router_.set_observer(nullptr);
   router_.set_filter_observer(nullptr);
+  router_.set_ownership(nullptr);
   auto left = std::make_shared<std::promise<void>>();
   auto fut = left->get_future();
   asio::post(impl_->io, [this, left] { impl_->leave([left] { left->set_value(); }); });
@@ -463,6 +589,12 @@ void engine::wake_cluster_thread() {
 void engine::published(const core::message_ptr& msg, const core::observed_publish& how) {
   thread_local std::vector<remote_node_ptr> nodes;
   table_.match(msg->tag, nodes);
+  if (!how.to.empty() && !how.to_here) {
+    // A direct message whose recipient is on another node: that node gets it too (once).
+    if (auto owner = table_.owner_of(how.to);
+        owner && std::find(nodes.begin(), nodes.end(), owner) == nodes.end())
+      nodes.push_back(std::move(owner));
+  }
   if (nodes.empty()) return;
   if (!ready()) {
     probe_.dropped_down.fetch_add(nodes.size(), std::memory_order_relaxed);
@@ -487,6 +619,22 @@ void engine::filter_removed(std::string_view filter) {
   common::lock<common::mutex> lock(queue_mutex_);
   filter_changes_.emplace_back(false, std::string(filter));
   wake_cluster_thread();
+}
+
+void engine::claimed(std::string_view client_id) {
+  common::lock<common::mutex> lock(queue_mutex_);
+  client_changes_[std::string(client_id)] = true;
+  wake_cluster_thread();
+}
+
+void engine::released(std::string_view client_id) {
+  common::lock<common::mutex> lock(queue_mutex_);
+  client_changes_.try_emplace(std::string(client_id), false);
+  wake_cluster_thread();
+}
+
+bool engine::held_elsewhere(std::string_view client_id) const {
+  return table_.owner_of(client_id) != nullptr;
 }
 
 // Called on the cluster thread by the pub/sub connection.
@@ -557,8 +705,13 @@ void engine::write_metrics(common::metric_set& out) const {
               "Messages and route changes from Redis that could not be read.", n(probe_.malformed));
   out.counter("cluster_connects_total", "Connections to Redis that synced the route table.",
               n(probe_.connects));
-  out.counter("cluster_resyncs_total", "Times a node's filters were read again from Redis.",
+  out.counter("cluster_resyncs_total", "Times a node's record was read again from Redis.",
               n(probe_.resyncs));
+  out.gauge("cluster_remote_clients", "Client ids other nodes hold sessions for.",
+            static_cast<double>(table_.clients()));
+  out.counter("cluster_evictions_total",
+              "Sessions here closed because the client connected to another node.",
+              n(probe_.evictions));
 }
 
 }  // namespace wsagent::cluster

@@ -7,7 +7,11 @@
 //   nodes send to this node's channel;
 // - refreshes this node's heartbeat, and drops from the route table the nodes whose
 //   heartbeat stopped;
-// - reconnects when Redis goes away, then writes its filters again and reads the others'.
+// - records the client ids this node holds sessions for, each with a claim (a cluster-wide
+//   number: the newest claim owns the id), so that a direct message finds its recipient's
+//   node and a client that connects to another node takes its id over from this one
+//   (router::set_ownership; router::evict() here when another node's claim is newer);
+// - reconnects when Redis goes away, then writes its record again and reads the others'.
 //
 // Threads: the engine runs two of its own. The cluster thread holds both Redis connections
 // (commands; pub/sub), the timers and the route table's writes: every private member not
@@ -29,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "cluster/redis_connection.hpp"
@@ -64,9 +69,12 @@ struct engine_probe {
   std::atomic<std::uint64_t> malformed{0};        // not an envelope, or a bad route change
   std::atomic<std::uint64_t> connects{0};         // (re)connections to Redis that synced
   std::atomic<std::uint64_t> resyncs{0};          // a node's filters read again
+  std::atomic<std::uint64_t> evictions{0};        // sessions here a newer claim elsewhere took
 };
 
-class engine final : public core::publish_observer, public core::filter_observer {
+class engine final : public core::publish_observer,
+                     public core::filter_observer,
+                     public core::client_ownership {
  public:
   engine(core::router& router, engine_settings settings);
   ~engine() override;
@@ -91,6 +99,11 @@ class engine final : public core::publish_observer, public core::filter_observer
   // core::filter_observer: with the routing lock held.
   void filter_added(std::string_view filter) override;
   void filter_removed(std::string_view filter) override;
+  // core::client_ownership: a session here took or let go an id (any thread, router locks
+  // held); another node holds one (a direct message's recipient).
+  void claimed(std::string_view client_id) override;
+  void released(std::string_view client_id) override;
+  bool held_elsewhere(std::string_view client_id) const override;
 
  private:
   struct impl;
@@ -116,6 +129,9 @@ class engine final : public core::publish_observer, public core::filter_observer
   common::mutex queue_mutex_;
   std::vector<outgoing> outbound_ GUARDED_BY(queue_mutex_);
   std::vector<std::pair<bool, std::string>> filter_changes_ GUARDED_BY(queue_mutex_);
+  // Client ids whose session here came or went since the last drain; true: a connection
+  // took it (a fresh claim). The drain asks the router what is true now.
+  std::unordered_map<std::string, bool> client_changes_ GUARDED_BY(queue_mutex_);
   bool drain_posted_ GUARDED_BY(queue_mutex_) = false;
 
   // Handed from the cluster thread to the inbound thread.

@@ -12,6 +12,7 @@ struct route_table::node_state {
   remote_node_ptr id;
   std::uint64_t version = 0;  // the last change applied
   std::set<std::string, std::less<>> filters;
+  std::unordered_map<std::string, std::uint64_t, core::string_hash, std::equal_to<>> clients;
 };
 
 }  // namespace wsagent::cluster
@@ -35,6 +36,29 @@ bool read_number(std::string_view& s, std::uint64_t& out) {
   return true;
 }
 
+// "<len>:<bytes>"
+bool read_counted(std::string_view& s, std::string& out) {
+  std::uint64_t n = 0;
+  if (!read_number(s, n) || s.empty() || s.front() != ':') return false;
+  s.remove_prefix(1);
+  if (n > s.size()) return false;
+  out.assign(s.substr(0, n));
+  s.remove_prefix(n);
+  return true;
+}
+
+void put_counted(std::string& out, std::string_view s) {
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+}
+
+std::uint64_t claim_of(std::string_view v) {
+  std::uint64_t n = 0;
+  std::from_chars(v.data(), v.data() + v.size(), n);
+  return n;
+}
+
 }  // namespace
 
 std::optional<route_change> parse_route_change(std::string_view s) {
@@ -53,12 +77,9 @@ std::optional<route_change> parse_route_change(std::string_view s) {
     const char op = s.front();
     if (op != '+' && op != '-') return std::nullopt;
     s.remove_prefix(1);
-    std::uint64_t n = 0;
-    if (!read_number(s, n) || s.empty() || s.front() != ':') return std::nullopt;
-    s.remove_prefix(1);
-    if (n == 0 || n > s.size()) return std::nullopt;
-    c.ops.emplace_back(op == '+', std::string(s.substr(0, n)));
-    s.remove_prefix(n);
+    route_entry e;
+    if (!read_counted(s, e.key) || e.key.empty() || !read_counted(s, e.value)) return std::nullopt;
+    c.ops.emplace_back(op == '+', std::move(e));
   }
   return c;
 }
@@ -67,11 +88,10 @@ std::string format_route_change(const route_change& c) {
   std::string out = c.node + ' ' + std::to_string(c.version) + ' ';
   if (c.what != route_change::kind::ops)
     return out + (c.what == route_change::kind::reset ? '!' : '~');
-  for (const auto& [added, filter] : c.ops) {
+  for (const auto& [added, e] : c.ops) {
     out += added ? '+' : '-';
-    out += std::to_string(filter.size());
-    out += ':';
-    out += filter;
+    put_counted(out, e.key);
+    put_counted(out, e.value);
   }
   return out;
 }
@@ -91,24 +111,64 @@ route_table::node_state& route_table::node_locked(std::string_view name) {
 }
 
 // A filter another node published that is not a valid filter here (another version's rules,
-// other limits) is kept in the node's set but not matched.
-void route_table::add_locked(node_state& n, const std::string& filter) {
-  if (!n.filters.insert(filter).second) return;
-  ++filters_;
-  if (!is_shared(filter) &&
-      core::validate_filter(filter, {1 << 16, 1 << 10}) == core::tag_error::none)
-    trie_.add(filter, &n, 0);
+// other limits) is kept in the node's set but not matched; a key of another kind is ignored
+// (a later version's).
+void route_table::add_locked(node_state& n, const route_entry& e,
+                             std::vector<std::pair<std::string, std::uint64_t>>* claims) {
+  std::string_view key = e.key;
+  if (key.starts_with("f:")) {
+    key.remove_prefix(2);
+    if (!n.filters.emplace(key).second) return;
+    ++filters_;
+    if (!is_shared(key) && core::validate_filter(key, {1 << 16, 1 << 10}) == core::tag_error::none)
+      trie_.add(key, &n, 0);
+  } else if (key.starts_with("c:")) {
+    key.remove_prefix(2);
+    const auto claim = claim_of(e.value);
+    n.clients[std::string(key)] = claim;
+    auto& holders = clients_[std::string(key)];
+    auto it =
+        std::find_if(holders.begin(), holders.end(), [&](const auto& h) { return h.first == &n; });
+    if (it != holders.end())
+      it->second = claim;
+    else
+      holders.emplace_back(&n, claim);
+    if (claims) claims->emplace_back(std::string(key), claim);
+  }
 }
 
-void route_table::drop_locked(node_state& n, const std::string& filter) {
-  auto it = n.filters.find(filter);
-  if (it == n.filters.end()) return;
-  --filters_;
-  if (!is_shared(filter)) trie_.remove(filter, &n);
-  n.filters.erase(it);
+void route_table::drop_locked(node_state& n, std::string_view key) {
+  if (key.starts_with("f:")) {
+    key.remove_prefix(2);
+    auto it = n.filters.find(key);
+    if (it == n.filters.end()) return;
+    --filters_;
+    if (!is_shared(key)) trie_.remove(key, &n);
+    n.filters.erase(it);
+  } else if (key.starts_with("c:")) {
+    key.remove_prefix(2);
+    auto it = n.clients.find(key);
+    if (it == n.clients.end()) return;
+    n.clients.erase(it);
+    if (auto h = clients_.find(key); h != clients_.end()) {
+      std::erase_if(h->second, [&](const auto& x) { return x.first == &n; });
+      if (h->second.empty()) clients_.erase(h);
+    }
+  }
 }
 
-route_table::applied route_table::apply(const route_change& c) {
+void route_table::drop_all_locked(node_state& n) {
+  std::vector<std::string> keys;
+  for (const auto& f : n.filters)
+    keys.push_back("f:" + f);
+  for (const auto& [c, claim] : n.clients)
+    keys.push_back("c:" + c);
+  for (const auto& k : keys)
+    drop_locked(n, k);
+}
+
+route_table::applied route_table::apply(
+    const route_change& c, std::vector<std::pair<std::string, std::uint64_t>>* claims) {
   if (c.node == self_) return applied::stale;
   if (c.what == route_change::kind::left) {
     remove(c.node);
@@ -120,31 +180,26 @@ route_table::applied route_table::apply(const route_change& c) {
   auto& n = *it->second;
   if (c.version <= n.version) return applied::stale;
   if (c.version != n.version + 1 || c.what == route_change::kind::reset) return applied::gap;
-  for (const auto& [added, filter] : c.ops) {
+  for (const auto& [added, e] : c.ops) {
     if (added)
-      add_locked(n, filter);
+      add_locked(n, e, claims);
     else
-      drop_locked(n, filter);
+      drop_locked(n, e.key);
   }
   n.version = c.version;
   return applied::ok;
 }
 
 void route_table::replace(std::string_view node, std::uint64_t version,
-                          std::vector<std::string> filters) {
+                          const std::vector<route_entry>& all,
+                          std::vector<std::pair<std::string, std::uint64_t>>* claims) {
   if (node == self_) return;
   common::lock<common::shared_mutex> lock(mutex_);
   auto& n = node_locked(node);
   if (version < n.version) return;  // a change newer than the read was applied meanwhile
-  std::set<std::string, std::less<>> fresh(std::make_move_iterator(filters.begin()),
-                                           std::make_move_iterator(filters.end()));
-  std::vector<std::string> gone;
-  for (const auto& f : n.filters)
-    if (!fresh.contains(f)) gone.push_back(f);
-  for (const auto& f : gone)
-    drop_locked(n, f);
-  for (const auto& f : fresh)
-    add_locked(n, f);
+  drop_all_locked(n);
+  for (const auto& e : all)
+    add_locked(n, e, claims);
   n.version = version;
 }
 
@@ -152,9 +207,7 @@ void route_table::remove(std::string_view node) {
   common::lock<common::shared_mutex> lock(mutex_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return;
-  std::vector<std::string> all(it->second->filters.begin(), it->second->filters.end());
-  for (const auto& f : all)
-    drop_locked(*it->second, f);
+  drop_all_locked(*it->second);
   nodes_.erase(it);
 }
 
@@ -182,26 +235,39 @@ void route_table::match(std::string_view tag, std::vector<remote_node_ptr>& out)
   out.clear();
   thread_local std::vector<core::basic_subscriber<node_state>> hits;
   hits.clear();
-  {
-    common::shared_lock lock(mutex_);
-    if (filters_ == 0) return;
-    const auto lists = trie_.match(tag, hits);
-    if (lists > 1) {
-      std::sort(hits.begin(), hits.end(),
-                [](const auto& a, const auto& b) { return a.who < b.who; });
-      hits.erase(std::unique(hits.begin(), hits.end(),
-                             [](const auto& a, const auto& b) { return a.who == b.who; }),
-                 hits.end());
-    }
-    out.reserve(hits.size());
-    for (const auto& h : hits)
-      out.push_back(h.who->id);
+  common::shared_lock lock(mutex_);
+  if (filters_ == 0) return;
+  const auto lists = trie_.match(tag, hits);
+  if (lists > 1) {
+    std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) { return a.who < b.who; });
+    hits.erase(std::unique(hits.begin(), hits.end(),
+                           [](const auto& a, const auto& b) { return a.who == b.who; }),
+               hits.end());
   }
+  out.reserve(hits.size());
+  for (const auto& h : hits)
+    out.push_back(h.who->id);
+}
+
+remote_node_ptr route_table::owner_of(std::string_view client_id, std::uint64_t* claim) const {
+  common::shared_lock lock(mutex_);
+  auto it = clients_.find(client_id);
+  if (it == clients_.end() || it->second.empty()) return nullptr;
+  const auto best =
+      std::max_element(it->second.begin(), it->second.end(),
+                       [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (claim) *claim = best->second;
+  return best->first->id;
 }
 
 std::size_t route_table::size() const {
   common::shared_lock lock(mutex_);
   return filters_;
+}
+
+std::size_t route_table::clients() const {
+  common::shared_lock lock(mutex_);
+  return clients_.size();
 }
 
 }  // namespace wsagent::cluster

@@ -1,7 +1,8 @@
 #pragma once
 // The cluster's route table as one node sees it (docs/cluster.md, "The route table"): which
 // filters every other node's clients hold, so that a publish is sent to exactly the nodes
-// that have a subscriber for it, one copy each.
+// that have a subscriber for it, one copy each; and which client ids they hold sessions for
+// (a direct message's recipient, a takeover across nodes).
 //
 // Each node records its own filters in Redis (a hash per node, reference-counted in the
 // node's memory: a filter is written when its first local subscriber appears and removed
@@ -36,22 +37,32 @@ struct remote_node {
 };
 using remote_node_ptr = std::shared_ptr<const remote_node>;
 
-// One change of a node's filters, as published on the routes channel.
+// One entry of a node's record in Redis (a field of its hash): a filter its clients hold
+// (key "f:<filter>", value "1"), or a client id it holds a session for (key "c:<id>", value
+// the claim: a cluster-wide number that grows with every claim, so that when two nodes hold
+// one id for a moment the higher claim is the owner and the other lets go).
+struct route_entry {
+  std::string key;
+  std::string value;
+  bool operator==(const route_entry&) const = default;
+};
+
+// One change of a node's record, as published on the routes channel.
 struct route_change {
   enum class kind {
-    ops,    // filters added and removed
-    reset,  // the node wrote its whole set again (it started, or reconnected): read it
+    ops,    // entries added and removed
+    reset,  // the node wrote its whole record again (it started, or reconnected): read it
     left,   // the node left the cluster: drop it
   };
   std::string node;
   std::uint64_t version = 0;
   kind what = kind::ops;
-  std::vector<std::pair<bool, std::string>> ops;  // (added?, whole filter), in order
+  std::vector<std::pair<bool, route_entry>> ops;  // (added?, entry), in order
 };
 
 // The routes channel's payload: "<node> <version> " then either '!' (reset), '~' (left), or
-// each op as '+' or '-', the filter's length in decimal, ':' and the filter. Null when
-// malformed.
+// each op: '+' or '-', then the key and the value, each as its length in decimal, ':' and
+// its bytes. Null when malformed.
 std::optional<route_change> parse_route_change(std::string_view payload);
 std::string format_route_change(const route_change& c);
 
@@ -67,11 +78,14 @@ class route_table {
   enum class applied { ok, stale, gap };
   // A change from the routes channel. `gap`: the node is unknown or a version was missed;
   // nothing was applied and the caller resyncs that node. `stale`: already seen (or this
-  // node's own): ignored.
-  applied apply(const route_change& c);
-  // A node's whole set of filters at `version`, read from Redis (a resync or the
-  // reconciliation): replaces what the table had, unless the table is already past it.
-  void replace(std::string_view node, std::uint64_t version, std::vector<std::string> filters);
+  // node's own): ignored. The client ids it claimed are appended to `claims`, when given.
+  applied apply(const route_change& c,
+                std::vector<std::pair<std::string, std::uint64_t>>* claims = nullptr);
+  // A node's whole record at `version`, read from Redis (a resync or the reconciliation):
+  // replaces what the table had, unless the table is already past it. Its claims are
+  // appended to `claims`, when given.
+  void replace(std::string_view node, std::uint64_t version, const std::vector<route_entry>& all,
+               std::vector<std::pair<std::string, std::uint64_t>>* claims = nullptr);
   // A node that is gone (its heartbeat expired, or it left): its filters are dropped.
   void remove(std::string_view node);
 
@@ -86,14 +100,21 @@ class route_table {
   // (cleared first). Shared subscriptions ("$share/g/f") are not matched here.
   void match(std::string_view tag, std::vector<remote_node_ptr>& out) const;
 
-  // Filters in the table, all nodes together.
+  // The node that holds a session for `client_id` (the highest claim), and that claim;
+  // null when no other node does.
+  remote_node_ptr owner_of(std::string_view client_id, std::uint64_t* claim = nullptr) const;
+
+  // Filters in the table, all nodes together; client ids other nodes hold.
   std::size_t size() const;
+  std::size_t clients() const;
 
  private:
   struct node_state;
   node_state& node_locked(std::string_view name) REQUIRES(mutex_);
-  void add_locked(node_state& n, const std::string& filter) REQUIRES(mutex_);
-  void drop_locked(node_state& n, const std::string& filter) REQUIRES(mutex_);
+  void add_locked(node_state& n, const route_entry& e,
+                  std::vector<std::pair<std::string, std::uint64_t>>* claims) REQUIRES(mutex_);
+  void drop_locked(node_state& n, std::string_view key) REQUIRES(mutex_);
+  void drop_all_locked(node_state& n) REQUIRES(mutex_);
 
   const std::string self_;
   const std::string channel_prefix_;
@@ -104,6 +125,10 @@ class route_table {
       nodes_ GUARDED_BY(mutex_);
   core::basic_tag_index<node_state> trie_ GUARDED_BY(mutex_);
   std::size_t filters_ GUARDED_BY(mutex_) = 0;
+  // Client id -> the nodes that hold it, with their claims (more than one only for a moment).
+  std::unordered_map<std::string, std::vector<std::pair<node_state*, std::uint64_t>>,
+                     core::string_hash, std::equal_to<>>
+      clients_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wsagent::cluster

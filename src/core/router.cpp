@@ -100,12 +100,12 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
   st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
   auto r = route_here(st);
   // Told after the locks are let go; a deferred one, from the store's completion.
-  if (r.ok() && !st.deferred) tell_observer(msg, opts);
+  if (r.ok() && !st.deferred) tell_observer(msg, opts, st.direct != nullptr);
   return r;
 }
 
-void router::tell_observer(const message_ptr& msg, const publish_options& opts) {
-  if (observer_) observer_->published(msg, {opts.to, opts.retain, opts.clears_retained});
+void router::tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here) {
+  if (observer_) observer_->published(msg, {opts.to, opts.retain, opts.clears_retained, to_here});
 }
 
 route_result router::route_here(route_state& st) {
@@ -118,7 +118,8 @@ route_result router::route_here(route_state& st) {
     // Before the routing lock: the registry's comes first in the order.
     common::shared_lock lock(sessions_.mutex());
     st.direct = sessions_.find(opts.to);
-    to_unknown = !st.direct;
+    // Not here: perhaps on another node (a message from one was sent here for it).
+    to_unknown = !st.direct && (st.injected || !ownership_->held_elsewhere(opts.to));
     if (st.direct && !st.direct->options().direct) st.direct.reset();
   }
   subscription_index::shared lock(index_);
@@ -237,8 +238,8 @@ void router::persist_matched(route_state& st) {
         to_whom.emplace_back(std::move(who), std::min(msg->qos, x.qos));
     store_->submit(std::move(batch),
                    [this, msg, to_whom = std::move(to_whom), done = std::move(done),
-                    to = std::string(st.opts.to), retain = st.opts.retain,
-                    clears = st.opts.clears_retained](bool ok) {
+                    to = std::string(st.opts.to), to_here = st.direct != nullptr,
+                    retain = st.opts.retain, clears = st.opts.clears_retained](bool ok) {
                      if (ok) {
                        {
                          subscription_index::shared lock(index_);
@@ -246,7 +247,7 @@ void router::persist_matched(route_state& st) {
                          for (const auto& [who, qos] : to_whom)
                            deliver(*who, msg, qos, now);
                        }
-                       if (observer_) observer_->published(msg, {to, retain, clears});
+                       if (observer_) observer_->published(msg, {to, retain, clears, to_here});
                      }
                      done(ok);
                    });

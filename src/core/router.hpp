@@ -106,6 +106,7 @@ struct observed_publish {
   std::string_view to;  // publish_options::to
   bool retain = false;  // the tag's retained message is set (or, with clears_retained, cleared)
   bool clears_retained = false;
+  bool to_here = false;  // the `to` recipient has a session on this node
 };
 
 class publish_observer {
@@ -171,6 +172,10 @@ class router {
   // shared store. Not told to the ownership (the id is not this node's to release). Returns
   // whether there was one.
   bool evict(std::string_view client_id);
+  // A session (connected, or persistent offline) is registered under `client_id`; every id
+  // registered. (The cluster records them: where a direct message's recipient is.)
+  bool has_session(std::string_view client_id) const;
+  std::vector<std::string> session_ids() const;
   // Drops the offline persistent sessions whose expiry has passed at wall time `now_ms`;
   // returns their client ids. A delayed will of a session that ends is published then.
   std::vector<std::string> expire_sessions(std::int64_t now_ms);
@@ -278,7 +283,7 @@ class router {
   struct route_state;
   route_result route(const session* from, const message_ptr& msg, publish_options& opts);
   route_result route_here(route_state& st);
-  void tell_observer(const message_ptr& msg, const publish_options& opts);
+  void tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here);
   bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
   route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
   std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);

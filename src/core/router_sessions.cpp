@@ -17,10 +17,11 @@ bool router::may_subscribe(const session& s, std::string_view filter) {
 bool router::attach(const std::shared_ptr<session>& s, bool* resumed) {
   if (resumed) *resumed = false;
   wills_.cancel(s->client_id());  // the client is back: its delayed will is not sent
-  ownership_->claimed(s->client_id());
   common::lock registry(sessions_.mutex());
   subscription_index::exclusive lock(index_);
   auto old = sessions_.put(s);
+  // Told once `s` is registered: a cluster that asks the router then finds it.
+  ownership_->claimed(s->client_id());
   if (!old) {
     save_session(*s);  // a persistent publisher's QoS 2 state needs its record too
     return false;
@@ -77,6 +78,16 @@ bool router::detach(session& s) {
   }
   index_.take_all(s);
   return registered;
+}
+
+bool router::has_session(std::string_view client_id) const {
+  common::shared_lock registry(sessions_.mutex());
+  return sessions_.find(client_id) != nullptr;
+}
+
+std::vector<std::string> router::session_ids() const {
+  common::shared_lock registry(sessions_.mutex());
+  return sessions_.ids();
 }
 
 std::vector<std::string> router::expire_sessions(std::int64_t now_ms) {

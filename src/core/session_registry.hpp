@@ -28,10 +28,16 @@ class client_ownership {
  public:
   virtual ~client_ownership() = default;
   // A connection on this node took `client_id` (any session it had here was replaced).
+  // Called with the registry's lock and the routing lock held, the new session registered:
+  // it must only take note and return.
   virtual void claimed(std::string_view client_id) = 0;
   // This node's session for `client_id` ended (a clean one at its connection's end, a
-  // persistent one at its expiry or when a clean one replaced it).
+  // persistent one at its expiry or when a clean one replaced it). Called with the same
+  // locks held.
   virtual void released(std::string_view client_id) = 0;
+  // Another node holds a session for `client_id` (a direct message to it can reach it
+  // there). Any thread, with the registry's lock held shared: it must not block.
+  virtual bool held_elsewhere(std::string_view /*client_id*/) const { return false; }
 };
 
 // One agent alone: every client id is this node's.
@@ -60,6 +66,13 @@ class session_registry {
   // Offline persistent sessions whose expiry has passed at wall time `now_ms`.
   std::vector<std::shared_ptr<session>> expired(std::int64_t now_ms) const REQUIRES_SHARED(mutex_);
   std::size_t size() const REQUIRES_SHARED(mutex_) { return sessions_.size(); }
+  std::vector<std::string> ids() const REQUIRES_SHARED(mutex_) {
+    std::vector<std::string> out;
+    out.reserve(sessions_.size());
+    for (const auto& [id, s] : sessions_)
+      out.push_back(id);
+    return out;
+  }
 
  private:
   mutable common::shared_mutex mutex_;

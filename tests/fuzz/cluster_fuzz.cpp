@@ -45,8 +45,11 @@ void route_change(std::string_view in) {
   t.replace(c->node, c->version == 0 ? 0 : c->version - 1, {});
   t.apply(*c);
   std::vector<cluster::remote_node_ptr> out;
-  for (const auto& [added, f] : c->ops)
-    if (wsagent::core::validate_tag(f, {}) == wsagent::core::tag_error::none) t.match(f, out);
+  for (const auto& [added, e] : c->ops) {
+    const std::string_view name = std::string_view(e.key).substr(e.key.size() > 2 ? 2 : 0);
+    if (wsagent::core::validate_tag(name, {}) == wsagent::core::tag_error::none) t.match(name, out);
+    (void)t.owner_of(name);
+  }
 }
 
 }  // namespace

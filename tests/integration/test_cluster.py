@@ -14,8 +14,8 @@ import urllib.request
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import (BIN, close_all, client, nothing_for, publish, recv_type, run, serve_file,
-                      subscribe)
+from conftest import (OPEN, close_all, closed_with, client, nothing_for, publish, recv,
+                      recv_type, run, serve_file, subscribe)
 from redis_procs import RedisServer
 
 FAST = ["--cluster.heartbeat_ms", "200", "--cluster.node_timeout_ms", "1500",
@@ -99,10 +99,13 @@ def test_redis_carries_one_publish_per_interested_node(nodes, redis):
     async def go():
         s = await client(b, "only-b")
         await subscribe(s, "x/#")
+        pub = await client(a, "p")
         wait_filters(a, 1)
         wait_filters(c, 1)
+        # every node knows every client (their claims are PUBLISHes on the routes channel)
+        for node, others in ((a, 1), (b, 1), (c, 2)):
+            node.wait_metric("wsagent_cluster_remote_clients", lambda v, n=others: v == n)
         redis.cli("CONFIG", "RESETSTAT")
-        pub = await client(a, "p")
         for i in range(50):
             await publish(pub, "x/y", i)
         for i in range(50):
@@ -287,6 +290,83 @@ def test_malformed_messages_on_a_node_channel_hurt_nobody(nodes, redis):
         pub = await client(a, "p")
         await publish(pub, "m/1", "fine")
         assert (await recv_type(s, "message"))["payload"] == "fine"
+        await close_all()
+    run(go())
+
+
+def wait_clients(agent, n):
+    """Waits until `agent` knows of `n` clients on other nodes."""
+    agent.wait_metric("wsagent_cluster_remote_clients", lambda v: v == n)
+
+
+def test_a_direct_message_reaches_its_recipient_on_another_node(nodes):
+    a, b, c = nodes(3)
+
+    async def go():
+        device = await client(b, "sensor-001")  # subscribed to nothing
+        dash = await client(a, "dashboard")
+        wait_clients(a, 1)
+        await dash.send('{"type":"control","to":"sensor-001","command":"reboot","qos":1}')
+        ack = await recv(dash)
+        assert ack["type"] == "ack", ack  # not unknown_client: it is on b
+        m = await recv_type(device, "control")
+        assert m["command"] == "reboot" and m["from"] == "dashboard"
+        assert c.metric("wsagent_cluster_messages_received_total") == 0  # only b got it
+        # Nobody anywhere: still refused.
+        await dash.send('{"type":"control","to":"nobody","command":"x","qos":1}')
+        err = await recv(dash)
+        assert err["type"] == "error" and err["code"] == "unknown_client"
+        await nothing_for(device, 0.2)
+        await close_all()
+    run(go())
+
+
+def test_a_client_id_taken_on_another_node_closes_the_old_connection(nodes):
+    a, b = nodes(2)
+
+    async def go():
+        old = await client(a, "dev-1")
+        wait_clients(b, 1)
+        started = time.monotonic()
+        new = await client(b, "dev-1")
+        code, _ = await closed_with(old, timeout=2)
+        took = time.monotonic() - started
+        assert code == 4409
+        OPEN.remove(old)
+        assert took < 0.5, took  # the connection migration of the IoT design
+        a.wait_metric("wsagent_cluster_evictions_total", lambda v: v == 1)
+        # The id is b's now, for direct messages too.
+        wait_clients(a, 1)
+        dash = await client(a, "dash")
+        await dash.send('{"type":"control","to":"dev-1","command":"ping"}')
+        assert (await recv_type(new, "control"))["command"] == "ping"
+        await close_all()
+    run(go())
+
+
+def test_an_mqtt_client_takes_its_id_over_from_a_native_one_on_another_node(nodes):
+    a, b = nodes(2)
+
+    async def go():
+        ws = await client(a, "same-id")
+        wait_clients(b, 1)
+        c = paho.Client(client_id="same-id", protocol=paho.MQTTv311)
+        connected = queue.Queue()
+        c.on_connect = lambda *args: connected.put(True)
+        c.connect("127.0.0.1", b.mqtt_port)
+        c.loop_start()
+        try:
+            connected.get(timeout=5)
+            code, _ = await closed_with(ws, timeout=2)
+            assert code == 4409
+            OPEN.remove(ws)
+            lost = queue.Queue()
+            c.on_disconnect = lambda *args: lost.put(True)
+            wait_clients(a, 1)
+            await client(a, "same-id")  # and back: the MQTT connection on b is closed
+            lost.get(timeout=2)
+        finally:
+            c.loop_stop()
         await close_all()
     run(go())
 

@@ -78,13 +78,30 @@ TEST(Envelope, EveryTruncationAndBadFieldIsRefused) {
   EXPECT_FALSE(decode_envelope(bad).msg);
 }
 
-route_change ops(std::string node, std::uint64_t v,
-                 std::vector<std::pair<bool, std::string>> list) {
+// A change of filters ("+a", "-b") and client claims ("+c:id=7").
+route_change ops(std::string node, std::uint64_t v, std::vector<std::string> list) {
   route_change c;
   c.node = std::move(node);
   c.version = v;
-  c.ops = std::move(list);
+  for (const auto& x : list) {
+    const bool added = x[0] == '+';
+    std::string rest = x.substr(1);
+    if (rest.starts_with("c:")) {
+      const auto eq = rest.find('=');
+      c.ops.push_back(
+          {added, {rest.substr(0, eq), eq == std::string::npos ? "" : rest.substr(eq + 1)}});
+    } else {
+      c.ops.push_back({added, {"f:" + rest, added ? "1" : ""}});
+    }
+  }
   return c;
+}
+
+std::vector<route_entry> filters(std::vector<std::string> list) {
+  std::vector<route_entry> out;
+  for (auto& f : list)
+    out.push_back({"f:" + f, "1"});
+  return out;
 }
 
 std::vector<std::string> names(const std::vector<remote_node_ptr>& v) {
@@ -96,9 +113,9 @@ std::vector<std::string> names(const std::vector<remote_node_ptr>& v) {
 }
 
 TEST(RouteChange, FormatsAndParsesEveryKind) {
-  auto c = ops("n1", 42, {{true, "a/+/b"}, {false, "x y/#"}, {true, "$share/g/t"}});
+  auto c = ops("n1", 42, {"+a/+/b", "-x y/#", "+$share/g/t", "+c:dev-1=17"});
   const auto text = format_route_change(c);
-  EXPECT_EQ(text, "n1 42 +5:a/+/b-5:x y/#+10:$share/g/t");
+  EXPECT_EQ(text, "n1 42 +7:f:a/+/b1:1-7:f:x y/#0:+12:f:$share/g/t1:1+7:c:dev-12:17");
   auto back = parse_route_change(text);
   ASSERT_TRUE(back);
   EXPECT_EQ(back->ops, c.ops);
@@ -106,16 +123,16 @@ TEST(RouteChange, FormatsAndParsesEveryKind) {
   ASSERT_TRUE(reset);
   EXPECT_EQ(reset->what, route_change::kind::reset);
   EXPECT_EQ(parse_route_change("n2 8 ~")->what, route_change::kind::left);
-  for (std::string_view bad : {"", "n1", "n1 ", " 1 +1:a", "n1 x +1:a", "n1 1 +2:a", "n1 1 *1:a",
-                               "n1 1 +0:", "n1 1 +1a", "n1 1"})
+  for (std::string_view bad : {"", "n1", "n1 ", " 1 +1:a0:", "n1 x +1:a0:", "n1 1 +2:a0:",
+                               "n1 1 *1:a0:", "n1 1 +0:0:", "n1 1 +1:a", "n1 1 +1:a1:", "n1 1"})
     EXPECT_FALSE(parse_route_change(bad)) << bad;
 }
 
 TEST(RouteTable, MatchesEachInterestedNodeOnce) {
   route_table t("me", "wsagent:node:");
-  t.replace("b", 1, {"plant/+/temp", "plant/#", "#"});
-  t.replace("c", 1, {"other/#"});
-  t.replace("me", 1, {"plant/#"});  // this node's own: not in the table
+  t.replace("b", 1, filters({"plant/+/temp", "plant/#", "#"}));
+  t.replace("c", 1, filters({"other/#"}));
+  t.replace("me", 1, filters({"plant/#"}));  // this node's own: not in the table
   std::vector<remote_node_ptr> out;
   t.match("plant/l1/temp", out);
   ASSERT_EQ(names(out), std::vector<std::string>{"b"});
@@ -129,19 +146,19 @@ TEST(RouteTable, MatchesEachInterestedNodeOnce) {
 
 TEST(RouteTable, AppliesChangesInVersionOrderAndAsksForAResyncOnAGap) {
   route_table t("me", "p:");
-  EXPECT_EQ(t.apply(ops("b", 1, {{true, "a"}})), route_table::applied::gap);  // unknown node
-  t.replace("b", 3, {"a"});
-  EXPECT_EQ(t.apply(ops("b", 3, {{true, "zzz"}})), route_table::applied::stale);
-  EXPECT_EQ(t.apply(ops("b", 4, {{true, "b"}, {false, "a"}})), route_table::applied::ok);
+  EXPECT_EQ(t.apply(ops("b", 1, {"+a"})), route_table::applied::gap);  // unknown node
+  t.replace("b", 3, filters({"a"}));
+  EXPECT_EQ(t.apply(ops("b", 3, {"+zzz"})), route_table::applied::stale);
+  EXPECT_EQ(t.apply(ops("b", 4, {"+b", "-a"})), route_table::applied::ok);
   std::vector<remote_node_ptr> out;
   t.match("a", out);
   EXPECT_TRUE(out.empty());
   t.match("b", out);
   EXPECT_EQ(names(out), std::vector<std::string>{"b"});
-  EXPECT_EQ(t.apply(ops("b", 6, {{true, "c"}})), route_table::applied::gap);  // 5 missed
+  EXPECT_EQ(t.apply(ops("b", 6, {"+c"})), route_table::applied::gap);  // 5 missed
   EXPECT_EQ(*t.version_of("b"), 4u);
   // A resync read before change 4 arrived does not take the table back.
-  t.replace("b", 2, {"old"});
+  t.replace("b", 2, filters({"old"}));
   t.match("old", out);
   EXPECT_TRUE(out.empty());
   route_change reset = ops("b", 5, {});
@@ -156,13 +173,37 @@ TEST(RouteTable, AppliesChangesInVersionOrderAndAsksForAResyncOnAGap) {
 
 TEST(RouteTable, KeepsFiltersItCannotMatchWithoutMatchingThem) {
   route_table t("me", "p:");
-  t.replace("b", 1, {"$share/g/a/#", "a/#/b"});  // a shared group; an invalid filter
+  t.replace("b", 1, filters({"$share/g/a/#", "a/#/b"}));  // a shared group; an invalid filter
+  t.replace("c", 1, {{"x:later-kind", "?"}});             // a key of a later version
   EXPECT_EQ(t.size(), 2u);
   std::vector<remote_node_ptr> out;
   t.match("a/x/b", out);
   EXPECT_TRUE(out.empty());
   t.remove("b");
   EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(RouteTable, TheHighestClaimOwnsAClientId) {
+  route_table t("me", "p:");
+  std::vector<std::pair<std::string, std::uint64_t>> claims;
+  t.replace("b", 1, {{"c:dev-1", "5"}, {"c:dev-2", "6"}}, &claims);
+  EXPECT_EQ(claims.size(), 2u);
+  std::uint64_t claim = 0;
+  ASSERT_TRUE(t.owner_of("dev-1", &claim));
+  EXPECT_EQ(t.owner_of("dev-1")->name, "b");
+  EXPECT_EQ(claim, 5u);
+  t.replace("c", 1, {});
+  claims.clear();
+  EXPECT_EQ(t.apply(ops("c", 2, {"+c:dev-1=9"}), &claims), route_table::applied::ok);
+  EXPECT_EQ(claims, (std::vector<std::pair<std::string, std::uint64_t>>{{"dev-1", 9}}));
+  EXPECT_EQ(t.owner_of("dev-1")->name, "c");  // the newer claim, while b has not let go
+  EXPECT_EQ(t.apply(ops("b", 2, {"-c:dev-1"})), route_table::applied::ok);
+  EXPECT_EQ(t.owner_of("dev-1")->name, "c");
+  EXPECT_EQ(t.clients(), 2u);
+  t.remove("c");
+  EXPECT_FALSE(t.owner_of("dev-1"));
+  EXPECT_EQ(t.owner_of("dev-2")->name, "b");
+  EXPECT_FALSE(t.owner_of("nobody"));
 }
 
 TEST(RedisUrl, ParsesHostPortCredentialsAndDatabase) {
