@@ -482,10 +482,18 @@ struct engine::impl {
         self.probe_.dropped_down.fetch_add(o.to_nodes.size(), std::memory_order_relaxed);
         continue;
       }
+      // Encoded once for every node that serves no shared group; a node that serves some
+      // gets its own (shared subscriptions are work queues: one copy in all).
       envelope.clear();
-      encode_envelope(*o.msg, {o.to}, envelope);
-      for (const auto& n : o.to_nodes) {
-        cmd->send({"PUBLISH", n->channel, envelope}, [this](const resp_value& v) {
+      for (std::size_t i = 0; i < o.to_nodes.size(); ++i) {
+        const auto& n = o.to_nodes[i];
+        const bool own = i < o.groups.size() && !o.groups[i].empty();
+        std::string mine;
+        if (own)
+          encode_envelope(*o.msg, {o.to, std::move(o.groups[i])}, mine);
+        else if (envelope.empty())
+          encode_envelope(*o.msg, {o.to, {}}, envelope);
+        cmd->send({"PUBLISH", n->channel, own ? mine : envelope}, [this](const resp_value& v) {
           if (v.is(resp_value::kind::integer) && v.integer == 0)
             self.probe_.unrouted.fetch_add(1, std::memory_order_relaxed);
           else if (v.is(resp_value::kind::error))
@@ -542,6 +550,7 @@ void engine::start() {
   router_.set_filter_observer(this);
   router_.set_observer(this);
   router_.set_ownership(this);
+  router_.set_group_policy(this);
   inbound_thread_ = std::thread([this] { inbound_loop(); });
   asio::post(impl_->io, [this] { impl_->connect(); });
   cluster_thread_ = std::thread([this] { impl_->io.run(); });
@@ -553,6 +562,7 @@ void engine::stop(int timeout_ms) {
   router_.set_observer(nullptr);
   router_.set_filter_observer(nullptr);
   router_.set_ownership(nullptr);
+  router_.set_group_policy(nullptr);
   auto left = std::make_shared<std::promise<void>>();
   auto fut = left->get_future();
   asio::post(impl_->io, [this, left] { impl_->leave([left] { left->set_value(); }); });
@@ -586,16 +596,44 @@ void engine::wake_cluster_thread() {
   asio::post(impl_->io, [this] { impl_->drain(); });
 }
 
+bool engine::take_here(std::string_view whole, const core::message&) const {
+  return table_.take_here(whole);
+}
+
 void engine::published(const core::message_ptr& msg, const core::observed_publish& how) {
   thread_local std::vector<remote_node_ptr> nodes;
+  thread_local std::vector<std::string> remote_groups;
   table_.match(msg->tag, nodes);
+  auto add_node = [&](remote_node_ptr n) -> std::size_t {
+    auto it = std::find(nodes.begin(), nodes.end(), n);
+    if (it != nodes.end()) return static_cast<std::size_t>(it - nodes.begin());
+    nodes.push_back(std::move(n));
+    return nodes.size() - 1;
+  };
   if (!how.to.empty() && !how.to_here) {
     // A direct message whose recipient is on another node: that node gets it too (once).
-    if (auto owner = table_.owner_of(how.to);
-        owner && std::find(nodes.begin(), nodes.end(), owner) == nodes.end())
-      nodes.push_back(std::move(owner));
+    if (auto owner = table_.owner_of(how.to)) add_node(std::move(owner));
   }
+  // Shared groups: those the policy sent elsewhere, and those with no member here at all,
+  // each to the node whose turn it is.
+  std::vector<std::vector<std::string>> groups;
+  auto add_group = [&](remote_node_ptr n, std::string whole) {
+    const auto i = add_node(std::move(n));
+    if (groups.size() < nodes.size()) groups.resize(nodes.size());
+    groups[i].push_back(std::move(whole));
+  };
+  for (const auto& whole : how.groups_elsewhere) {
+    if (auto n = table_.pick_node(whole))
+      add_group(std::move(n), whole);
+    else
+      probe_.dropped_group.fetch_add(1, std::memory_order_relaxed);
+  }
+  table_.match_groups(msg->tag, remote_groups);
+  for (auto& whole : remote_groups)
+    if (!router_.has_group(whole))
+      if (auto n = table_.pick_node(whole)) add_group(std::move(n), std::move(whole));
   if (nodes.empty()) return;
+  if (!groups.empty()) groups.resize(nodes.size());
   if (!ready()) {
     probe_.dropped_down.fetch_add(nodes.size(), std::memory_order_relaxed);
     return;
@@ -605,7 +643,7 @@ void engine::published(const core::message_ptr& msg, const core::observed_publis
     probe_.dropped_outbound.fetch_add(nodes.size(), std::memory_order_relaxed);
     return;
   }
-  outbound_.push_back({msg, nodes, std::string(how.to)});
+  outbound_.push_back({msg, nodes, std::move(groups), std::string(how.to)});
   wake_cluster_thread();
 }
 
@@ -672,6 +710,7 @@ void engine::inbound_loop() {
       }
       core::publish_options opts;
       opts.to = d.opts.to;
+      opts.only_groups = &d.opts.groups;
       router_.inject(d.msg, opts);
       probe_.received.fetch_add(1, std::memory_order_relaxed);
     }
@@ -701,6 +740,8 @@ void engine::write_metrics(common::metric_set& out) const {
               {{"reason", "inbound_queue"}});
   out.counter("cluster_messages_dropped_total", dropped, n(probe_.unrouted),
               {{"reason", "node_unsubscribed"}});
+  out.counter("cluster_messages_dropped_total", dropped, n(probe_.dropped_group),
+              {{"reason", "group_node_gone"}});
   out.counter("cluster_malformed_total",
               "Messages and route changes from Redis that could not be read.", n(probe_.malformed));
   out.counter("cluster_connects_total", "Connections to Redis that synced the route table.",

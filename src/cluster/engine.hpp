@@ -70,11 +70,14 @@ struct engine_probe {
   std::atomic<std::uint64_t> connects{0};         // (re)connections to Redis that synced
   std::atomic<std::uint64_t> resyncs{0};          // a node's filters read again
   std::atomic<std::uint64_t> evictions{0};        // sessions here a newer claim elsewhere took
+  // A shared group's turn went to a node that had left by the time it was sent.
+  std::atomic<std::uint64_t> dropped_group{0};
 };
 
 class engine final : public core::publish_observer,
                      public core::filter_observer,
-                     public core::client_ownership {
+                     public core::client_ownership,
+                     public core::group_policy {
  public:
   engine(core::router& router, engine_settings settings);
   ~engine() override;
@@ -104,12 +107,16 @@ class engine final : public core::publish_observer,
   void claimed(std::string_view client_id) override;
   void released(std::string_view client_id) override;
   bool held_elsewhere(std::string_view client_id) const override;
+  // core::group_policy: a publisher's thread, the routing lock held shared.
+  bool take_here(std::string_view whole, const core::message& m) const override;
 
  private:
   struct impl;
   struct outgoing {
     core::message_ptr msg;
     std::vector<remote_node_ptr> to_nodes;
+    // Per node (same index; empty when no node is sent shared groups): the groups it serves.
+    std::vector<std::vector<std::string>> groups;
     std::string to;
   };
 

@@ -8,7 +8,8 @@ namespace wsagent::cluster {
 //   u8 version (1), u8 flags (bit 0: published_retain), u8 qos, u8 payload_format,
 //   u8 message flags, u32 node, i64 timestamp_ms, i64 expires_ms,
 //   then six strings, each a u32 length and its bytes: tag, payload, from, msgid, to,
-//   properties (core::message_properties::serialize; "" for none).
+//   properties (core::message_properties::serialize; "" for none); then u32 the number of
+//   shared groups and each group's whole filter, a string as above.
 namespace {
 
 constexpr std::uint8_t version = 1;
@@ -59,7 +60,7 @@ class reader {
 
 void encode_envelope(const core::message& msg, const envelope_options& opts, std::string& out) {
   const std::string props = msg.props ? msg.props->serialize() : std::string();
-  out.reserve(out.size() + fixed_size + 6 * 4 + msg.tag.size() + msg.payload.size() +
+  out.reserve(out.size() + fixed_size + 7 * 4 + msg.tag.size() + msg.payload.size() +
               msg.from.size() + msg.msgid.size() + opts.to.size() + props.size());
   put(out, version);
   put(out, static_cast<std::uint8_t>(msg.published_retain ? flag_published_retain : 0));
@@ -75,6 +76,9 @@ void encode_envelope(const core::message& msg, const envelope_options& opts, std
   put_string(out, msg.msgid);
   put_string(out, opts.to);
   put_string(out, props);
+  put(out, static_cast<std::uint32_t>(opts.groups.size()));
+  for (const auto& g : opts.groups)
+    put_string(out, g);
 }
 
 decoded_envelope decode_envelope(std::string_view bytes) {
@@ -93,6 +97,19 @@ decoded_envelope decode_envelope(std::string_view bytes) {
       !r.get_string(d.opts.to) || !r.get_string(props)) {
     d.error = "truncated";
     return d;
+  }
+  std::uint32_t groups = 0;
+  if (!r.get(groups)) {
+    d.error = "truncated";
+    return d;
+  }
+  for (std::uint32_t i = 0; i < groups; ++i) {
+    std::string g;
+    if (!r.get_string(g)) {  // (a count larger than the bytes ends here, having read them)
+      d.error = "truncated";
+      return d;
+    }
+    d.opts.groups.push_back(std::move(g));
   }
   if (!r.done()) {
     d.error = "bytes after the envelope";

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/message.hpp"
 
@@ -19,6 +20,9 @@ namespace wsagent::cluster {
 // What a publish asks of the receiving node beyond its message.
 struct envelope_options {
   std::string to;  // core::publish_options::to: a direct message to that client id
+  // The shared groups ("$share/g/f") the receiving node serves it to (one member each);
+  // its other groups are served by other nodes.
+  std::vector<std::string> groups;
 };
 
 // Appends the envelope of `msg` to `out`.

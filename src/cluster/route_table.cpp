@@ -1,6 +1,7 @@
 #include "cluster/route_table.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 
 #include "core/tag.hpp"
@@ -15,11 +16,20 @@ struct route_table::node_state {
   std::unordered_map<std::string, std::uint64_t, core::string_hash, std::equal_to<>> clients;
 };
 
+struct route_table::group_state {
+  std::string whole;  // "$share/<g>/<f>"
+  std::string inner;  // <f>
+  std::vector<node_state*> nodes;
+  mutable std::atomic<std::size_t> turn{0};  // take_here(): this node and the others
+  mutable std::atomic<std::size_t> next{0};  // pick_node(): the others
+};
+
 }  // namespace wsagent::cluster
 
 namespace wsagent::core {
 template class basic_tag_index<cluster::route_table::node_state>;
-}
+template class basic_tag_index<cluster::route_table::group_state>;
+}  // namespace wsagent::core
 
 namespace wsagent::cluster {
 
@@ -27,6 +37,18 @@ namespace {
 
 bool is_shared(std::string_view filter) {
   return filter.starts_with("$share/");
+}
+
+// "$share/<g>/<f>" -> <f>; "" when malformed.
+std::string_view inner_of(std::string_view whole) {
+  whole.remove_prefix(7);
+  const auto slash = whole.find('/');
+  if (slash == 0 || slash == std::string_view::npos) return {};
+  return whole.substr(slash + 1);
+}
+
+bool valid_filter(std::string_view f) {
+  return !f.empty() && core::validate_filter(f, {1 << 16, 1 << 10}) == core::tag_error::none;
 }
 
 bool read_number(std::string_view& s, std::uint64_t& out) {
@@ -120,8 +142,20 @@ void route_table::add_locked(node_state& n, const route_entry& e,
     key.remove_prefix(2);
     if (!n.filters.emplace(key).second) return;
     ++filters_;
-    if (!is_shared(key) && core::validate_filter(key, {1 << 16, 1 << 10}) == core::tag_error::none)
-      trie_.add(key, &n, 0);
+    if (!is_shared(key)) {
+      if (valid_filter(key)) trie_.add(key, &n, 0);
+      return;
+    }
+    const auto inner = inner_of(key);
+    if (!valid_filter(inner) || is_shared(inner)) return;
+    auto [it, fresh] = groups_.try_emplace(std::string(key));
+    auto& g = it->second;
+    if (fresh) {
+      g.whole = key;
+      g.inner = inner;
+      group_trie_.add(g.inner, &g, 0);
+    }
+    g.nodes.push_back(&n);
   } else if (key.starts_with("c:")) {
     key.remove_prefix(2);
     const auto claim = claim_of(e.value);
@@ -143,7 +177,15 @@ void route_table::drop_locked(node_state& n, std::string_view key) {
     auto it = n.filters.find(key);
     if (it == n.filters.end()) return;
     --filters_;
-    if (!is_shared(key)) trie_.remove(key, &n);
+    if (!is_shared(key)) {
+      trie_.remove(key, &n);
+    } else if (auto g = groups_.find(key); g != groups_.end()) {
+      std::erase(g->second.nodes, &n);
+      if (g->second.nodes.empty()) {
+        group_trie_.remove(g->second.inner, &g->second);
+        groups_.erase(g);
+      }
+    }
     n.filters.erase(it);
   } else if (key.starts_with("c:")) {
     key.remove_prefix(2);
@@ -247,6 +289,33 @@ void route_table::match(std::string_view tag, std::vector<remote_node_ptr>& out)
   out.reserve(hits.size());
   for (const auto& h : hits)
     out.push_back(h.who->id);
+}
+
+bool route_table::take_here(std::string_view whole) const {
+  common::shared_lock lock(mutex_);
+  auto it = groups_.find(whole);
+  if (it == groups_.end()) return true;
+  const auto& g = it->second;
+  return g.turn.fetch_add(1, std::memory_order_relaxed) % (g.nodes.size() + 1) == 0;
+}
+
+remote_node_ptr route_table::pick_node(std::string_view whole) const {
+  common::shared_lock lock(mutex_);
+  auto it = groups_.find(whole);
+  if (it == groups_.end() || it->second.nodes.empty()) return nullptr;
+  const auto& g = it->second;
+  return g.nodes[g.next.fetch_add(1, std::memory_order_relaxed) % g.nodes.size()]->id;
+}
+
+void route_table::match_groups(std::string_view tag, std::vector<std::string>& out) const {
+  out.clear();
+  thread_local std::vector<core::basic_subscriber<group_state>> hits;
+  hits.clear();
+  common::shared_lock lock(mutex_);
+  if (groups_.empty()) return;
+  group_trie_.match(tag, hits);
+  for (const auto& h : hits)
+    out.push_back(h.who->whole);
 }
 
 remote_node_ptr route_table::owner_of(std::string_view client_id, std::uint64_t* claim) const {

@@ -100,6 +100,15 @@ class route_table {
   // (cleared first). Shared subscriptions ("$share/g/f") are not matched here.
   void match(std::string_view tag, std::vector<remote_node_ptr>& out) const;
 
+  // Shared groups ("$share/g/f") with members on several nodes take each message on one of
+  // them, the nodes in turn. take_here(): of this node (which has members of `whole`) and
+  // the others that have some, is it this node's turn? pick_node(): the next other node
+  // that has members of `whole` (null: none). match_groups(): every group other nodes have
+  // members of that `tag` matches (cleared first).
+  bool take_here(std::string_view whole) const;
+  remote_node_ptr pick_node(std::string_view whole) const;
+  void match_groups(std::string_view tag, std::vector<std::string>& out) const;
+
   // The node that holds a session for `client_id` (the highest claim), and that claim;
   // null when no other node does.
   remote_node_ptr owner_of(std::string_view client_id, std::uint64_t* claim = nullptr) const;
@@ -110,6 +119,7 @@ class route_table {
 
  private:
   struct node_state;
+  struct group_state;
   node_state& node_locked(std::string_view name) REQUIRES(mutex_);
   void add_locked(node_state& n, const route_entry& e,
                   std::vector<std::pair<std::string, std::uint64_t>>* claims) REQUIRES(mutex_);
@@ -125,6 +135,11 @@ class route_table {
       nodes_ GUARDED_BY(mutex_);
   core::basic_tag_index<node_state> trie_ GUARDED_BY(mutex_);
   std::size_t filters_ GUARDED_BY(mutex_) = 0;
+  // Shared groups by their whole filter, and by the filter after "$share/<g>/" for matching
+  // (a group's address is stable: unordered_map nodes do not move).
+  std::unordered_map<std::string, group_state, core::string_hash, std::equal_to<>> groups_
+      GUARDED_BY(mutex_);
+  core::basic_tag_index<group_state> group_trie_ GUARDED_BY(mutex_);
   // Client id -> the nodes that hold it, with their claims (more than one only for a moment).
   std::unordered_map<std::string, std::vector<std::pair<node_state*, std::uint64_t>>,
                      core::string_hash, std::equal_to<>>

@@ -54,9 +54,10 @@ struct router::route_state {
   bool stored = false;            // ops hold its put_message
   std::shared_ptr<message> kept;  // the retained copy
   std::vector<subscriber>* matches = nullptr;
-  bool pending = false;   // on_durable will run
-  bool deferred = false;  // delivered from the store's completion
-  bool injected = false;  // from another node (router::inject): not observed
+  bool pending = false;                // on_durable will run
+  bool deferred = false;               // delivered from the store's completion
+  bool injected = false;               // from another node (router::inject): not observed
+  std::vector<std::string> elsewhere;  // shared groups the policy sent to another node
 };
 
 route_result router::publish(const session& from, const message_ptr& msg, publish_options opts) {
@@ -100,12 +101,14 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
   st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
   auto r = route_here(st);
   // Told after the locks are let go; a deferred one, from the store's completion.
-  if (r.ok() && !st.deferred) tell_observer(msg, opts, st.direct != nullptr);
+  if (r.ok() && !st.deferred) tell_observer(msg, opts, st.direct != nullptr, st.elsewhere);
   return r;
 }
 
-void router::tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here) {
-  if (observer_) observer_->published(msg, {opts.to, opts.retain, opts.clears_retained, to_here});
+void router::tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
+                           std::span<const std::string> elsewhere) {
+  if (observer_)
+    observer_->published(msg, {opts.to, opts.retain, opts.clears_retained, to_here, elsewhere});
 }
 
 route_result router::route_here(route_state& st) {
@@ -193,7 +196,14 @@ route_result router::route_in_order(route_state& st) {
 std::size_t router::route_matched(route_state& st) {
   thread_local std::vector<subscriber> matches;
   matches.clear();
-  std::size_t lists = index_.match(*st.msg, matches);
+  static const std::vector<std::string> no_groups;
+  group_choice groups;
+  if (st.injected)
+    groups.only = st.opts.only_groups ? st.opts.only_groups : &no_groups;
+  else
+    groups.policy = groups_;
+  groups.elsewhere = &st.elsewhere;
+  std::size_t lists = index_.match(*st.msg, matches, groups);
   if (st.direct) {
     matches.push_back({st.direct.get(), 2});  // direct: at the publish's QoS
     ++lists;
@@ -236,21 +246,22 @@ void router::persist_matched(route_state& st) {
     for (const auto& x : *st.matches)
       if (auto who = x.who->weak_from_this().lock())
         to_whom.emplace_back(std::move(who), std::min(msg->qos, x.qos));
-    store_->submit(std::move(batch),
-                   [this, msg, to_whom = std::move(to_whom), done = std::move(done),
-                    to = std::string(st.opts.to), to_here = st.direct != nullptr,
-                    retain = st.opts.retain, clears = st.opts.clears_retained](bool ok) {
-                     if (ok) {
-                       {
-                         subscription_index::shared lock(index_);
-                         std::int64_t now = 0;
-                         for (const auto& [who, qos] : to_whom)
-                           deliver(*who, msg, qos, now);
-                       }
-                       if (observer_) observer_->published(msg, {to, retain, clears, to_here});
-                     }
-                     done(ok);
-                   });
+    store_->submit(
+        std::move(batch),
+        [this, msg, to_whom = std::move(to_whom), done = std::move(done),
+         to = std::string(st.opts.to), to_here = st.direct != nullptr, elsewhere = st.elsewhere,
+         retain = st.opts.retain, clears = st.opts.clears_retained](bool ok) {
+          if (ok) {
+            {
+              subscription_index::shared lock(index_);
+              std::int64_t now = 0;
+              for (const auto& [who, qos] : to_whom)
+                deliver(*who, msg, qos, now);
+            }
+            if (observer_) observer_->published(msg, {to, retain, clears, to_here, elsewhere});
+          }
+          done(ok);
+        });
     st.pending = st.deferred = true;
     return;
   }

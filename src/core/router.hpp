@@ -97,6 +97,9 @@ struct publish_options {
   std::function<void(bool)> on_durable;
   // Store operations written in the same batch (a QoS 2 publish's incoming record).
   std::vector<store_op> with;
+  // router::inject: the shared groups ("$share/g/f") the other node sent it here for; the
+  // others are served elsewhere (null: none).
+  const std::vector<std::string>* only_groups = nullptr;
 };
 
 // The cluster seam (issue 14), publishing side: told of every message published on this node
@@ -107,6 +110,8 @@ struct observed_publish {
   bool retain = false;  // the tag's retained message is set (or, with clears_retained, cleared)
   bool clears_retained = false;
   bool to_here = false;  // the `to` recipient has a session on this node
+  // Shared groups with members here that the group policy sent to another node's member.
+  std::span<const std::string> groups_elsewhere;
 };
 
 class publish_observer {
@@ -133,10 +138,15 @@ class router {
   void set_ownership(client_ownership* o) noexcept { ownership_ = o ? o : &local_; }
   // Told of each message published here (null: none, the default). Set once, before serving.
   void set_observer(publish_observer* o) noexcept { observer_ = o; }
+  // Decides which node's member of a shared group spread over nodes takes each message
+  // (null: this node's, the default). Set once, before serving.
+  void set_group_policy(const group_policy* p) noexcept { groups_ = p; }
   // Told of this node's filters coming and going (null: none, the default). Set before
   // serving; node_filters() then gives those held already (the restored sessions').
   void set_filter_observer(filter_observer* o);
   std::vector<std::string> node_filters() const;
+  // The shared group `whole` ("$share/g/f") has members on this node.
+  bool has_group(std::string_view whole) const;
   // This node's id, stamped on every message published here (message::node). Set once at
   // start-up, before serving (the default, 0, is a node alone).
   void set_node(std::uint32_t id) noexcept { node_ = id; }
@@ -283,7 +293,8 @@ class router {
   struct route_state;
   route_result route(const session* from, const message_ptr& msg, publish_options& opts);
   route_result route_here(route_state& st);
-  void tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here);
+  void tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
+                     std::span<const std::string> elsewhere);
   bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
   route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
   std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
@@ -304,6 +315,7 @@ class router {
   local_ownership local_;
   client_ownership* ownership_ = &local_;
   publish_observer* observer_ = nullptr;
+  const group_policy* groups_ = nullptr;
   std::uint32_t node_ = 0;
   std::atomic<std::uint64_t> seq_;
   session_registry sessions_;

@@ -119,6 +119,7 @@ void subscription_index::index_locked(std::string_view filter, session& s,
   auto [it, fresh] = groups_.try_emplace(std::string(filter));
   auto& g = it->second;
   if (fresh) {
+    g.whole = filter;
     g.filter = inner;
     group_index_.add(g.filter, &g, 0);
   }
@@ -145,7 +146,8 @@ void subscription_index::unindex_locked(std::string_view filter, session& s) {
   }
 }
 
-std::size_t subscription_index::match(const message& m, std::vector<subscriber>& out) const {
+std::size_t subscription_index::match(const message& m, std::vector<subscriber>& out,
+                                      const group_choice& choice) const {
   const auto first = out.size();
   std::size_t lists = trie_.match(m.tag, out);
   // Not to the publisher itself where it asked so (MQTT 5 No Local), before the shared groups
@@ -161,6 +163,13 @@ std::size_t subscription_index::match(const message& m, std::vector<subscriber>&
   group_index_.match(m.tag, groups);
   for (const auto& e : groups) {
     const auto& g = *e.who;
+    if (choice.only &&
+        std::find(choice.only->begin(), choice.only->end(), g.whole) == choice.only->end())
+      continue;
+    if (!choice.only && choice.policy && !choice.policy->take_here(g.whole, m)) {
+      if (choice.elsewhere) choice.elsewhere->push_back(g.whole);
+      continue;
+    }
     const auto n = g.members.size();
     const auto start = g.next.fetch_add(1, std::memory_order_relaxed) % n;
     const subscriber* pick = nullptr;

@@ -33,12 +33,34 @@ namespace wsagent::core {
 // The members of one shared subscription: each message matching `filter` goes to one of
 // them. `next` turns under the routing lock held shared, hence atomic.
 struct shared_group {
+  std::string whole;   // "$share/<group>/<filter>"
   std::string filter;  // after "$share/<group>/"
   std::vector<subscriber> members;
   mutable std::atomic<std::size_t> next{0};
 };
 
 using filter_list = std::vector<std::pair<std::string, subscription_options>>;
+
+// The cluster seam for shared subscriptions (issue 14): a group whose members are spread
+// over several nodes takes each message on one of them. For a message matching a group
+// that has members here, take_here() says whether this node's member takes it (true) or
+// the cluster sends it to a member on another node. Called by publishers under the routing
+// lock held shared, on any thread: it must be quick and must not block.
+class group_policy {
+ public:
+  virtual ~group_policy() = default;
+  virtual bool take_here(std::string_view whole, const message& m) const = 0;
+};
+
+// What a match is told about shared groups beyond the message.
+struct group_choice {
+  // The groups this match may serve (a message from another node names those it was sent
+  // here for); null: every group, as the policy decides.
+  const std::vector<std::string>* only = nullptr;
+  const group_policy* policy = nullptr;
+  // Appended: the groups matched here that the policy sent elsewhere.
+  std::vector<std::string>* elsewhere = nullptr;
+};
 
 // The cluster seam, subscribing side (issue 14): told when this node's first subscription
 // to a whole filter ("a/+/b", "$share/g/a/#") appears and when its last one goes, so that a
@@ -115,13 +137,17 @@ class subscription_index {
   // matching shared group (the next connected one in turn; when none is connected, the next
   // one in turn if it keeps QoS 1/2 messages offline). Returns how many lists contributed:
   // with one, nobody appears twice (see unique_recipients()).
-  std::size_t match(const message& m, std::vector<subscriber>& out) const
-      REQUIRES_SHARED(mutex_, routing);
+  std::size_t match(const message& m, std::vector<subscriber>& out,
+                    const group_choice& groups = {}) const REQUIRES_SHARED(mutex_, routing);
   // A connected member of the group `whole` ("$share/g/f") but `leaving` that takes `m` at
   // QoS 1 or 2 (at that QoS, into `qos`); null when none.
   session* other_member(std::string_view whole, const message& m, const session& leaving,
                         std::uint8_t& qos) const REQUIRES_SHARED(mutex_, routing);
 
+  // A shared group "$share/g/f" has members here.
+  bool has_group(std::string_view whole) const REQUIRES_SHARED(mutex_) {
+    return groups_.contains(whole);
+  }
   // Every whole filter some session of this node holds, once each.
   std::vector<std::string> node_filters() const REQUIRES_SHARED(mutex_);
 

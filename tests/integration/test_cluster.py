@@ -371,6 +371,50 @@ def test_an_mqtt_client_takes_its_id_over_from_a_native_one_on_another_node(node
     run(go())
 
 
+async def drain(ws, seconds=0.5):
+    """Every message frame's payload that arrives on `ws` until it is quiet for `seconds`."""
+    got = []
+    while True:
+        try:
+            m = await recv_type(ws, "message", timeout=seconds)
+        except (AssertionError, asyncio.TimeoutError):
+            return got
+        got.append(m["payload"])
+
+
+def test_a_shared_subscription_picks_one_member_across_the_cluster(nodes):
+    a, b, c = nodes(3)
+    count = 60
+
+    async def go():
+        workers = []
+        for node, name in ((a, "w-a"), (b, "w-b1"), (b, "w-b2"), (c, "w-c")):
+            ws = await client(node, name)
+            await subscribe(ws, "$share/w/jobs/#")
+            workers.append(ws)
+        # a group with no member on the publishing node
+        far = []
+        for node, name in ((b, "f-b"), (c, "f-c")):
+            ws = await client(node, name)
+            await subscribe(ws, "$share/far/jobs/#")
+            far.append(ws)
+        wait_filters(a, 4)  # b and c: 2 groups each
+        pub = await client(a, "boss")
+        for i in range(count):
+            await publish(pub, "jobs/build", i)
+        per_worker = [await drain(ws) for ws in workers]
+        everything = sorted(p for got in per_worker for p in got)
+        assert everything == list(range(count))  # each job once, in the whole cluster
+        per_node = [len(per_worker[0]), len(per_worker[1]) + len(per_worker[2]),
+                    len(per_worker[3])]
+        assert per_node == [count // 3] * 3, per_node  # the nodes take turns
+        per_far = [await drain(ws) for ws in far]
+        assert sorted(p for got in per_far for p in got) == list(range(count))
+        assert all(per_far), per_far
+        await close_all()
+    run(go())
+
+
 def test_cluster_configuration_errors_name_the_key(tmp_path):
     r = serve_file(tmp_path, '[cluster]\nredis = "http://127.0.0.1:6379"\n')
     assert r.returncode == 2

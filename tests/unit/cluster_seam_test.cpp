@@ -222,6 +222,45 @@ TEST(MessageIds, CarryTheNodeIdAndDoNotRepeat) {
   EXPECT_EQ(make_msgid().substr(0, 9), "00000def-");
 }
 
+// The other node takes every second message of each group.
+struct alternating_policy : group_policy {
+  mutable int turn = 0;
+  bool take_here(std::string_view, const message&) const override { return turn++ % 2 == 0; }
+};
+
+TEST_F(ClusterSeam, TheGroupPolicyDecidesWhichNodeServesASharedGroup) {
+  alternating_policy policy;
+  r.set_group_policy(&policy);
+  recording_sink w1, w2, pubsink;
+  auto a = make_session("w1", w1), b = make_session("w2", w2), pub = make_session("pub", pubsink);
+  r.attach(a);
+  r.attach(b);
+  r.attach(pub);
+  ASSERT_TRUE(r.subscribe(*a, "$share/g/jobs/#", 0).ok());
+  ASSERT_TRUE(r.subscribe(*b, "$share/g/jobs/#", 0).ok());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(r.publish(*pub, make_message("jobs/1")).ok());
+  EXPECT_EQ(w1.got.size() + w2.got.size(), 2u);  // two here, one member each time
+  ASSERT_EQ(observer.published_.size(), 4u);
+  // An injected message serves only the groups it was sent for.
+  const std::vector<std::string> mine{"$share/g/jobs/#"}, other{"$share/h/jobs/#"};
+  auto in = make_message("jobs/2");
+  in->node = 9;
+  publish_options o;
+  o.only_groups = &mine;
+  EXPECT_EQ(r.inject(in, std::move(o)).delivered, 1u);
+  auto in2 = make_message("jobs/3");
+  in2->node = 9;
+  publish_options o2;
+  o2.only_groups = &other;
+  EXPECT_EQ(r.inject(in2, std::move(o2)).delivered, 0u);
+  auto in3 = make_message("jobs/4");
+  in3->node = 9;
+  EXPECT_EQ(r.inject(in3, {}).delivered, 0u);  // for no group: none
+  EXPECT_TRUE(r.has_group("$share/g/jobs/#"));
+  EXPECT_FALSE(r.has_group("$share/h/jobs/#"));
+}
+
 struct recording_filters : filter_observer {
   std::vector<std::string> events;
   void filter_added(std::string_view f) override { events.push_back("+" + std::string(f)); }

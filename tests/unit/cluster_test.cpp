@@ -3,6 +3,7 @@
 // tests/integration/test_cluster.py.)
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,7 @@ TEST(Envelope, CarriesEveryFieldARecipientNodeNeeds) {
   props->user = {{"k", "v"}};
   m.props = props;
   std::string bytes;
-  encode_envelope(m, {"device-9"}, bytes);
+  encode_envelope(m, {"device-9", {"$share/workers/jobs/#", "$share/b/x"}}, bytes);
   auto d = decode_envelope(bytes);
   ASSERT_TRUE(d.msg) << d.error;
   EXPECT_EQ(d.msg->tag, m.tag);
@@ -49,6 +50,7 @@ TEST(Envelope, CarriesEveryFieldARecipientNodeNeeds) {
   EXPECT_EQ(d.msg->props->content_type, props->content_type);
   EXPECT_EQ(d.msg->props->user, props->user);
   EXPECT_EQ(d.opts.to, "device-9");
+  EXPECT_EQ(d.opts.groups, (std::vector<std::string>{"$share/workers/jobs/#", "$share/b/x"}));
   EXPECT_FALSE(d.msg->retain);
   EXPECT_EQ(d.msg->seq, 0u);  // each node numbers its own
 }
@@ -181,6 +183,30 @@ TEST(RouteTable, KeepsFiltersItCannotMatchWithoutMatchingThem) {
   EXPECT_TRUE(out.empty());
   t.remove("b");
   EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(RouteTable, SharedGroupsTakeTurnsAcrossNodes) {
+  route_table t("me", "p:");
+  t.replace("b", 1, filters({"$share/w/jobs/#"}));
+  t.replace("c", 1, filters({"$share/w/jobs/#", "$share/other/x"}));
+  std::vector<std::string> groups;
+  t.match_groups("jobs/1", groups);
+  EXPECT_EQ(groups, std::vector<std::string>{"$share/w/jobs/#"});
+  // This node and the two others in turn: one message in three here.
+  int here = 0;
+  for (int i = 0; i < 30; ++i)
+    here += t.take_here("$share/w/jobs/#");
+  EXPECT_EQ(here, 10);
+  EXPECT_TRUE(t.take_here("$share/nobody-else/x"));  // no other node has members
+  std::map<std::string, int> picked;
+  for (int i = 0; i < 10; ++i)
+    ++picked[t.pick_node("$share/w/jobs/#")->name];
+  EXPECT_EQ(picked, (std::map<std::string, int>{{"b", 5}, {"c", 5}}));
+  t.remove("c");
+  EXPECT_EQ(t.pick_node("$share/w/jobs/#")->name, "b");
+  EXPECT_FALSE(t.pick_node("$share/other/x"));
+  t.match_groups("x", groups);
+  EXPECT_TRUE(groups.empty());
 }
 
 TEST(RouteTable, TheHighestClaimOwnsAClientId) {
