@@ -365,6 +365,19 @@ const std::vector<key_spec>& schema() {
       int_key(
           "cluster.outbound_queue", [](config& c) -> int& { return c.cluster.outbound_queue; },
           "messages waiting to be sent to other nodes; more are dropped and counted", 16, 1 << 24),
+      int_key(
+          "cluster.inbox_max", [](config& c) -> int& { return c.cluster.inbox_max; },
+          "QoS 1/2 messages each node's inbox stream keeps at most (the oldest go first)", 100,
+          1 << 30),
+      int_key(
+          "cluster.wait_replicas", [](config& c) -> int& { return c.cluster.wait_replicas; },
+          "a QoS 1/2 publish across nodes is acknowledged once this many Redis replicas have it", 0,
+          16),
+      int_key(
+          "cluster.publish_timeout_ms",
+          [](config& c) -> int& { return c.cluster.publish_timeout_ms; },
+          "how long a QoS 1/2 publish across nodes waits for Redis before it is refused (ms)", 100,
+          600000),
       // [log]
       string_key(
           "log.level", [](config& c) -> std::string& { return c.log.level; },

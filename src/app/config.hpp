@@ -136,6 +136,9 @@ struct config {
     int reconcile_ms = 10000;
     int inbound_queue = 65536;
     int outbound_queue = 65536;
+    int inbox_max = 100000;         // entries of each node's inbox stream (MAXLEN ~)
+    int wait_replicas = 0;          // QoS 1/2: acknowledged once on this many replicas
+    int publish_timeout_ms = 5000;  // QoS 1/2 across nodes: the longest wait for Redis
     bool enabled() const { return !redis.empty(); }
   } cluster;
 

@@ -274,6 +274,9 @@ cluster::engine_settings cluster_settings_of(const config& cfg, std::string node
   s.reconcile_ms = cfg.cluster.reconcile_ms;
   s.inbound_queue = static_cast<std::size_t>(cfg.cluster.inbound_queue);
   s.outbound_queue = static_cast<std::size_t>(cfg.cluster.outbound_queue);
+  s.inbox_max = static_cast<std::size_t>(cfg.cluster.inbox_max);
+  s.wait_replicas = cfg.cluster.wait_replicas;
+  s.publish_timeout_ms = cfg.cluster.publish_timeout_ms;
   return s;
 }
 
@@ -478,6 +481,9 @@ int serve(const config& cfg, const std::string& config_path) {
   router.set_node(node);
   core::set_msgid_node(node);
   router.set_store(&writer);
+  std::string inbox_position;  // where the cluster's inbox was read to (restore clears it)
+  for (const auto& [key, value] : restored.meta)
+    if (key == "cluster.inbox") inbox_position = value;
   restore(router, restored, cfg);
   // The cluster, when configured: joins in the background (its log line says when), so a
   // Redis that is down does not keep this node from serving its own clients.
@@ -489,7 +495,9 @@ int serve(const config& cfg, const std::string& config_path) {
       spdlog::critical("cluster: {}", error);
       return 1;
     }
-    cluster = std::make_unique<cluster::engine>(router, cluster_settings_of(cfg, name));
+    auto settings = cluster_settings_of(cfg, name);
+    settings.inbox_position = inbox_position;
+    cluster = std::make_unique<cluster::engine>(router, std::move(settings));
     spdlog::info("cluster: node {}, Redis {} (prefix {})", name,
                  cluster->settings().redis.describe(), cfg.cluster.prefix);
     cluster->start();

@@ -85,10 +85,11 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')
 )lua";
 
-// Leaving: KEYS[1] the node's hash, KEYS[2] the nodes' set; ARGV: routes channel, node.
+// Leaving: KEYS[1] the node's hash, KEYS[2] the nodes' set, KEYS[3] its inbox; ARGV: routes
+// channel, node.
 constexpr std::string_view leave_script = R"lua(
 local v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' ~')
 return v
@@ -115,12 +116,20 @@ struct engine::impl {
         heartbeat_timer(io),
         reconcile_timer(io),
         retry_timer(io),
+        park_timer(io),
+        inbox_timer(io),
         nodes_key(e.settings_.prefix + ":nodes"),
         claims_key(e.settings_.prefix + ":claims"),
         routes_channel(e.settings_.prefix + ":routes"),
         epoch_key(e.settings_.prefix + ":epoch"),
         my_channel(e.settings_.prefix + ":node:" + e.settings_.node),
-        my_record(record_key(e.settings_.node)) {}
+        my_record(record_key(e.settings_.node)),
+        my_inbox(inbox_key(e.settings_.node)),
+        inbox_pos(e.settings_.inbox_position) {}
+
+  std::string inbox_key(std::string_view node) const {
+    return self.settings_.prefix + ":inbox:" + std::string(node);
+  }
 
   std::string record_key(std::string_view node) const {
     return self.settings_.prefix + ":record:" + std::string(node);
@@ -132,9 +141,17 @@ struct engine::impl {
   asio::steady_timer heartbeat_timer;
   asio::steady_timer reconcile_timer;
   asio::steady_timer retry_timer;
-  const std::string nodes_key, claims_key, routes_channel, epoch_key, my_channel, my_record;
+  asio::steady_timer park_timer;   // QoS 1/2 publishes waiting for Redis
+  asio::steady_timer inbox_timer;  // the inbox read, paused while the inbound queue is full
+  const std::string nodes_key, claims_key, routes_channel, epoch_key, my_channel, my_record,
+      my_inbox;
 
-  std::shared_ptr<redis_connection> cmd, sub;
+  // cmd: commands; sub: pub/sub; xr: the inbox read (XREAD BLOCK holds its connection).
+  std::shared_ptr<redis_connection> cmd, sub, xr;
+  // This node's inbox: read to (the next XREAD's start), and durable to (in the store).
+  std::string inbox_pos, inbox_durable;
+  // QoS 1/2 publishes waiting for Redis, each with when it was queued.
+  std::deque<std::pair<outgoing, std::chrono::steady_clock::time_point>> parked;
   int subscribed = 0;   // confirmations of the pub/sub connection's SUBSCRIBE
   bool synced = false;  // this connection round has registered and read the table
   bool stopping = false;
@@ -162,12 +179,15 @@ struct engine::impl {
         io, s.redis, "wsagent:" + s.node + ":sub",
         {[this] { both_ready(); }, on_closed, [this](const resp_value& v) { pushed(v); }},
         s.connection);
+    xr = redis_connection::create(io, s.redis, "wsagent:" + s.node + ":inbox",
+                                  {[this] { both_ready(); }, on_closed, {}}, s.connection);
     cmd->start();
     sub->start();
+    xr->start();
   }
 
   void both_ready() {
-    if (!cmd->is_ready() || !sub->is_ready()) return;
+    if (!cmd->is_ready() || !sub->is_ready() || !xr->is_ready()) return;
     sub->send({"SUBSCRIBE", routes_channel, my_channel});
   }
 
@@ -176,8 +196,10 @@ struct engine::impl {
     const bool was = self.ready_.exchange(false, std::memory_order_acq_rel);
     if (cmd) cmd->close();
     if (sub) sub->close();
+    if (xr) xr->close();
     heartbeat_timer.cancel();
     reconcile_timer.cancel();
+    inbox_timer.cancel();
     if (stopping) return;
     if (was || logged_down++ == 0)
       spdlog::error("cluster: Redis {}: {}; cross-node messages stop until it is back",
@@ -221,6 +243,8 @@ struct engine::impl {
                      self.table_.nodes().size(), self.table_.size());
         arm_heartbeat();
         arm_reconcile();
+        flush_parked();
+        start_inbox();
       });
     });
   }
@@ -372,6 +396,8 @@ struct engine::impl {
     reconcile_timer.async_wait([this](boost::system::error_code ec) {
       if (ec || !self.ready()) return;
       reconcile();
+      // What this node's store has is no longer needed in its inbox.
+      if (!inbox_durable.empty()) cmd->send({"XTRIM", my_inbox, "MINID", inbox_durable});
       arm_reconcile();
     });
   }
@@ -478,6 +504,13 @@ struct engine::impl {
     if (!ops.empty() && connected) send_ops(ops);
     const bool up = cmd && cmd->is_ready() && self.ready();
     for (auto& o : batch) {
+      if (o.msg->qos > 0) {
+        if (up)
+          send_durable(std::move(o));
+        else
+          park(std::move(o));
+        continue;
+      }
       if (!up) {
         self.probe_.dropped_down.fetch_add(o.to_nodes.size(), std::memory_order_relaxed);
         continue;
@@ -524,13 +557,145 @@ struct engine::impl {
     }
   }
 
+  // --- QoS 1/2: the inbox streams ---
+
+  // The envelope of `o` for its i-th node (its own when that node serves shared groups).
+  static std::string envelope_for(outgoing& o, std::size_t i) {
+    std::string out;
+    const bool own = i < o.groups.size() && !o.groups[i].empty();
+    encode_envelope(*o.msg, {o.to, own ? std::move(o.groups[i]) : std::vector<std::string>{}}, out);
+    return out;
+  }
+
+  // One XADD per interested node (and WAIT with wait_replicas); the publisher's
+  // acknowledgement once every reply came, and was good.
+  void send_durable(outgoing o) {
+    struct pending {
+      std::size_t left = 0;
+      bool ok = true;
+      std::function<void(bool)> done;
+    };
+    auto p = std::make_shared<pending>();
+    const int replicas = self.settings_.wait_replicas;
+    p->left = o.to_nodes.size() + (replicas > 0 ? 1 : 0);
+    p->done = std::move(o.done);
+    auto finish = [this, p](bool good) {
+      if (!good) p->ok = false;
+      if (--p->left > 0) return;
+      if (!p->ok) self.probe_.refused.fetch_add(1, std::memory_order_relaxed);
+      if (p->done) p->done(p->ok);
+    };
+    const auto max = std::to_string(self.settings_.inbox_max);
+    std::string shared;
+    for (std::size_t i = 0; i < o.to_nodes.size(); ++i) {
+      const bool own = i < o.groups.size() && !o.groups[i].empty();
+      std::string mine;
+      if (own)
+        mine = envelope_for(o, i);
+      else if (shared.empty())
+        shared = envelope_for(o, i);
+      cmd->send({"XADD", inbox_key(o.to_nodes[i]->name), "MAXLEN", "~", max, "*", "m",
+                 own ? mine : shared},
+                [finish](const resp_value& v) { finish(v.is(resp_value::kind::string)); });
+      self.probe_.inbox_sent.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (replicas > 0) {
+      const auto n = std::to_string(replicas);
+      const auto timeout = std::to_string(self.settings_.publish_timeout_ms);
+      cmd->send({"WAIT", n, timeout}, [finish, replicas](const resp_value& v) {
+        const bool enough = v.is(resp_value::kind::integer) && v.integer >= replicas;
+        if (!enough && !v.is(resp_value::kind::integer))
+          spdlog::warn("cluster: WAIT failed: {}", v.text);
+        finish(enough);
+      });
+    }
+  }
+
+  void park(outgoing o) {
+    parked.emplace_back(std::move(o), std::chrono::steady_clock::now());
+    if (parked.size() == 1) arm_park_timer();
+  }
+
+  void arm_park_timer() {
+    park_timer.expires_after(std::chrono::milliseconds(100));
+    park_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      const auto limit = std::chrono::steady_clock::now() -
+                         std::chrono::milliseconds(self.settings_.publish_timeout_ms);
+      while (!parked.empty() && parked.front().second < limit) {
+        auto o = std::move(parked.front().first);
+        parked.pop_front();
+        self.probe_.refused.fetch_add(1, std::memory_order_relaxed);
+        if (o.done) o.done(false);
+      }
+      if (!parked.empty()) arm_park_timer();
+    });
+  }
+
+  void flush_parked() {
+    park_timer.cancel();
+    auto all = std::move(parked);
+    parked.clear();
+    for (auto& [o, since] : all)
+      send_durable(std::move(o));
+  }
+
+  // The inbox read: from where this node was (its store's position), or at the first start
+  // from the stream's end.
+  void start_inbox() {
+    if (!inbox_pos.empty()) return read_inbox();
+    cmd->send({"XREVRANGE", my_inbox, "+", "-", "COUNT", "1"}, [this](const resp_value& v) {
+      inbox_pos = "0-0";
+      if (v.is(resp_value::kind::array) && !v.elements.empty() && !v.elements[0].elements.empty())
+        inbox_pos = v.elements[0].elements[0].text;
+      read_inbox();
+    });
+  }
+
+  void read_inbox() {
+    if (stopping || !xr || !xr->is_ready()) return;
+    if (self.inbound_size() * 2 > self.settings_.inbound_queue) {
+      inbox_timer.expires_after(std::chrono::milliseconds(10));
+      inbox_timer.async_wait([this](boost::system::error_code ec) {
+        if (!ec) read_inbox();
+      });
+      return;
+    }
+    auto c = xr;
+    c->send({"XREAD", "COUNT", "256", "BLOCK", "1000", "STREAMS", my_inbox, inbox_pos},
+            [this, c](const resp_value& v) {
+              if (c != xr) return;
+              if (v.is(resp_value::kind::error)) {
+                if (v.text != connection_lost) spdlog::error("cluster: XREAD: {}", v.text);
+                return;
+              }
+              // [[stream, [[id, [field, value...]]...]]]
+              if (v.is(resp_value::kind::array) && !v.elements.empty() &&
+                  v.elements[0].elements.size() == 2)
+                for (const auto& e : v.elements[0].elements[1].elements) {
+                  if (e.elements.size() != 2) continue;
+                  const auto& id = e.elements[0].text;
+                  const auto& fields = e.elements[1].elements;
+                  for (std::size_t i = 0; i + 1 < fields.size(); i += 2)
+                    if (fields[i].text == "m") self.deliver_inbound(fields[i + 1].text, id);
+                  inbox_pos = id;
+                  self.probe_.inbox_received.fetch_add(1, std::memory_order_relaxed);
+                }
+              read_inbox();
+            });
+  }
+
   // Leaving: what is queued goes out, then the leave script; `done` on its reply.
   void leave(std::function<void()> done) {
     drain();
     if (!cmd || !cmd->is_ready()) return done();
-    cmd->send(
-        {"EVAL", leave_script, "2", my_record, nodes_key, routes_channel, self.settings_.node},
-        [done](const resp_value&) { done(); });
+    cmd->send({"EVAL", leave_script, "3", my_record, nodes_key, my_inbox, routes_channel,
+               self.settings_.node},
+              [done](const resp_value& v) {
+                if (v.is(resp_value::kind::error) && v.text != connection_lost)
+                  spdlog::warn("cluster: leaving failed: {}", v.text);
+                done();
+              });
   }
 };
 
@@ -576,8 +741,14 @@ void engine::stop(int timeout_ms) {
     impl_->retry_timer.cancel();
     impl_->heartbeat_timer.cancel();
     impl_->reconcile_timer.cancel();
+    impl_->park_timer.cancel();
+    impl_->inbox_timer.cancel();
+    for (auto& [o, since] : impl_->parked)
+      if (o.done) o.done(false);
+    impl_->parked.clear();
     if (impl_->cmd) impl_->cmd->close();
     if (impl_->sub) impl_->sub->close();
+    if (impl_->xr) impl_->xr->close();
     impl_->work.reset();
   });
   cluster_thread_.join();
@@ -634,16 +805,23 @@ void engine::published(const core::message_ptr& msg, const core::observed_publis
       if (auto n = table_.pick_node(whole)) add_group(std::move(n), std::move(whole));
   if (nodes.empty()) return;
   if (!groups.empty()) groups.resize(nodes.size());
-  if (!ready()) {
+  // QoS 0 while Redis is away: dropped. QoS 1/2: queued (the cluster thread waits for
+  // Redis up to publish_timeout_ms), its publisher's acknowledgement held until it is in
+  // every interested node's inbox.
+  const bool durable = msg->qos > 0;
+  if (!durable && !ready()) {
     probe_.dropped_down.fetch_add(nodes.size(), std::memory_order_relaxed);
     return;
   }
+  std::function<void(bool)> done;
+  if (durable && how.ack) done = how.ack->hold();
   common::lock<common::mutex> lock(queue_mutex_);
   if (outbound_.size() >= settings_.outbound_queue) {
     probe_.dropped_outbound.fetch_add(nodes.size(), std::memory_order_relaxed);
+    if (done) done(false);
     return;
   }
-  outbound_.push_back({msg, nodes, std::move(groups), std::string(how.to)});
+  outbound_.push_back({msg, std::move(done), nodes, std::move(groups), std::string(how.to)});
   wake_cluster_thread();
 }
 
@@ -676,20 +854,25 @@ bool engine::held_elsewhere(std::string_view client_id) const {
 }
 
 // Called on the cluster thread by the pub/sub connection.
-void engine::deliver_inbound(const std::string& bytes) {
+void engine::deliver_inbound(const std::string& bytes, std::string stream_id) {
   {
     common::lock<common::mutex> lock(inbound_mutex_);
-    if (inbound_.size() >= settings_.inbound_queue) {
+    if (stream_id.empty() && inbound_.size() >= settings_.inbound_queue) {
       probe_.dropped_inbound.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    inbound_.push_back(bytes);
+    inbound_.push_back({bytes, std::move(stream_id)});
   }
   inbound_wake_.notify_one();
 }
 
+std::size_t engine::inbound_size() {
+  common::lock<common::mutex> lock(inbound_mutex_);
+  return inbound_.size();
+}
+
 void engine::inbound_loop() {
-  std::deque<std::string> batch;
+  std::deque<incoming> batch;
   std::uint64_t logged = 0;
   for (;;) {
     {
@@ -699,7 +882,7 @@ void engine::inbound_loop() {
       if (inbound_.empty() && inbound_stop_) return;
       batch.swap(inbound_);
     }
-    for (const auto& bytes : batch) {
+    for (auto& [bytes, stream_id] : batch) {
       auto d = decode_envelope(bytes);
       if (!d.msg) {
         probe_.malformed.fetch_add(1, std::memory_order_relaxed);
@@ -711,7 +894,15 @@ void engine::inbound_loop() {
       core::publish_options opts;
       opts.to = d.opts.to;
       opts.only_groups = &d.opts.groups;
-      router_.inject(d.msg, opts);
+      if (!stream_id.empty()) {
+        // An inbox entry: its position is written with what it puts in the store (its
+        // persistent recipients' queue entries), so a restart reads on from there.
+        opts.with.push_back(core::store_ops::put_meta{"cluster.inbox", stream_id});
+        opts.on_durable = [this, id = stream_id](bool ok) {
+          if (ok) asio::post(impl_->io, [this, id] { impl_->inbox_durable = id; });
+        };
+      }
+      router_.inject(d.msg, std::move(opts));
       probe_.received.fetch_add(1, std::memory_order_relaxed);
     }
     batch.clear();
@@ -742,6 +933,14 @@ void engine::write_metrics(common::metric_set& out) const {
               {{"reason", "node_unsubscribed"}});
   out.counter("cluster_messages_dropped_total", dropped, n(probe_.dropped_group),
               {{"reason", "group_node_gone"}});
+  out.counter("cluster_inbox_sent_total",
+              "QoS 1/2 messages written to other nodes' inbox streams (one per node).",
+              n(probe_.inbox_sent));
+  out.counter("cluster_inbox_received_total", "Entries read from this node's inbox stream.",
+              n(probe_.inbox_received));
+  out.counter("cluster_publishes_refused_total",
+              "QoS 1/2 publishes refused: not in every interested node's inbox in time.",
+              n(probe_.refused));
   out.counter("cluster_malformed_total",
               "Messages and route changes from Redis that could not be read.", n(probe_.malformed));
   out.counter("cluster_connects_total", "Connections to Redis that synced the route table.",

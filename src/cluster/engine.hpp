@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,6 +54,16 @@ struct engine_settings {
   int reconcile_ms = 10000;            // every node's version compared with Redis's
   std::size_t inbound_queue = 65536;   // messages from other nodes waiting to be routed here
   std::size_t outbound_queue = 65536;  // messages waiting to go to Redis
+  // QoS 1/2 across nodes: each node's inbox stream keeps about this many entries at most;
+  // the publisher is acknowledged once its message is in every interested node's inbox
+  // (and, with wait_replicas, on that many replicas: WAIT); while Redis is away it waits
+  // up to publish_timeout_ms, then is refused.
+  std::size_t inbox_max = 100000;
+  int wait_replicas = 0;
+  int publish_timeout_ms = 5000;
+  // Where this node's inbox was read to, durably (the store's meta "cluster.inbox"; ""
+  // at the first start: from the stream's end).
+  std::string inbox_position;
   redis_settings connection;
 };
 
@@ -72,6 +83,9 @@ struct engine_probe {
   std::atomic<std::uint64_t> evictions{0};        // sessions here a newer claim elsewhere took
   // A shared group's turn went to a node that had left by the time it was sent.
   std::atomic<std::uint64_t> dropped_group{0};
+  std::atomic<std::uint64_t> inbox_sent{0};      // QoS 1/2: XADDs to other nodes' inboxes
+  std::atomic<std::uint64_t> inbox_received{0};  // entries read from this node's inbox
+  std::atomic<std::uint64_t> refused{0};         // QoS 1/2 publishes refused (no Redis in time)
 };
 
 class engine final : public core::publish_observer,
@@ -114,6 +128,7 @@ class engine final : public core::publish_observer,
   struct impl;
   struct outgoing {
     core::message_ptr msg;
+    std::function<void(bool)> done;  // a QoS 1/2 publisher's acknowledgement, held
     std::vector<remote_node_ptr> to_nodes;
     // Per node (same index; empty when no node is sent shared groups): the groups it serves.
     std::vector<std::vector<std::string>> groups;
@@ -121,8 +136,11 @@ class engine final : public core::publish_observer,
   };
 
   void wake_cluster_thread() REQUIRES(queue_mutex_);
-  // What arrived on this node's channel, into the inbound queue (the cluster thread).
-  void deliver_inbound(const std::string& bytes);
+  // What arrived on this node's channel (`stream_id` empty) or inbox stream, into the
+  // inbound queue (the cluster thread). An inbox entry is never dropped: the inbox is read
+  // only while the queue has room.
+  void deliver_inbound(const std::string& bytes, std::string stream_id = {});
+  std::size_t inbound_size();
   void inbound_loop();
 
   core::router& router_;
@@ -144,7 +162,11 @@ class engine final : public core::publish_observer,
   // Handed from the cluster thread to the inbound thread.
   common::mutex inbound_mutex_;
   std::condition_variable_any inbound_wake_;
-  std::deque<std::string> inbound_ GUARDED_BY(inbound_mutex_);
+  struct incoming {
+    std::string bytes;
+    std::string stream_id;  // an inbox entry's id; "" for pub/sub
+  };
+  std::deque<incoming> inbound_ GUARDED_BY(inbound_mutex_);
   bool inbound_stop_ GUARDED_BY(inbound_mutex_) = false;
 
   std::thread cluster_thread_;

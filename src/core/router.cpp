@@ -3,6 +3,7 @@
 #include "core/router.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -58,6 +59,7 @@ struct router::route_state {
   bool deferred = false;               // delivered from the store's completion
   bool injected = false;               // from another node (router::inject): not observed
   std::vector<std::string> elsewhere;  // shared groups the policy sent to another node
+  std::shared_ptr<ack_join> join;      // the publisher's acknowledgement, when it waits
 };
 
 route_result router::publish(const session& from, const message_ptr& msg, publish_options opts) {
@@ -95,20 +97,72 @@ route_result router::inject(const std::shared_ptr<message>& msg, publish_options
   return route_here(st);
 }
 
+// A QoS 1/2 publish's acknowledgement waiting for the store and for what an observer holds
+// (ack_hold): `done` runs once every part is complete, with whether all went well, and only
+// when the publish said it was pending (else the adapter acknowledged at once). The router
+// holds a part of its own until the observer was asked, so that a store completion that
+// comes first cannot run `done` before the observer had its say.
+struct router::ack_join final : ack_hold, std::enable_shared_from_this<ack_join> {
+  explicit ack_join(std::function<void(bool)> d) : done(std::move(d)) {}
+  std::function<void(bool)> part() {
+    parts.fetch_add(1, std::memory_order_relaxed);
+    return [self = shared_from_this()](bool ok) { self->finish(ok); };
+  }
+  std::function<void(bool)> hold() override {
+    held.store(true, std::memory_order_relaxed);
+    return part();
+  }
+  void finish(bool ok) {
+    if (!ok) failed.store(true, std::memory_order_relaxed);
+    if (parts.fetch_sub(1, std::memory_order_acq_rel) == 1 && armed.load(std::memory_order_relaxed))
+      done(!failed.load(std::memory_order_relaxed));
+  }
+  std::function<void(bool)> done;
+  std::atomic<int> parts{0};
+  std::atomic<bool> failed{false};
+  // The observer held it; the publish is pending (`done` is its acknowledgement). Both are
+  // set before the router's part is let go, and read by the last part to finish.
+  std::atomic<bool> held{false};
+  std::atomic<bool> armed{false};
+};
+
 route_result router::route(const session* from, const message_ptr& msg, publish_options& opts) {
   const_cast<message&>(*msg).node = node_;  // created non-const by its publisher
+  std::shared_ptr<ack_join> join;
+  std::function<void(bool)> router_part;
+  if (observer_ && msg->qos > 0 && opts.on_durable) {
+    join = std::make_shared<ack_join>(std::move(opts.on_durable));
+    router_part = join->part();
+    opts.on_durable = join->part();  // the store's
+  }
   route_state st(msg, opts);
+  st.join = join;
   st.defer = msg->qos == 2 && store_ && opts.on_durable && from && from->persistent();
   auto r = route_here(st);
-  // Told after the locks are let go; a deferred one, from the store's completion.
-  if (r.ok() && !st.deferred) tell_observer(msg, opts, st.direct != nullptr, st.elsewhere);
+  if (!join) {
+    // Told after the locks are let go; a deferred one, from the store's completion.
+    if (r.ok() && !st.deferred)
+      tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, nullptr);
+    return r;
+  }
+  if (!r.pending_durable) {
+    opts.on_durable(true);  // the store's part: nothing to wait for
+    opts.on_durable = nullptr;
+  }
+  if (r.ok() && !st.deferred)
+    tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, join.get());
+  // (deferred: the store's completion tells the observer, then lets its part go)
+  r.pending_durable = r.pending_durable || join->held.load(std::memory_order_relaxed);
+  join->armed.store(r.pending_durable, std::memory_order_relaxed);
+  router_part(true);
   return r;
 }
 
 void router::tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
-                           std::span<const std::string> elsewhere) {
+                           std::span<const std::string> elsewhere, ack_hold* ack) {
   if (observer_)
-    observer_->published(msg, {opts.to, opts.retain, opts.clears_retained, to_here, elsewhere});
+    observer_->published(msg,
+                         {opts.to, opts.retain, opts.clears_retained, to_here, elsewhere, ack});
 }
 
 route_result router::route_here(route_state& st) {
@@ -250,7 +304,7 @@ void router::persist_matched(route_state& st) {
         std::move(batch),
         [this, msg, to_whom = std::move(to_whom), done = std::move(done),
          to = std::string(st.opts.to), to_here = st.direct != nullptr, elsewhere = st.elsewhere,
-         retain = st.opts.retain, clears = st.opts.clears_retained](bool ok) {
+         retain = st.opts.retain, clears = st.opts.clears_retained, join = st.join](bool ok) {
           if (ok) {
             {
               subscription_index::shared lock(index_);
@@ -258,7 +312,8 @@ void router::persist_matched(route_state& st) {
               for (const auto& [who, qos] : to_whom)
                 deliver(*who, msg, qos, now);
             }
-            if (observer_) observer_->published(msg, {to, retain, clears, to_here, elsewhere});
+            if (observer_)
+              observer_->published(msg, {to, retain, clears, to_here, elsewhere, join.get()});
           }
           done(ok);
         });

@@ -102,6 +102,18 @@ struct publish_options {
   const std::vector<std::string>* only_groups = nullptr;
 };
 
+// A publish's acknowledgement an observer may hold back (observed_publish::ack): hold()
+// returns the completion the observer calls once, later, on any thread: true when the
+// message is where the observer must have it (other nodes' inboxes), false when it could not
+// be put there. The publisher's acknowledgement waits for it and for the store's.
+class ack_hold {
+ public:
+  virtual std::function<void(bool)> hold() = 0;
+
+ protected:
+  ~ack_hold() = default;
+};
+
 // The cluster seam (issue 14), publishing side: told of every message published on this node
 // once it was routed here, so that a cluster can pass it to the other nodes; those hand it to
 // router::inject() there. The local agent has none.
@@ -112,6 +124,10 @@ struct observed_publish {
   bool to_here = false;  // the `to` recipient has a session on this node
   // Shared groups with members here that the group policy sent to another node's member.
   std::span<const std::string> groups_elsewhere;
+  // A QoS 1/2 publish whose publisher waits for an acknowledgement (publish_options::
+  // on_durable): the observer may hold it until the message is safe elsewhere too. Null
+  // otherwise; valid during the call only.
+  ack_hold* ack = nullptr;
 };
 
 class publish_observer {
@@ -293,8 +309,9 @@ class router {
   struct route_state;
   route_result route(const session* from, const message_ptr& msg, publish_options& opts);
   route_result route_here(route_state& st);
+  struct ack_join;
   void tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
-                     std::span<const std::string> elsewhere);
+                     std::span<const std::string> elsewhere, ack_hold* ack);
   bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
   route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
   std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);

@@ -126,6 +126,10 @@ struct put_will {  // replaces the client's delayed will
 struct drop_will {
   std::string client_id;
 };
+struct put_meta {  // a value of the agent's own, by key (the cluster's inbox position)
+  std::string key;
+  std::string value;
+};
 }  // namespace store_ops
 
 using store_op =
@@ -133,7 +137,8 @@ using store_op =
                  store_ops::clear_retained, store_ops::put_session, store_ops::drop_session,
                  store_ops::enqueue, store_ops::mark_sent, store_ops::dequeue,
                  store_ops::append_history, store_ops::trim_history, store_ops::put_incoming,
-                 store_ops::drop_incoming, store_ops::put_will, store_ops::drop_will>;
+                 store_ops::drop_incoming, store_ops::put_will, store_ops::drop_will,
+                 store_ops::put_meta>;
 
 // Everything a store holds, as load() returns it. Each list is in a fixed order: retained
 // and sessions by tag and client id, the queue by client id then seq, the history by tag
@@ -146,6 +151,7 @@ struct store_snapshot {
   std::vector<stored_message> messages;
   std::vector<std::pair<std::string, std::string>> incoming;  // client id, msgid
   std::vector<stored_will> wills;                             // by client id
+  std::vector<std::pair<std::string, std::string>> meta;      // put_meta's, by key
 };
 
 // One client's persistent state, as load() holds it for that client alone.

@@ -48,6 +48,7 @@ core::store_snapshot memory_store::load() {
     s.messages.push_back({id, m});
   for (const auto& i : incoming_)
     s.incoming.push_back(i);
+  s.meta.assign(meta_.begin(), meta_.end());
   for (const auto& [id, w] : wills_)
     s.wills.push_back(w);
   return s;
@@ -132,6 +133,7 @@ void memory_store::apply(const core::store_op& op) {
           [&](const ops::drop_will& o) {
             if (auto it = wills_.find(o.client_id); it != wills_.end()) wills_.erase(it);
           },
+          [&](const ops::put_meta& o) { meta_[o.key] = o.value; },
       },
       op);
 }

@@ -30,6 +30,7 @@ class memory_store final : public core::store {
   std::map<std::uint64_t, core::message_ptr> messages_;
   std::set<std::pair<std::string, std::string>> incoming_;
   std::map<std::string, core::stored_will> wills_;
+  std::map<std::string, std::string> meta_;
 };
 
 }  // namespace wsagent::store

@@ -14,7 +14,7 @@ namespace ops = core::store_ops;
 namespace {
 
 // 2: messages and retained gained `props` (message_properties::serialize()).
-constexpr int schema_version = 3;  // 2: message properties; 3: delayed wills
+constexpr int schema_version = 4;  // 2: message properties; 3: delayed wills; 4: meta
 
 // A subscription's options in the `qos` column of `subscriptions`: bits 0-1 the QoS, bit 2
 // no local, bit 3 retain as published, bits 8-39 the MQTT 5 Subscription Identifier. A row
@@ -156,7 +156,8 @@ std::string placeholders(int n) {
 struct sqlite_store::statements {
   statement put_message, drop_message, put_retained, clear_retained, put_session, drop_session,
       drop_subscriptions, put_subscription, drop_queue, drop_incoming_all, enqueue, mark_sent,
-      dequeue, append_history, trim_history, put_incoming, drop_incoming, put_will, drop_will;
+      dequeue, append_history, trim_history, put_incoming, drop_incoming, put_will, drop_will,
+      put_meta;
 };
 
 sqlite_store::sqlite_store(const std::string& data_dir, sync_mode sync)
@@ -249,6 +250,8 @@ void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
         "will_retain INTEGER NOT NULL, tag TEXT NOT NULL, " +
         mc +
         ") WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) "
+        "WITHOUT ROWID;"
         "PRAGMA user_version = " +
         std::to_string(schema_version) + ";COMMIT;")
            .c_str());
@@ -277,6 +280,7 @@ void sqlite_store::open(const std::string& data_dir, sync_mode sync) {
   prep(st_->drop_incoming, "DELETE FROM incoming WHERE client_id = ? AND msgid = ?");
   prep(st_->put_will, "INSERT OR REPLACE INTO wills VALUES (?,?,?,?," + mp + ")");
   prep(st_->drop_will, "DELETE FROM wills WHERE client_id = ?");
+  prep(st_->put_meta, "INSERT OR REPLACE INTO meta VALUES (?,?)");
 }
 
 sqlite_store::~sqlite_store() {
@@ -376,6 +380,9 @@ core::store_snapshot sqlite_store::load() {
   });
   each("SELECT * FROM wills ORDER BY client_id",
        [&](sqlite3_stmt* s) { snap.wills.push_back(will_of(s)); });
+  each("SELECT key, value FROM meta ORDER BY key", [&](sqlite3_stmt* s) {
+    snap.meta.emplace_back(std::string(column_text(s, 0)), std::string(column_text(s, 1)));
+  });
   return snap;
 }
 
@@ -510,6 +517,9 @@ void sqlite_store::apply(const core::store_op& op) {
             check(st.put_will.run());
           },
           [&](const ops::drop_will& o) { check(st.drop_will.bind(1, o.client_id).run()); },
+          [&](const ops::put_meta& o) {
+            check(st.put_meta.bind(1, o.key).bind_blob(2, o.value).run());
+          },
       },
       op);
 }

@@ -4,6 +4,7 @@ once, the route table follows subscriptions, nodes that die or leave are dropped
 that goes away and comes back empty is survived."""
 
 import asyncio
+import json
 import queue
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import urllib.request
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import (OPEN, close_all, closed_with, client, nothing_for, publish, recv,
+from conftest import (OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
                       recv_type, run, serve_file, subscribe)
 from redis_procs import RedisServer
 
@@ -413,6 +414,126 @@ def test_a_shared_subscription_picks_one_member_across_the_cluster(nodes):
         assert all(per_far), per_far
         await close_all()
     run(go())
+
+
+def test_qos1_across_nodes_goes_through_the_inbox_streams(nodes, redis):
+    a, b, c = nodes(3)
+    count = 50
+
+    async def go():
+        subs = []
+        for node, name in ((b, "q-b"), (c, "q-c")):
+            ws = await client(node, name)
+            await subscribe(ws, "q/#", qos=1)
+            subs.append(ws)
+        pub = await client(a, "q-pub")
+        wait_filters(a, 2)
+        redis.cli("CONFIG", "RESETSTAT")
+        for i in range(count):
+            await publish(pub, "q/x", i, qos=1, msgid=f"m{i}")
+            ack = await recv(pub)
+            assert ack["type"] == "ack" and ack["msgid"] == f"m{i}", ack
+        assert redis.command_calls("xadd") == 2 * count  # one per interested node
+        assert redis.command_calls("publish") == 0       # not through pub/sub
+        for ws in subs:
+            got = []
+            while len(got) < count:
+                m = await recv_type(ws, "message")
+                assert m["qos"] == 1
+                got.append(m["payload"])
+                await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+            assert got == list(range(count))
+        await close_all()
+    run(go())
+    assert b.metric("wsagent_cluster_inbox_received_total") == count
+
+
+def test_a_qos1_publish_waits_for_redis_and_is_delivered_when_it_is_back(nodes, redis):
+    a, b = nodes(2, extra=["--cluster.publish_timeout_ms", "20000"])
+
+    async def go():
+        s = await client(b, "s")
+        await subscribe(s, "w/#", qos=1)
+        pub = await client(a, "p")
+        wait_filters(a, 1)
+        redis.kill()
+        a.wait_metric("wsagent_cluster_up", lambda v: v == 0)
+        await publish(pub, "w/1", "held", qos=1, msgid="h1")
+        await nothing_for(pub, 0.5)  # no ack while Redis is away
+        redis.start()  # empty
+        ack = await recv(pub, timeout=15)
+        assert ack["type"] == "ack" and ack["msgid"] == "h1"
+        m = await recv_type(s, "message", timeout=15)
+        assert m["payload"] == "held"
+        await close_all()
+    run(go())
+
+
+def test_a_qos1_publish_is_refused_when_redis_stays_away(nodes, redis):
+    a, b = nodes(2, extra=["--cluster.publish_timeout_ms", "600"])
+
+    async def go():
+        s = await client(b, "s")
+        await subscribe(s, "r/#", qos=1)
+        pub = await client(a, "p")
+        wait_filters(a, 1)
+        redis.kill()
+        a.wait_metric("wsagent_cluster_up", lambda v: v == 0)
+        await publish(pub, "r/1", "x", qos=1, msgid="r1")
+        err = await recv(pub, timeout=5)
+        assert err["type"] == "error" and err["code"] == "unavailable", err
+        assert "r1" in err["message"]
+        await close_all()
+    run(go())
+    assert a.metric("wsagent_cluster_publishes_refused_total") == 1
+
+
+def test_a_restarted_node_reads_its_inbox_from_where_it_was(agent_factory, redis):
+    common = ["--cluster.redis", redis.url, *FAST, "--cluster.node_timeout_ms", "8000"]
+    a = agent_factory(name="pa", args=["--store.kind", "memory", "--cluster.node_id", "pa",
+                                       *common])
+    bdata = a.dir.parent / "bdata"
+    b = agent_factory(name="pb", args=["--store.data_dir", str(bdata), "--cluster.node_id",
+                                       "pb", *common])
+    a.wait_metric("wsagent_cluster_nodes", lambda v: v == 1)
+
+    async def go():
+        ws, _ = await session_on(b, "keeper")
+        await subscribe(ws, "k/#", qos=1)
+        await ws.close()
+        OPEN.remove(ws)
+        wait_filters(a, 1)
+        pub = await client(a, "p")
+        await publish(pub, "k/0", 0, qos=1, msgid="k0")
+        assert (await recv(pub))["type"] == "ack"
+        b.wait_metric("wsagent_cluster_inbox_received_total", lambda v: v == 1)
+        b.proc.kill()  # kill -9: whatever it read and stored stays read
+        b.proc.wait()
+        for i in range(1, 21):  # into b's inbox while b is down
+            await publish(pub, f"k/{i}", i, qos=1, msgid=f"k{i}")
+            assert (await recv(pub, timeout=10))["type"] == "ack"
+        again = agent_factory(name="pb2", args=["--store.data_dir", str(bdata),
+                                                "--cluster.node_id", "pb", *common])
+        again.wait_log("cluster: node pb joined", timeout=15)
+        ws, hello = await session_on(again, "keeper")
+        got = []
+        while len(got) < 21:
+            m = await recv_type(ws, "message", timeout=10)
+            got.append(m["payload"])
+            await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+        assert sorted(set(got)) == list(range(21))
+        assert got[1:] == list(range(1, 21))  # what came while it was down, in order
+        await nothing_for(ws, 0.5)
+        await close_all()
+    run(go())
+
+
+async def session_on(agent, name):
+    """A persistent native session `name` on `agent` (closed by close_all())."""
+    ws = await connect(agent)
+    OPEN.append(ws)
+    await ws.send(json.dumps({"type": "auth", "deviceId": name, "session": "persistent"}))
+    return ws, await recv_type(ws, "auth_response")
 
 
 def test_cluster_configuration_errors_name_the_key(tmp_path):

@@ -92,6 +92,15 @@ TEST_P(StoreContract, StartsEmpty) {
   EXPECT_TRUE(s.messages.empty());
   EXPECT_TRUE(s.incoming.empty());
   EXPECT_TRUE(s.wills.empty());
+  EXPECT_TRUE(s.meta.empty());
+}
+
+TEST_P(StoreContract, MetaValuesAreReplacedByKey) {
+  write({ops::put_meta{"cluster.inbox", "1-0"}, ops::put_meta{"other", std::string("\0b", 2)}});
+  write({ops::put_meta{"cluster.inbox", "1700000000000-7"}});
+  auto s = store->load();
+  EXPECT_EQ(s.meta, (std::vector<std::pair<std::string, std::string>>{
+                        {"cluster.inbox", "1700000000000-7"}, {"other", std::string("\0b", 2)}}));
 }
 
 TEST_P(StoreContract, RetainedMessagesAreReplacedAndClearedPerTag) {
@@ -428,7 +437,7 @@ TEST_P(GoldenFiles, OpenWithEverythingTheirVersionWrote) {
     std::vector<core::store_op> batch{ops::put_retained{msg("golden/new", "7")}};
     s.write(batch);
   }
-  EXPECT_EQ(user_version(dir.path / "wsagent.db"), 3);  // upgraded in place
+  EXPECT_EQ(user_version(dir.path / "wsagent.db"), 4);  // upgraded in place
   store::sqlite_store again(path);
   EXPECT_EQ(again.load_retained("golden/#").size(), 2u);
 }
