@@ -129,6 +129,16 @@ std::string check_redis_url(std::string_view url) {
   return cluster::parse_redis_url(url, e);
 }
 
+std::string check_sentinel(std::string_view where) {
+  cluster::redis_endpoint e;
+  auto problem = cluster::parse_redis_url("redis://" + std::string(where), e);
+  if (!problem.empty()) return problem;
+  if (where.find('@') != std::string_view::npos || where.find('/') != std::string_view::npos ||
+      where.empty() || where.back() == ']' || where.find(':') == std::string_view::npos)
+    return "expected host:port, got " + in_quotes(where);
+  return {};
+}
+
 // A node name or key prefix: it goes into Redis keys and channel names.
 std::string check_node_id(std::string_view name) {
   if (name.size() > 64) return "must be at most 64 characters";
@@ -335,6 +345,19 @@ const std::vector<key_spec>& schema() {
           "join a cluster through this Redis: redis://[[user]:password@]host[:port][/db] "
           "(\"\" = no cluster)",
           {}, check_redis_url, "URL"),
+      list_key(
+          "cluster.sentinels",
+          [](config& c) -> std::vector<std::string>& { return c.cluster.sentinels; },
+          "join through Redis Sentinel: each sentinel's host:port (with cluster.master; instead "
+          "of cluster.redis)",
+          check_sentinel, "HOST:PORT,..."),
+      string_key(
+          "cluster.master", [](config& c) -> std::string& { return c.cluster.master; },
+          "the name of the master the sentinels monitor", {}, check_credential, "NAME"),
+      string_key(
+          "cluster.sentinel_password",
+          [](config& c) -> std::string& { return c.cluster.sentinel_password; },
+          "the sentinels' own password, when they have one", {}, check_credential, "SECRET"),
       string_key(
           "cluster.node_id", [](config& c) -> std::string& { return c.cluster.node_id; },
           "this node's name in the cluster (\"\" = the one kept in store.data_dir/node_id)", {},
@@ -946,6 +969,21 @@ class loader {
   // The shorthands (server.listen, mqtt.listen) come first, then the file's [[listeners]];
   // with any of those, a shorthand counts only when set explicitly (its default is not asked
   // for). Two listeners on one address are an error.
+  // The cluster's keys that go together: one way to Redis, and Sentinel's master name.
+  void finish_cluster() {
+    const auto& c = cfg_.cluster;
+    if (!c.redis.empty() && !c.sentinels.empty())
+      error("configuration", 0, "cluster.sentinels",
+            "give cluster.redis or cluster.sentinels, not both");
+    if (!c.sentinels.empty() && c.master.empty())
+      error("configuration", 0, "cluster.master",
+            "cluster.sentinels needs the master's name (cluster.master)");
+    if (c.enabled() && c.node_timeout_ms < 2 * c.heartbeat_ms)
+      error("configuration", 0, "cluster.node_timeout_ms",
+            "must be at least twice cluster.heartbeat_ms (" + std::to_string(c.heartbeat_ms) +
+                "), or a live node is declared gone between two heartbeats");
+  }
+
   void resolve_listeners() {
     const bool listed = !cfg_.listeners.empty();
     std::vector<listener_config> all;
@@ -1092,6 +1130,7 @@ config_result load_config(const std::string& path, const char* const* envp,
     l.load_tokens_file();
     l.finish_auth();
     l.resolve_listeners();
+    l.finish_cluster();
     result.value = std::move(l.value());
     result.errors = std::move(l.errors());
     // Files first, then the environment, then the command line.

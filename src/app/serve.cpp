@@ -265,7 +265,15 @@ std::string cluster_node_name(const config& cfg, std::string& error) {
 cluster::engine_settings cluster_settings_of(const config& cfg, std::string node) {
   cluster::engine_settings s;
   s.node = std::move(node);
-  (void)cluster::parse_redis_url(cfg.cluster.redis, s.redis);  // checked when loaded
+  if (!cfg.cluster.redis.empty())
+    (void)cluster::parse_redis_url(cfg.cluster.redis, s.redis);  // checked when loaded
+  for (const auto& where : cfg.cluster.sentinels) {
+    cluster::redis_endpoint e;
+    (void)cluster::parse_redis_url("redis://" + where, e);
+    e.password = cfg.cluster.sentinel_password;
+    s.sentinels.push_back(std::move(e));
+  }
+  s.master = cfg.cluster.master;
   if (!cfg.cluster.username.empty()) s.redis.user = cfg.cluster.username;
   if (!cfg.cluster.password.empty()) s.redis.password = cfg.cluster.password;
   s.prefix = cfg.cluster.prefix;

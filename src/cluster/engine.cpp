@@ -146,8 +146,12 @@ struct engine::impl {
   const std::string nodes_key, claims_key, routes_channel, epoch_key, my_channel, my_record,
       my_inbox;
 
-  // cmd: commands; sub: pub/sub; xr: the inbox read (XREAD BLOCK holds its connection).
-  std::shared_ptr<redis_connection> cmd, sub, xr;
+  // cmd: commands; sub: pub/sub; xr: the inbox read (XREAD BLOCK holds its connection);
+  // dur: QoS 1/2 writes (XADD and WAIT); sentinel: the master check, with sentinels.
+  std::shared_ptr<redis_connection> cmd, sub, xr, dur, sentinel;
+  bool sentinel_connecting = false;
+  std::size_t sentinel_index = 0;
+  redis_endpoint current;  // the Redis the connections are open to
   // This node's inbox: read to (the next XREAD's start), and durable to (in the store).
   std::string inbox_pos, inbox_durable;
   // QoS 1/2 publishes waiting for Redis, each with when it was queued.
@@ -171,24 +175,114 @@ struct engine::impl {
   void connect() {
     subscribed = 0;
     synced = false;
+    if (!self.settings_.sentinels.empty()) return find_master(0);
+    open(self.settings_.redis);
+  }
+
+  // The master's address from the sentinels, each asked in turn.
+  void find_master(std::size_t i) {
     const auto& s = self.settings_;
-    auto on_closed = [this](const std::string& why) { lost(why); };
-    cmd = redis_connection::create(io, s.redis, "wsagent:" + s.node + ":cmd",
-                                   {[this] { both_ready(); }, on_closed, {}}, s.connection);
-    sub = redis_connection::create(
-        io, s.redis, "wsagent:" + s.node + ":sub",
-        {[this] { both_ready(); }, on_closed, [this](const resp_value& v) { pushed(v); }},
+    if (i >= s.sentinels.size()) return lost("no sentinel answered for master '" + s.master + "'");
+    auto ask = std::make_shared<std::shared_ptr<redis_connection>>();
+    *ask = redis_connection::create(
+        io, s.sentinels[i], "wsagent:" + s.node + ":sentinel",
+        {[this, ask, i] {
+           (*ask)->send({"SENTINEL", "get-master-addr-by-name", self.settings_.master},
+                        [this, ask, i](const resp_value& v) {
+                          (*ask)->close();
+                          if (v.is(resp_value::kind::array) && v.elements.size() == 2) {
+                            auto where = master_endpoint(v.elements[0].text, v.elements[1].text);
+                            ask->reset();
+                            return open(where);
+                          }
+                          ask->reset();
+                          find_master(i + 1);
+                        });
+         },
+         [this, ask, i](const std::string&) {
+           ask->reset();
+           find_master(i + 1);
+         },
+         {}},
         s.connection);
-    xr = redis_connection::create(io, s.redis, "wsagent:" + s.node + ":inbox",
-                                  {[this] { both_ready(); }, on_closed, {}}, s.connection);
+    (*ask)->start();
+  }
+
+  // The master a sentinel named, with the credentials of cluster.redis / username /
+  // password.
+  redis_endpoint master_endpoint(const std::string& host, const std::string& port) const {
+    redis_endpoint e = self.settings_.redis;
+    e.host = host;
+    e.port = static_cast<std::uint16_t>(std::strtoul(port.c_str(), nullptr, 10));
+    return e;
+  }
+
+  void open(const redis_endpoint& where) {
+    const auto& s = self.settings_;
+    current = where;
+    auto on_closed = [this](const std::string& why) { lost(why); };
+    auto ready = [this] { all_ready(); };
+    cmd = redis_connection::create(io, where, "wsagent:" + s.node + ":cmd", {ready, on_closed, {}},
+                                   s.connection);
+    sub = redis_connection::create(io, where, "wsagent:" + s.node + ":sub",
+                                   {ready, on_closed, [this](const resp_value& v) { pushed(v); }},
+                                   s.connection);
+    xr = redis_connection::create(io, where, "wsagent:" + s.node + ":inbox", {ready, on_closed, {}},
+                                  s.connection);
+    // QoS 1/2 writes (XADD, then WAIT, which holds its connection while replicas catch up)
+    // on a connection of their own, so that a slow WAIT delays no heartbeat.
+    auto slow = s.connection;
+    slow.reply_timeout_ms += s.publish_timeout_ms;
+    dur = redis_connection::create(io, where, "wsagent:" + s.node + ":durable",
+                                   {ready, on_closed, {}}, slow);
     cmd->start();
     sub->start();
     xr->start();
+    dur->start();
   }
 
-  void both_ready() {
-    if (!cmd->is_ready() || !sub->is_ready() || !xr->is_ready()) return;
-    sub->send({"SUBSCRIBE", routes_channel, my_channel});
+  void all_ready() {
+    if (!cmd->is_ready() || !sub->is_ready() || !xr->is_ready() || !dur->is_ready()) return;
+    // After a failover the old master comes back as a replica: only a master will do.
+    cmd->send({"ROLE"}, [this, c = cmd](const resp_value& v) {
+      if (c != cmd) return;
+      if (!v.is(resp_value::kind::array) || v.elements.empty() || v.elements[0].text != "master") {
+        if (v.text != connection_lost)
+          lost(current.describe() + " is not a master" +
+               (v.elements.empty() ? "" : " (" + v.elements[0].text + ")"));
+        return;
+      }
+      sub->send({"SUBSCRIBE", routes_channel, my_channel});
+    });
+  }
+
+  // With sentinels: every cluster.heartbeat_ms, is the master still where this node is
+  // connected? (Not only on failover events: a node that missed one follows all the same.)
+  void check_master() {
+    const auto& s = self.settings_;
+    if (s.sentinels.empty() || stopping) return;
+    if (!sentinel || !sentinel->is_ready()) {
+      if (!sentinel || !sentinel_connecting) {
+        sentinel_connecting = true;
+        const auto i = sentinel_index++ % s.sentinels.size();
+        sentinel = redis_connection::create(io, s.sentinels[i], "wsagent:" + s.node + ":sentinel",
+                                            {[this] { sentinel_connecting = false; },
+                                             [this](const std::string&) {
+                                               sentinel_connecting = false;
+                                               sentinel.reset();
+                                             },
+                                             {}},
+                                            s.connection);
+        sentinel->start();
+      }
+      return;
+    }
+    sentinel->send({"SENTINEL", "get-master-addr-by-name", s.master}, [this](const resp_value& v) {
+      if (!v.is(resp_value::kind::array) || v.elements.size() != 2) return;
+      const auto where = master_endpoint(v.elements[0].text, v.elements[1].text);
+      if ((where.host != current.host || where.port != current.port) && cmd)
+        lost("the sentinels say the master is now " + where.describe());
+    });
   }
 
   // Either connection failed: both are dropped and made again after a backoff.
@@ -197,17 +291,18 @@ struct engine::impl {
     if (cmd) cmd->close();
     if (sub) sub->close();
     if (xr) xr->close();
+    if (dur) dur->close();
     heartbeat_timer.cancel();
     reconcile_timer.cancel();
     inbox_timer.cancel();
     if (stopping) return;
     if (was || logged_down++ == 0)
       spdlog::error("cluster: Redis {}: {}; cross-node messages stop until it is back",
-                    self.settings_.redis.describe(), why);
+                    current.describe(), why);
     else
-      spdlog::debug("cluster: Redis {}: {}", self.settings_.redis.describe(), why);
+      spdlog::debug("cluster: Redis {}: {}", current.describe(), why);
     retry_timer.expires_after(std::chrono::milliseconds(backoff_ms));
-    backoff_ms = std::min(backoff_ms * 2, 5000);
+    backoff_ms = std::min(backoff_ms * 2, 2000);
     retry_timer.async_wait([this](boost::system::error_code ec) {
       if (!ec && !stopping) connect();
     });
@@ -239,8 +334,8 @@ struct engine::impl {
         self.probe_.connects.fetch_add(1, std::memory_order_relaxed);
         self.ready_.store(true, std::memory_order_release);
         spdlog::info("cluster: node {} joined through Redis {} ({} other node(s), {} filter(s))",
-                     self.settings_.node, self.settings_.redis.describe(),
-                     self.table_.nodes().size(), self.table_.size());
+                     self.settings_.node, current.describe(), self.table_.nodes().size(),
+                     self.table_.size());
         arm_heartbeat();
         arm_reconcile();
         flush_parked();
@@ -387,6 +482,7 @@ struct engine::impl {
     heartbeat_timer.async_wait([this](boost::system::error_code ec) {
       if (ec || !self.ready()) return;
       heartbeat();
+      check_master();
       arm_heartbeat();
     });
   }
@@ -560,59 +656,69 @@ struct engine::impl {
   // --- QoS 1/2: the inbox streams ---
 
   // The envelope of `o` for its i-th node (its own when that node serves shared groups).
-  static std::string envelope_for(outgoing& o, std::size_t i) {
+  static std::string envelope_for(const outgoing& o, std::size_t i) {
     std::string out;
     const bool own = i < o.groups.size() && !o.groups[i].empty();
-    encode_envelope(*o.msg, {o.to, own ? std::move(o.groups[i]) : std::vector<std::string>{}}, out);
+    encode_envelope(*o.msg, {o.to, own ? o.groups[i] : std::vector<std::string>{}}, out);
     return out;
   }
 
+  using clock = std::chrono::steady_clock;
+
   // One XADD per interested node (and WAIT with wait_replicas); the publisher's
-  // acknowledgement once every reply came, and was good.
-  void send_durable(outgoing o) {
+  // acknowledgement once every reply came, and was good. A connection lost on the way
+  // (a failover) sends it all again once Redis is back, within publish_timeout_ms of when
+  // it was first queued: a node's inbox may then hold it twice (QoS 1 is at least once).
+  void send_durable(outgoing o, clock::time_point since = clock::now()) {
     struct pending {
+      outgoing o;
+      clock::time_point since;
       std::size_t left = 0;
       bool ok = true;
-      std::function<void(bool)> done;
+      bool lost = false;
     };
     auto p = std::make_shared<pending>();
     const int replicas = self.settings_.wait_replicas;
     p->left = o.to_nodes.size() + (replicas > 0 ? 1 : 0);
-    p->done = std::move(o.done);
-    auto finish = [this, p](bool good) {
+    p->since = since;
+    p->o = std::move(o);
+    auto finish = [this, p](const resp_value& v, bool good) {
       if (!good) p->ok = false;
+      if (v.is(resp_value::kind::error) && v.text == connection_lost) p->lost = true;
       if (--p->left > 0) return;
+      if (!p->ok && p->lost && !stopping) return park(std::move(p->o), p->since);
       if (!p->ok) self.probe_.refused.fetch_add(1, std::memory_order_relaxed);
-      if (p->done) p->done(p->ok);
+      if (p->o.done) p->o.done(p->ok);
     };
     const auto max = std::to_string(self.settings_.inbox_max);
     std::string shared;
-    for (std::size_t i = 0; i < o.to_nodes.size(); ++i) {
-      const bool own = i < o.groups.size() && !o.groups[i].empty();
+    const auto& out = p->o;
+    for (std::size_t i = 0; i < out.to_nodes.size(); ++i) {
+      const bool own = i < out.groups.size() && !out.groups[i].empty();
       std::string mine;
       if (own)
-        mine = envelope_for(o, i);
+        mine = envelope_for(out, i);
       else if (shared.empty())
-        shared = envelope_for(o, i);
-      cmd->send({"XADD", inbox_key(o.to_nodes[i]->name), "MAXLEN", "~", max, "*", "m",
+        shared = envelope_for(out, i);
+      dur->send({"XADD", inbox_key(out.to_nodes[i]->name), "MAXLEN", "~", max, "*", "m",
                  own ? mine : shared},
-                [finish](const resp_value& v) { finish(v.is(resp_value::kind::string)); });
+                [finish](const resp_value& v) { finish(v, v.is(resp_value::kind::string)); });
       self.probe_.inbox_sent.fetch_add(1, std::memory_order_relaxed);
     }
     if (replicas > 0) {
       const auto n = std::to_string(replicas);
       const auto timeout = std::to_string(self.settings_.publish_timeout_ms);
-      cmd->send({"WAIT", n, timeout}, [finish, replicas](const resp_value& v) {
+      dur->send({"WAIT", n, timeout}, [finish, replicas](const resp_value& v) {
         const bool enough = v.is(resp_value::kind::integer) && v.integer >= replicas;
-        if (!enough && !v.is(resp_value::kind::integer))
+        if (!enough && !v.is(resp_value::kind::integer) && v.text != connection_lost)
           spdlog::warn("cluster: WAIT failed: {}", v.text);
-        finish(enough);
+        finish(v, enough);
       });
     }
   }
 
-  void park(outgoing o) {
-    parked.emplace_back(std::move(o), std::chrono::steady_clock::now());
+  void park(outgoing o, clock::time_point since = clock::now()) {
+    parked.emplace_back(std::move(o), since);
     if (parked.size() == 1) arm_park_timer();
   }
 
@@ -637,7 +743,7 @@ struct engine::impl {
     auto all = std::move(parked);
     parked.clear();
     for (auto& [o, since] : all)
-      send_durable(std::move(o));
+      send_durable(std::move(o), since);
   }
 
   // The inbox read: from where this node was (its store's position), or at the first start
@@ -749,6 +855,8 @@ void engine::stop(int timeout_ms) {
     if (impl_->cmd) impl_->cmd->close();
     if (impl_->sub) impl_->sub->close();
     if (impl_->xr) impl_->xr->close();
+    if (impl_->dur) impl_->dur->close();
+    if (impl_->sentinel) impl_->sentinel->close();
     impl_->work.reset();
   });
   cluster_thread_.join();

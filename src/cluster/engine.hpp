@@ -46,8 +46,12 @@
 namespace wsagent::cluster {
 
 struct engine_settings {
-  std::string node;  // this node's name (cluster.node_id)
-  redis_endpoint redis;
+  std::string node;      // this node's name (cluster.node_id)
+  redis_endpoint redis;  // standalone; with sentinels, the master's credentials only
+  // Redis with Sentinel: the sentinels, asked in turn for `master`'s address (and every
+  // heartbeat whether it moved).
+  std::vector<redis_endpoint> sentinels;
+  std::string master;
   std::string prefix = "wsagent";  // of every key and channel (several clusters, one Redis)
   int heartbeat_ms = 1000;
   int node_timeout_ms = 5000;          // a node whose heartbeat is older is gone

@@ -62,6 +62,10 @@ std::string parse_redis_url(std::string_view url, redis_endpoint& out) {
     e.host = hostport;
   }
   if (e.host.empty()) return "no host";
+  for (char c : e.host)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+        c != '_')
+      return "the host may hold only letters, digits, '.', '-', '_' (or an IPv6 address)";
   if (!port.empty()) {
     unsigned p = 0;
     auto r = std::from_chars(port.data(), port.data() + port.size(), p);

@@ -80,3 +80,50 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.log.close()
+
+
+class Sentinel:
+    """A redis-sentinel monitoring the master `name` at 127.0.0.1:`master_port` (quorum 2,
+    down after 1 s: a failover takes a few seconds)."""
+
+    def __init__(self, directory, master_port, name="m", quorum=2):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.conf = self.dir / f"sentinel-{self.port}.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {name} 1000\n"
+            f"sentinel failover-timeout {name} 4000\n"
+            f"sentinel parallel-syncs {name} 1\n")
+        self.log = open(self.dir / f"sentinel-{self.port}.log", "a")
+        self.proc = subprocess.Popen(["redis-sentinel", str(self.conf)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                out = subprocess.run(["redis-cli", "-p", str(self.port), "PING"],
+                                     capture_output=True, text=True, timeout=5)
+                if out.stdout.strip() == "PONG":
+                    return
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"redis-sentinel on {self.port} did not start")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def master_port(self, name="m"):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "SENTINEL",
+                              "get-master-addr-by-name", name],
+                             capture_output=True, text=True, timeout=5).stdout.split()
+        return int(out[1]) if len(out) == 2 else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()

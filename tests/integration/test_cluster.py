@@ -17,7 +17,7 @@ import pytest
 
 from conftest import (OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
                       recv_type, run, serve_file, subscribe)
-from redis_procs import RedisServer
+from redis_procs import RedisServer, Sentinel
 
 FAST = ["--cluster.heartbeat_ms", "200", "--cluster.node_timeout_ms", "1500",
         "--cluster.reconcile_ms", "500"]
@@ -536,12 +536,89 @@ async def session_on(agent, name):
     return ws, await recv_type(ws, "auth_response")
 
 
+def test_sentinel_failover_under_qos1_load_loses_nothing_acknowledged(agent_factory, tmp_path):
+    master = RedisServer(tmp_path / "master")
+    replica = RedisServer(tmp_path / "replica", args=["--replicaof", "127.0.0.1",
+                                                      str(master.port)])
+    sentinels = [Sentinel(tmp_path / f"s{i}", master.port) for i in range(3)]
+    try:
+        deadline = time.monotonic() + 10  # the replica in sync before the load
+        while "master_link_status:up" not in replica.cli("INFO", "replication"):
+            assert time.monotonic() < deadline, replica.cli("INFO", "replication")
+            time.sleep(0.1)
+        args = ["--store.kind", "memory", "--cluster.sentinels",
+                ",".join(s.address for s in sentinels), "--cluster.master", "m",
+                "--cluster.wait_replicas", "1", "--cluster.publish_timeout_ms", "30000",
+                "--cluster.heartbeat_ms", "200", "--cluster.node_timeout_ms", "6000"]
+        a, b, c = (agent_factory(name=f"f{i}", args=args + ["--cluster.node_id", f"f{i}"])
+                   for i in range(3))
+        for x in (a, b, c):
+            x.wait_log(rf"joined through Redis 127.0.0.1:{master.port}", timeout=10)
+            x.wait_metric("wsagent_cluster_nodes", lambda v: v == 2)
+
+        async def go():
+            subs = []
+            for node, name in ((b, "fb"), (c, "fc")):
+                ws = await client(node, name)
+                await subscribe(ws, "f/#", qos=1)
+                subs.append(ws)
+            wait_filters(a, 2)
+            pub = await client(a, "fp")
+            acked, refused = [], []
+
+            async def send(i):
+                await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
+
+            async def acks(n):
+                while len(acked) + len(refused) < n:
+                    m = await recv(pub, timeout=40)
+                    if m["type"] == "ack":
+                        acked.append(int(m["msgid"][1:]))
+                    elif m["type"] == "error" and m["code"] == "unavailable":
+                        refused.append(m["message"])
+            for i in range(20):
+                await send(i)
+            await acks(20)
+            master.kill()  # the failover: the sentinels promote the replica
+            for i in range(20, 40):
+                await send(i)
+                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 20
+            while sentinels[0].master_port() != replica.port:
+                assert time.monotonic() < deadline, "no failover"
+                await asyncio.sleep(0.2)
+            # The old master back, as the new one's replica: WAIT 1 is satisfied again.
+            master.start()
+            await acks(40)
+            for x in (a, b, c):
+                x.wait_log(rf"joined through Redis 127.0.0.1:{replica.port}", timeout=20)
+            for ws in subs:
+                got = set()
+                while not set(acked) <= got:
+                    m = await recv_type(ws, "message", timeout=20)
+                    got.add(m["payload"])
+                    await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+            # Held through the failover, none refused (publish_timeout_ms is 30 s).
+            assert sorted(acked) == list(range(40)) and not refused, (acked, refused)
+            await close_all()
+        run(go())
+    finally:
+        for s in sentinels:
+            s.stop()
+        replica.stop()
+        master.stop()
+
+
 def test_cluster_configuration_errors_name_the_key(tmp_path):
     r = serve_file(tmp_path, '[cluster]\nredis = "http://127.0.0.1:6379"\n')
     assert r.returncode == 2
     assert "cluster.redis" in r.stderr and "redis://" in r.stderr
     r = serve_file(tmp_path, '[cluster]\nredis = "redis://127.0.0.1:6379"\nnode_id = "a b"\n')
     assert r.returncode == 2 and "cluster.node_id" in r.stderr
+    r = serve_file(tmp_path, '[cluster]\nsentinels = ["127.0.0.1:26379"]\n')
+    assert r.returncode == 2 and "cluster.master" in r.stderr
+    r = serve_file(tmp_path, '[cluster]\nsentinels = ["127.0.0.1"]\nmaster = "m"\n')
+    assert r.returncode == 2 and "cluster.sentinels" in r.stderr and "host:port" in r.stderr
 
 
 def test_node_id_is_kept_in_the_data_directory(agent_factory, redis, tmp_path):

@@ -250,8 +250,9 @@ TEST(RedisUrl, ParsesHostPortCredentialsAndDatabase) {
   EXPECT_EQ(e.user, "");
   EXPECT_EQ(e.password, "pw");
   EXPECT_EQ(e.port, 7000);
-  for (std::string_view bad : {"http://x", "redis://", "redis://h:0", "redis://h:99999",
-                               "redis://h:x", "redis://[::1", "redis://h/x", "redis://u:@h"})
+  for (std::string_view bad :
+       {"http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://[::1",
+        "redis://h/x", "redis://u:@h", "redis://a b:1", "redis://h\x01:1"})
     EXPECT_NE(parse_redis_url(bad, e), "") << bad;
   EXPECT_NE(parse_redis_url("rediss://h", e).find("not supported"), std::string::npos);
 }
