@@ -8,11 +8,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
 
 #include "cluster/envelope.hpp"
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
 
 namespace wsagent::cluster {
 
@@ -76,26 +79,36 @@ if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' !
 return claims
 )lua";
 
-// The heartbeat: KEYS[1] the nodes' sorted set; ARGV: the node, the node timeout (ms).
-// Scored with Redis's clock (one clock for every node); returns the live nodes.
+// The heartbeat: KEYS[1] the nodes' sorted set, KEYS[2] the node's record; ARGV: the node,
+// the node timeout (ms). Scored with Redis's clock (one clock for every node); returns
+// whether the record is there (another node reaps a node it took for dead), then the live
+// nodes.
 constexpr std::string_view heartbeat_script = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')
+local out = {redis.call('EXISTS', KEYS[2])}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')) do
+  out[#out + 1] = n
+end
+return out
 )lua";
 
-// Leaving: KEYS[1] the node's hash, KEYS[2] the nodes' set, KEYS[3] its inbox; ARGV: routes
-// channel, node.
+// Leaving: KEYS[1] the node's hash, KEYS[2] the nodes' set, KEYS[3] its inbox, KEYS[4] its
+// departures; ARGV: routes channel, node.
 constexpr std::string_view leave_script = R"lua(
 local v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
-redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' ~')
 return v
 )lua";
 
 constexpr std::size_t entries_per_call = 5000;
+
+// The flags byte of a departure (<prefix>:departures:<node>).
+constexpr unsigned char departure_announced = 1;
+constexpr unsigned char departure_retain = 2;
 
 std::string random_epoch() {
   std::random_device rd;
@@ -126,6 +139,10 @@ struct engine::impl {
         my_record(record_key(e.settings_.node)),
         my_inbox(inbox_key(e.settings_.node)),
         inbox_pos(e.settings_.inbox_position) {}
+
+  std::string departures_key(std::string_view node) const {
+    return self.settings_.prefix + ":departures:" + std::string(node);
+  }
 
   std::string inbox_key(std::string_view node) const {
     return self.settings_.prefix + ":inbox:" + std::string(node);
@@ -169,6 +186,9 @@ struct engine::impl {
   std::unordered_map<std::string, std::uint64_t> own_claims;
   // Ids a connection took while Redis was away: claimed afresh when it is back.
   std::set<std::string> claim_on_reconnect;
+  // What another node publishes for each client here should this node die (flags byte,
+  // then the will's envelope or nothing), as written to <prefix>:departures:<node>.
+  std::unordered_map<std::string, std::string> own_departures;
 
   // --- connecting ---
 
@@ -361,6 +381,10 @@ struct engine::impl {
       all.emplace_back("c:" + id, std::move(claim));
     }
     claim_on_reconnect.clear();
+    const auto mine = departures_key(self.settings_.node);
+    cmd->send({"DEL", mine});
+    for (const auto& [id, bytes] : own_departures)
+      cmd->send({"HSET", mine, id, bytes});
     std::size_t i = 0;
     do {
       std::vector<std::string_view> args{"EVAL",
@@ -428,7 +452,7 @@ struct engine::impl {
 
   void heartbeat(std::function<void()> then = {}) {
     const auto timeout = std::to_string(self.settings_.node_timeout_ms);
-    cmd->send({"EVAL", heartbeat_script, "1", nodes_key, self.settings_.node, timeout},
+    cmd->send({"EVAL", heartbeat_script, "2", nodes_key, my_record, self.settings_.node, timeout},
               [this, then = std::move(then)](const resp_value& v) {
                 if (!v.is(resp_value::kind::array)) {
                   if (v.text != connection_lost)
@@ -439,6 +463,14 @@ struct engine::impl {
                 for (const auto& e : v.elements)
                   if (e.is(resp_value::kind::string) && e.text != self.settings_.node)
                     live.push_back(e.text);
+                if (synced && !v.elements.empty() && v.elements[0].is(resp_value::kind::integer) &&
+                    v.elements[0].integer == 0) {
+                  // Taken for dead (stopped longer than the node timeout) and reaped: back.
+                  spdlog::warn(
+                      "cluster: this node's record was gone from Redis (the others took "
+                      "it for dead): writing it again");
+                  register_record();
+                }
                 forget_dead();
                 if (then) then();
               });
@@ -450,7 +482,67 @@ struct engine::impl {
         self.table_.remove(n);
         spdlog::warn("cluster: node {} is gone (no heartbeat for {} ms)", n,
                      self.settings_.node_timeout_ms);
+        reap(n);
       }
+  }
+
+  // A dead node's clients: their wills and presence events, published by one survivor (the
+  // one whose SET NX wins), then the node's record and departures deleted.
+  void reap(const std::string& node) {
+    const auto key = self.settings_.prefix + ":reaped:" + node;
+    cmd->send({"SET", key, self.settings_.node, "NX", "PX",
+               std::to_string(std::int64_t{self.settings_.node_timeout_ms} * 10)},
+              [this, node](const resp_value& v) {
+                if (!v.is(resp_value::kind::status)) return;  // another survivor's
+                cmd->send({"HGETALL", departures_key(node)},
+                          [this, node](const resp_value& all) { publish_departures(node, all); });
+              });
+  }
+
+  void publish_departures(const std::string& node, const resp_value& all) {
+    if (!all.is(resp_value::kind::array)) return;
+    std::size_t wills = 0, events = 0;
+    const auto now = common::now_ms();
+    for (std::size_t i = 0; i + 1 < all.elements.size(); i += 2) {
+      const auto& id = all.elements[i].text;
+      std::string_view bytes = all.elements[i + 1].text;
+      if (bytes.empty()) continue;
+      const auto flags = static_cast<unsigned char>(bytes[0]);
+      bytes.remove_prefix(1);
+      if (!bytes.empty()) {
+        auto d = decode_envelope(bytes);
+        if (d.msg) {
+          d.msg->msgid = core::make_msgid();
+          d.msg->timestamp_ms = now;
+          core::publish_options opts;
+          opts.retain = (flags & departure_retain) != 0;
+          opts.clears_retained = opts.retain && d.msg->payload.empty();
+          self.router_.publish_internal(d.msg, std::move(opts));
+          ++wills;
+        }
+      }
+      if (flags & departure_announced) {
+        auto m = std::make_shared<core::message>();
+        m->tag = "$sys/clients/" + id + "/disconnected";
+        m->timestamp_ms = now;
+        m->msgid = core::make_msgid();
+        common::json_writer(m->payload)
+            .begin_object()
+            .string("clientId", id)
+            .boolean("clean", false)
+            .string("node", node)
+            .integer("timestamp", now)
+            .end_object();
+        self.router_.publish_internal(m);
+        ++events;
+      }
+    }
+    spdlog::info(
+        "cluster: published {} will(s) and {} disconnected event(s) for the clients of "
+        "node {}",
+        wills, events, node);
+    cmd->send({"DEL", departures_key(node), record_key(node)});
+    cmd->send({"ZREM", nodes_key, node});
   }
 
   // Each live node's version against the table's; a node unknown or behind is read again.
@@ -569,11 +661,13 @@ struct engine::impl {
     std::vector<outgoing> batch;
     std::vector<std::pair<bool, std::string>> filters;
     std::unordered_map<std::string, bool> clients;
+    std::unordered_map<std::string, std::optional<std::string>> departures;
     {
       common::lock<common::mutex> lock(self.queue_mutex_);
       batch.swap(self.outbound_);
       filters.swap(self.filter_changes_);
       clients.swap(self.client_changes_);
+      departures.swap(self.departure_changes_);
       self.drain_posted_ = false;
     }
     const bool connected = cmd && cmd->is_ready() && synced;
@@ -594,6 +688,16 @@ struct engine::impl {
         pending_claims.erase(id);
         claim_on_reconnect.erase(id);
         ops.push_back({'-', "c:" + id, ""});
+        if (!departures.contains(id)) departures[id] = std::nullopt;
+      }
+    }
+    const auto here_key = departures_key(self.settings_.node);
+    for (auto& [id, bytes] : departures) {
+      if (bytes && self.router_.has_session(id)) {
+        if (connected) cmd->send({"HSET", here_key, id, *bytes});
+        own_departures[id] = std::move(*bytes);
+      } else if (own_departures.erase(id) && connected) {
+        cmd->send({"HDEL", here_key, id});
       }
     }
     // Changes made while Redis was away are in the record written on reconnect.
@@ -795,8 +899,8 @@ struct engine::impl {
   void leave(std::function<void()> done) {
     drain();
     if (!cmd || !cmd->is_ready()) return done();
-    cmd->send({"EVAL", leave_script, "3", my_record, nodes_key, my_inbox, routes_channel,
-               self.settings_.node},
+    cmd->send({"EVAL", leave_script, "4", my_record, nodes_key, my_inbox,
+               departures_key(self.settings_.node), routes_channel, self.settings_.node},
               [done](const resp_value& v) {
                 if (v.is(resp_value::kind::error) && v.text != connection_lost)
                   spdlog::warn("cluster: leaving failed: {}", v.text);
@@ -954,6 +1058,19 @@ void engine::claimed(std::string_view client_id) {
 void engine::released(std::string_view client_id) {
   common::lock<common::mutex> lock(queue_mutex_);
   client_changes_.try_emplace(std::string(client_id), false);
+  wake_cluster_thread();
+}
+
+void engine::departing(std::string_view client_id, const core::departure* d) {
+  std::optional<std::string> bytes;
+  if (d) {
+    std::string b(1, static_cast<char>((d->announced ? departure_announced : 0) |
+                                       (d->will_retain ? departure_retain : 0)));
+    if (d->will) encode_envelope(*d->will, {}, b);
+    if (d->will || d->announced) bytes = std::move(b);
+  }
+  common::lock<common::mutex> lock(queue_mutex_);
+  departure_changes_[std::string(client_id)] = std::move(bytes);
   wake_cluster_thread();
 }
 

@@ -32,6 +32,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -125,6 +126,7 @@ class engine final : public core::publish_observer,
   void claimed(std::string_view client_id) override;
   void released(std::string_view client_id) override;
   bool held_elsewhere(std::string_view client_id) const override;
+  void departing(std::string_view client_id, const core::departure* d) override;
   // core::group_policy: a publisher's thread, the routing lock held shared.
   bool take_here(std::string_view whole, const core::message& m) const override;
 
@@ -161,6 +163,10 @@ class engine final : public core::publish_observer,
   // Client ids whose session here came or went since the last drain; true: a connection
   // took it (a fresh claim). The drain asks the router what is true now.
   std::unordered_map<std::string, bool> client_changes_ GUARDED_BY(queue_mutex_);
+  // What another node publishes for a client here should this node die (nullopt: nothing
+  // any more), encoded on the caller's thread.
+  std::unordered_map<std::string, std::optional<std::string>> departure_changes_
+      GUARDED_BY(queue_mutex_);
   bool drain_posted_ GUARDED_BY(queue_mutex_) = false;
 
   // Handed from the cluster thread to the inbound thread.

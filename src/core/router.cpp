@@ -81,6 +81,10 @@ std::size_t router::publish_internal(const message_ptr& msg) {
   return route(nullptr, msg, opts).delivered;
 }
 
+std::size_t router::publish_internal(const message_ptr& msg, publish_options opts) {
+  return route(nullptr, msg, opts).delivered;
+}
+
 route_result router::inject(const std::shared_ptr<message>& msg, publish_options opts) {
   route_result r;
   if (msg->node == node_) return r;  // this node's own, echoed back

@@ -259,8 +259,15 @@ class router {
   // (so a client never sees a message whose record a crash could take back: exactly once
   // across a kill -9), then `on_durable` runs.
   route_result publish(const session& from, const message_ptr& msg, publish_options opts = {});
-  // Routes a message from the agent itself ($sys/... tags); no ACL.
+  // Routes a message from the agent itself ($sys/... tags); no ACL. With `opts`: also a will
+  // another node's client left, published here for it (its node checked the rights).
   std::size_t publish_internal(const message_ptr& msg);
+  std::size_t publish_internal(const message_ptr& msg, publish_options opts);
+  // What another node should publish for `client_id` should this node die (null: nothing);
+  // passed to the ownership (client_ownership::departing).
+  void set_departure(std::string_view client_id, const departure* d) {
+    ownership_->departing(client_id, d);
+  }
 
   // The cluster seam, receiving side: a message another node published (its message::node
   // names that node), routed to this node's subscribers as a local publish is, but without

@@ -16,9 +16,19 @@
 #include <vector>
 
 #include "common/mutex.hpp"
+#include "core/message.hpp"
 #include "core/session.hpp"
 
 namespace wsagent::core {
+
+// What another node publishes for a client of this one should this node die with the
+// client connected (issue 14): its will, and its presence `disconnected` event when it was
+// announced (a client with an id of its own).
+struct departure {
+  message_ptr will;  // null: none
+  bool will_retain = false;
+  bool announced = false;
+};
 
 // Who owns a client id when several agents share one tag space (issue 14's cluster): the
 // router tells it when a connection on this node takes an id and when a session ends here.
@@ -38,6 +48,10 @@ class client_ownership {
   // Another node holds a session for `client_id` (a direct message to it can reach it
   // there). Any thread, with the registry's lock held shared: it must not block.
   virtual bool held_elsewhere(std::string_view /*client_id*/) const { return false; }
+  // The connection with `client_id` on this node would leave `d` behind should the node
+  // die; null: nothing any more (it left, or its will was published here). Any thread, no
+  // lock held.
+  virtual void departing(std::string_view /*client_id*/, const departure* /*d*/) {}
 };
 
 // One agent alone: every client id is this node's.

@@ -295,6 +295,26 @@ void session_adapter::presence(std::string_view event, bool clean, std::string_v
   ctx_.router.publish_internal(m);
 }
 
+void session_adapter::tell_departure() {
+  if (!session_) return;
+  core::departure d;
+  d.announced = announced_;
+  if (will_) {
+    auto m = std::make_shared<core::message>();
+    m->tag = will_->tag;
+    m->payload = will_->payload;
+    m->format = will_->format;
+    m->qos = will_->qos;
+    m->from = session_->client_id();
+    m->node = ctx_.router.node_id();
+    m->published_retain = will_->retain;
+    m->props = will_->props;
+    d.will = std::move(m);
+    d.will_retain = will_->retain;
+  }
+  ctx_.router.set_departure(session_->client_id(), &d);
+}
+
 void session_adapter::end_session(bool clean, std::string_view remote) {
   closing_ = true;  // (an authentication that answers later finds the connection gone)
   if (!session_) return;
@@ -351,6 +371,9 @@ void session_adapter::end_session(bool clean, std::string_view remote) {
       ctx_.router.publish(*session_, m, retain_options(*m, will_->retain));
   }
   if (registered && announced_) presence("disconnected", clean, remote);
+  // Said here: nothing is left for another node to say (a connection taken over leaves
+  // what its successor said).
+  if (registered) ctx_.router.set_departure(session_->client_id(), nullptr);
   will_.reset();
   // Kept (not destroyed) until the adapter goes: a caller up the stack may still hold the
   // session's lock (a reply that ended the connection).

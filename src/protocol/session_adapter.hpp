@@ -129,6 +129,10 @@ class session_adapter : public client_adapter {
   std::shared_ptr<core::session> session_;
   std::shared_ptr<core::session> closed_persistent_;  // session_ after it ended, if persistent
   std::shared_ptr<core::session> ended_;              // session_ after it ended
+  // Tells the router what another node should publish for this client should this node
+  // die with it connected (its will, its presence event): after the session attached, and
+  // when the will changes.
+  void tell_departure();
   // The last will, published by end_session() unless the client said goodbye; on the heap:
   // most clients leave none.
   std::unique_ptr<session_will> will_;

@@ -609,6 +609,47 @@ def test_sentinel_failover_under_qos1_load_loses_nothing_acknowledged(agent_fact
         master.stop()
 
 
+def test_a_survivor_publishes_the_wills_and_presence_of_a_dead_nodes_clients_once(nodes):
+    a, b, c = nodes(3)
+
+    async def go():
+        watchers = []
+        for node, name in ((a, "watch-a"), (c, "watch-c")):
+            ws = await client(node, name)
+            await subscribe(ws, "$sys/clients/#", "status/#")
+            watchers.append(ws)
+        wait_filters(b, 4)
+        m = paho.Client(client_id="dev-1", protocol=paho.MQTTv311)
+        m.will_set("status/dev-1", b"offline", qos=1, retain=False)
+        connected = queue.Queue()
+        m.on_connect = lambda *args: connected.put(True)
+        m.connect("127.0.0.1", b.mqtt_port)
+        m.loop_start()
+        connected.get(timeout=5)
+        native = await client(b, "nat-1")
+        wanted = {"$sys/clients/dev-1/connected", "$sys/clients/nat-1/connected"}
+        for ws in watchers:  # both clients' "connected" events (and the other watcher's)
+            seen = set()
+            while not wanted <= seen:
+                seen.add((await recv_type(ws, "message"))["tag"])
+        b.proc.kill()  # kill -9: b publishes nothing more
+        m.loop_stop()
+        OPEN.remove(native)
+        for ws in watchers:
+            got = []
+            while len(got) < 3:
+                msg = await recv_type(ws, "message", timeout=10)
+                got.append((msg["tag"], msg["payload"] if msg["tag"].startswith("status")
+                            else msg["payload"]["clean"]))
+            assert sorted(got) == [("$sys/clients/dev-1/disconnected", False),
+                                   ("$sys/clients/nat-1/disconnected", False),
+                                   ("status/dev-1", "offline")], got
+            await nothing_for(ws, 1.0)  # once: not by both survivors
+        await close_all()
+    run(go())
+    assert "published 1 will(s) and 2 disconnected event(s)" in a.log() + c.log()
+
+
 def test_cluster_configuration_errors_name_the_key(tmp_path):
     r = serve_file(tmp_path, '[cluster]\nredis = "http://127.0.0.1:6379"\n')
     assert r.returncode == 2

@@ -353,6 +353,7 @@ void adapter::connect_authenticated(const connect_request& c, const properties& 
   announced_ = !assigned;
   if (announced_)
     presence("connected", false, remote_, ver_ == version::v5 ? "mqtt5" : "mqtt3.1.1");
+  tell_departure();
   ctx_.audit.record(core::audit_event::auth_success, session_->client_id(), remote_,
                     (who.user.empty() ? "anonymous (MQTT)" : who.user + " (MQTT)") +
                         (who.via.empty() ? "" : ", " + who.via));

@@ -169,6 +169,7 @@ void adapter::establish(const core::identity& who, std::string_view requested_id
   // Presence is for clients with an id of their own, not for the agent's provisional ones.
   announced_ = !provisional_id_;
   if (announced_) presence("connected", false, info_.remote);
+  tell_departure();
   ctx_.audit.record(
       core::audit_event::auth_success, session_->client_id(), info_.remote,
       (who.user.empty() ? "anonymous" : who.user) + (who.via.empty() ? "" : ", " + who.via));
@@ -353,6 +354,7 @@ void adapter::set_will(const session_will& w, std::string_view id) {
                        id);
   }
   will_ = std::make_unique<session_will>(w);
+  tell_departure();
 }
 
 void adapter::on_subscribe(const subscribe_request& r) {
