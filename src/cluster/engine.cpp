@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <future>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -79,6 +80,18 @@ if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' !
 return claims
 )lua";
 
+// A retained message set or cleared: KEYS[1] the cluster's retained hash; ARGV: the retained
+// channel, the tag, the change ('+' and the envelope, or '-' and an envelope of the tag).
+constexpr std::string_view retained_script = R"lua(
+if string.sub(ARGV[3], 1, 1) == '+' then
+  redis.call('HSET', KEYS[1], ARGV[2], string.sub(ARGV[3], 2))
+else
+  redis.call('HDEL', KEYS[1], ARGV[2])
+end
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return 1
+)lua";
+
 // The heartbeat: KEYS[1] the nodes' sorted set, KEYS[2] the node's record; ARGV: the node,
 // the node timeout (ms). Scored with Redis's clock (one clock for every node); returns
 // whether the record is there (another node reaps a node it took for dead), then the live
@@ -135,6 +148,8 @@ struct engine::impl {
         claims_key(e.settings_.prefix + ":claims"),
         routes_channel(e.settings_.prefix + ":routes"),
         epoch_key(e.settings_.prefix + ":epoch"),
+        retained_key(e.settings_.prefix + ":retained"),
+        retained_channel(e.settings_.prefix + ":retained"),
         my_channel(e.settings_.prefix + ":node:" + e.settings_.node),
         my_record(record_key(e.settings_.node)),
         my_inbox(inbox_key(e.settings_.node)),
@@ -160,8 +175,8 @@ struct engine::impl {
   asio::steady_timer retry_timer;
   asio::steady_timer park_timer;   // QoS 1/2 publishes waiting for Redis
   asio::steady_timer inbox_timer;  // the inbox read, paused while the inbound queue is full
-  const std::string nodes_key, claims_key, routes_channel, epoch_key, my_channel, my_record,
-      my_inbox;
+  const std::string nodes_key, claims_key, routes_channel, epoch_key, retained_key,
+      retained_channel, my_channel, my_record, my_inbox;
 
   // cmd: commands; sub: pub/sub; xr: the inbox read (XREAD BLOCK holds its connection);
   // dur: QoS 1/2 writes (XADD and WAIT); sentinel: the master check, with sentinels.
@@ -189,6 +204,8 @@ struct engine::impl {
   // What another node publishes for each client here should this node die (flags byte,
   // then the will's envelope or nothing), as written to <prefix>:departures:<node>.
   std::unordered_map<std::string, std::string> own_departures;
+  // Retained messages set or cleared here while Redis was away: the latest of each tag.
+  std::map<std::string, retained_change> retained_while_away;
 
   // --- connecting ---
 
@@ -272,7 +289,7 @@ struct engine::impl {
                (v.elements.empty() ? "" : " (" + v.elements[0].text + ")"));
         return;
       }
-      sub->send({"SUBSCRIBE", routes_channel, my_channel});
+      sub->send({"SUBSCRIBE", routes_channel, my_channel, retained_channel});
     });
   }
 
@@ -334,7 +351,9 @@ struct engine::impl {
     c->send({"SET", epoch_key, random_epoch(), "NX"});
     c->send({"GET", epoch_key}, [this](const resp_value& v) {
       if (!v.is(resp_value::kind::string)) return;
-      if (!epoch.empty() && v.text != epoch) {
+      const bool first = epoch.empty();
+      const bool lost_data = !first && v.text != epoch;
+      if (lost_data) {
         spdlog::warn(
             "cluster: Redis lost its data (epoch {} is now {}): every node writes its "
             "record again",
@@ -342,6 +361,7 @@ struct engine::impl {
         self.table_.clear();
       }
       epoch = v.text;
+      sync_retained(first || lost_data);
     });
     register_record();
     heartbeat([this, c] {
@@ -628,12 +648,13 @@ struct engine::impl {
   void pushed(const resp_value& v) {
     const auto kind = v.push_kind();
     if (kind == "subscribe") {
-      if (++subscribed == 2) sync();
+      if (++subscribed == 3) sync();
       return;
     }
     if (kind != "message" || v.elements.size() != 3) return;
     const auto& channel = v.elements[1].text;
     if (channel == routes_channel) return route_changed(v.elements[2].text);
+    if (channel == retained_channel) return retained_changed(v.elements[2].text);
     if (channel == my_channel) self.deliver_inbound(v.elements[2].text);
   }
 
@@ -662,12 +683,14 @@ struct engine::impl {
     std::vector<std::pair<bool, std::string>> filters;
     std::unordered_map<std::string, bool> clients;
     std::unordered_map<std::string, std::optional<std::string>> departures;
+    std::vector<retained_change> retained;
     {
       common::lock<common::mutex> lock(self.queue_mutex_);
       batch.swap(self.outbound_);
       filters.swap(self.filter_changes_);
       clients.swap(self.client_changes_);
       departures.swap(self.departure_changes_);
+      retained.swap(self.retained_changes_);
       self.drain_posted_ = false;
     }
     const bool connected = cmd && cmd->is_ready() && synced;
@@ -702,6 +725,17 @@ struct engine::impl {
     }
     // Changes made while Redis was away are in the record written on reconnect.
     if (!ops.empty() && connected) send_ops(ops);
+    for (auto& r : retained) {
+      if (connected) {
+        send_retained(std::move(r));
+        continue;
+      }
+      // Redis away: the latest change of each tag goes when it is back (this node's store
+      // has it meanwhile, which is what its publisher was told).
+      if (r.done) r.done(true);
+      r.done = nullptr;
+      retained_while_away[r.msg->tag] = std::move(r);
+    }
     const bool up = cmd && cmd->is_ready() && self.ready();
     for (auto& o : batch) {
       if (o.msg->qos > 0) {
@@ -755,6 +789,72 @@ struct engine::impl {
               pending_claims.erase(v.elements[k].text.substr(2));
       });
     }
+  }
+
+  // --- retained messages: one set for the cluster ---
+
+  // Every node keeps every retained message (a subscription finds them at once); Redis holds
+  // the set (<prefix>:retained, tag -> envelope) and each change goes out on
+  // <prefix>:retained, applied by every node (the publishing one too) in Redis's order, so
+  // they all end as Redis is. At the first connection, and when Redis lost its data, this
+  // node writes back what it has and Redis lacks (HSETNX); on later reconnections Redis's
+  // set is the truth (a retained message cleared meanwhile is cleared here too).
+  void sync_retained(bool write_back) {
+    auto away = std::move(retained_while_away);
+    retained_while_away.clear();
+    for (auto& [tag, r] : away)
+      send_retained(std::move(r));
+    if (write_back) {
+      std::string env;
+      for (const auto& m : self.router_.retained_messages()) {
+        env.clear();
+        encode_envelope(*m, {}, env);
+        cmd->send({"HSETNX", retained_key, m->tag, env});
+      }
+    }
+    cmd->send({"HGETALL", retained_key}, [this](const resp_value& v) {
+      if (!v.is(resp_value::kind::array)) return;
+      std::set<std::string> in_redis;
+      for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
+        auto d = decode_envelope(v.elements[i + 1].text);
+        if (!d.msg) {
+          self.probe_.malformed.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        in_redis.insert(d.msg->tag);
+        self.router_.apply_retained(*d.msg, false);
+      }
+      for (const auto& m : self.router_.retained_messages())
+        if (!in_redis.contains(m->tag)) self.router_.apply_retained(*m, true);
+    });
+  }
+
+  // A retained message set ('+' and its envelope) or cleared ('-' and an envelope of its
+  // tag) on some node.
+  void retained_changed(const std::string& payload) {
+    if (payload.empty() || (payload[0] != '+' && payload[0] != '-')) {
+      self.probe_.malformed.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    auto d = decode_envelope(std::string_view(payload).substr(1));
+    if (!d.msg) {
+      self.probe_.malformed.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    self.router_.apply_retained(*d.msg, payload[0] == '-');
+  }
+
+  void send_retained(retained_change r) {
+    std::string payload(1, r.clear ? '-' : '+');
+    encode_envelope(*r.msg, {}, payload);
+    auto done = std::move(r.done);
+    cmd->send({"EVAL", retained_script, "1", retained_key, retained_channel, r.msg->tag, payload},
+              [this, done](const resp_value& v) {
+                const bool ok = !v.is(resp_value::kind::error);
+                if (!ok && v.text != connection_lost)
+                  spdlog::error("cluster: recording a retained message failed: {}", v.text);
+                if (done) done(ok);
+              });
   }
 
   // --- QoS 1/2: the inbox streams ---
@@ -984,6 +1084,15 @@ bool engine::take_here(std::string_view whole, const core::message&) const {
 }
 
 void engine::published(const core::message_ptr& msg, const core::observed_publish& how) {
+  if (how.retain) {
+    // Every node keeps the tag's retained message; a QoS 1/2 publisher is acknowledged once
+    // Redis has it too.
+    std::function<void(bool)> done;
+    if (msg->qos > 0 && how.ack) done = how.ack->hold();
+    common::lock<common::mutex> lock(queue_mutex_);
+    retained_changes_.push_back({msg, how.clears_retained, std::move(done)});
+    wake_cluster_thread();
+  }
   thread_local std::vector<remote_node_ptr> nodes;
   thread_local std::vector<std::string> remote_groups;
   table_.match(msg->tag, nodes);

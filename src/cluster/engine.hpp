@@ -163,6 +163,13 @@ class engine final : public core::publish_observer,
   // Client ids whose session here came or went since the last drain; true: a connection
   // took it (a fresh claim). The drain asks the router what is true now.
   std::unordered_map<std::string, bool> client_changes_ GUARDED_BY(queue_mutex_);
+  // Retained messages set or cleared here, for Redis and the other nodes.
+  struct retained_change {
+    core::message_ptr msg;
+    bool clear = false;
+    std::function<void(bool)> done;  // a QoS 1/2 publisher's acknowledgement, held
+  };
+  std::vector<retained_change> retained_changes_ GUARDED_BY(queue_mutex_);
   // What another node publishes for a client here should this node die (nullopt: nothing
   // any more), encoded on the caller's thread.
   std::unordered_map<std::string, std::optional<std::string>> departure_changes_

@@ -81,6 +81,26 @@ std::size_t router::publish_internal(const message_ptr& msg) {
   return route(nullptr, msg, opts).delivered;
 }
 
+bool router::apply_retained(const message& m, bool clear) {
+  if (validate_tag(m.tag, limits_.tags) != tag_error::none) return false;
+  // Under the routing lock, as a retained publish here: a racing subscription sees it once.
+  subscription_index::shared lock(index_);
+  if (clear) {
+    retained_.clear(m.tag);
+    return true;
+  }
+  return retained_.set(m, m.qos > 0 ? next_seq() : 0, nullptr) != nullptr;
+}
+
+std::vector<message_ptr> router::retained_messages() const {
+  std::vector<message_ptr> out;
+  retained_.match("#", out);
+  std::vector<message_ptr> sys;
+  retained_.match("$sys/#", sys);  // '#' does not match $ tags
+  out.insert(out.end(), sys.begin(), sys.end());
+  return out;
+}
+
 std::size_t router::publish_internal(const message_ptr& msg, publish_options opts) {
   return route(nullptr, msg, opts).delivered;
 }

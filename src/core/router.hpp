@@ -277,6 +277,15 @@ class router {
   // node's publishes back to it): returns delivered 0. Any thread.
   route_result inject(const std::shared_ptr<message>& msg, publish_options opts = {});
 
+  // The cluster seam for retained messages (issue 14): another node's retained message for
+  // its tag (set, or with `clear` cleared), kept here too without routing it, so that a
+  // subscription on this node finds it. False when a new tag would pass max_retained. Any
+  // thread.
+  bool apply_retained(const message& m, bool clear);
+  // Every retained message this node holds (the cluster writes them back to a Redis that
+  // lost its data).
+  std::vector<message_ptr> retained_messages() const;
+
   // Writes `ops` for persistent session `s` and runs `done` when they are durable (on the
   // store's thread); for a clean session, or without a store, runs `done(true)` at once.
   void persist(const session& s, std::vector<store_op> ops, std::function<void(bool)> done);

@@ -650,6 +650,55 @@ def test_a_survivor_publishes_the_wills_and_presence_of_a_dead_nodes_clients_onc
     assert "published 1 will(s) and 2 disconnected event(s)" in a.log() + c.log()
 
 
+def wait_retained(agent, n):
+    deadline = time.monotonic() + 5
+    while agent.health()["retained"] != n:
+        assert time.monotonic() < deadline, agent.health()
+        time.sleep(0.05)
+
+
+def test_retained_messages_are_one_set_for_the_cluster(nodes, agent_factory, redis):
+    a, b, c = nodes(3)
+
+    async def go():
+        pub = await client(a, "pub")
+        await publish(pub, "plant/l1/temp", {"c": 20}, retain=True)
+        await publish(pub, "plant/l2/temp", {"c": 7}, retain=True, qos=1, msgid="r2")
+        assert (await recv(pub))["type"] == "ack"
+        for node in (a, b, c):
+            wait_retained(node, 2)
+        late = await client(b, "late")  # on another node, subscribed after the publish
+        await subscribe(late, "plant/#")
+        got = sorted([(await recv_type(late, "message"))["payload"]["c"] for _ in range(2)])
+        assert got == [7, 20]
+        # Cleared from a third node (MQTT: an empty retained payload).
+        m = paho.Client(client_id="clearer", protocol=paho.MQTTv311)
+        m.connect("127.0.0.1", c.mqtt_port)
+        m.loop_start()
+        m.publish("plant/l1/temp", b"", qos=1, retain=True).wait_for_publish(5)
+        m.loop_stop()
+        m.disconnect()
+        for node in (a, b, c):
+            wait_retained(node, 1)
+        # A node that joins later has the set at once; so has one after Redis lost its data.
+        d = agent_factory(name="late-node", args=["--store.kind", "memory", "--cluster.redis",
+                                                  redis.url, "--cluster.node_id", "late",
+                                                  *FAST])
+        d.wait_log("cluster: node late joined")
+        wait_retained(d, 1)
+        redis.kill()
+        a.wait_metric("wsagent_cluster_up", lambda v: v == 0)
+        await publish(pub, "plant/l3/temp", {"c": 3}, retain=True)  # while Redis is away
+        redis.start()
+        for node in (a, b, c, d):
+            node.wait_metric("wsagent_cluster_up", lambda v: v == 1, timeout=10)
+        for node in (a, b, c, d):
+            wait_retained(node, 2)
+        assert "plant/l2/temp" in redis.cli("HKEYS", "wsagent:retained")
+        await close_all()
+    run(go())
+
+
 def test_cluster_configuration_errors_name_the_key(tmp_path):
     r = serve_file(tmp_path, '[cluster]\nredis = "http://127.0.0.1:6379"\n')
     assert r.returncode == 2
