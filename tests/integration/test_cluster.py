@@ -15,7 +15,7 @@ import urllib.request
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import (OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
+from conftest import (BIN, OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
                       recv_type, run, serve_file, subscribe)
 from redis_procs import RedisServer, Sentinel
 
@@ -697,6 +697,20 @@ def test_retained_messages_are_one_set_for_the_cluster(nodes, agent_factory, red
         assert "plant/l2/temp" in redis.cli("HKEYS", "wsagent:retained")
         await close_all()
     run(go())
+
+
+def test_bench_across_nodes_delivers_every_message_through_redis(nodes):
+    a, b, c = nodes(3)
+    p = subprocess.run([BIN, "bench", "--json", "--quiet", "-s", "fan-out", "--subscribers", "40",
+                        "--url", a.url, "--sub-urls", f"{b.url},{c.url}", "--duration", "1",
+                        "--warmup", "0.3"], capture_output=True, text=True, timeout=60)
+    report = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+    assert p.returncode == 0, p.stderr
+    assert report["delivered"] == report["expected"] > 0 and report["lost"] == 0, report
+    # Every measured message crossed to both other nodes: one PUBLISH each.
+    assert a.metric("wsagent_cluster_messages_sent_total") >= 2 * report["sent"]
+    for node in (b, c):
+        assert node.metric("wsagent_cluster_messages_received_total") >= report["sent"]
 
 
 def test_cluster_configuration_errors_name_the_key(tmp_path):

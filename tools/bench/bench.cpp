@@ -120,6 +120,10 @@ scenario_shape make_shape(const bench_options& o) {
   s.p.token = o.token;
   s.p.cafile = o.cafile;
   s.p.persistent = o.persistent;
+  for (const auto& u : split_list(o.sub_urls)) {
+    std::string ignored;
+    if (auto t = parse_target(u, ignored)) s.p.subscriber_targets.emplace_back(t->host, t->port);
+  }
   return s;
 }
 
@@ -415,6 +419,7 @@ std::string json_report(const bench_options& o, const scenario_shape& shape, con
       .string("tool", "wsagent-bench")
       .string("scenario", o.scenario)
       .string("url", o.url)
+      .string("sub_urls", o.sub_urls)
       .string("proto", tgt.proto == target::protocol::native ? "native" : "mqtt")
       .string("transport", tgt.via == target::transport::ws ? "ws" : "tcp")
       .integer("publishers", shape.publishers)
@@ -589,6 +594,9 @@ void add_bench_command(CLI::App& app, bench_options& o) {
   cmd->add_option("--cafile", o.cafile,
                   "TLS: verify the server's certificate against this CA file (PEM) and the "
                   "URL's host; without it the certificate is not checked");
+  cmd->add_option("--sub-urls", o.sub_urls,
+                  "cluster: subscribers connect to these URLs (comma-separated, round-robin; the "
+                  "other nodes) and publishers to --url, so every message crosses nodes");
   cmd->add_flag("--json", o.json, "print only the JSON report line");
   cmd->add_flag("--quiet", o.quiet, "no progress line");
 }
@@ -601,6 +609,11 @@ int run_bench(const bench_options& in) {
     std::cerr << "wsagent bench: " << error << "\n";
     return 2;
   }
+  for (const auto& u : split_list(o.sub_urls))
+    if (!parse_target(u, error)) {
+      std::cerr << "wsagent bench: --sub-urls: " << error << "\n";
+      return 2;
+    }
   if (o.scenario == "qos1") o.qos = std::max(o.qos, 1);
   const auto shape = make_shape(o);
   if (shape.p.conns.empty()) {

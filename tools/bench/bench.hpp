@@ -33,6 +33,8 @@ struct bench_options {
   pid_t server_pid = 0;
   std::string token;
   std::string cafile;  // TLS: check the server's certificate against it ("" not checked)
+  // Subscribers connect to these (round-robin) instead of `url`: other nodes of a cluster.
+  std::string sub_urls;
   bool persistent = false;
   bool json = false;
   bool quiet = false;

@@ -300,7 +300,7 @@ class conn {
       }
     }
     state_ = state::connecting;
-    sock_.async_connect(e_.remote, [this](boost::system::error_code err) {
+    sock_.async_connect(remote_, [this](boost::system::error_code err) {
       if (err) return fail("connect: " + err.message());
       if (!e_.tgt.tls) return on_connected();
       tls_.emplace(sock_, e_.tls);
@@ -803,6 +803,7 @@ class conn {
 
  public:
   std::size_t serial_ = 0;
+  tcp::endpoint remote_;  // the target's, or for a subscriber one of plan::subscriber_targets
 
  private:
   engine::impl& e_;
@@ -889,6 +890,13 @@ void engine::start() {
   }
   for (const auto& s : m.pl.sources)
     m.sources.push_back(asio::ip::make_address(s));
+  std::vector<tcp::endpoint> sub_remotes;
+  for (const auto& [host, port] : m.pl.subscriber_targets) {
+    asio::io_context tmp;
+    tcp::resolver resolver(tmp);
+    sub_remotes.push_back(*resolver.resolve(tcp::v4(), host, port).begin());
+  }
+  std::size_t next_sub = 0;
 
   const int threads = std::max(1, m.pl.threads);
   for (int i = 0; i < threads; ++i) {
@@ -901,6 +909,9 @@ void engine::start() {
     const auto& cp = m.pl.conns[i];
     auto c = std::make_unique<conn>(m, *m.workers[i % m.workers.size()], cp);
     c->serial_ = i;
+    c->remote_ = cp.routes.empty() && !sub_remotes.empty()
+                     ? sub_remotes[next_sub++ % sub_remotes.size()]
+                     : m.remote;
     if (!cp.routes.empty()) {
       ++m.publishers;
       double f = 0;

@@ -76,6 +76,9 @@ struct plan {
   // "" = not checked (a benchmark on loopback measures the encryption, not the trust).
   std::string cafile;
   bool persistent = false;  // subscribers keep persistent sessions (native) / sessions (MQTT)
+  // Connections that only subscribe go to these instead (host, port), round-robin: the other
+  // nodes of a cluster, publishers staying on the target's.
+  std::vector<std::pair<std::string, std::string>> subscriber_targets;
 };
 
 struct totals {
