@@ -583,7 +583,9 @@ int serve(const config& cfg, const std::string& config_path) {
     audit.record(core::audit_event::admin, {}, "signal",
                  sig == SIGINT ? "SIGINT: shutdown" : "SIGTERM: shutdown");
     expiry_timer.cancel();
-    srv->stop(cfg.server.shutdown_timeout_ms);
+    // A node of a cluster drains: its clients are asked to reconnect (to the other nodes).
+    srv->stop(cfg.server.shutdown_timeout_ms,
+              cluster ? core::close_reason::moving : core::close_reason::going_away);
   };
   signals.async_wait(on_signal);
   srv->run();

@@ -21,6 +21,8 @@ const char* to_string(close_reason r) noexcept {
       return "normal";
     case close_reason::going_away:
       return "going away";
+    case close_reason::moving:
+      return "node leaving the cluster";
     case close_reason::taken_over:
       return "taken over";
     case close_reason::heartbeat_timeout:

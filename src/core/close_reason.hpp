@@ -11,6 +11,7 @@ namespace wsagent::core {
 enum class close_reason : std::uint8_t {
   normal,             // the client said goodbye, or there is nothing more to say
   going_away,         // the agent is shutting down
+  moving,             // the node is leaving its cluster: the client reconnects to another
   taken_over,         // another connection took this client id
   heartbeat_timeout,  // nothing heard for the idle limit (MQTT: 1.5 x its keep alive)
   slow_consumer,      // its outbound queue stayed full

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 
 #include <boost/asio/post.hpp>
 
@@ -143,8 +144,8 @@ void server::run() {
   threads_.clear();
 }
 
-void server::stop(int timeout_ms) {
-  asio::post(*contexts_[0], [this, timeout_ms] {
+void server::stop(int timeout_ms, core::close_reason why) {
+  asio::post(*contexts_[0], [this, timeout_ms, why] {
     if (stopping_) return;
     stopping_ = true;
     for (auto& l : listeners_)
@@ -156,8 +157,14 @@ void server::stop(int timeout_ms) {
         if (auto c = w.lock()) live.push_back(std::move(c));
     }
     spdlog::info("shutting down: closing {} connection(s)", live.size());
+    // Leaving a cluster: the clients reconnect (to the other nodes), not all at once.
+    std::minstd_rand jitter(std::random_device{}());
     for (auto& c : live)
-      c->shutdown(core::close_reason::going_away, "Server shutting down");
+      if (why == core::close_reason::moving)
+        c->shutdown(why, "Node leaving the cluster: reconnect in " +
+                             std::to_string(100 + jitter() % 900) + " ms");
+      else
+        c->shutdown(why, "Server shutting down");
     stop_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
     poll_stop(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms));
   });

@@ -60,7 +60,10 @@ class server final : public connection_registry {
   void run();
   // Stops accepting, sends close 1001 to every client and waits up to `timeout_ms` for
   // them to go, then stops the I/O threads. Safe from any thread (a signal handler's post).
-  void stop(int timeout_ms);
+  // Stops accepting and closes every connection with `why` (a cluster node that leaves:
+  // close_reason::moving, each told to come back after a jittered delay), waiting up to
+  // `timeout_ms` for them to go.
+  void stop(int timeout_ms, core::close_reason why = core::close_reason::going_away);
 
   // Loads the TLS listeners' certificates again (`changed_only`: those whose files changed
   // on disk). A listener whose files are broken keeps its certificate; the errors are

@@ -18,6 +18,8 @@ import pytest
 from conftest import (BIN, OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
                       recv_type, run, serve_file, subscribe)
 from redis_procs import RedisServer, Sentinel
+from test_mqtt import read_until_closed
+from test_mqtt5 import connect5
 
 FAST = ["--cluster.heartbeat_ms", "200", "--cluster.node_timeout_ms", "1500",
         "--cluster.reconcile_ms", "500"]
@@ -711,6 +713,28 @@ def test_bench_across_nodes_delivers_every_message_through_redis(nodes):
     assert a.metric("wsagent_cluster_messages_sent_total") >= 2 * report["sent"]
     for node in (b, c):
         assert node.metric("wsagent_cluster_messages_received_total") >= report["sent"]
+
+
+def test_a_node_that_leaves_asks_its_clients_to_reconnect_elsewhere(nodes):
+    a, b = nodes(2)
+
+    async def go():
+        ws = await client(b, "dev-n")
+        await subscribe(ws, "d/#")
+        raw, _ = connect5(b, "dev-m")  # an MQTT 5 client, raw: to read the DISCONNECT
+        wait_filters(a, 1)
+        b.signal(signal.SIGTERM)
+        code, reason = await closed_with(ws)
+        assert code == 1012 and "reconnect in" in reason, (code, reason)
+        OPEN.remove(ws)
+        assert read_until_closed(raw).endswith(b"\xe0\x01\x9c")  # DISCONNECT, Use another server
+        assert b.proc.wait(timeout=10) == 0
+        a.wait_metric("wsagent_cluster_nodes", lambda v: v == 0, timeout=2)
+        assert "node n1 left" in a.log()
+        again = await client(a, "dev-n")  # and the client comes back on the other node
+        await subscribe(again, "d/#")
+        await close_all()
+    run(go())
 
 
 def test_cluster_configuration_errors_name_the_key(tmp_path):

@@ -535,6 +535,9 @@ std::string adapter::goodbye(core::close_reason why) const {
     case core::close_reason::going_away:
       code = reason::server_shutting_down;
       break;
+    case core::close_reason::moving:
+      code = reason::use_another_server;  // 5.0 section 4.11: reconnect, to another node
+      break;
     case core::close_reason::auth_expired:
       // "The maximum connection time authorized for this connection has been exceeded"
       // (5.0 section 3.14.2.1): what an identity that expires grants.

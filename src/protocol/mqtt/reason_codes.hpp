@@ -49,6 +49,7 @@ inline constexpr std::uint8_t payload_format_invalid = 0x99;
 inline constexpr std::uint8_t qos_not_supported = 0x9B;
 inline constexpr std::uint8_t keep_alive_timeout = 0x8D;
 inline constexpr std::uint8_t server_shutting_down = 0x8B;
+inline constexpr std::uint8_t use_another_server = 0x9C;
 inline constexpr std::uint8_t bad_authentication_method = 0x8C;
 inline constexpr std::uint8_t topic_alias_invalid = 0x94;
 inline constexpr std::uint8_t shared_subscriptions_not_supported = 0x9E;
