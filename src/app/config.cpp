@@ -217,6 +217,15 @@ const std::vector<key_spec>& schema() {
           "limits.auth_penalty_s", [](config& c) -> int& { return c.limits.auth_penalty_s; },
           "how long an address that failed too often is refused (seconds)", 1, 86400),
       int_key(
+          "limits.max_auth_rate", [](config& c) -> int& { return c.limits.max_auth_rate; },
+          "new authentications taken per second (a reconnect storm): the others are told to "
+          "retry later; 0 = no limit",
+          0, 1000000),
+      int_key(
+          "limits.max_pending_auths", [](config& c) -> int& { return c.limits.max_pending_auths; },
+          "authentications in progress at once; more are told to retry later; 0 = no limit", 0,
+          1000000),
+      int_key(
           "limits.max_message_size", [](config& c) -> int& { return c.limits.max_message_size; },
           "largest WebSocket message accepted (bytes, at most 64 MiB)", 1, max_message_bytes),
       int_key(

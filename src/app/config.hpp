@@ -74,6 +74,8 @@ struct config {
     int max_auth_failures = 10;
     int auth_failure_window_s = 60;
     int auth_penalty_s = 30;
+    int max_auth_rate = 0;      // new authentications per second (reconnect storms); 0: no limit
+    int max_pending_auths = 0;  // authentications in progress at once; 0: no limit
     int max_message_size = 1024 * 1024;          // bytes, one WebSocket message
     int max_subscriptions = 1000;                // per client
     int max_tag_length = 256;                    // bytes

@@ -518,6 +518,8 @@ int serve(const config& cfg, const std::string& config_path) {
                                 std::int64_t{cfg.limits.auth_failure_window_s} * 1000,
                                 std::int64_t{cfg.limits.auth_penalty_s} * 1000});
   actx.throttle = &throttle;
+  core::admission admission({cfg.limits.max_auth_rate, cfg.limits.max_pending_auths});
+  actx.admission = &admission;
 
   // One registry reads every module's probe: /healthz and /metrics.
   common::metrics_registry metrics;

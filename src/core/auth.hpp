@@ -67,6 +67,10 @@ struct auth_result {
   std::string reason;  // for the audit log when !ok
   // Refused without a look at the credential: the address failed too often (auth_throttle).
   bool throttled = false;
+  // Refused without a look at the credential: too many authentications at once (admission);
+  // the client may come back after `retry_ms`.
+  bool busy = false;
+  std::int64_t retry_ms = 0;
 };
 
 using auth_done = std::function<void(auth_result)>;

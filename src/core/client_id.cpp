@@ -23,6 +23,8 @@ const char* to_string(close_reason r) noexcept {
       return "going away";
     case close_reason::moving:
       return "node leaving the cluster";
+    case close_reason::busy:
+      return "too many connections at once";
     case close_reason::taken_over:
       return "taken over";
     case close_reason::heartbeat_timeout:

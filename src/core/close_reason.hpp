@@ -21,6 +21,7 @@ enum class close_reason : std::uint8_t {
   auth_expired,       // the identity's expiry passed (auth_result::expires_ms)
   auth_revoked,       // its credential was revoked, or removed from the configuration
   auth_throttled,     // its address failed to authenticate too often (auth_throttle)
+  busy,               // too many authentications at once (admission): retry later
 };
 
 const char* to_string(close_reason r) noexcept;

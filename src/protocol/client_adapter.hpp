@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "common/metrics.hpp"
+#include "core/admission.hpp"
 #include "core/audit.hpp"
 #include "core/auth.hpp"
 #include "core/auth_throttle.hpp"
@@ -75,6 +76,7 @@ struct adapter_probe {
   std::atomic<std::uint64_t> auth_refreshed{0}, auth_revoked{0};
   // Attempts refused because their address failed too often (limits.max_auth_failures).
   std::atomic<std::uint64_t> auth_throttled{0};
+  std::atomic<std::uint64_t> auth_busy{0};
   // Native: error frames sent (what limits.max_protocol_errors counts); MQTT: violations.
   std::atomic<std::uint64_t> native_errors{0}, mqtt_errors{0};
 };
@@ -101,6 +103,7 @@ struct adapter_context {
   std::int64_t expiry_grace_ms = 0;
   // Failed authentications per address; null: not limited.
   core::auth_throttle* throttle = nullptr;
+  core::admission* admission = nullptr;  // reconnect storms (null: no limit)
   // MQTT: the longest keep alive a client may ask for, in seconds (mqtt.max_keepalive); 0:
   // no ceiling.
   std::uint16_t max_keepalive_s = 0;

@@ -16,6 +16,8 @@ constexpr std::uint16_t websocket_close_code(core::close_reason r) noexcept {
       return 1000;
     case core::close_reason::going_away:
       return 1001;  // "Server shutting down"
+    case core::close_reason::busy:
+      return 1013;  // "Try again later: retry in N ms" (IANA: Try Again Later)
     case core::close_reason::moving:
       return 1012;  // "Node leaving the cluster: reconnect..." (IANA: Service Restart)
     case core::close_reason::heartbeat_timeout:

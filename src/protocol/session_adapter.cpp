@@ -25,6 +25,7 @@ void write_metrics(const adapter_probe& p, common::metric_set& out) {
   out.counter("authentications_total", help, load(p.auth_refreshed), {{"result", "refreshed"}});
   out.counter("authentications_total", help, load(p.auth_revoked), {{"result", "revoked"}});
   out.counter("authentications_total", help, load(p.auth_throttled), {{"result", "throttled"}});
+  out.counter("authentications_total", help, load(p.auth_busy), {{"result", "busy"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.native_errors),
               {{"protocol", "native"}});
   out.counter("protocol_errors_total", "Protocol errors, by protocol.", load(p.mqtt_errors),
@@ -145,6 +146,22 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
                        std::to_string((left + 999) / 1000) + " s more";
       return then(std::move(refused));
     }
+  // Once per connection (a refresh, a rename, or an auth frame that follows the open mode's
+  // anonymous one is a client already let in).
+  core::admission* admitted = nullptr;
+  if (ctx_.admission && ctx_.admission->enabled() && !session_ && !admitted_) {
+    std::int64_t retry_ms = 0;
+    if (!ctx_.admission->try_begin(common::steady_ms(), retry_ms)) {
+      ctx_.probe.auth_busy.fetch_add(1, std::memory_order_relaxed);
+      core::auth_result refused;
+      refused.busy = true;
+      refused.retry_ms = retry_ms;
+      refused.reason = "Try again later: retry in " + std::to_string(retry_ms) + " ms";
+      return then(std::move(refused));
+    }
+    admitted = ctx_.admission;
+    admitted_ = true;
+  }
   auto call = std::make_shared<auth_call>();
   auto post = link_.owner_poster();
   auto auth = ctx_.auth.get();
@@ -153,8 +170,9 @@ void session_adapter::ask_authenticator(const core::auth_request& r, auth_then t
   // Counted once per connection that gets in (a rename or a refresh asks again), and for
   // every refusal.
   const bool first = !session_;
-  auth->authenticate(r, [this, call, post = std::move(post), then, first, ip,
+  auth->authenticate(r, [this, call, post = std::move(post), then, first, ip, admitted,
                          held = link_.hold()](core::auth_result res) mutable {
+    if (admitted) admitted->finish();
     if (!res.ok) {
       ctx_.probe.auth_refused.fetch_add(1, std::memory_order_relaxed);
       if (ctx_.throttle && ctx_.throttle->failed(ip, common::steady_ms()))

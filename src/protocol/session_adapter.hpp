@@ -133,6 +133,7 @@ class session_adapter : public client_adapter {
   // die with it connected (its will, its presence event): after the session attached, and
   // when the will changes.
   void tell_departure();
+  bool admitted_ = false;  // past admission control (core::admission), once per connection
   // The last will, published by end_session() unless the client said goodbye; on the heap:
   // most clients leave none.
   std::unique_ptr<session_will> will_;

@@ -10,7 +10,9 @@ import urllib.request
 
 import websockets
 
-from conftest import closed_with, publish, recv_type, run, subscribe
+import asyncio
+
+from conftest import closed_with, connect, publish, recv_type, run, subscribe
 from test_mqtt5 import packet, read_packet, utf8, varint
 
 CONFIG = """
@@ -83,3 +85,38 @@ def test_failed_authentications_earn_a_penalty_for_that_address_only(agent_facto
             await ws.close()
 
     run(go())
+
+
+def test_admission_control_tells_refused_clients_when_to_retry(agent_factory):
+    """limits.max_auth_rate: past it a native client is closed with 1013 and an MQTT 5 one
+    gets CONNACK 0x9F, both saying after how long to come back; then they are let in."""
+    import re
+    import socket as so
+    a = agent_factory(args=["--limits.max_auth_rate", "1"])
+
+    def connect5_raw(cid):
+        body = utf8("MQTT") + bytes([5, 0x02]) + (30).to_bytes(2, "big") + b"\x00" + utf8(cid)
+        s = so.create_connection(("127.0.0.1", a.mqtt_port), timeout=5)
+        s.sendall(packet(0x10, body))
+        kind, ack = read_packet(s)
+        s.close()
+        return kind, ack
+
+    kind, ack = connect5_raw("first")  # the one of this second
+    assert kind == 0x20 and ack[1] == 0
+    kind, ack = connect5_raw("second")
+    assert kind == 0x20 and ack[1] == 0x9F, ack  # Connection rate exceeded
+    hint = re.search(rb"retry in (\d+) ms", ack)
+    assert hint, ack  # in the Reason String
+
+    async def go():
+        ws = await connect(a)
+        code, reason = await closed_with(ws)
+        assert code == 1013 and re.search(r"retry in \d+ ms", reason), (code, reason)
+        await asyncio.sleep(int(hint.group(1)) / 1000 + 0.1)
+        ws = await connect(a)  # after the hint: in
+        await ws.send(json.dumps({"type": "auth", "deviceId": "patient"}))
+        assert (await recv_type(ws, "auth_response"))["type"] == "auth_response"
+        await ws.close()
+    run(go())
+    assert a.metric("wsagent_authentications_total", '{result="busy"}') == 2

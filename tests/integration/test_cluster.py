@@ -6,6 +6,7 @@ that goes away and comes back empty is survived."""
 import asyncio
 import json
 import queue
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import urllib.request
 
 import paho.mqtt.client as paho
 import pytest
+import websockets
 
 from conftest import (BIN, OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
                       recv_type, run, serve_file, subscribe)
@@ -733,6 +735,42 @@ def test_a_node_that_leaves_asks_its_clients_to_reconnect_elsewhere(nodes):
         assert "node n1 left" in a.log()
         again = await client(a, "dev-n")  # and the client comes back on the other node
         await subscribe(again, "d/#")
+        await close_all()
+    run(go())
+
+
+def test_a_reconnect_storm_is_admitted_at_the_rate_the_survivor_takes(nodes):
+    a, b = nodes(2, extra=["--limits.max_auth_rate", "20"])
+    count = 60
+
+    async def join(node, i, refused):
+        """Connects `storm-<i>` to `node`, waiting each retry delay it is told."""
+        while True:
+            ws = await connect(node)
+            try:
+                # (open mode: the connection is let in anonymously at once, or refused)
+                await ws.send(json.dumps({"type": "auth", "deviceId": f"storm-{i}"}))
+                await recv_type(ws, "auth_response")
+                OPEN.append(ws)
+                return
+            except websockets.ConnectionClosed:
+                assert ws.close_code == 1013, ws.close_code
+                ms = int(re.search(r"retry in (\d+) ms", ws.close_reason).group(1))
+                refused.append(ms)
+                await asyncio.sleep(ms / 1000)
+
+    async def go():
+        await asyncio.gather(*(join(b, i, []) for i in range(count)))
+        b.proc.kill()  # b dies: all of its clients come to a at once
+        OPEN.clear()
+        refused, started = [], time.monotonic()
+        await asyncio.gather(*(join(a, i, refused) for i in range(count)))
+        took = time.monotonic() - started
+        assert refused, "nobody was refused: the storm was not one"
+        # 60 at 20 a second after a second's burst: a few seconds, each refused client
+        # waiting the delay it was given rather than spinning.
+        assert took < 15, took
+        assert a.metric("wsagent_authentications_total", '{result="busy"}') == len(refused)
         await close_all()
     run(go())
 

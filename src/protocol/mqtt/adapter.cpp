@@ -316,6 +316,21 @@ void adapter::auth_answered_later() {
 
 void adapter::connect_authenticated(const connect_request& c, const properties& props,
                                     const properties& will_props, core::auth_result result) {
+  if (result.busy) {  // counted (a reconnect storm): come back later
+    std::string packet;
+    // 5.0: the delay in the Reason String ("Try again later: retry in N ms").
+    std::string hint;
+    properties p;
+    p.reason_string = result.reason;
+    if (ver_ == version::v5) encode_property_body(hint, p);
+    encode_connack(
+        packet, ver_, false,
+        ver_ == version::v5 ? reason::connection_rate_exceeded : connack_v311::server_unavailable,
+        bytes_of(hint));
+    send(std::move(packet));
+    closing_ = true;
+    return link_.close(core::close_reason::busy, result.reason);
+  }
   if (result.throttled) {  // counted; its address's penalty was audited when it began
     std::string packet;
     encode_connack(

@@ -126,6 +126,10 @@ void adapter::authenticate(std::string_view token, std::string_view requested_id
           closing_ = true;
           return link_.close(core::close_reason::auth_throttled, "Too many failed authentications");
         }
+        if (result.busy) {  // counted (a reconnect storm): come back later
+          closing_ = true;
+          return link_.close(core::close_reason::busy, result.reason);
+        }
         if (!result.ok || !set_auth_expiry(result.expires_ms)) {
           ctx_.audit.record(core::audit_event::auth_failure, requested, info_.remote,
                             result.ok ? "credentials already expired" : result.reason);
