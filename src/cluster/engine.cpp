@@ -589,25 +589,25 @@ struct engine::impl {
     }
   }
 
-  void arm_heartbeat() {
-    heartbeat_timer.expires_after(std::chrono::milliseconds(self.settings_.heartbeat_ms));
-    heartbeat_timer.async_wait([this](boost::system::error_code ec) {
+  // Runs `tick` every `ms` while the node is connected (stopped when it is not).
+  void every(asio::steady_timer& timer, int ms, void (impl::*tick)()) {
+    timer.expires_after(std::chrono::milliseconds(ms));
+    timer.async_wait([this, &timer, ms, tick](boost::system::error_code ec) {
       if (ec || !self.ready()) return;
-      heartbeat();
-      check_master();
-      arm_heartbeat();
+      (this->*tick)();
+      every(timer, ms, tick);
     });
   }
-
-  void arm_reconcile() {
-    reconcile_timer.expires_after(std::chrono::milliseconds(self.settings_.reconcile_ms));
-    reconcile_timer.async_wait([this](boost::system::error_code ec) {
-      if (ec || !self.ready()) return;
-      reconcile();
-      // What this node's store has is no longer needed in its inbox.
-      if (!inbox_durable.empty()) cmd->send({"XTRIM", my_inbox, "MINID", inbox_durable});
-      arm_reconcile();
-    });
+  void arm_heartbeat() { every(heartbeat_timer, self.settings_.heartbeat_ms, &impl::beat); }
+  void arm_reconcile() { every(reconcile_timer, self.settings_.reconcile_ms, &impl::repair); }
+  void beat() {
+    heartbeat();
+    check_master();
+  }
+  void repair() {
+    reconcile();
+    // What this node's store has is no longer needed in its inbox.
+    if (!inbox_durable.empty()) cmd->send({"XTRIM", my_inbox, "MINID", inbox_durable});
   }
 
   // A node's whole record read again; a resync asked for while one is running runs after it.
