@@ -25,11 +25,16 @@ bool admission::try_begin(std::int64_t now_ms, std::int64_t& retry_ms) {
   }
   ++refused_recently_;
   refused.fetch_add(1, std::memory_order_relaxed);
-  // The time the refused so far need at the admitted rate, at least a second, spread over
-  // twice that: clients told to come back then arrive about as fast as they can be taken.
+  // Not before the next token (or, waiting on the pending bound, a tenth of a second), then
+  // spread over the time the refused so far need at the admitted rate (at least a second):
+  // clients told to come back then arrive about as fast as they can be taken.
   const std::int64_t rate = std::max(1, settings_.max_rate > 0 ? settings_.max_rate : 100);
+  const std::int64_t next_token =
+      settings_.max_rate > 0 && tokens_ < 1.0
+          ? static_cast<std::int64_t>((1.0 - tokens_) * 1000.0 / settings_.max_rate) + 1
+          : 100;
   const std::int64_t span = std::max<std::int64_t>(1000, refused_recently_ * 1000 / rate);
-  retry_ms = span / 2 + static_cast<std::int64_t>(jitter_() % static_cast<unsigned>(span));
+  retry_ms = next_token + static_cast<std::int64_t>(jitter_() % static_cast<unsigned>(span));
   return false;
 }
 

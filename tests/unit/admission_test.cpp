@@ -21,7 +21,13 @@ TEST(Admission, TakesTheRateWithASecondOfBurstThenRefusesWithARetryDelay) {
   }
   EXPECT_EQ(taken, 10);  // the burst: one second's worth
   EXPECT_EQ(a.refused.load(), 20u);
-  EXPECT_GE(retry, 500);
+  EXPECT_GE(retry, 100);  // the next token comes in 100 ms at 10 a second
+  // Whoever comes back when told finds a place (the delay is never before the next token).
+  admission one({1, 0});
+  ASSERT_TRUE(one.try_begin(5000, retry));
+  ASSERT_FALSE(one.try_begin(5000, retry));
+  EXPECT_GE(retry, 1000);
+  EXPECT_TRUE(one.try_begin(5000 + retry, retry));
   // Half a second later, five more.
   taken = 0;
   for (int i = 0; i < 30; ++i)
