@@ -206,6 +206,9 @@ struct engine::impl {
   std::unordered_map<std::string, std::string> own_departures;
   // Retained messages set or cleared here while Redis was away: the latest of each tag.
   std::map<std::string, retained_change> retained_while_away;
+  // The whole set is being read (sync_retained): the tags changed meanwhile.
+  bool retained_reading = false;
+  std::set<std::string> retained_touched;
 
   // --- connecting ---
 
@@ -812,7 +815,12 @@ struct engine::impl {
         cmd->send({"HSETNX", retained_key, m->tag, env});
       }
     }
+    // A change that arrives while the read is on its way is newer than what the read says
+    // of its tag (or of its tag's absence): the read leaves that tag alone.
+    retained_touched.clear();
+    retained_reading = true;
     cmd->send({"HGETALL", retained_key}, [this](const resp_value& v) {
+      retained_reading = false;
       if (!v.is(resp_value::kind::array)) return;
       std::set<std::string> in_redis;
       for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
@@ -822,10 +830,12 @@ struct engine::impl {
           continue;
         }
         in_redis.insert(d.msg->tag);
-        self.router_.apply_retained(*d.msg, false);
+        if (!retained_touched.contains(d.msg->tag)) self.router_.apply_retained(*d.msg, false);
       }
       for (const auto& m : self.router_.retained_messages())
-        if (!in_redis.contains(m->tag)) self.router_.apply_retained(*m, true);
+        if (!in_redis.contains(m->tag) && !retained_touched.contains(m->tag))
+          self.router_.apply_retained(*m, true);
+      retained_touched.clear();
     });
   }
 
@@ -841,6 +851,7 @@ struct engine::impl {
       self.probe_.malformed.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    if (retained_reading) retained_touched.insert(d.msg->tag);
     self.router_.apply_retained(*d.msg, payload[0] == '-');
   }
 
