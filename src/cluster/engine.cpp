@@ -752,25 +752,15 @@ struct engine::impl {
         self.probe_.dropped_down.fetch_add(o.to_nodes.size(), std::memory_order_relaxed);
         continue;
       }
-      // Encoded once for every node that serves no shared group; a node that serves some
-      // gets its own (shared subscriptions are work queues: one copy in all).
-      envelope.clear();
-      for (std::size_t i = 0; i < o.to_nodes.size(); ++i) {
-        const auto& n = o.to_nodes[i];
-        const bool own = i < o.groups.size() && !o.groups[i].empty();
-        std::string mine;
-        if (own)
-          encode_envelope(*o.msg, {o.to, std::move(o.groups[i])}, mine);
-        else if (envelope.empty())
-          encode_envelope(*o.msg, {o.to, {}}, envelope);
-        cmd->send({"PUBLISH", n->channel, own ? mine : envelope}, [this](const resp_value& v) {
+      each_envelope(o, [&](std::size_t i, const std::string& bytes) {
+        cmd->send({"PUBLISH", o.to_nodes[i]->channel, bytes}, [this](const resp_value& v) {
           if (v.is(resp_value::kind::integer) && v.integer == 0)
             self.probe_.unrouted.fetch_add(1, std::memory_order_relaxed);
           else if (v.is(resp_value::kind::error))
             self.probe_.dropped_down.fetch_add(1, std::memory_order_relaxed);
         });
         self.probe_.sent.fetch_add(1, std::memory_order_relaxed);
-      }
+      });
     }
   }
 
@@ -871,11 +861,22 @@ struct engine::impl {
   // --- QoS 1/2: the inbox streams ---
 
   // The envelope of `o` for its i-th node (its own when that node serves shared groups).
-  static std::string envelope_for(const outgoing& o, std::size_t i) {
-    std::string out;
-    const bool own = i < o.groups.size() && !o.groups[i].empty();
-    encode_envelope(*o.msg, {o.to, own ? o.groups[i] : std::vector<std::string>{}}, out);
-    return out;
+  // Calls f(i, bytes) with the envelope of `o` for each of its nodes: one encoding (in the
+  // reused `envelope`) for every node that serves no shared group, its own for a node that
+  // serves some (shared subscriptions are work queues: one copy in all).
+  template <class F>
+  void each_envelope(const outgoing& o, F&& f) {
+    envelope.clear();
+    for (std::size_t i = 0; i < o.to_nodes.size(); ++i) {
+      if (i < o.groups.size() && !o.groups[i].empty()) {
+        std::string mine;
+        encode_envelope(*o.msg, {o.to, o.groups[i]}, mine);
+        f(i, mine);
+        continue;
+      }
+      if (envelope.empty()) encode_envelope(*o.msg, {o.to, {}}, envelope);
+      f(i, envelope);
+    }
   }
 
   using clock = std::chrono::steady_clock;
@@ -906,20 +907,11 @@ struct engine::impl {
       if (p->o.done) p->o.done(p->ok);
     };
     const auto max = std::to_string(self.settings_.inbox_max);
-    std::string shared;
-    const auto& out = p->o;
-    for (std::size_t i = 0; i < out.to_nodes.size(); ++i) {
-      const bool own = i < out.groups.size() && !out.groups[i].empty();
-      std::string mine;
-      if (own)
-        mine = envelope_for(out, i);
-      else if (shared.empty())
-        shared = envelope_for(out, i);
-      dur->send({"XADD", inbox_key(out.to_nodes[i]->name), "MAXLEN", "~", max, "*", "m",
-                 own ? mine : shared},
+    each_envelope(p->o, [&](std::size_t i, const std::string& bytes) {
+      dur->send({"XADD", inbox_key(p->o.to_nodes[i]->name), "MAXLEN", "~", max, "*", "m", bytes},
                 [finish](const resp_value& v) { finish(v, v.is(resp_value::kind::string)); });
       self.probe_.inbox_sent.fetch_add(1, std::memory_order_relaxed);
-    }
+    });
     if (replicas > 0) {
       const auto n = std::to_string(replicas);
       const auto timeout = std::to_string(self.settings_.publish_timeout_ms);
