@@ -850,7 +850,7 @@ struct engine::impl {
     encode_envelope(*r.msg, {}, payload);
     auto done = std::move(r.done);
     cmd->send({"EVAL", retained_script, "1", retained_key, retained_channel, r.msg->tag, payload},
-              [this, done](const resp_value& v) {
+              [done](const resp_value& v) {
                 const bool ok = !v.is(resp_value::kind::error);
                 if (!ok && v.text != connection_lost)
                   spdlog::error("cluster: recording a retained message failed: {}", v.text);
@@ -860,7 +860,6 @@ struct engine::impl {
 
   // --- QoS 1/2: the inbox streams ---
 
-  // The envelope of `o` for its i-th node (its own when that node serves shared groups).
   // Calls f(i, bytes) with the envelope of `o` for each of its nodes: one encoding (in the
   // reused `envelope`) for every node that serves no shared group, its own for a node that
   // serves some (shared subscriptions are work queues: one copy in all).
