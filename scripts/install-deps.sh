@@ -21,6 +21,8 @@ test_pkgs=(
   openssl testssl.sh sslscan  # test certificates; the TLS listeners, scanned
   chromium  # browser tests (playwright-core drives it)
   redis-server redis-sentinel  # the cluster's tests start their own
+  nginx haproxy  # deploy/'s load balancer configurations, tested for real
+  nats-server  # bench/compare: a NATS cluster beside the wsagent cluster
 )
 
 want=("${build_pkgs[@]}")
