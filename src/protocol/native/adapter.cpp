@@ -540,8 +540,16 @@ std::function<void(bool)> adapter::reply_when_durable(std::string frame, std::st
       if (ok && use_instead && *use_instead) return link_.send_frame(std::move(instead));
       if (ok) return link_.send_frame(std::move(frame));
       if (failed) failed();
-      reply_error(error_code::unavailable,
-                  "the agent could not store message '" + msgid + "': publish it again", id);
+      // Not the client's error: it carries the msgid and does not count towards
+      // max_protocol_errors (a long Redis outage refuses many publishes of a good client).
+      if (closing_) return;
+      std::string refused;
+      encode_error(refused, error_code::unavailable,
+                   "message '" + msgid +
+                       "' could not be made durable (the store, or the cluster's Redis, is "
+                       "unavailable): publish it again",
+                   id, msgid);
+      link_.send_frame(std::move(refused));
     });
   };
 }
