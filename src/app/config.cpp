@@ -129,7 +129,7 @@ std::string check_redis_url(std::string_view url) {
   return cluster::parse_redis_url(url, e);
 }
 
-std::string check_sentinel(std::string_view where) {
+std::string check_host_port(std::string_view where) {
   cluster::redis_endpoint e;
   auto problem = cluster::parse_redis_url("redis://" + std::string(where), e);
   if (!problem.empty()) return problem;
@@ -359,7 +359,13 @@ const std::vector<key_spec>& schema() {
           [](config& c) -> std::vector<std::string>& { return c.cluster.sentinels; },
           "join through Redis Sentinel: each sentinel's host:port (with cluster.master; instead "
           "of cluster.redis)",
-          check_sentinel, "HOST:PORT,..."),
+          check_host_port, "HOST:PORT,..."),
+      list_key(
+          "cluster.redis_cluster",
+          [](config& c) -> std::vector<std::string>& { return c.cluster.redis_cluster; },
+          "join through a Redis Cluster: host:port of some of its nodes, asked in turn for the "
+          "slot map (instead of cluster.redis)",
+          check_host_port, "HOST:PORT,..."),
       string_key(
           "cluster.master", [](config& c) -> std::string& { return c.cluster.master; },
           "the name of the master the sentinels monitor", {}, check_credential, "NAME"),
@@ -981,9 +987,11 @@ class loader {
   // The cluster's keys that go together: one way to Redis, and Sentinel's master name.
   void finish_cluster() {
     const auto& c = cfg_.cluster;
-    if (!c.redis.empty() && !c.sentinels.empty())
-      error("configuration", 0, "cluster.sentinels",
-            "give cluster.redis or cluster.sentinels, not both");
+    const int ways = !c.redis.empty() + !c.sentinels.empty() + !c.redis_cluster.empty();
+    if (ways > 1)
+      error("configuration", 0,
+            c.redis_cluster.empty() ? "cluster.sentinels" : "cluster.redis_cluster",
+            "give one of cluster.redis, cluster.sentinels and cluster.redis_cluster");
     if (!c.sentinels.empty() && c.master.empty())
       error("configuration", 0, "cluster.master",
             "cluster.sentinels needs the master's name (cluster.master)");

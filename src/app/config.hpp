@@ -132,6 +132,8 @@ struct config {
     std::vector<std::string> sentinels;  // host:port of each sentinel (instead of redis)
     std::string master;                  // the master's name the sentinels know
     std::string sentinel_password;       // the sentinels' own (requirepass); "" = none
+    // host:port of some of a Redis Cluster's nodes (instead of redis and sentinels)
+    std::vector<std::string> redis_cluster;
     std::string node_id;   // "" = the one kept in store.data_dir/node_id (made at first start)
     std::string username;  // an ACL user for Redis, over the URL's
     std::string password;  // over the URL's (keep it in WSAGENT_CLUSTER_PASSWORD)
@@ -144,7 +146,7 @@ struct config {
     int inbox_max = 100000;         // entries of each node's inbox stream (MAXLEN ~)
     int wait_replicas = 0;          // QoS 1/2: acknowledged once on this many replicas
     int publish_timeout_ms = 5000;  // QoS 1/2 across nodes: the longest wait for Redis
-    bool enabled() const { return !redis.empty() || !sentinels.empty(); }
+    bool enabled() const { return !redis.empty() || !sentinels.empty() || !redis_cluster.empty(); }
   } cluster;
 
   struct log_section {

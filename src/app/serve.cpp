@@ -276,6 +276,14 @@ cluster::engine_settings cluster_settings_of(const config& cfg, std::string node
   s.master = cfg.cluster.master;
   if (!cfg.cluster.username.empty()) s.redis.user = cfg.cluster.username;
   if (!cfg.cluster.password.empty()) s.redis.password = cfg.cluster.password;
+  for (const auto& where : cfg.cluster.redis_cluster) {  // with cluster.username / password
+    cluster::redis_endpoint e = s.redis;
+    cluster::redis_endpoint at;
+    (void)cluster::parse_redis_url("redis://" + where, at);
+    e.host = at.host;
+    e.port = at.port;
+    s.cluster_seeds.push_back(std::move(e));
+  }
   s.prefix = cfg.cluster.prefix;
   s.heartbeat_ms = cfg.cluster.heartbeat_ms;
   s.node_timeout_ms = cfg.cluster.node_timeout_ms;
@@ -506,8 +514,16 @@ int serve(const config& cfg, const std::string& config_path) {
     auto settings = cluster_settings_of(cfg, name);
     settings.inbox_position = inbox_position;
     cluster = std::make_unique<cluster::engine>(router, std::move(settings));
-    spdlog::info("cluster: node {}, Redis {} (prefix {})", name,
-                 cluster->settings().redis.describe(), cfg.cluster.prefix);
+    const auto& cs = cluster->settings();
+    const std::string redis =
+        !cs.cluster_seeds.empty()
+            ? "Cluster through " + cs.cluster_seeds.front().describe() +
+                  (cs.cluster_seeds.size() > 1
+                       ? " (+" + std::to_string(cs.cluster_seeds.size() - 1) + " seeds)"
+                       : "")
+        : !cs.sentinels.empty() ? "master '" + cs.master + "' through Sentinel"
+                                : cs.redis.describe();
+    spdlog::info("cluster: node {}, Redis {} (prefix {})", name, redis, cs.prefix);
     cluster->start();
   }
   protocol::adapter_context actx{router, auth_holder, audit,

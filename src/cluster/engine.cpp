@@ -27,23 +27,32 @@ namespace {
 // Every script touches only the keys it is given (KEYS), so each runs on a Redis Cluster's
 // shard of its key too; PUBLISH inside a script is replicated as the script's effect.
 
+// Both scripts below write entries of this node's record, KEYS[1], through put(): a value
+// '*' is a new claim, the claims counter's (KEYS[2]) next number, listed in `claims` (key,
+// number) for the reply.
+constexpr std::string_view put_entry = R"lua(
+local function put(claims, k, val)
+  if val == '*' then
+    val = tostring(redis.call('INCR', KEYS[2]))
+    claims[#claims + 1] = k
+    claims[#claims + 1] = val
+  end
+  redis.call('HSET', KEYS[1], k, val)
+  return val
+end
+)lua";
+
 // A change of this node's record: KEYS[1] its hash, KEYS[2] the claims counter; ARGV: the
-// routes channel, the node, then triplets (op '+' or '-', key, value). A value '*' is a new
-// claim, the counter's next number. The hash's field "v" holds the version; the change goes
-// out on the routes channel with it. Returns the version, then each new claim's key and
-// number.
-constexpr std::string_view change_script = R"lua(
+// routes channel, the node, then triplets (op '+' or '-', key, value; '*' as in put()). The
+// hash's field "v" holds the version; the change goes out on the routes channel with it.
+// Returns the version, then each new claim's key and number.
+const std::string change_script = std::string(put_entry) + R"lua(
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 local out, claims = {ARGV[2], ' ', v, ' '}, {v}
 for i = 3, #ARGV, 3 do
   local op, k, val = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == '+' then
-    if val == '*' then
-      val = tostring(redis.call('INCR', KEYS[2]))
-      claims[#claims + 1] = k
-      claims[#claims + 1] = val
-    end
-    redis.call('HSET', KEYS[1], k, val)
+    val = put(claims, k, val)
   else
     redis.call('HDEL', KEYS[1], k)
   end
@@ -55,9 +64,9 @@ return claims
 
 // This node's whole record, written again (start, reconnect): the hash replaced, its version
 // moved on, and the others told to read it ('!'). ARGV: channel, node, a flag ("1": the first
-// part of the record, which replaces the hash; "0": a further part), then pairs (key, value),
-// '*' as above. Returns as the change script does.
-constexpr std::string_view reset_script = R"lua(
+// part of the record, which replaces the hash; "0": a further part), then pairs (key, value;
+// '*' as in put()). Returns as the change script does.
+const std::string reset_script = std::string(put_entry) + R"lua(
 local v
 if ARGV[3] == '1' then
   v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
@@ -68,13 +77,7 @@ else
 end
 local claims = {v}
 for i = 4, #ARGV, 2 do
-  local k, val = ARGV[i], ARGV[i + 1]
-  if val == '*' then
-    val = tostring(redis.call('INCR', KEYS[2]))
-    claims[#claims + 1] = k
-    claims[#claims + 1] = val
-  end
-  redis.call('HSET', KEYS[1], k, val)
+  put(claims, ARGV[i], ARGV[i + 1])
 end
 if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v .. ' !') end
 return claims
@@ -152,8 +155,25 @@ struct engine::impl {
         retained_channel(e.settings_.prefix + ":retained"),
         my_channel(e.settings_.prefix + ":node:" + e.settings_.node),
         my_record(record_key(e.settings_.node)),
+        clustered(!e.settings_.cluster_seeds.empty()),
+        publish_cmd(clustered ? "SPUBLISH" : "PUBLISH"),
+        change_lua(for_redis(change_script)),
+        reset_lua(for_redis(reset_script)),
+        retained_lua(for_redis(retained_script)),
+        leave_lua(for_redis(leave_script)),
         my_inbox(inbox_key(e.settings_.node)),
         inbox_pos(e.settings_.inbox_position) {}
+
+  // A script as this Redis runs it: on a Redis Cluster its PUBLISHes are sharded ones (the
+  // nodes subscribe with SSUBSCRIBE; a plain PUBLISH would go to every shard, and to none of
+  // those subscribers).
+  std::string for_redis(std::string_view script) const {
+    std::string out(script);
+    if (!clustered) return out;
+    for (std::size_t at = 0; (at = out.find("'PUBLISH'", at)) != std::string::npos; at += 10)
+      out.replace(at, 9, "'SPUBLISH'");
+    return out;
+  }
 
   std::string departures_key(std::string_view node) const {
     return self.settings_.prefix + ":departures:" + std::string(node);
@@ -176,7 +196,11 @@ struct engine::impl {
   asio::steady_timer park_timer;   // QoS 1/2 publishes waiting for Redis
   asio::steady_timer inbox_timer;  // the inbox read, paused while the inbound queue is full
   const std::string nodes_key, claims_key, routes_channel, epoch_key, retained_key,
-      retained_channel, my_channel, my_record, my_inbox;
+      retained_channel, my_channel, my_record;
+  const bool clustered;  // a Redis Cluster
+  const char* const publish_cmd;
+  const std::string change_lua, reset_lua, retained_lua, leave_lua;
+  const std::string my_inbox;
 
   // cmd: commands; sub: pub/sub; xr: the inbox read (XREAD BLOCK holds its connection);
   // dur: QoS 1/2 writes (XADD and WAIT); sentinel: the master check, with sentinels.
@@ -216,7 +240,55 @@ struct engine::impl {
     subscribed = 0;
     synced = false;
     if (!self.settings_.sentinels.empty()) return find_master(0);
+    if (clustered) return find_slot_owner(0);
     open(self.settings_.redis);
+  }
+
+  // Redis Cluster: the master that serves the cluster's slot (that of the hash tag {prefix}),
+  // from the slot map of each seed in turn. A redirection (MOVED, ASK) or a failover later
+  // ends the connections, and this asks again.
+  void find_slot_owner(std::size_t i) {
+    const auto& s = self.settings_;
+    if (i >= s.cluster_seeds.size()) return lost("no Redis Cluster seed answered");
+    auto ask = std::make_shared<std::shared_ptr<redis_connection>>();
+    auto next = [this, ask, i](const std::string& why) {
+      spdlog::debug("cluster: Redis Cluster seed {}: {}",
+                    self.settings_.cluster_seeds[i].describe(), why);
+      if (*ask) (*ask)->close();
+      ask->reset();
+      find_slot_owner(i + 1);
+    };
+    *ask = redis_connection::create(
+        io, s.cluster_seeds[i], "wsagent:" + s.node + ":seed",
+        {[this, ask, i, next] {
+           (*ask)->send(
+               {"CLUSTER", "KEYSLOT", nodes_key}, [this, ask, i, next](const resp_value& slot) {
+                 if (!slot.is(resp_value::kind::integer))
+                   return next("CLUSTER KEYSLOT: " + slot.text);
+                 (*ask)->send({"CLUSTER", "SLOTS"}, [this, ask, i, next,
+                                                     n = slot.integer](const resp_value& map) {
+                   // [[first, last, [host, port, id...], replicas...]...]
+                   for (const auto& range : map.elements) {
+                     if (range.elements.size() < 3 || range.elements[0].integer > n ||
+                         range.elements[1].integer < n || range.elements[2].elements.size() < 2)
+                       continue;
+                     auto host = range.elements[2].elements[0].text;
+                     if (host.empty()) host = self.settings_.cluster_seeds[i].host;  // "that one"
+                     auto where = master_endpoint(
+                         host, std::to_string(range.elements[2].elements[1].integer));
+                     (*ask)->close();
+                     ask->reset();
+                     return open(where);
+                   }
+                   next("no node serves slot " + std::to_string(n) +
+                        (map.is(resp_value::kind::error) ? ": " + map.text : ""));
+                 });
+               });
+         },
+         next,
+         {}},
+        s.connection);
+    (*ask)->start();
   }
 
   // The master's address from the sentinels, each asked in turn.
@@ -292,7 +364,8 @@ struct engine::impl {
                (v.elements.empty() ? "" : " (" + v.elements[0].text + ")"));
         return;
       }
-      sub->send({"SUBSCRIBE", routes_channel, my_channel, retained_channel});
+      sub->send(
+          {clustered ? "SSUBSCRIBE" : "SUBSCRIBE", routes_channel, my_channel, retained_channel});
     });
   }
 
@@ -411,7 +484,7 @@ struct engine::impl {
     std::size_t i = 0;
     do {
       std::vector<std::string_view> args{"EVAL",
-                                         reset_script,
+                                         reset_lua,
                                          "2",
                                          my_record,
                                          claims_key,
@@ -650,11 +723,14 @@ struct engine::impl {
 
   void pushed(const resp_value& v) {
     const auto kind = v.push_kind();
-    if (kind == "subscribe") {
+    if (kind == "subscribe" || kind == "ssubscribe") {
       if (++subscribed == 3) sync();
       return;
     }
-    if (kind != "message" || v.elements.size() != 3) return;
+    // A Redis Cluster that moved the slot away from this shard ends its sharded
+    // subscriptions: connect again, to the slot's new owner.
+    if (kind == "sunsubscribe") return lost("Redis Cluster moved the cluster's slot");
+    if ((kind != "message" && kind != "smessage") || v.elements.size() != 3) return;
     const auto& channel = v.elements[1].text;
     if (channel == routes_channel) return route_changed(v.elements[2].text);
     if (channel == retained_channel) return retained_changed(v.elements[2].text);
@@ -753,7 +829,7 @@ struct engine::impl {
         continue;
       }
       each_envelope(o, [&](std::size_t i, const std::string& bytes) {
-        cmd->send({"PUBLISH", o.to_nodes[i]->channel, bytes}, [this](const resp_value& v) {
+        cmd->send({publish_cmd, o.to_nodes[i]->channel, bytes}, [this](const resp_value& v) {
           if (v.is(resp_value::kind::integer) && v.integer == 0)
             self.probe_.unrouted.fetch_add(1, std::memory_order_relaxed);
           else if (v.is(resp_value::kind::error))
@@ -767,7 +843,7 @@ struct engine::impl {
   void send_ops(const std::vector<op>& ops) {
     for (std::size_t i = 0; i < ops.size();) {
       std::vector<std::string_view> args{
-          "EVAL", change_script, "2", my_record, claims_key, routes_channel, self.settings_.node};
+          "EVAL", change_lua, "2", my_record, claims_key, routes_channel, self.settings_.node};
       for (std::size_t n = 0; i < ops.size() && n < entries_per_call; ++i, ++n) {
         args.push_back(std::string_view(&ops[i].sign, 1));
         args.push_back(ops[i].key);
@@ -849,7 +925,7 @@ struct engine::impl {
     std::string payload(1, r.clear ? '-' : '+');
     encode_envelope(*r.msg, {}, payload);
     auto done = std::move(r.done);
-    cmd->send({"EVAL", retained_script, "1", retained_key, retained_channel, r.msg->tag, payload},
+    cmd->send({"EVAL", retained_lua, "1", retained_key, retained_channel, r.msg->tag, payload},
               [done](const resp_value& v) {
                 const bool ok = !v.is(resp_value::kind::error);
                 if (!ok && v.text != connection_lost)
@@ -1001,7 +1077,7 @@ struct engine::impl {
   void leave(std::function<void()> done) {
     drain();
     if (!cmd || !cmd->is_ready()) return done();
-    cmd->send({"EVAL", leave_script, "4", my_record, nodes_key, my_inbox,
+    cmd->send({"EVAL", leave_lua, "4", my_record, nodes_key, my_inbox,
                departures_key(self.settings_.node), routes_channel, self.settings_.node},
               [done](const resp_value& v) {
                 if (v.is(resp_value::kind::error) && v.text != connection_lost)
@@ -1011,9 +1087,17 @@ struct engine::impl {
   }
 };
 
+namespace {
+// On a Redis Cluster every key and channel shares the hash tag {prefix}.
+engine_settings with_hash_tag(engine_settings s) {
+  if (!s.cluster_seeds.empty()) s.prefix = "{" + s.prefix + "}";
+  return s;
+}
+}  // namespace
+
 engine::engine(core::router& router, engine_settings settings)
     : router_(router),
-      settings_(std::move(settings)),
+      settings_(with_hash_tag(std::move(settings))),
       table_(settings_.node, settings_.prefix + ":node:"),
       impl_(std::make_unique<impl>(*this)) {}
 

@@ -53,6 +53,10 @@ struct engine_settings {
   // heartbeat whether it moved).
   std::vector<redis_endpoint> sentinels;
   std::string master;
+  // Redis Cluster: its seed nodes, asked in turn for the slot map. Every key and channel of
+  // the cluster then carries the hash tag {prefix}: one slot, so that each script's keys are
+  // on one shard; node channels use sharded pub/sub (SSUBSCRIBE, SPUBLISH).
+  std::vector<redis_endpoint> cluster_seeds;
   std::string prefix = "wsagent";  // of every key and channel (several clusters, one Redis)
   int heartbeat_ms = 1000;
   int node_timeout_ms = 5000;          // a node whose heartbeat is older is gone

@@ -84,6 +84,11 @@ std::string parse_redis_url(std::string_view url, redis_endpoint& out) {
 
 namespace {
 
+bool redirected(std::string_view error) {
+  return error.starts_with("MOVED ") || error.starts_with("ASK ") ||
+         error.starts_with("CLUSTERDOWN") || error.starts_with("TRYAGAIN");
+}
+
 bool is_push(const resp_value& v) {
   const auto k = v.push_kind();
   return k == "message" || k == "smessage" || k == "pmessage" || k == "subscribe" ||
@@ -219,6 +224,12 @@ class connection_impl final : public redis_connection,
       return;
     }
     if (waiting_.empty()) return fail("a reply to no command");
+    // A Redis Cluster that moved the slot (resharding, a failover) or cannot serve it now:
+    // the command did not run. The connection ends (its waiters, this one too, get
+    // connection_lost, so a QoS 1/2 write is sent again) and the owner makes a new one to
+    // whichever node the slot map names then.
+    if (v.is(resp_value::kind::error) && redirected(v.text))
+      return fail("Redis Cluster: " + v.text);
     auto w = std::move(waiting_.front());
     waiting_.pop_front();
     if (w.h) w.h(v);

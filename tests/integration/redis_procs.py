@@ -127,3 +127,78 @@ class Sentinel:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.log.close()
+
+
+def cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        p = free_port()
+        if p + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 10000))
+            except OSError:
+                continue
+        return p
+    raise AssertionError("no free port pair for a Redis Cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster of `masters` masters, each with `replicas` replicas (redis-server
+    --cluster-enabled, joined by `redis-cli --cluster create`), node timeout 1 s so that a
+    failover takes a few seconds."""
+
+    def __init__(self, directory, masters=3, replicas=0):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.nodes = []
+        for _ in range(masters * (1 + replicas)):
+            port = cluster_port()
+            node_dir = self.dir / str(port)
+            self.nodes.append(RedisServer(node_dir, port=port, args=[
+                "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", "1000"]))
+        out = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        self.wait_ok()
+
+    def wait_ok(self, timeout=30):
+        """Until every node says the cluster is ok and every replica has synced (a replica
+        that never synced its master cannot take over from it)."""
+        deadline = time.monotonic() + timeout
+        for n in self.nodes:
+            while "cluster_state:ok" not in n.cli("CLUSTER", "INFO"):
+                assert time.monotonic() < deadline, n.cli("CLUSTER", "INFO")
+                time.sleep(0.1)
+            while True:
+                info = n.cli("INFO", "replication")
+                if "role:master" in info or "master_link_status:up" in info:
+                    break
+                assert time.monotonic() < deadline, info
+                time.sleep(0.1)
+
+    @property
+    def seeds(self):
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def owner(self, key):
+        """The node that serves `key`'s slot now (a master)."""
+        live = [n for n in self.nodes if n.proc.poll() is None]
+        slot = int(live[0].cli("CLUSTER", "KEYSLOT", key))
+        for n in live:
+            for line in n.cli("CLUSTER", "NODES").splitlines():
+                f = line.split()
+                if "myself" in f[2] and "master" in f[2]:
+                    for r in f[8:]:
+                        lo, _, hi = r.partition("-")
+                        if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                            return n
+        return None
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()

@@ -432,6 +432,8 @@ std::string json_report(const bench_options& o, const scenario_shape& shape, con
       .raw("rate", number(o.rate))
       .raw("duration_s", number(r.measured_s))
       .integer("sent", static_cast<std::int64_t>(t.sent_window))
+      // the warm-up's too: what a server's own counters over the whole run compare with
+      .integer("sent_total", static_cast<std::int64_t>(t.sent))
       .integer("expected", static_cast<std::int64_t>(t.expected_window))
       .integer("delivered", static_cast<std::int64_t>(t.delivered_window))
       .integer("lost", static_cast<std::int64_t>(lost))
