@@ -366,6 +366,22 @@ const std::vector<key_spec>& schema() {
           "join through a Redis Cluster: host:port of some of its nodes, asked in turn for the "
           "slot map (instead of cluster.redis)",
           check_host_port, "HOST:PORT,..."),
+      bool_key(
+          "cluster.tls", [](config& c) -> bool& { return c.cluster.tls; },
+          "TLS to Redis, the sentinels and a Redis Cluster's nodes (a rediss:// "
+          "cluster.redis turns it on)"),
+      string_key(
+          "cluster.tls_ca_file", [](config& c) -> std::string& { return c.cluster.tls_ca_file; },
+          "PEM file of the CAs that Redis's certificate must chain to (\"\" = the system's)", {},
+          nullptr, "PATH"),
+      string_key(
+          "cluster.tls_cert_file",
+          [](config& c) -> std::string& { return c.cluster.tls_cert_file; },
+          "PEM client certificate (chain) shown to Redis, when it asks (tls-auth-clients)", {},
+          nullptr, "PATH"),
+      string_key(
+          "cluster.tls_key_file", [](config& c) -> std::string& { return c.cluster.tls_key_file; },
+          "PEM private key of cluster.tls_cert_file", {}, nullptr, "PATH"),
       string_key(
           "cluster.master", [](config& c) -> std::string& { return c.cluster.master; },
           "the name of the master the sentinels monitor", {}, check_credential, "NAME"),
@@ -992,6 +1008,24 @@ class loader {
       error("configuration", 0,
             c.redis_cluster.empty() ? "cluster.sentinels" : "cluster.redis_cluster",
             "give one of cluster.redis, cluster.sentinels and cluster.redis_cluster");
+    // The TLS files are read at start-up: one that cannot be is reported here, at its line.
+    auto readable = [this](const char* key, const std::string& path) {
+      if (path.empty()) return true;
+      std::ifstream in(path);
+      if (in) return true;
+      const auto at = origins_.find(key);
+      error(at == origins_.end() ? "configuration" : at->second.source,
+            at == origins_.end() ? 0 : at->second.line, key,
+            in_quotes(path) + ": " + std::strerror(errno));
+      return false;
+    };
+    const bool files = readable("cluster.tls_ca_file", c.tls_ca_file) &
+                       readable("cluster.tls_cert_file", c.tls_cert_file) &
+                       readable("cluster.tls_key_file", c.tls_key_file);
+    if (files && c.tls_cert_file.empty() != c.tls_key_file.empty())
+      error("configuration", 0,
+            c.tls_cert_file.empty() ? "cluster.tls_cert_file" : "cluster.tls_key_file",
+            "cluster.tls_cert_file and cluster.tls_key_file go together");
     if (!c.sentinels.empty() && c.master.empty())
       error("configuration", 0, "cluster.master",
             "cluster.sentinels needs the master's name (cluster.master)");
@@ -1080,8 +1114,10 @@ class loader {
       error(path, line, std::string(spec.name), problem);
       return;
     }
-    // A tokens file named in the config file is relative to that file's directory.
-    if (spec.name == "auth.tokens_file") {
+    // A file named in the config file (the tokens file, the cluster's TLS files) is relative
+    // to that file's directory.
+    if (spec.name == "auth.tokens_file" || spec.name == "cluster.tls_ca_file" ||
+        spec.name == "cluster.tls_cert_file" || spec.name == "cluster.tls_key_file") {
       auto& s = std::get<std::string>(v);
       s = common::path_beside(path, s);
     }

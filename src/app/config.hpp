@@ -134,6 +134,11 @@ struct config {
     std::string sentinel_password;       // the sentinels' own (requirepass); "" = none
     // host:port of some of a Redis Cluster's nodes (instead of redis and sentinels)
     std::vector<std::string> redis_cluster;
+    // TLS to Redis: on with a rediss:// URL or tls = true (sentinels, a Redis Cluster)
+    bool tls = false;
+    std::string tls_ca_file;    // "" = the system's trusted certificates
+    std::string tls_cert_file;  // a client certificate, for tls-auth-clients
+    std::string tls_key_file;
     std::string node_id;   // "" = the one kept in store.data_dir/node_id (made at first start)
     std::string username;  // an ACL user for Redis, over the URL's
     std::string password;  // over the URL's (keep it in WSAGENT_CLUSTER_PASSWORD)

@@ -271,11 +271,13 @@ cluster::engine_settings cluster_settings_of(const config& cfg, std::string node
     cluster::redis_endpoint e;
     (void)cluster::parse_redis_url("redis://" + where, e);
     e.password = cfg.cluster.sentinel_password;
+    e.tls = cfg.cluster.tls;
     s.sentinels.push_back(std::move(e));
   }
   s.master = cfg.cluster.master;
   if (!cfg.cluster.username.empty()) s.redis.user = cfg.cluster.username;
   if (!cfg.cluster.password.empty()) s.redis.password = cfg.cluster.password;
+  s.redis.tls = s.redis.tls || cfg.cluster.tls;          // (the master and the seeds copy it)
   for (const auto& where : cfg.cluster.redis_cluster) {  // with cluster.username / password
     cluster::redis_endpoint e = s.redis;
     cluster::redis_endpoint at;
@@ -513,6 +515,15 @@ int serve(const config& cfg, const std::string& config_path) {
     }
     auto settings = cluster_settings_of(cfg, name);
     settings.inbox_position = inbox_position;
+    if (settings.redis.tls) {
+      std::string problem;
+      settings.connection.tls = cluster::make_redis_tls(
+          cfg.cluster.tls_ca_file, cfg.cluster.tls_cert_file, cfg.cluster.tls_key_file, problem);
+      if (!settings.connection.tls) {
+        spdlog::critical("cluster: TLS to Redis: {}", problem);
+        return 2;  // a configuration that names files it cannot use
+      }
+    }
     cluster = std::make_unique<cluster::engine>(router, std::move(settings));
     const auto& cs = cluster->settings();
     const std::string redis =
@@ -523,7 +534,8 @@ int serve(const config& cfg, const std::string& config_path) {
                        : "")
         : !cs.sentinels.empty() ? "master '" + cs.master + "' through Sentinel"
                                 : cs.redis.describe();
-    spdlog::info("cluster: node {}, Redis {} (prefix {})", name, redis, cs.prefix);
+    spdlog::info("cluster: node {}, Redis {}{} (prefix {})", name, redis,
+                 cs.redis.tls ? " over TLS" : "", cs.prefix);
     cluster->start();
   }
   protocol::adapter_context actx{router, auth_holder, audit,

@@ -4,7 +4,9 @@
 #include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cctype>
@@ -26,9 +28,14 @@ std::string redis_endpoint::describe() const {
 
 std::string parse_redis_url(std::string_view url, redis_endpoint& out) {
   redis_endpoint e;
-  if (url.starts_with("rediss://")) return "rediss:// (TLS to Redis) is not supported yet";
-  if (!url.starts_with("redis://")) return "must start with redis://";
-  url.remove_prefix(8);
+  if (url.starts_with("rediss://")) {
+    e.tls = true;
+    url.remove_prefix(9);
+  } else if (url.starts_with("redis://")) {
+    url.remove_prefix(8);
+  } else {
+    return "must start with redis:// (or rediss:// for TLS)";
+  }
   if (auto at = url.rfind('@'); at != std::string_view::npos) {
     auto cred = url.substr(0, at);
     url.remove_prefix(at + 1);
@@ -82,6 +89,39 @@ std::string parse_redis_url(std::string_view url, redis_endpoint& out) {
   return {};
 }
 
+std::shared_ptr<asio::ssl::context> make_redis_tls(const std::string& ca_file,
+                                                   const std::string& cert_file,
+                                                   const std::string& key_file,
+                                                   std::string& error) {
+  auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  tls->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                   asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (ca_file.empty())
+    tls->set_default_verify_paths(ec);
+  else
+    tls->load_verify_file(ca_file, ec);
+  if (ec) {
+    error = "cannot load the trusted certificates" +
+            (ca_file.empty() ? std::string() : " from " + ca_file) + ": " + ec.message();
+    return nullptr;
+  }
+  tls->set_verify_mode(asio::ssl::verify_peer);
+  if (!cert_file.empty()) {
+    tls->use_certificate_chain_file(cert_file, ec);
+    if (ec) {
+      error = "cannot load the client certificate " + cert_file + ": " + ec.message();
+      return nullptr;
+    }
+    tls->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      error = "cannot load the client key " + key_file + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  return tls;
+}
+
 namespace {
 
 bool redirected(std::string_view error) {
@@ -133,13 +173,34 @@ class connection_impl final : public redis_connection,
             if (closed_) return;
             if (ec2) return fail("cannot connect to " + where_.describe() + ": " + ec2.message());
             socket_.set_option(tcp::no_delay(true));
-            connected_ = true;
-            last_read_ = clock_type::now();
-            read();
-            flush();
-            tick();
+            if (!where_.tls) return opened();
+            if (!settings_.tls) return fail("rediss:// without a TLS context");
+            tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *settings_.tls);
+            // SNI for a name (RFC 6066 has none for an address), and the name (or address)
+            // the certificate must carry.
+            boost::system::error_code not_ip;
+            (void)asio::ip::make_address(where_.host, not_ip);
+            if (not_ip &&
+                !SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
+                          TLSEXT_NAMETYPE_host_name, const_cast<char*>(where_.host.c_str())))
+              return fail("cannot set the TLS server name");
+            tls_->set_verify_callback(asio::ssl::host_name_verification(where_.host));
+            tls_->async_handshake(
+                asio::ssl::stream_base::client, [this, self](boost::system::error_code ec3) {
+                  if (closed_) return;
+                  if (ec3) return fail("TLS with " + where_.describe() + ": " + ec3.message());
+                  opened();
+                });
           });
         });
+  }
+
+  void opened() {
+    connected_ = true;
+    last_read_ = clock_type::now();
+    read();
+    flush();
+    tick();
   }
 
   using redis_connection::send;
@@ -197,25 +258,29 @@ class connection_impl final : public redis_connection,
 
   void read() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buf_),
-                            [this, self](boost::system::error_code ec, std::size_t n) {
-                              if (closed_) return;
-                              if (ec)
-                                return fail(ec == asio::error::eof ? "Redis closed the connection"
-                                                                   : "read: " + ec.message());
-                              last_read_ = clock_type::now();
-                              reader_.feed(buf_.data(), n);
-                              resp_value v;
-                              for (;;) {
-                                const auto st = reader_.next(v);
-                                if (st == resp_reader::status::need_more) break;
-                                if (st == resp_reader::status::error)
-                                  return fail("not a Redis reply stream: " + reader_.error());
-                                dispatch(v);
-                                if (closed_) return;
-                              }
-                              read();
-                            });
+    auto done = [this, self](boost::system::error_code ec, std::size_t n) {
+      if (closed_) return;
+      if (ec)
+        return fail(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated
+                        ? "Redis closed the connection"
+                        : "read: " + ec.message());
+      last_read_ = clock_type::now();
+      reader_.feed(buf_.data(), n);
+      resp_value v;
+      for (;;) {
+        const auto st = reader_.next(v);
+        if (st == resp_reader::status::need_more) break;
+        if (st == resp_reader::status::error)
+          return fail("not a Redis reply stream: " + reader_.error());
+        dispatch(v);
+        if (closed_) return;
+      }
+      read();
+    };
+    if (tls_)
+      tls_->async_read_some(asio::buffer(buf_), std::move(done));
+    else
+      socket_.async_read_some(asio::buffer(buf_), std::move(done));
   }
 
   void dispatch(const resp_value& v) {
@@ -240,14 +305,17 @@ class connection_impl final : public redis_connection,
     writing_ = true;
     wbuf_.swap(out_);
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(wbuf_),
-                      [this, self](boost::system::error_code ec, std::size_t) {
-                        writing_ = false;
-                        if (closed_) return;
-                        if (ec) return fail("write: " + ec.message());
-                        wbuf_.clear();
-                        flush();
-                      });
+    auto done = [this, self](boost::system::error_code ec, std::size_t) {
+      writing_ = false;
+      if (closed_) return;
+      if (ec) return fail("write: " + ec.message());
+      wbuf_.clear();
+      flush();
+    };
+    if (tls_)
+      asio::async_write(*tls_, asio::buffer(wbuf_), std::move(done));
+    else
+      asio::async_write(socket_, asio::buffer(wbuf_), std::move(done));
   }
 
   void arm_timer(int ms) {
@@ -300,6 +368,7 @@ class connection_impl final : public redis_connection,
   const callbacks cb_;
   const redis_settings settings_;
   tcp::socket socket_;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;  // over socket_, for rediss://
   tcp::resolver resolver_;
   asio::steady_timer timer_;
   resp_reader reader_;

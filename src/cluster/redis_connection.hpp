@@ -12,6 +12,9 @@
 // socket open (seen after failovers, every health check green) is found by the reply
 // timeout instead of waiting forever.
 //
+// An endpoint with tls (rediss://) is reached over TLS (Asio's OpenSSL stream over the same
+// socket), its certificate verified against the context's CAs and the host name.
+//
 // Thread: every member, and every handler, on the io_context's thread.
 
 #include <cstdint>
@@ -26,7 +29,10 @@
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
 }
+}  // namespace boost::asio
 
 namespace wsagent::cluster {
 
@@ -37,19 +43,31 @@ struct redis_endpoint {
   std::string user;      // an ACL user ("": the default user)
   std::string password;  // "": no AUTH
   int db = 0;
+  bool tls = false;  // rediss://: TLS, the certificate checked against the host name
 
   std::string describe() const;  // host:port/db, no credentials
 };
 
-// "redis://[[user]:password@]host[:port][/db]"; a host in brackets for IPv6. Returns what is
-// wrong, or "" with `out` filled. (rediss:// is refused: TLS to Redis is not built yet.)
+// "redis://[[user]:password@]host[:port][/db]", or rediss:// for TLS; a host in brackets for
+// IPv6. Returns what is wrong, or "" with `out` filled.
 std::string parse_redis_url(std::string_view url, redis_endpoint& out);
 
 struct redis_settings {
-  int connect_timeout_ms = 3000;
-  int reply_timeout_ms = 5000;  // the oldest command without a reply: the connection is dead
-  int probe_idle_ms = 2000;     // silent this long: PING
+  int connect_timeout_ms = 3000;  // the TLS handshake included
+  int reply_timeout_ms = 5000;    // the oldest command without a reply: the connection is dead
+  int probe_idle_ms = 2000;       // silent this long: PING
+  // For an endpoint with tls: the client context (trusted CAs, and a client certificate when
+  // Redis asks for one: tls-auth-clients). Made by make_redis_tls.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
+
+// A TLS client context for Redis: TLS 1.2 or newer, the server's certificate verified against
+// `ca_file` (PEM; "" = the system's trusted certificates), and `cert_file` / `key_file` (PEM)
+// presented when given. Returns null with `error` naming the file and the cause.
+std::shared_ptr<boost::asio::ssl::context> make_redis_tls(const std::string& ca_file,
+                                                          const std::string& cert_file,
+                                                          const std::string& key_file,
+                                                          std::string& error);
 
 class redis_connection {
  public:

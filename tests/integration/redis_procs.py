@@ -16,11 +16,14 @@ def free_port():
 class RedisServer:
     """A redis-server; stop() and start() again keep its port (a restart)."""
 
-    def __init__(self, directory, port=None, args=()):
+    def __init__(self, directory, port=None, args=(), tls=None):
+        """tls: {"cert", "key", "ca"} (PEM paths): TLS only on the port (no plain port), and
+        redis-cli speaks TLS to it with the same files."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.args = list(args)
+        self.tls = tls
         self.proc = None
         self.start()
 
@@ -30,8 +33,13 @@ class RedisServer:
 
     def start(self):
         self.log = open(self.dir / f"redis-{self.port}.log", "a")
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                     self.tls["cert"], "--tls-key-file", self.tls["key"], "--tls-ca-cert-file",
+                     self.tls["ca"]]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            ["redis-server", *ports, "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.dir), *self.args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -46,8 +54,13 @@ class RedisServer:
 
     def cli(self, *args):
         """One command through redis-cli; its reply as text."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                             text=True, timeout=10, check=True)
+        tls = []
+        if self.tls:
+            tls = ["--tls", "--cacert", self.tls["ca"], "--cert", self.tls.get("client_cert",
+                                                                              self.tls["cert"]),
+                   "--key", self.tls.get("client_key", self.tls["key"])]
+        out = subprocess.run(["redis-cli", *tls, "-p", str(self.port), *args],
+                             capture_output=True, text=True, timeout=10, check=True)
         return out.stdout.strip()
 
     def send_raw(self, *args):

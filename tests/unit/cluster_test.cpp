@@ -252,9 +252,15 @@ TEST(RedisUrl, ParsesHostPortCredentialsAndDatabase) {
   EXPECT_EQ(e.port, 7000);
   for (std::string_view bad :
        {"http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://[::1",
-        "redis://h/x", "redis://u:@h", "redis://a b:1", "redis://h\x01:1"})
+        "redis://h/x", "redis://u:@h", "redis://a b:1", "redis://h\x01:1", "edis://h", "rediss:/h",
+        "rediss://"})
     EXPECT_NE(parse_redis_url(bad, e), "") << bad;
-  EXPECT_NE(parse_redis_url("rediss://h", e).find("not supported"), std::string::npos);
+  EXPECT_FALSE(e.tls);
+  ASSERT_EQ(parse_redis_url("rediss://u:pw@redis.local:6380", e), "");
+  EXPECT_TRUE(e.tls);
+  EXPECT_EQ(e.host, "redis.local");
+  EXPECT_EQ(e.port, 6380);
+  EXPECT_EQ(e.user, "u");
 }
 
 }  // namespace

@@ -605,7 +605,7 @@ TEST_F(Config, EnvironmentErrors) {
 
 TEST_F(Config, EveryKeyHasAFlagAndAnEnvironmentVariable) {
   auto keys = flag_keys();
-  EXPECT_EQ(keys.size(), 67u);
+  EXPECT_EQ(keys.size(), 71u);
   for (const char* k : {"server.listen",
                         "mqtt.max_keepalive",
                         "server.threads",
