@@ -540,6 +540,49 @@ async def session_on(agent, name):
     return ws, await recv_type(ws, "auth_response")
 
 
+async def qos1_through_a_failover(a, b, c, fail, recovered):
+    """QoS 1 load from `a` to subscribers on `b` and `c` across a Redis failover: 20
+    messages, fail(), 20 more while it happens, then `await recovered()` (the new master's
+    port). Every publish is acknowledged (held meanwhile, none refused: publish_timeout_ms is
+    long), every node rejoins through the new master, and every acknowledged message reaches
+    both subscribers."""
+    subs = []
+    for node, name in ((b, "fb"), (c, "fc")):
+        ws = await client(node, name)
+        await subscribe(ws, "f/#", qos=1)
+        subs.append(ws)
+    wait_filters(a, 2)
+    pub = await client(a, "fp")
+    acked, refused = [], []
+
+    async def acks(n):
+        while len(acked) + len(refused) < n:
+            m = await recv(pub, timeout=40)
+            if m["type"] == "ack":
+                acked.append(int(m["msgid"][1:]))
+            elif m["type"] == "error" and m["code"] == "unavailable":
+                refused.append(m["message"])
+    for i in range(20):
+        await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
+    await acks(20)
+    fail()
+    for i in range(20, 40):
+        await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
+        await asyncio.sleep(0.05)
+    port = await recovered()
+    await acks(40)
+    for x in (a, b, c):
+        x.wait_log(rf"joined through Redis 127.0.0.1:{port}", timeout=30)
+    for ws in subs:
+        got = set()
+        while not set(acked) <= got:
+            m = await recv_type(ws, "message", timeout=20)
+            got.add(m["payload"])
+            await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
+    assert sorted(acked) == list(range(40)) and not refused, (acked, refused)
+    await close_all()
+
+
 def test_sentinel_failover_under_qos1_load_loses_nothing_acknowledged(agent_factory, tmp_path):
     master = RedisServer(tmp_path / "master")
     replica = RedisServer(tmp_path / "replica", args=["--replicaof", "127.0.0.1",
@@ -560,51 +603,17 @@ def test_sentinel_failover_under_qos1_load_loses_nothing_acknowledged(agent_fact
             x.wait_log(rf"joined through Redis 127.0.0.1:{master.port}", timeout=10)
             x.wait_metric("wsagent_cluster_nodes", lambda v: v == 2)
 
-        async def go():
-            subs = []
-            for node, name in ((b, "fb"), (c, "fc")):
-                ws = await client(node, name)
-                await subscribe(ws, "f/#", qos=1)
-                subs.append(ws)
-            wait_filters(a, 2)
-            pub = await client(a, "fp")
-            acked, refused = [], []
-
-            async def send(i):
-                await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
-
-            async def acks(n):
-                while len(acked) + len(refused) < n:
-                    m = await recv(pub, timeout=40)
-                    if m["type"] == "ack":
-                        acked.append(int(m["msgid"][1:]))
-                    elif m["type"] == "error" and m["code"] == "unavailable":
-                        refused.append(m["message"])
-            for i in range(20):
-                await send(i)
-            await acks(20)
-            master.kill()  # the failover: the sentinels promote the replica
-            for i in range(20, 40):
-                await send(i)
-                await asyncio.sleep(0.05)
+        async def recovered():
             deadline = time.monotonic() + 20
             while sentinels[0].master_port() != replica.port:
                 assert time.monotonic() < deadline, "no failover"
                 await asyncio.sleep(0.2)
             # The old master back, as the new one's replica: WAIT 1 is satisfied again.
             master.start()
-            await acks(40)
-            for x in (a, b, c):
-                x.wait_log(rf"joined through Redis 127.0.0.1:{replica.port}", timeout=20)
-            for ws in subs:
-                got = set()
-                while not set(acked) <= got:
-                    m = await recv_type(ws, "message", timeout=20)
-                    got.add(m["payload"])
-                    await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
-            # Held through the failover, none refused (publish_timeout_ms is 30 s).
-            assert sorted(acked) == list(range(40)) and not refused, (acked, refused)
-            await close_all()
+            return replica.port
+
+        async def go():
+            await qos1_through_a_failover(a, b, c, master.kill, recovered)
         run(go())
     finally:
         for s in sentinels:

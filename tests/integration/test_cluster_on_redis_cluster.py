@@ -8,12 +8,13 @@ failover of the slot's master under QoS 1 load that loses nothing acknowledged."
 import asyncio
 import json
 import subprocess
+import time
 
 import pytest
 
-from conftest import BIN, client, close_all, publish, recv, recv_type, run, subscribe
+from conftest import BIN, client, close_all, publish, recv_type, run, subscribe
 from redis_procs import RedisCluster
-from test_cluster import FAST, wait_filters
+from test_cluster import FAST, qos1_through_a_failover, wait_filters
 # The three-node tests, collected here again: they run with this module's `nodes`.
 from test_cluster import (  # noqa: F401
     test_a_client_id_taken_on_another_node_closes_the_old_connection,
@@ -135,41 +136,15 @@ def test_a_failover_of_the_slots_master_under_qos1_load_loses_nothing_acknowledg
             x.wait_metric("wsagent_cluster_nodes", lambda v: v == 2)
         old = rc.owner(SLOT_KEY)
 
-        async def go():
-            subs = []
-            for node, name in ((b, "fb"), (c, "fc")):
-                ws = await client(node, name)
-                await subscribe(ws, "f/#", qos=1)
-                subs.append(ws)
-            wait_filters(a, 2)
-            pub = await client(a, "fp")
-            acked = []
+        async def recovered():
+            deadline = time.monotonic() + 20
+            while (new := rc.owner(SLOT_KEY)) is None or new is old:
+                assert time.monotonic() < deadline, "no failover"
+                await asyncio.sleep(0.2)
+            return new.port
 
-            async def acks(n):
-                while len(acked) < n:
-                    m = await recv(pub, timeout=40)
-                    assert m["type"] == "ack", m
-                    acked.append(int(m["msgid"][1:]))
-            for i in range(20):
-                await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
-            await acks(20)
-            old.kill()
-            for i in range(20, 40):
-                await publish(pub, "f/x", i, qos=1, msgid=f"f{i}")
-                await asyncio.sleep(0.05)
-            await acks(40)
-            new = rc.owner(SLOT_KEY)
-            assert new is not None and new is not old
-            for x in (a, b, c):
-                x.wait_log(rf"joined through Redis 127.0.0.1:{new.port}", timeout=30)
-            for ws in subs:
-                got = set()
-                while not set(acked) <= got:
-                    m = await recv_type(ws, "message", timeout=20)
-                    got.add(m["payload"])
-                    await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
-            assert sorted(acked) == list(range(40))
-            await close_all()
+        async def go():
+            await qos1_through_a_failover(a, b, c, old.kill, recovered)
         run(go())
     finally:
         rc.stop()

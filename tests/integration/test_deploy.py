@@ -262,6 +262,18 @@ def mqtt_via(port, agents, client_id, inbox=None):
     return c, landed(agents, before)
 
 
+def mqtt_subscriber(port, agents, client_id, topic):
+    """An MQTT 5 client through HAProxy subscribed to `topic` at QoS 1; returns (client,
+    index of its node, queue of (topic, payload))."""
+    inbox = queue.Queue()
+    c, node = mqtt_via(port, agents, client_id, inbox)
+    subscribed = queue.Queue()
+    c.on_subscribe = lambda *a: subscribed.put(True)
+    c.subscribe(topic, qos=1)
+    subscribed.get(timeout=5)
+    return c, node, inbox
+
+
 def bye(c):
     c.disconnect()
     c.loop_stop()
@@ -285,12 +297,7 @@ def test_haproxy_balances_mqtt_by_client_id(tmp_path, three):
                 settle(three, total - 1)
         assert len(set(where.values())) >= 2, where
 
-        inbox = queue.Queue()
-        sub, sub_node = mqtt_via(mqtt_port, three, "control-room", inbox)
-        subscribed = queue.Queue()
-        sub.on_subscribe = lambda *a: subscribed.put(True)
-        sub.subscribe("meters/#", qos=1)
-        subscribed.get(timeout=5)
+        sub, sub_node, inbox = mqtt_subscriber(mqtt_port, three, "control-room", "meters/#")
         pub_id = next(c for c, n in where.items() if n != sub_node)
         pub, pub_node = mqtt_via(mqtt_port, three, pub_id)
         three[pub_node].wait_metric("wsagent_cluster_route_filters", lambda v: v == 1)
@@ -326,12 +333,7 @@ def test_haproxy_moves_clients_of_a_dead_node_to_the_others(tmp_path, three):
     lb = haproxy_deploy(tmp_path, three)
     mqtt_port = lb.ports[0]
     try:
-        inbox = queue.Queue()
-        sub, sub_node = mqtt_via(mqtt_port, three, "watcher", inbox)
-        subscribed = queue.Queue()
-        sub.on_subscribe = lambda *a: subscribed.put(True)
-        sub.subscribe("meters/#", qos=1)
-        subscribed.get(timeout=5)
+        sub, sub_node, inbox = mqtt_subscriber(mqtt_port, three, "watcher", "meters/#")
         victim = next(i for i in range(3) if i != sub_node)
         cid = None
         for i in range(50):  # a client id that hashes to the node to be killed
