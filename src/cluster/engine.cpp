@@ -1206,9 +1206,14 @@ void engine::published(const core::message_ptr& msg, const core::observed_publis
     else
       probe_.dropped_group.fetch_add(1, std::memory_order_relaxed);
   }
+  // Those that no member here took (none here, or none that could take it) and the policy did
+  // not send elsewhere already. (The router's match said which: no second look at the index.)
   table_.match_groups(msg->tag, remote_groups);
+  auto among = [](std::span<const std::string> list, const std::string& g) {
+    return std::find(list.begin(), list.end(), g) != list.end();
+  };
   for (auto& whole : remote_groups)
-    if (!router_.has_group(whole))
+    if (!among(how.groups_here, whole) && !among(how.groups_elsewhere, whole))
       if (auto n = table_.pick_node(whole)) add_group(std::move(n), std::move(whole));
   if (nodes.empty()) return;
   if (!groups.empty()) groups.resize(nodes.size());

@@ -59,6 +59,7 @@ struct router::route_state {
   bool deferred = false;               // delivered from the store's completion
   bool injected = false;               // from another node (router::inject): not observed
   std::vector<std::string> elsewhere;  // shared groups the policy sent to another node
+  std::vector<std::string> here;       // shared groups served here
   std::shared_ptr<ack_join> join;      // the publisher's acknowledgement, when it waits
 };
 
@@ -166,7 +167,7 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
   if (!join) {
     // Told after the locks are let go; a deferred one, from the store's completion.
     if (r.ok() && !st.deferred)
-      tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, nullptr);
+      tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, st.here, nullptr);
     return r;
   }
   if (!r.pending_durable) {
@@ -174,7 +175,7 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
     opts.on_durable = nullptr;
   }
   if (r.ok() && !st.deferred)
-    tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, join.get());
+    tell_observer(msg, opts, st.direct != nullptr, st.elsewhere, st.here, join.get());
   // (deferred: the store's completion tells the observer, then lets its part go)
   r.pending_durable = r.pending_durable || join->held.load(std::memory_order_relaxed);
   join->armed.store(r.pending_durable, std::memory_order_relaxed);
@@ -183,10 +184,11 @@ route_result router::route(const session* from, const message_ptr& msg, publish_
 }
 
 void router::tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
-                           std::span<const std::string> elsewhere, ack_hold* ack) {
+                           std::span<const std::string> elsewhere,
+                           std::span<const std::string> here, ack_hold* ack) {
   if (observer_)
-    observer_->published(msg,
-                         {opts.to, opts.retain, opts.clears_retained, to_here, elsewhere, ack});
+    observer_->published(
+        msg, {opts.to, opts.retain, opts.clears_retained, to_here, elsewhere, here, ack});
 }
 
 route_result router::route_here(route_state& st) {
@@ -281,6 +283,7 @@ std::size_t router::route_matched(route_state& st) {
   else
     groups.policy = groups_;
   groups.elsewhere = &st.elsewhere;
+  if (!st.injected) groups.here = &st.here;
   std::size_t lists = index_.match(*st.msg, matches, groups);
   if (st.direct) {
     matches.push_back({st.direct.get(), 2});  // direct: at the publish's QoS
@@ -325,10 +328,10 @@ void router::persist_matched(route_state& st) {
       if (auto who = x.who->weak_from_this().lock())
         to_whom.emplace_back(std::move(who), std::min(msg->qos, x.qos));
     store_->submit(
-        std::move(batch),
-        [this, msg, to_whom = std::move(to_whom), done = std::move(done),
-         to = std::string(st.opts.to), to_here = st.direct != nullptr, elsewhere = st.elsewhere,
-         retain = st.opts.retain, clears = st.opts.clears_retained, join = st.join](bool ok) {
+        std::move(batch), [this, msg, to_whom = std::move(to_whom), done = std::move(done),
+                           to = std::string(st.opts.to), to_here = st.direct != nullptr,
+                           elsewhere = st.elsewhere, here = st.here, retain = st.opts.retain,
+                           clears = st.opts.clears_retained, join = st.join](bool ok) {
           if (ok) {
             {
               subscription_index::shared lock(index_);
@@ -337,7 +340,7 @@ void router::persist_matched(route_state& st) {
                 deliver(*who, msg, qos, now);
             }
             if (observer_)
-              observer_->published(msg, {to, retain, clears, to_here, elsewhere, join.get()});
+              observer_->published(msg, {to, retain, clears, to_here, elsewhere, here, join.get()});
           }
           done(ok);
         });

@@ -124,6 +124,8 @@ struct observed_publish {
   bool to_here = false;  // the `to` recipient has a session on this node
   // Shared groups with members here that the group policy sent to another node's member.
   std::span<const std::string> groups_elsewhere;
+  // Shared groups a member here took the message for (no other node's member may).
+  std::span<const std::string> groups_here;
   // A QoS 1/2 publish whose publisher waits for an acknowledgement (publish_options::
   // on_durable): the observer may hold it until the message is safe elsewhere too. Null
   // otherwise; valid during the call only.
@@ -161,8 +163,6 @@ class router {
   // serving; node_filters() then gives those held already (the restored sessions').
   void set_filter_observer(filter_observer* o);
   std::vector<std::string> node_filters() const;
-  // The shared group `whole` ("$share/g/f") has members on this node.
-  bool has_group(std::string_view whole) const;
   // This node's id, stamped on every message published here (message::node). Set once at
   // start-up, before serving (the default, 0, is a node alone).
   void set_node(std::uint32_t id) noexcept { node_ = id; }
@@ -327,7 +327,8 @@ class router {
   route_result route_here(route_state& st);
   struct ack_join;
   void tell_observer(const message_ptr& msg, const publish_options& opts, bool to_here,
-                     std::span<const std::string> elsewhere, ack_hold* ack);
+                     std::span<const std::string> elsewhere, std::span<const std::string> here,
+                     ack_hold* ack);
   bool retain(route_state& st, bool in_batch) REQUIRES_SHARED(index_.mutex());
   route_result route_in_order(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);
   std::size_t route_matched(route_state& st) REQUIRES_SHARED(index_.mutex(), core::routing);

@@ -363,11 +363,6 @@ void router::set_filter_observer(filter_observer* o) {
   index_.set_observer(o);
 }
 
-bool router::has_group(std::string_view whole) const {
-  subscription_index::shared lock(index_);
-  return index_.has_group(whole);
-}
-
 std::vector<std::string> router::node_filters() const {
   subscription_index::shared lock(index_);
   return index_.node_filters();

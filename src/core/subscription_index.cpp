@@ -187,6 +187,7 @@ std::size_t subscription_index::match(const message& m, std::vector<subscriber>&
       pick = &x;
     }
     out.push_back(*pick);
+    if (choice.here) choice.here->push_back(g.whole);
     ++lists;
   }
   return lists;

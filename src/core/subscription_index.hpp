@@ -60,6 +60,8 @@ struct group_choice {
   const group_policy* policy = nullptr;
   // Appended: the groups matched here that the policy sent elsewhere.
   std::vector<std::string>* elsewhere = nullptr;
+  // Appended: the groups a member here takes the message for.
+  std::vector<std::string>* here = nullptr;
 };
 
 // The cluster seam, subscribing side (issue 14): told when this node's first subscription
@@ -144,10 +146,6 @@ class subscription_index {
   session* other_member(std::string_view whole, const message& m, const session& leaving,
                         std::uint8_t& qos) const REQUIRES_SHARED(mutex_, routing);
 
-  // A shared group "$share/g/f" has members here.
-  bool has_group(std::string_view whole) const REQUIRES_SHARED(mutex_) {
-    return groups_.contains(whole);
-  }
   // Every whole filter some session of this node holds, once each.
   std::vector<std::string> node_filters() const REQUIRES_SHARED(mutex_);
 

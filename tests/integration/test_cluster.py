@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from conftest import (BIN, OPEN, close_all, closed_with, client, connect, nothing_for, publish, recv,
-                      recv_type, run, serve_file, subscribe)
+                      recv_type, run, serve_file, session, subscribe)
 from redis_procs import RedisServer, Sentinel
 from test_mqtt import read_until_closed
 from test_mqtt5 import connect5
@@ -416,6 +416,32 @@ def test_a_shared_subscription_picks_one_member_across_the_cluster(nodes):
         per_far = [await drain(ws) for ws in far]
         assert sorted(p for got in per_far for p in got) == list(range(count))
         assert all(per_far), per_far
+        await close_all()
+    run(go())
+
+
+def test_a_group_whose_members_here_cannot_take_a_message_is_served_elsewhere(nodes):
+    """The publishing node's only member of a group is offline (a persistent session with a
+    QoS 0 subscription: it keeps nothing): the message goes to the group's member on the
+    other node instead of nowhere."""
+    a, b = nodes(2)
+
+    async def go():
+        away, _ = await session(a, "sleeper")
+        await subscribe(away, "$share/g/jobs/#")
+        await away.close()
+        deadline = time.monotonic() + 5
+        while a.health()["connections"] != 1:  # (the health request's own) gone; kept offline
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert a.health()["sessions"] == 1
+        there = await client(b, "awake")
+        await subscribe(there, "$share/g/jobs/#")
+        wait_filters(a, 1)
+        pub = await client(a, "boss")
+        for i in range(5):
+            await publish(pub, "jobs/x", i)
+        assert await drain(there) == list(range(5))
         await close_all()
     run(go())
 
