@@ -235,8 +235,7 @@ def test_sighup_with_a_broken_file_keeps_the_old_tokens(agent_factory, tmp_path)
     tokens.write_text('[[tokens]]\ntoken = "first"\nuser = "u"\nroles = []\n')
     a = agent_factory(f'[auth]\ntokens_file = "{tokens}"\n')
     tokens.write_text("[[tokens]\nbroken = \n")
-    a.signal(signal.SIGHUP)
-    a.wait_log("reload failed")
+    a.reload_until("reload failed")
 
     async def go():
         ws = await connect(a, headers={"Authorization": "Bearer first"})
