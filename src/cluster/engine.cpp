@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "cluster/envelope.hpp"
 #include "common/clock.hpp"
@@ -251,7 +252,9 @@ struct engine::impl {
     const auto& s = self.settings_;
     if (i >= s.cluster_seeds.size()) return lost("no Redis Cluster seed answered");
     auto ask = std::make_shared<std::shared_ptr<redis_connection>>();
-    auto next = [this, ask, i](const std::string& why) {
+    // The next seed, once (as in find_master).
+    auto next = [this, ask, i, once = std::make_shared<bool>(false)](const std::string& why) {
+      if (std::exchange(*once, true)) return;
       spdlog::debug("cluster: Redis Cluster seed {}: {}",
                     self.settings_.cluster_seeds[i].describe(), why);
       if (*ask) (*ask)->close();
@@ -296,25 +299,29 @@ struct engine::impl {
     const auto& s = self.settings_;
     if (i >= s.sentinels.size()) return lost("no sentinel answered for master '" + s.master + "'");
     auto ask = std::make_shared<std::shared_ptr<redis_connection>>();
+    // The next sentinel, once: a connection that fails with the question asked answers it
+    // (connection lost) and then reports its end.
+    auto next = [this, ask, i, once = std::make_shared<bool>(false)] {
+      if (std::exchange(*once, true)) return;
+      if (*ask) (*ask)->close();
+      ask->reset();
+      find_master(i + 1);
+    };
     *ask = redis_connection::create(
         io, s.sentinels[i], "wsagent:" + s.node + ":sentinel",
-        {[this, ask, i] {
+        {[this, ask, next] {
            (*ask)->send({"SENTINEL", "get-master-addr-by-name", self.settings_.master},
-                        [this, ask, i](const resp_value& v) {
-                          (*ask)->close();
+                        [this, ask, next](const resp_value& v) {
                           if (v.is(resp_value::kind::array) && v.elements.size() == 2) {
+                            (*ask)->close();
                             auto where = master_endpoint(v.elements[0].text, v.elements[1].text);
                             ask->reset();
                             return open(where);
                           }
-                          ask->reset();
-                          find_master(i + 1);
+                          next();
                         });
          },
-         [this, ask, i](const std::string&) {
-           ask->reset();
-           find_master(i + 1);
-         },
+         [next](const std::string&) { next(); },
          {}},
         s.connection);
     (*ask)->start();
