@@ -262,30 +262,31 @@ std::string cluster_node_name(const config& cfg, std::string& error) {
   return buf;
 }
 
+// `base` (its credentials and TLS) at `where`, a host:port checked when the file was loaded.
+cluster::redis_endpoint endpoint_at(const std::string& where, cluster::redis_endpoint base) {
+  cluster::redis_endpoint at;
+  (void)cluster::parse_redis_url("redis://" + where, at);
+  base.host = at.host;
+  base.port = at.port;
+  return base;
+}
+
 cluster::engine_settings cluster_settings_of(const config& cfg, std::string node) {
   cluster::engine_settings s;
   s.node = std::move(node);
   if (!cfg.cluster.redis.empty())
     (void)cluster::parse_redis_url(cfg.cluster.redis, s.redis);  // checked when loaded
-  for (const auto& where : cfg.cluster.sentinels) {
-    cluster::redis_endpoint e;
-    (void)cluster::parse_redis_url("redis://" + where, e);
-    e.password = cfg.cluster.sentinel_password;
-    e.tls = cfg.cluster.tls;
-    s.sentinels.push_back(std::move(e));
-  }
+  cluster::redis_endpoint sentinel;
+  sentinel.password = cfg.cluster.sentinel_password;
+  sentinel.tls = cfg.cluster.tls;
+  for (const auto& where : cfg.cluster.sentinels)
+    s.sentinels.push_back(endpoint_at(where, sentinel));
   s.master = cfg.cluster.master;
   if (!cfg.cluster.username.empty()) s.redis.user = cfg.cluster.username;
   if (!cfg.cluster.password.empty()) s.redis.password = cfg.cluster.password;
-  s.redis.tls = s.redis.tls || cfg.cluster.tls;          // (the master and the seeds copy it)
-  for (const auto& where : cfg.cluster.redis_cluster) {  // with cluster.username / password
-    cluster::redis_endpoint e = s.redis;
-    cluster::redis_endpoint at;
-    (void)cluster::parse_redis_url("redis://" + where, at);
-    e.host = at.host;
-    e.port = at.port;
-    s.cluster_seeds.push_back(std::move(e));
-  }
+  s.redis.tls = s.redis.tls || cfg.cluster.tls;        // (the master and the seeds copy it)
+  for (const auto& where : cfg.cluster.redis_cluster)  // with cluster.username / password
+    s.cluster_seeds.push_back(endpoint_at(where, s.redis));
   s.prefix = cfg.cluster.prefix;
   s.heartbeat_ms = cfg.cluster.heartbeat_ms;
   s.node_timeout_ms = cfg.cluster.node_timeout_ms;

@@ -283,7 +283,8 @@ std::size_t router::route_matched(route_state& st) {
   else
     groups.policy = groups_;
   groups.elsewhere = &st.elsewhere;
-  if (!st.injected) groups.here = &st.here;
+  // (Only a cluster asks which groups were served here: no copies for a node alone.)
+  if (!st.injected && observer_) groups.here = &st.here;
   std::size_t lists = index_.match(*st.msg, matches, groups);
   if (st.direct) {
     matches.push_back({st.direct.get(), 2});  // direct: at the publish's QoS
