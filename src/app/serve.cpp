@@ -2,11 +2,14 @@
 
 #include <sys/resource.h>
 
+#include <pthread.h>
+
 #include <csignal>
 
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
@@ -451,6 +454,16 @@ int serve(const config& cfg, const std::string& config_path) {
   // A write to a socket its peer closed is an error to handle, not a reason to die: OpenSSL
   // writes TLS sockets with write(2), which raises SIGPIPE (Asio's sends do not).
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGINT, SIGTERM and SIGHUP are for the main thread alone: blocked here, before any thread
+  // starts (each inherits the mask), and unblocked on the main thread once it serves (below).
+  // A signal sent meanwhile waits; a signal the kernel could hand to any thread would reach
+  // one that may not see it soon (ThreadSanitizer holds a signal until its thread makes a
+  // call it intercepts: a SIGHUP was seen waiting seconds in CI).
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP})
+    sigaddset(&handled, sig);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
   try {
     setup_logging(cfg.log);
   } catch (const std::exception& e) {
@@ -619,6 +632,9 @@ int serve(const config& cfg, const std::string& config_path) {
               cluster ? core::close_reason::moving : core::close_reason::going_away);
   };
   signals.async_wait(on_signal);
+  // Run by the main thread once it serves, after the I/O threads started with the mask.
+  boost::asio::post(srv->main_context(),
+                    [&handled] { pthread_sigmask(SIG_UNBLOCK, &handled, nullptr); });
   srv->run();
   // The server's connections are closed: their last publishes and filter removals go out,
   // then this node leaves the cluster.
