@@ -528,6 +528,10 @@ int serve(const config& cfg, const std::string& config_path) {
       return 1;
     }
     auto settings = cluster_settings_of(cfg, name);
+    settings.save_inbox_position = [&writer](std::string position, std::function<void(bool)> done) {
+      writer.submit({core::store_ops::put_meta{"cluster.inbox", std::move(position)}},
+                    std::move(done));
+    };
     settings.inbox_position = inbox_position;
     if (settings.redis.tls) {
       std::string problem;

@@ -1036,14 +1036,29 @@ struct engine::impl {
   }
 
   // The inbox read: from where this node was (its store's position), or at the first start
-  // from the stream's end.
+  // from the stream's end, once that position is stored (settings.save_inbox_position).
   void start_inbox() {
     if (!inbox_pos.empty()) return read_inbox();
-    cmd->send({"XREVRANGE", my_inbox, "+", "-", "COUNT", "1"}, [this](const resp_value& v) {
-      inbox_pos = "0-0";
+    auto c = cmd;
+    c->send({"XREVRANGE", my_inbox, "+", "-", "COUNT", "1"}, [this, c](const resp_value& v) {
+      if (c != cmd || v.is(resp_value::kind::error)) return;  // lost: asked again when back
+      std::string from = "0-0";
       if (v.is(resp_value::kind::array) && !v.elements.empty() && !v.elements[0].elements.empty())
-        inbox_pos = v.elements[0].elements[0].text;
-      read_inbox();
+        from = v.elements[0].elements[0].text;
+      const auto& save = self.settings_.save_inbox_position;
+      if (!save) {
+        inbox_pos = from;
+        return read_inbox();
+      }
+      save(from, [this, from](bool ok) {
+        asio::post(io, [this, from, ok] {
+          if (!ok) spdlog::error("cluster: the inbox position could not be stored");
+          // A reconnection meanwhile asked too: the first answer starts the read.
+          if (!inbox_pos.empty()) return;
+          inbox_pos = from;
+          read_inbox();
+        });
+      });
     });
   }
 

@@ -73,6 +73,12 @@ struct engine_settings {
   // Where this node's inbox was read to, durably (the store's meta "cluster.inbox"; ""
   // at the first start: from the stream's end).
   std::string inbox_position;
+  // Writes the inbox position durably (the store's meta "cluster.inbox"); `done` (any
+  // thread) once it is, or failed. At the first start the position found at the stream's
+  // end is written so before anything is read: a node killed before it stored an entry's
+  // position then reads on from there, not from the end again (which would skip what
+  // came in while it was down). Unset: not written (tests of the engine alone).
+  std::function<void(std::string position, std::function<void(bool)> done)> save_inbox_position;
   redis_settings connection;
 };
 
