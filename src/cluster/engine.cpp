@@ -1041,7 +1041,11 @@ struct engine::impl {
     if (!inbox_pos.empty()) return read_inbox();
     auto c = cmd;
     c->send({"XREVRANGE", my_inbox, "+", "-", "COUNT", "1"}, [this, c](const resp_value& v) {
-      if (c != cmd || v.is(resp_value::kind::error)) return;  // lost: asked again when back
+      if (c != cmd) return;  // lost: asked again when back
+      if (v.is(resp_value::kind::error)) {
+        if (v.text != connection_lost) spdlog::error("cluster: XREVRANGE: {}", v.text);
+        return;
+      }
       std::string from = "0-0";
       if (v.is(resp_value::kind::array) && !v.elements.empty() && !v.elements[0].elements.empty())
         from = v.elements[0].elements[0].text;
