@@ -215,6 +215,11 @@ struct engine::impl {
   std::deque<std::pair<outgoing, std::chrono::steady_clock::time_point>> parked;
   int subscribed = 0;   // confirmations of the pub/sub connection's SUBSCRIBE
   bool synced = false;  // this connection round has registered and read the table
+  // This connection round has written the record (register_record): a change sent after it
+  // on the same connection follows it, so it goes at once (before `synced`, which waits for
+  // the table's read too: a change made in between was otherwise left for the next
+  // reconnection).
+  bool registered = false;
   bool stopping = false;
   int backoff_ms = 100;
   std::string epoch;  // the Redis data set's, as first seen
@@ -240,6 +245,7 @@ struct engine::impl {
   void connect() {
     subscribed = 0;
     synced = false;
+    registered = false;
     if (!self.settings_.sentinels.empty()) return find_master(0);
     if (clustered) return find_slot_owner(0);
     open(self.settings_.redis);
@@ -484,6 +490,7 @@ struct engine::impl {
       all.emplace_back("c:" + id, std::move(claim));
     }
     claim_on_reconnect.clear();
+    registered = true;
     const auto mine = departures_key(self.settings_.node);
     cmd->send({"DEL", mine});
     for (const auto& [id, bytes] : own_departures)
@@ -779,7 +786,7 @@ struct engine::impl {
       retained.swap(self.retained_changes_);
       self.drain_posted_ = false;
     }
-    const bool connected = cmd && cmd->is_ready() && synced;
+    const bool connected = cmd && cmd->is_ready() && registered;
     std::vector<op> ops;
     for (auto& [added, f] : filters)
       ops.push_back({added ? '+' : '-', "f:" + f, added ? "1" : ""});
@@ -811,8 +818,11 @@ struct engine::impl {
     }
     // Changes made while Redis was away are in the record written on reconnect.
     if (!ops.empty() && connected) send_ops(ops);
+    // Retained changes wait for `synced`: by then those made while Redis was away went first
+    // (sync_retained), so Redis keeps the latest of each tag.
+    const bool retained_up = cmd && cmd->is_ready() && synced;
     for (auto& r : retained) {
-      if (connected) {
+      if (retained_up) {
         send_retained(std::move(r));
         continue;
       }
