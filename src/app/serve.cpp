@@ -515,7 +515,7 @@ int serve(const config& cfg, const std::string& config_path) {
   router.set_store(&writer);
   std::string inbox_position;  // where the cluster's inbox was read to (restore clears it)
   for (const auto& [key, value] : restored.meta)
-    if (key == "cluster.inbox") inbox_position = value;
+    if (key == cluster::inbox_position_key) inbox_position = value;
   restore(router, restored, cfg);
   // The cluster, when configured: joins in the background (its log line says when), so a
   // Redis that is down does not keep this node from serving its own clients.
@@ -528,10 +528,6 @@ int serve(const config& cfg, const std::string& config_path) {
       return 1;
     }
     auto settings = cluster_settings_of(cfg, name);
-    settings.save_inbox_position = [&writer](std::string position, std::function<void(bool)> done) {
-      writer.submit({core::store_ops::put_meta{"cluster.inbox", std::move(position)}},
-                    std::move(done));
-    };
     settings.inbox_position = inbox_position;
     if (settings.redis.tls) {
       std::string problem;

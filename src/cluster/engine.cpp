@@ -18,6 +18,7 @@
 #include "cluster/envelope.hpp"
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
+#include "core/store_writer.hpp"
 
 namespace wsagent::cluster {
 
@@ -1046,7 +1047,9 @@ struct engine::impl {
   }
 
   // The inbox read: from where this node was (its store's position), or at the first start
-  // from the stream's end, once that position is stored (settings.save_inbox_position).
+  // from the stream's end, once that position is stored: a node killed before it stored an
+  // entry's position reads on from there after a restart, not from the end again (which
+  // would skip what came in while it was down).
   void start_inbox() {
     if (!inbox_pos.empty()) return read_inbox();
     auto c = cmd;
@@ -1059,20 +1062,21 @@ struct engine::impl {
       std::string from = "0-0";
       if (v.is(resp_value::kind::array) && !v.elements.empty() && !v.elements[0].elements.empty())
         from = v.elements[0].elements[0].text;
-      const auto& save = self.settings_.save_inbox_position;
-      if (!save) {
+      auto* store = self.router_.store();
+      if (!store) {  // nothing kept: nothing to read on from after a restart
         inbox_pos = from;
         return read_inbox();
       }
-      save(from, [this, from](bool ok) {
-        asio::post(io, [this, from, ok] {
-          if (!ok) spdlog::error("cluster: the inbox position could not be stored");
-          // A reconnection meanwhile asked too: the first answer starts the read.
-          if (!inbox_pos.empty()) return;
-          inbox_pos = from;
-          read_inbox();
-        });
-      });
+      store->submit({core::store_ops::put_meta{std::string(inbox_position_key), from}},
+                    [this, from](bool ok) {
+                      asio::post(io, [this, from, ok] {
+                        if (!ok) spdlog::error("cluster: the inbox position could not be stored");
+                        // A reconnection meanwhile asked too: the first answer starts the read.
+                        if (!inbox_pos.empty()) return;
+                        inbox_pos = from;
+                        read_inbox();
+                      });
+                    });
     });
   }
 
@@ -1358,7 +1362,7 @@ void engine::inbound_loop() {
       if (!stream_id.empty()) {
         // An inbox entry: its position is written with what it puts in the store (its
         // persistent recipients' queue entries), so a restart reads on from there.
-        opts.with.push_back(core::store_ops::put_meta{"cluster.inbox", stream_id});
+        opts.with.push_back(core::store_ops::put_meta{std::string(inbox_position_key), stream_id});
         opts.on_durable = [this, id = stream_id](bool ok) {
           if (ok) asio::post(impl_->io, [this, id] { impl_->inbox_durable = id; });
         };

@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -45,6 +46,9 @@
 #include "core/router.hpp"
 
 namespace wsagent::cluster {
+
+// The store's meta key (store_ops::put_meta) under which a node keeps its inbox position.
+inline constexpr std::string_view inbox_position_key = "cluster.inbox";
 
 struct engine_settings {
   std::string node;      // this node's name (cluster.node_id)
@@ -70,15 +74,10 @@ struct engine_settings {
   std::size_t inbox_max = 100000;
   int wait_replicas = 0;
   int publish_timeout_ms = 5000;
-  // Where this node's inbox was read to, durably (the store's meta "cluster.inbox"; ""
-  // at the first start: from the stream's end).
+  // Where this node's inbox was read to, durably (the store's meta inbox_position_key;
+  // "" at the first start: from the stream's end, which is then written to the router's
+  // store before anything is read).
   std::string inbox_position;
-  // Writes the inbox position durably (the store's meta "cluster.inbox"); `done` (any
-  // thread) once it is, or failed. At the first start the position found at the stream's
-  // end is written so before anything is read: a node killed before it stored an entry's
-  // position then reads on from there, not from the end again (which would skip what
-  // came in while it was down). Unset: not written (tests of the engine alone).
-  std::function<void(std::string position, std::function<void(bool)> done)> save_inbox_position;
   redis_settings connection;
 };
 

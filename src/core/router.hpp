@@ -151,6 +151,9 @@ class router {
   // Changes are written through `w` (may be null: kept in memory only). Set once, before
   // serving.
   void set_store(store_writer* w) noexcept;
+  // What set_store() set (null: none): for a part of the agent that writes beside the
+  // router's changes, in order with them (the cluster's inbox position).
+  store_writer* store() const noexcept { return store_; }
   // Who owns client ids across nodes (null: this node alone, the default). Set once, before
   // serving.
   void set_ownership(client_ownership* o) noexcept { ownership_ = o ? o : &local_; }
